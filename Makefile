@@ -1,0 +1,37 @@
+# Every target creates .venv and installs what it needs by itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+DEMO_WORKLOAD ?= avazu
+DEMO_TARGET   ?= ascend910
+OUT    := out
+
+.PHONY: help demo test lint typecheck schema clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the plan
+	@mkdir -p $(OUT)
+	$(VENV)/bin/embmap compile $(DEMO_WORKLOAD) --target $(DEMO_TARGET) -o $(OUT)/$(DEMO_WORKLOAD).plan.json
+	$(VENV)/bin/embmap explain $(OUT)/$(DEMO_WORKLOAD).plan.json
+
+test: $(STAMP)  ## run the test suite
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(VENV)/bin/ruff check ir passes cost_models mapper workloads tests tools
+	$(VENV)/bin/mypy
+
+schema: $(STAMP)  ## regenerate docs/plan.schema.json and docs/example-plan.json
+	$(PY) tools/export_schema.py
+
+clean:  ## remove the virtual environment and outputs
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,122 @@
+"""The analytic cost model: predicted seconds of one work item on one core.
+
+The model is linear in its parameters. `item_terms` turns a work item into (parameter, amount, category)
+terms, where the amount is a count (items, rows, chunks, indices) for `_s` parameters and a byte count for
+`_bytes_per_s` parameters; `evaluate` multiplies them by the profile. Calibration (least squares) fits the
+same terms to measurements, so prediction and fit can never disagree about the model's form.
+
+Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with pooling P:
+  GM     distinct rows come from main memory or, for the hot rows that fit the table's share of the shared
+         cache, from the cache; repeated rows within the batch hit the shared cache; every row is accumulated.
+  L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
+  GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
+         fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
+  L1-UB  as GM-UB, streaming from the local buffer.
+A row shard also filters all of the batch's indices to its range, and accumulates its partial sums into the
+output (read, add, write) instead of writing it: that is its combine cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from ir.cost_profile import CostProfile
+from ir.distributions import RankHistogram, histogram
+from ir.module import CostBreakdown, Strategy, TableProfile
+from ir.spec import HotSet, TableSpec, TargetSpec, Uniform, Zipf
+
+Category = Literal["fixed", "lookup", "stream", "combine"]
+OUTPUT_BYTES = 4  # pooled outputs are accumulated and written in fp32
+
+
+@dataclass(frozen=True)
+class ItemShape:
+    strategy: Strategy
+    rows: tuple[int, int]
+    samples: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Term:
+    param: str
+    amount: float
+    category: Category
+
+
+def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> list[Term]:
+    hist = table_histogram(table)
+    rb = table.row_bytes
+    row_frac = (shape.rows[1] - shape.rows[0]) / table.rows
+    samples = shape.samples[1] - shape.samples[0]
+    indices = samples * table.pooling  # indices this item must read
+    served = indices * row_frac  # lookups that fall in its rows (rows are a random subset of ranks)
+    distinct = hist.expected_distinct(indices) * row_frac
+    out_bytes = samples * table.dim * OUTPUT_BYTES
+    terms = [Term("item_fixed_s", 1.0, "fixed")]
+    if row_frac < 1.0:
+        terms.append(Term("combine_bytes_per_s", 2 * out_bytes, "combine"))
+    else:
+        terms.append(Term("output_bytes_per_s", out_bytes, "lookup"))
+    if shape.strategy.streamed or row_frac < 1.0:
+        terms.append(Term("index_s", indices, "lookup"))
+    if shape.strategy is Strategy.GM:
+        hot = hist.top_mass(stats.cache_share_bytes / rb) if target.shared_cache else 0.0
+        from_main = distinct * (1.0 - hot)
+        from_cache = served - from_main
+        terms += [
+            Term("main_row_s", from_main, "lookup"),
+            Term("main_bytes_per_s", from_main * rb, "lookup"),
+            Term("cache_row_s", from_cache, "lookup"),
+            Term("cache_bytes_per_s", from_cache * rb, "lookup"),
+            Term("scratch_bytes_per_s", served * rb, "lookup"),
+        ]
+    elif shape.strategy is Strategy.L1:
+        terms += [Term("local_row_s", served, "lookup"), Term("local_bytes_per_s", served * rb, "lookup")]
+    else:
+        part_bytes = (shape.rows[1] - shape.rows[0]) * rb
+        chunk_bytes = max(rb, target.scratch.capacity_bytes // 2)  # double-buffered chunks
+        terms.append(Term("chunk_fixed_s", math.ceil(part_bytes / chunk_bytes), "stream"))
+        if shape.strategy is Strategy.L1_UB:
+            terms.append(Term("stream_local_bytes_per_s", part_bytes, "stream"))
+        else:
+            resident = min(1.0, stats.cache_share_bytes / table.bytes) if target.shared_cache else 0.0
+            terms += [
+                Term("stream_main_bytes_per_s", part_bytes * (1.0 - resident), "stream"),
+                Term("cache_bytes_per_s", part_bytes * resident, "stream"),
+            ]
+        terms += [Term("scratch_row_s", served, "lookup"), Term("scratch_bytes_per_s", served * rb, "lookup")]
+    return terms
+
+
+def evaluate(terms: list[Term], profile: CostProfile) -> CostBreakdown:
+    sums: dict[str, float] = {"fixed": 0.0, "lookup": 0.0, "stream": 0.0, "combine": 0.0}
+    for term in terms:
+        sums[term.category] += term.amount * coefficient(profile, term.param)
+    return CostBreakdown(
+        fixed_s=sums["fixed"], lookup_s=sums["lookup"], stream_s=sums["stream"], combine_s=sums["combine"]
+    )
+
+
+def coefficient(profile: CostProfile, param: str) -> float:
+    """Seconds per unit of a term's amount: latencies as they are, bandwidths inverted."""
+    value = float(getattr(profile, param))
+    return 1.0 / value if param.endswith("_bytes_per_s") else value
+
+
+def item_cost(
+    shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, profile: CostProfile
+) -> CostBreakdown:
+    return evaluate(item_terms(shape, table, stats, target), profile)
+
+
+def table_histogram(table: TableSpec) -> RankHistogram:
+    assert table.distribution is not None, "tables must be effective (distribution explicit)"
+    return _histogram(table.distribution, table.rows)
+
+
+@lru_cache(maxsize=4096)
+def _histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram:
+    return histogram(distribution, rows)

@@ -1,0 +1,61 @@
+"""Uncalibrated preset profiles derived from a target's spec-sheet numbers.
+
+Each derivation is written down in `sources`, so a plan says exactly where its predictions come from.
+Shared memories' bandwidth is split evenly over the cores (every core busy, as during a batch).
+"""
+
+from __future__ import annotations
+
+from ir.cost_profile import CostProfile
+from ir.spec import TargetSpec
+
+# Per-item launch overheads, which no spec sheet gives. Assumptions until calibrated.
+ITEM_FIXED_S = {"ascend910": 1.0e-6, "cpu": 3.0e-6}
+DEFAULT_ITEM_FIXED_S = 2.0e-6
+INDEX_S = 1.0e-9  # reading and bucketing one 32/64-bit index: a few vector lanes per cycle
+DOUBLE_BUFFER_OVERLAP = 0.5  # two rows in flight hide half of each row's latency
+
+
+def preset_profile(target: TargetSpec) -> CostProfile:
+    cores = target.cores
+    main, cache, local, scratch = target.main, target.shared_cache or target.main, target.local, target.scratch
+    main_share = main.bandwidth_bytes_per_s / cores
+    cache_share = cache.bandwidth_bytes_per_s / cores
+    fixed = ITEM_FIXED_S.get(target.name, DEFAULT_ITEM_FIXED_S)
+    sheet = f"{target.name} spec"
+    return CostProfile(
+        target=target.name,
+        calibrated=False,
+        item_fixed_s=fixed,
+        main_row_s=main.latency_s * DOUBLE_BUFFER_OVERLAP,
+        main_bytes_per_s=main_share,
+        cache_row_s=cache.latency_s * DOUBLE_BUFFER_OVERLAP,
+        cache_bytes_per_s=cache_share,
+        local_row_s=local.latency_s,
+        local_bytes_per_s=local.bandwidth_bytes_per_s,
+        scratch_row_s=scratch.latency_s,
+        scratch_bytes_per_s=scratch.bandwidth_bytes_per_s,
+        stream_main_bytes_per_s=main_share,
+        stream_local_bytes_per_s=local.bandwidth_bytes_per_s,
+        chunk_fixed_s=main.latency_s,
+        index_s=INDEX_S,
+        output_bytes_per_s=main_share,
+        combine_bytes_per_s=main_share,
+        sources={
+            "item_fixed_s": f"assumption ({fixed * 1e6:g} us per item launch), uncalibrated",
+            "main_row_s": f"{sheet}: {main.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
+            "main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+            "cache_row_s": f"{sheet}: {cache.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
+            "cache_bytes_per_s": f"{sheet}: {cache.name} bandwidth / {cores} cores",
+            "local_row_s": f"{sheet}: {local.name} latency",
+            "local_bytes_per_s": f"{sheet}: {local.name} bandwidth",
+            "scratch_row_s": f"{sheet}: {scratch.name} latency",
+            "scratch_bytes_per_s": f"{sheet}: {scratch.name} bandwidth",
+            "stream_main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+            "stream_local_bytes_per_s": f"{sheet}: {local.name} bandwidth",
+            "chunk_fixed_s": f"{sheet}: one {main.name} access per chunk",
+            "index_s": "assumption (1 ns per index), uncalibrated",
+            "output_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+            "combine_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+        },
+    )

@@ -1,0 +1,41 @@
+"""The parameters of the analytic cost model, as data: one JSON file per target, units in the field names.
+
+Latencies are seconds per access (`_s`), bandwidths are bytes per second per core (`_bytes_per_s`). Every
+value's origin is recorded in `sources` (spec sheet, assumption, or the fit that produced it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ir.spec import Frozen
+
+PROFILE_SCHEMA = "embmap.cost-profile/1"
+
+
+class CostProfile(Frozen):
+    schema_version: Literal["embmap.cost-profile/1"] = PROFILE_SCHEMA
+    target: str
+    calibrated: bool = False
+    item_fixed_s: float = Field(ge=0, description="launching one work item on one core")
+    main_row_s: float = Field(ge=0, description="latency of one row read from main memory, after double-buffering")
+    main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
+    cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")
+    cache_bytes_per_s: float = Field(gt=0, description="per-core share of shared-cache bandwidth")
+    local_row_s: float = Field(ge=0, description="latency of one row read from the core's local buffer")
+    local_bytes_per_s: float = Field(gt=0, description="local-buffer read bandwidth")
+    scratch_row_s: float = Field(ge=0, description="vector gather of one row inside the scratchpad")
+    scratch_bytes_per_s: float = Field(gt=0, description="scratchpad bandwidth for gather and accumulate")
+    stream_main_bytes_per_s: float = Field(gt=0, description="streaming table chunks main -> scratchpad")
+    stream_local_bytes_per_s: float = Field(gt=0, description="streaming table chunks local buffer -> scratchpad")
+    chunk_fixed_s: float = Field(ge=0, description="setting up one streamed chunk (one DMA)")
+    index_s: float = Field(ge=0, description="reading and bucketing one index")
+    output_bytes_per_s: float = Field(gt=0, description="writing pooled outputs")
+    combine_bytes_per_s: float = Field(gt=0, description="row shards accumulating partial sums into the output (read + write)")
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @staticmethod
+    def parameter_names() -> tuple[str, ...]:
+        return tuple(n for n in CostProfile.model_fields if n.endswith(("_s", "_bytes_per_s")))

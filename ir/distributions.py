@@ -1,0 +1,86 @@
+"""Index distributions as rank histograms: the few numbers the cost model needs from a distribution.
+
+A histogram is a list of buckets (row count, probability of each row in the bucket), hottest first. Small
+tables get one bucket per row; large Zipf tables get exact head ranks and geometric buckets for the tail,
+so that a 40M-row table costs about a thousand buckets. From it follow the expected number of distinct rows
+among n lookups and the lookup mass of the hottest m rows (what a cache of m rows catches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ir.spec import HotSet, Uniform, Zipf
+
+EXACT_ZIPF_ROWS = 65_536  # below this, one bucket per rank
+ZIPF_HEAD_ROWS = 4_096  # above it, exact head ranks, then geometric buckets
+ZIPF_BUCKET_RATIO = 1.01
+
+
+@dataclass(frozen=True)
+class RankHistogram:
+    counts: np.ndarray  # rows in each bucket (float64 so that sums do not overflow)
+    probs: np.ndarray  # probability of one row in the bucket; sum(counts * probs) == 1
+
+    @property
+    def rows(self) -> int:
+        return int(round(float(self.counts.sum())))
+
+    def expected_distinct(self, lookups: float) -> float:
+        """E[number of distinct rows] among `lookups` independent draws."""
+        if lookups <= 0:
+            return 0.0
+        # 1 - (1 - p)^n, computed without cancellation for tiny p.
+        hit = -np.expm1(lookups * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
+        return float(np.dot(self.counts, hit))
+
+    def top_mass(self, rows: float) -> float:
+        """Fraction of lookups that fall on the `rows` hottest rows."""
+        if rows <= 0:
+            return 0.0
+        cum_rows = np.cumsum(self.counts)
+        mass = self.counts * self.probs
+        full = cum_rows <= rows
+        total = float(mass[full].sum())
+        k = int(full.sum())
+        if k < len(self.counts):
+            already = float(cum_rows[k - 1]) if k else 0.0
+            total += (rows - already) * float(self.probs[k])
+        return min(1.0, total)
+
+
+def histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram:
+    if isinstance(distribution, Uniform) or rows == 1:
+        return RankHistogram(np.array([float(rows)]), np.array([1.0 / rows]))
+    if isinstance(distribution, HotSet):
+        hot = min(distribution.hot_rows, rows)
+        if hot == rows:
+            return histogram(Uniform(), rows)
+        buckets = [(hot, distribution.hot_mass / hot), (rows - hot, (1.0 - distribution.hot_mass) / (rows - hot))]
+        buckets.sort(key=lambda b: -b[1])
+        return RankHistogram(np.array([float(c) for c, _ in buckets]), np.array([p for _, p in buckets]))
+    return _zipf(distribution.alpha, rows)
+
+
+def _zipf(alpha: float, rows: int) -> RankHistogram:
+    if rows <= EXACT_ZIPF_ROWS:
+        weights = np.arange(1, rows + 1, dtype=np.float64) ** -alpha
+        return RankHistogram(np.ones(rows), weights / weights.sum())
+    head = np.arange(1, ZIPF_HEAD_ROWS + 1, dtype=np.float64)
+    edges = [float(ZIPF_HEAD_ROWS + 1)]
+    while edges[-1] < rows + 1:
+        edges.append(max(edges[-1] + 1.0, np.floor(edges[-1] * ZIPF_BUCKET_RATIO)))
+    edges[-1] = float(rows + 1)
+    lo, hi = np.array(edges[:-1]), np.array(edges[1:])
+    counts = hi - lo
+    # Mass of ranks [lo, hi) approximated by the integral of x^-alpha over [lo - 1/2, hi - 1/2).
+    if abs(alpha - 1.0) < 1e-12:
+        tail_mass = np.log((hi - 0.5) / (lo - 0.5))
+    else:
+        tail_mass = ((hi - 0.5) ** (1 - alpha) - (lo - 0.5) ** (1 - alpha)) / (1 - alpha)
+    counts_all = np.concatenate([np.ones(len(head)), counts])
+    mass_all = np.concatenate([head**-alpha, tail_mass])
+    mass_all /= mass_all.sum()
+    return RankHistogram(counts_all, mass_all / counts_all)

@@ -1,0 +1,47 @@
+"""One error type for everything a user can get wrong.
+
+Every error renders as a single line that names the offending field, what is wrong with it and how to fix
+it, so that the command line can print it as is and exit with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EmbmapError(Exception):
+    """A user-facing error: `field: problem (fix: ...)` on one line."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.field}: {self.problem}" if self.field else self.problem
+        if self.fix:
+            text += f" (fix: {self.fix})"
+        return " ".join(text.split())
+
+
+class SpecError(EmbmapError):
+    """A workload, target, profile or plan file is malformed or inconsistent."""
+
+
+class PipelineError(EmbmapError):
+    """A pipeline names an unknown pass or option, or a pass failed."""
+
+
+class InfeasibleError(EmbmapError):
+    """No plan exists for this workload on this target."""
+
+
+class VerificationError(EmbmapError):
+    """An IR or plan invariant does not hold."""
+
+    def __init__(self, violations: Sequence[str], where: str = "") -> None:
+        self.violations = tuple(violations)
+        shown = "; ".join(self.violations[:3])
+        more = f" (+{len(self.violations) - 3} more)" if len(self.violations) > 3 else ""
+        super().__init__(where or "verify", f"{shown}{more}")

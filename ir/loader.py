@@ -1,0 +1,98 @@
+"""Read specs from YAML or JSON files, turning every failure into a one-line `SpecError`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ir.errors import SpecError
+
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_document(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML or JSON file (by suffix; YAML otherwise, which also reads JSON) into a mapping."""
+    if not path.is_file():
+        raise SpecError(what, f"no such file {str(path)!r}", f"give an existing path or a built-in {what} name")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(what, f"{path} is {size} bytes, more than the {MAX_SPEC_BYTES} allowed", "split the file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(what, f"cannot read {path}: {exc}", "give a UTF-8 text file") from None
+    return parse_document(text, path.suffix.lower() == ".json", f"{what} {path.name}")
+
+
+def parse_document(text: str, is_json: bool, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(what, f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "fix the syntax") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise SpecError(what, f"not valid YAML{where}: {problem}", "fix the syntax") from None
+    except RecursionError:
+        raise SpecError(what, "nested too deeply", "flatten the document") from None
+    if not isinstance(data, dict):
+        raise SpecError(what, f"must be a mapping of fields, got {type(data).__name__}", "start the file with `name: ...`")
+    return data
+
+
+def validate(model: type[Model], data: Any, what: str) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error_from(exc, what) from None
+    except RecursionError:
+        raise SpecError(what, "nested too deeply", "flatten the document") from None
+
+
+def spec_error_from(exc: ValidationError, what: str) -> SpecError:
+    """The first validation error as one line: the field path, what is wrong, and how to fix it."""
+    err = exc.errors(include_url=False)[0]
+    loc = _format_loc(err.get("loc", ()))
+    field = f"{what}.{loc}" if loc else what
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value"))
+    got = err.get("input")
+    fixes = {
+        "extra_forbidden": "remove it or check its spelling",
+        "missing": "add this field",
+        "greater_than": "use a larger, positive value",
+        "greater_than_equal": "use a larger value",
+        "less_than": "use a smaller value",
+        "less_than_equal": "use a smaller value",
+        "int_parsing": "give a whole number",
+        "int_from_float": "give a whole number",
+        "float_parsing": "give a number",
+        "enum": "use one of the allowed values",
+        "literal_error": "use one of the allowed values",
+        "union_tag_invalid": "use kind uniform, zipf or hot-set",
+        "string_pattern_mismatch": "use letters, digits, '_', '.' or '-'",
+    }
+    if kind == "extra_forbidden":
+        msg = "unknown field"
+    elif kind not in ("missing",) and got is not None and not isinstance(got, dict | list):
+        shown = repr(got)
+        msg = f"{msg}, got {shown[:60]}"
+    return SpecError(field, msg[0].lower() + msg[1:] if msg else msg, fixes.get(kind, ""))
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("uniform", "zipf", "hot-set") and out:
+            continue  # pydantic's discriminator tag; not a field the user wrote
+        else:
+            out += ("." if out else "") + str(part)
+    return out

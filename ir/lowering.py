@@ -1,0 +1,48 @@
+"""Lowering: a workload spec and a target spec become an IR module, or a clear infeasibility error."""
+
+from __future__ import annotations
+
+from ir.cost_profile import CostProfile
+from ir.errors import InfeasibleError
+from ir.module import LookupOp, Module
+from ir.printer import fmt_bytes
+from ir.spec import TargetSpec, WorkloadSpec
+
+
+def lower(workload: WorkloadSpec, target: TargetSpec, cost_profile: CostProfile) -> Module:
+    effective = workload.effective()
+    check_fits(effective, target)
+    lookups = tuple(
+        LookupOp(
+            table=t.name,
+            batch_size=effective.batch_size,
+            pooling=t.pooling,
+            distribution=effective.distribution_of(t),
+        )
+        for t in effective.tables
+    )
+    return Module(workload=effective, target=target, cost_profile=cost_profile, lookups=lookups)
+
+
+def check_fits(workload: WorkloadSpec, target: TargetSpec) -> None:
+    """Every table must fit the target's shared main memory, and so must all of them together."""
+    main = target.main
+    for t in workload.tables:
+        if t.bytes > main.capacity_bytes:
+            raise InfeasibleError(
+                f"table {t.name}",
+                f"needs {fmt_bytes(t.bytes)} ({t.rows} rows x {t.row_bytes} B); the largest memory of "
+                f"{target.name} ({main.name}) holds {fmt_bytes(main.capacity_bytes)}",
+                f"cap its rows with --row-cap {main.capacity_bytes // t.row_bytes} or less (ids hashed, as DLRM's "
+                f"--max-ind-range), use a smaller dtype, or a target with more memory",
+            )
+    total = workload.total_bytes
+    if total > main.capacity_bytes:
+        largest = max(workload.tables, key=lambda t: t.bytes)
+        raise InfeasibleError(
+            "workload.tables",
+            f"together need {fmt_bytes(total)}; {target.name} {main.name} holds {fmt_bytes(main.capacity_bytes)} "
+            f"(largest table {largest.name}: {fmt_bytes(largest.bytes)})",
+            "cap rows with --row-cap N (ids hashed, as DLRM's --max-ind-range), use a smaller dtype, "
+            "or plan across several devices",
+        )

@@ -1,0 +1,223 @@
+"""The IR: a module holds the target, the tables and their lookup ops, and the annotations passes add.
+
+Annotations appear in pipeline order: table profiles, strategy candidates, partition options (the menu the
+core assignment chooses from), work items placed on cores, per-core schedules, and the solver report. Every
+field is immutable; a pass returns a new module with `module.model_copy(update=...)`.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field
+
+from ir.cost_profile import CostProfile
+from ir.spec import Distribution, Frozen, TableSpec, TargetSpec, WorkloadSpec
+
+
+class Strategy(enum.StrEnum):
+    """How one core reads one table (the four single-core strategies)."""
+
+    GM = "GM"  # rows read one at a time from shared memory, double-buffered
+    L1 = "L1"  # table preloaded into the core's local buffer, rows read from there
+    GM_UB = "GM-UB"  # table streamed from shared memory through the scratchpad, vector gather per chunk
+    L1_UB = "L1-UB"  # table preloaded locally, chunks moved local -> scratchpad, vector gather
+
+    @property
+    def preloaded(self) -> bool:
+        """Occupies local-buffer capacity on every core that serves (a part of) the table."""
+        return self in (Strategy.L1, Strategy.L1_UB)
+
+    @property
+    def streamed(self) -> bool:
+        return self in (Strategy.GM_UB, Strategy.L1_UB)
+
+
+class PartitionMode(enum.StrEnum):
+    SAMPLES = "samples"  # each part serves a slice of the batch over the whole table (replicas if preloaded)
+    ROWS = "rows"  # each part owns a slice of the rows for the whole batch and accumulates into the output
+
+
+class CostBreakdown(Frozen):
+    """Predicted seconds of one work item, by cause. Addable."""
+
+    fixed_s: float = 0.0
+    lookup_s: float = 0.0
+    stream_s: float = 0.0
+    combine_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.fixed_s + self.lookup_s + self.stream_s + self.combine_s
+
+    def __add__(self, other: CostBreakdown) -> CostBreakdown:
+        return CostBreakdown(
+            fixed_s=self.fixed_s + other.fixed_s,
+            lookup_s=self.lookup_s + other.lookup_s,
+            stream_s=self.stream_s + other.stream_s,
+            combine_s=self.combine_s + other.combine_s,
+        )
+
+
+class LookupOp(Frozen):
+    """`batch_size x pooling` lookups into one table, sum-pooled per sample."""
+
+    table: str
+    batch_size: int = Field(gt=0)
+    pooling: int = Field(gt=0)
+    distribution: Distribution
+
+
+class TableProfile(Frozen):
+    """Per-table facts the cost model needs, computed once by the `profile` pass."""
+
+    table: str
+    bytes: int
+    lookups_per_batch: int
+    distinct_rows_per_batch: float
+    cache_share_bytes: float = Field(description="the table's share of the shared cache, in proportion to traffic")
+
+
+class StrategyCandidate(Frozen):
+    strategy: Strategy
+    fits_local: bool
+    cost: CostBreakdown = Field(description="the whole table on one core")
+
+
+class TableCandidates(Frozen):
+    table: str
+    candidates: tuple[StrategyCandidate, ...]
+
+    @property
+    def best(self) -> StrategyCandidate:
+        usable = [c for c in self.candidates if c.fits_local or not c.strategy.preloaded]
+        return min(usable or self.candidates, key=lambda c: c.cost.total_s)
+
+
+class PartitionOption(Frozen):
+    """One way to serve a table: a strategy, a split mode and a number of parts, each part on its own core."""
+
+    table: str
+    strategy: Strategy
+    mode: PartitionMode
+    parts: int = Field(gt=0)
+    part_costs: tuple[CostBreakdown, ...]
+    local_bytes_per_part: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy.value}/{self.mode.value}x{self.parts}"
+
+    @property
+    def work_s(self) -> float:
+        return sum(c.total_s for c in self.part_costs)
+
+
+class TableOptions(Frozen):
+    table: str
+    options: tuple[PartitionOption, ...] = Field(min_length=1)
+
+
+OutputMode = Literal["write", "accumulate"]
+
+
+class WorkItem(Frozen):
+    """A unit of work on one core: a table's row range x sample range read with one strategy.
+
+    An item that owns all rows writes its samples' pooled outputs; a row shard accumulates its partial sums
+    into them (an atomic-add DMA on an NPU, a per-table lock on a CPU), so no separate combine step, and no
+    barrier, is needed: the output is zeroed when the batch starts.
+    """
+
+    id: int = Field(ge=0)
+    table: str
+    output: OutputMode = "write"
+    strategy: Strategy
+    rows: tuple[int, int]
+    samples: tuple[int, int]
+    core: int = Field(ge=0)
+    local_bytes: int = Field(0, ge=0)
+    cost: CostBreakdown
+    depends_on: tuple[int, ...] = ()
+
+
+class CoreSchedule(Frozen):
+    """The ordered items of one core with their predicted start and finish times."""
+
+    core: int
+    items: tuple[int, ...]
+    start_s: tuple[float, ...]
+    finish_s: tuple[float, ...]
+
+    @property
+    def busy_s(self) -> float:
+        return sum(f - s for s, f in zip(self.start_s, self.finish_s, strict=True))
+
+
+SolverStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "MODEL_INVALID", "UNKNOWN", "NOT_SOLVED"]
+
+
+class SolverReport(Frozen):
+    """How the core assignment was obtained and how good it is provably."""
+
+    method: str
+    status: SolverStatus
+    objective_s: float
+    best_bound_s: float
+    gap: float = Field(ge=0, description="(objective - best bound) / objective")
+    wall_s: float
+    workers: int = 1
+    seed: int = 0
+    time_limit_s: float | None = None
+    hint_objective_s: float | None = Field(None, description="objective of the greedy plan used as hint")
+    options_considered: int = 0
+
+
+class Module(Frozen):
+    workload: WorkloadSpec = Field(description="effective workload: row cap applied, distributions explicit")
+    target: TargetSpec
+    cost_profile: CostProfile
+    lookups: tuple[LookupOp, ...]
+    table_profiles: tuple[TableProfile, ...] | None = None
+    candidates: tuple[TableCandidates, ...] | None = None
+    options: tuple[TableOptions, ...] | None = None
+    items: tuple[WorkItem, ...] | None = None
+    schedules: tuple[CoreSchedule, ...] | None = None
+    solver: SolverReport | None = None
+    lower_bound_s: float | None = None
+    history: tuple[str, ...] = Field((), description="passes applied so far, with their options")
+
+    def table(self, name: str) -> TableSpec:
+        return self._tables[name]
+
+    @cached_property
+    def _tables(self) -> dict[str, TableSpec]:
+        return {t.name: t for t in self.workload.tables}
+
+    def table_profile(self, name: str) -> TableProfile:
+        return self._table_profiles[name]
+
+    @cached_property
+    def _table_profiles(self) -> dict[str, TableProfile]:
+        if self.table_profiles is None:
+            raise KeyError("no table profiles: run the profile pass first")
+        return {p.table: p for p in self.table_profiles}
+
+    @property
+    def makespan_s(self) -> float | None:
+        if self.schedules is None:
+            return None
+        return max((s.finish_s[-1] for s in self.schedules if s.finish_s), default=0.0)
+
+
+def split_range(n: int, parts: int) -> tuple[tuple[int, int], ...]:
+    """[0, n) cut into `parts` contiguous ranges whose sizes differ by at most one, larger ones first."""
+    q, r = divmod(n, parts)
+    bounds, lo = [], 0
+    for i in range(parts):
+        hi = lo + q + (1 if i < r else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return tuple(bounds)

@@ -1,0 +1,72 @@
+"""A readable text form of a module, for `--print-ir-after` and for reading test failures.
+
+The JSON form (`Module.model_dump_json` / `Module.model_validate_json`) is the one that round-trips; this
+one is for people.
+"""
+
+from __future__ import annotations
+
+from ir.module import Module
+
+
+def fmt_s(seconds: float) -> str:
+    """Seconds in the unit that reads best: 12.3us, 4.56ms, 1.20s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g}{unit}"
+    return f"{seconds / 1e-9:.3g}ns"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{int(n)}B"
+
+
+def print_module(m: Module) -> str:
+    w, t = m.workload, m.target
+    lines = [f"module @{w.name} target=@{t.name} cores={t.cores} batch={w.batch_size} {{"]
+    for tab in w.tables:
+        dist = tab.distribution.model_dump(exclude_defaults=False) if tab.distribution else {}
+        dist_text = " ".join(f"{k}={v}" for k, v in dist.items() if k != "kind")
+        kind = dist.get("kind", "?")
+        lines.append(
+            f"  table @{tab.name} rows={tab.rows} dim={tab.dim} {tab.dtype.value} pooling={tab.pooling} "
+            f"size={fmt_bytes(tab.bytes)} dist={kind}{(' ' + dist_text) if dist_text else ''}"
+        )
+    for p in m.table_profiles or ():
+        lines.append(
+            f"  profile @{p.table} lookups={p.lookups_per_batch} distinct={p.distinct_rows_per_batch:.1f} "
+            f"cache_share={fmt_bytes(p.cache_share_bytes)}"
+        )
+    for c in m.candidates or ():
+        cands = " ".join(
+            f"{x.strategy.value}={fmt_s(x.cost.total_s)}{'' if x.fits_local or not x.strategy.preloaded else '[no-fit]'}"
+            for x in c.candidates
+        )
+        lines.append(f"  candidates @{c.table} {cands}")
+    for entry in m.options or ():
+        opts = " ".join(f"{o.label}:{fmt_s(max(c.total_s for c in o.part_costs))}" for o in entry.options)
+        lines.append(f"  options @{entry.table} {opts}")
+    for it in m.items or ():
+        deps = f" after={','.join(f'%{d}' for d in it.depends_on)}" if it.depends_on else ""
+        lines.append(
+            f"  %{it.id} = {it.output} @{it.table} {it.strategy.value} rows=[{it.rows[0]},{it.rows[1]}) "
+            f"samples=[{it.samples[0]},{it.samples[1]}) core={it.core} local={fmt_bytes(it.local_bytes)} "
+            f"cost={fmt_s(it.cost.total_s)}{deps}"
+        )
+    for s in m.schedules or ():
+        order = " ".join(f"%{i}" for i in s.items)
+        end = fmt_s(s.finish_s[-1]) if s.finish_s else "0"
+        lines.append(f"  core {s.core} busy={fmt_s(s.busy_s)} end={end}: {order}")
+    if m.solver:
+        r = m.solver
+        lines.append(
+            f"  solver {r.method} status={r.status} objective={fmt_s(r.objective_s)} "
+            f"bound={fmt_s(r.best_bound_s)} gap={r.gap:.2%} wall={fmt_s(r.wall_s)}"
+        )
+    if m.lower_bound_s is not None:
+        lines.append(f"  lower_bound={fmt_s(m.lower_bound_s)}")
+    lines.append("}")
+    return "\n".join(lines)

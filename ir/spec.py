@@ -1,0 +1,171 @@
+"""Workload and target specifications: what the user writes, validated when built.
+
+A workload names the embedding tables of a model and how they are queried; a target names the cores of a
+chip and the memories around them. Both are frozen pydantic models: values check themselves here, and
+cross-object invariants (does this table fit anywhere?) live in `ir.verify`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Frozen(BaseModel):
+    """Base of every IR value: immutable, and unknown fields are an error rather than silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class DType(enum.StrEnum):
+    """Storage type of an embedding table's elements."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    @property
+    def bytes(self) -> int:
+        return {"fp32": 4, "fp16": 2, "int8": 1}[self.value]
+
+
+# Index distributions ------------------------------------------------------------------------------------
+# A distribution is over popularity *ranks*; the row id of rank r is a fixed pseudo-random permutation of
+# ranks (ids are hashed in practice), so a contiguous row range receives a proportional share of lookups.
+
+
+class Uniform(Frozen):
+    """Every row equally likely."""
+
+    kind: Literal["uniform"] = "uniform"
+
+
+class Zipf(Frozen):
+    """P(rank r) proportional to 1 / r**alpha: real-like skew (alpha about 1 for click logs)."""
+
+    kind: Literal["zipf"] = "zipf"
+    alpha: float = Field(1.05, gt=0.0, le=5.0)
+
+
+class HotSet(Frozen):
+    """Extremely unbalanced: `hot_mass` of the lookups fall on `hot_rows` rows, the rest uniformly elsewhere."""
+
+    kind: Literal["hot-set"] = "hot-set"
+    hot_rows: int = Field(16, ge=1)
+    hot_mass: float = Field(0.9, gt=0.0, lt=1.0)
+
+
+Distribution = Annotated[Uniform | Zipf | HotSet, Field(discriminator="kind")]
+
+
+# Workload ------------------------------------------------------------------------------------------------
+
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
+class TableSpec(Frozen):
+    """One embedding table and how each sample queries it."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    rows: int = Field(gt=0, le=10**12)
+    dim: int = Field(gt=0, le=65536)
+    dtype: DType = DType.FP32
+    pooling: int = Field(1, gt=0, le=100_000, description="lookups per sample, sum-pooled")
+    distribution: Distribution | None = Field(None, description="overrides the workload's default")
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dim * self.dtype.bytes
+
+    @property
+    def bytes(self) -> int:
+        return self.rows * self.row_bytes
+
+
+class WorkloadSpec(Frozen):
+    """The tables of a model and how one batch queries them."""
+
+    name: str = Field(min_length=1, max_length=128)
+    title: str = ""
+    batch_size: int = Field(1024, gt=0, le=10**7)
+    distribution: Distribution = Field(default_factory=Uniform)
+    row_cap: int | None = Field(
+        None, gt=0, description="ids hashed into at most this many rows per table (DLRM's --max-ind-range)"
+    )
+    tables: tuple[TableSpec, ...] = Field(min_length=1, max_length=100_000)
+    source: str = ""
+    notes: str = ""
+    assumptions: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> WorkloadSpec:
+        seen: set[str] = set()
+        for i, t in enumerate(self.tables):
+            if t.name in seen:
+                raise ValueError(f"tables[{i}].name {t.name!r} repeats an earlier table; give each table a unique name")
+            seen.add(t.name)
+        return self
+
+    def distribution_of(self, table: TableSpec) -> Uniform | Zipf | HotSet:
+        return table.distribution or self.distribution
+
+    def effective(self) -> WorkloadSpec:
+        """The workload as planned: row cap applied, every table's distribution made explicit."""
+        tables = tuple(
+            t.model_copy(
+                update={
+                    "rows": min(t.rows, self.row_cap) if self.row_cap else t.rows,
+                    "distribution": self.distribution_of(t),
+                }
+            )
+            for t in self.tables
+        )
+        return self.model_copy(update={"tables": tables})
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.tables)
+
+    def digest(self) -> str:
+        return _digest(self)
+
+
+# Target --------------------------------------------------------------------------------------------------
+
+
+class MemorySpec(Frozen):
+    """One level of the memory hierarchy. Bandwidth is per core for core-private memories, aggregate for shared."""
+
+    name: str = Field(min_length=1, max_length=64)
+    capacity_bytes: int = Field(gt=0)
+    bandwidth_bytes_per_s: float = Field(gt=0.0)
+    latency_s: float = Field(ge=0.0, lt=1.0)
+
+
+class TargetSpec(Frozen):
+    """A chip: identical cores, each with a persistent local buffer and a vector scratchpad, plus shared memory.
+
+    The four lookup strategies map onto these roles: `local` holds preloaded tables (Ascend L1, a CPU core's
+    L2), `scratch` receives streamed chunks (Ascend UB, a CPU core's L1d), `shared_cache` sits in front of
+    `main` (Ascend L2 and HBM; a CPU's L3 and DRAM).
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    cores: int = Field(gt=0, le=65536)
+    local: MemorySpec
+    scratch: MemorySpec
+    shared_cache: MemorySpec | None = None
+    main: MemorySpec
+    calibrated: bool = False
+    source: str = ""
+
+    def digest(self) -> str:
+        return _digest(self)
+
+
+def _digest(model: BaseModel) -> str:
+    return "sha256:" + hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:16]

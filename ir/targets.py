@@ -1,0 +1,102 @@
+"""Built-in targets: `ascend910` from public spec sheets and `cpu` detected from this machine.
+
+Neither is calibrated: latencies and bandwidths are spec-sheet or typical values, recorded with their source,
+and the cost model derives an uncalibrated preset profile from them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ir.errors import SpecError
+from ir.spec import MemorySpec, TargetSpec
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+def ascend910() -> TargetSpec:
+    return TargetSpec(
+        name="ascend910",
+        description="Huawei Ascend 910: 32 Da Vinci AI cores, per-core L1 buffer and Unified Buffer, shared L2, HBM2",
+        cores=32,
+        local=MemorySpec(name="L1", capacity_bytes=1 * MiB, bandwidth_bytes_per_s=128e9, latency_s=60e-9),
+        scratch=MemorySpec(name="UB", capacity_bytes=256 * KiB, bandwidth_bytes_per_s=256e9, latency_s=5e-9),
+        shared_cache=MemorySpec(name="L2", capacity_bytes=32 * MiB, bandwidth_bytes_per_s=2.4e12, latency_s=250e-9),
+        main=MemorySpec(name="HBM", capacity_bytes=32 * GiB, bandwidth_bytes_per_s=1.2e12, latency_s=600e-9),
+        calibrated=False,
+        source=(
+            "core count, L1 1 MiB, UB 256 KiB, 32 MiB L2, 32 GiB HBM2 at 1.2 TB/s: Huawei Ascend 910 public "
+            "material (Hot Chips 31, 2019; Atlas 300T datasheet); per-core L1/UB bandwidths (128/256 B per "
+            "cycle at 1 GHz), L2 bandwidth and all latencies are assumptions, to be calibrated"
+        ),
+    )
+
+
+def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/proc/meminfo")) -> TargetSpec:
+    """This machine: usable cores, L2 as the local buffer, L1d as the scratchpad, L3 and DRAM shared."""
+    caches = _read_caches(sysfs / "cpu0" / "cache")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    l1d = caches.get((1, "Data"), 32 * KiB)
+    l2 = caches.get((2, "Unified"), 512 * KiB)
+    l3 = caches.get((3, "Unified"))
+    return TargetSpec(
+        name="cpu",
+        description=f"this machine: {cores} cores, L1d {l1d // KiB} KiB and L2 {l2 // KiB} KiB per core"
+        + (f", {l3 // MiB} MiB shared L3" if l3 else ""),
+        cores=cores,
+        local=MemorySpec(name="L2", capacity_bytes=l2, bandwidth_bytes_per_s=64e9, latency_s=4e-9),
+        scratch=MemorySpec(name="L1d", capacity_bytes=l1d, bandwidth_bytes_per_s=128e9, latency_s=1.2e-9),
+        shared_cache=(
+            MemorySpec(name="L3", capacity_bytes=l3, bandwidth_bytes_per_s=32e9 * cores, latency_s=15e-9) if l3 else None
+        ),
+        main=MemorySpec(
+            name="DRAM", capacity_bytes=_mem_total(meminfo), bandwidth_bytes_per_s=20e9, latency_s=90e-9
+        ),
+        calibrated=False,
+        source=(
+            "cores from sched_getaffinity, cache sizes from sysfs, memory from /proc/meminfo; bandwidths and "
+            "latencies are typical for a current x86 server core and are assumptions until calibrated"
+        ),
+    )
+
+
+def _read_caches(cache_dir: Path) -> dict[tuple[int, str], int]:
+    found: dict[tuple[int, str], int] = {}
+    for index in sorted(cache_dir.glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            found[(level, kind)] = _parse_size((index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _parse_size(text: str) -> int:
+    units = {"K": KiB, "M": MiB, "G": GiB}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def _mem_total(meminfo: Path) -> int:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * KiB
+    except OSError:
+        pass
+    return 8 * GiB
+
+
+BUILTIN_TARGETS: dict[str, Callable[[], TargetSpec]] = {"ascend910": ascend910, "cpu": cpu}
+
+
+def builtin_target(name: str) -> TargetSpec:
+    if name not in BUILTIN_TARGETS:
+        raise SpecError(
+            "target", f"unknown target {name!r}", f"use one of {', '.join(BUILTIN_TARGETS)} or a target file path"
+        )
+    return BUILTIN_TARGETS[name]()

@@ -1,0 +1,215 @@
+"""The verifier: every invariant of modules and plans, stated once.
+
+- every (table, sample) lookup is served exactly once: the lookup items of a table tile rows x samples;
+- row shards tile their table and accumulate into the output; items that own all rows write it;
+- local-buffer capacity holds on every core, and preloaded items account for the bytes they hold;
+- every item has a core that exists, and the parts of one table sit on distinct cores;
+- schedules hold each core's items exactly once, do not overlap, and respect dependencies (an acyclic graph).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import networkx as nx
+import numpy as np
+
+from ir.errors import VerificationError
+from ir.module import CoreSchedule, Module, PartitionMode, WorkItem
+from ir.plan import PLAN_SCHEMA, ExecutionPlan
+from ir.spec import TableSpec, TargetSpec
+
+TIME_TOLERANCE_S = 1e-12
+
+
+def verify_module(module: Module, where: str = "verify") -> None:
+    violations = module_violations(module)
+    if violations:
+        raise VerificationError(violations, where)
+
+
+def module_violations(module: Module) -> list[str]:
+    tables = module.workload.tables
+    names = [t.name for t in tables]
+    out: list[str] = []
+    if [op.table for op in module.lookups] != names:
+        out.append("lookups must hold one op per table, in table order")
+    for op, t in zip(module.lookups, tables, strict=False):
+        if (op.batch_size, op.pooling) != (module.workload.batch_size, t.pooling):
+            out.append(f"lookup {op.table}: batch/pooling disagree with the workload")
+    for field in ("table_profiles", "candidates", "options"):
+        value = getattr(module, field)
+        if value is not None and [v.table for v in value] != names:
+            out.append(f"{field} must hold one entry per table, in table order")
+    if module.options is not None:
+        out += _option_violations(module)
+    if module.items is not None:
+        out += item_violations(tables, module.target, module.workload.batch_size, module.items)
+    if module.schedules is not None:
+        if module.items is None:
+            out.append("schedules exist without items")
+        else:
+            out += schedule_violations(module.target, module.items, module.schedules)
+    return out
+
+
+def _option_violations(module: Module) -> list[str]:
+    out = []
+    cap = module.target.local.capacity_bytes
+    assert module.options is not None
+    for entry in module.options:
+        for o in entry.options:
+            label = f"option {o.table} {o.label}"
+            if not (len(o.part_costs) == len(o.local_bytes_per_part) == o.parts):
+                out.append(f"{label}: needs one cost and one byte count per part")
+            if o.parts > module.target.cores:
+                out.append(f"{label}: {o.parts} parts on {module.target.cores} cores")
+            if o.strategy.preloaded and max(o.local_bytes_per_part) > cap:
+                out.append(f"{label}: a part needs {max(o.local_bytes_per_part)} B of local buffer, cores have {cap}")
+    return out
+
+
+def item_violations(
+    tables: Sequence[TableSpec], target: TargetSpec, batch: int, items: Sequence[WorkItem]
+) -> list[str]:
+    out: list[str] = []
+    if [it.id for it in items] != list(range(len(items))):
+        out.append("item ids must be 0..n-1 in order")
+    by_table: dict[str, list[WorkItem]] = defaultdict(list)
+    known = {t.name: t for t in tables}
+    for it in items:
+        if it.table not in known:
+            out.append(f"item {it.id}: unknown table {it.table!r}")
+            continue
+        if not 0 <= it.core < target.cores:
+            out.append(f"item {it.id}: core {it.core} does not exist (target has {target.cores})")
+        by_table[it.table].append(it)
+    for t in tables:
+        out += _table_item_violations(t, batch, by_table.get(t.name, []))
+    used: dict[int, int] = defaultdict(int)
+    for it in items:
+        used[it.core] += it.local_bytes
+    for core, used_bytes in sorted(used.items()):
+        if used_bytes > target.local.capacity_bytes:
+            out.append(
+                f"core {core}: preloaded tables need {used_bytes} B, its {target.local.name} holds {target.local.capacity_bytes} B"
+            )
+    return out
+
+
+def _table_item_violations(t: TableSpec, batch: int, items: list[WorkItem]) -> list[str]:
+    lookups = items
+    if not lookups:
+        return [f"table {t.name}: no work item serves it"]
+    out: list[str] = []
+    if len({it.strategy for it in lookups}) > 1:
+        out.append(f"table {t.name}: parts use different strategies")
+    if len({it.core for it in lookups}) != len(lookups):
+        out.append(f"table {t.name}: two parts on one core")
+    rects = np.array([(*it.rows, *it.samples) for it in lookups], dtype=np.int64)
+    r0, r1, s0, s1 = rects.T
+    if (r0 < 0).any() or (r1 > t.rows).any() or (r0 >= r1).any() or (s0 < 0).any() or (s1 > batch).any() or (s0 >= s1).any():
+        out.append(f"table {t.name}: an item's rows or samples fall outside {t.rows} rows x {batch} samples or are empty")
+    overlap = (
+        (r0[:, None] < r1[None, :]) & (r0[None, :] < r1[:, None]) & (s0[:, None] < s1[None, :]) & (s0[None, :] < s1[:, None])
+    )
+    np.fill_diagonal(overlap, False)
+    area = int(((r1 - r0) * (s1 - s0)).sum())
+    if overlap.any():
+        out.append(f"table {t.name}: two items serve the same (row, sample) lookups")
+    elif area != t.rows * batch:
+        out.append(f"table {t.name}: items cover {area} of {t.rows * batch} (row, sample) cells")
+    for it in lookups:
+        expected = (it.rows[1] - it.rows[0]) * t.row_bytes if it.strategy.preloaded else 0
+        if it.local_bytes != expected:
+            out.append(f"item {it.id}: holds {it.local_bytes} B locally, its strategy and rows need {expected} B")
+    expected_output = "accumulate" if len({it.rows for it in lookups}) > 1 else "write"
+    for it in lookups:
+        if it.output != expected_output:
+            out.append(f"item {it.id}: output mode {it.output!r}, but {t.name} needs {expected_output!r}")
+    return out
+
+
+def schedule_violations(target: TargetSpec, items: Sequence[WorkItem], schedules: Sequence[CoreSchedule]) -> list[str]:
+    out: list[str] = []
+    if [s.core for s in schedules] != list(range(target.cores)):
+        return [f"schedules must hold one entry per core 0..{target.cores - 1}"]
+    by_id = {it.id: it for it in items}
+    seen: list[int] = []
+    finish: dict[int, float] = {}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(by_id)
+    for sched in schedules:
+        if not len(sched.items) == len(sched.start_s) == len(sched.finish_s):
+            out.append(f"core {sched.core}: schedule needs a start and finish per item")
+            continue
+        prev_end, prev_id = 0.0, None
+        for i, s, f in zip(sched.items, sched.start_s, sched.finish_s, strict=True):
+            it = by_id.get(i)
+            if it is None or it.core != sched.core:
+                out.append(f"core {sched.core}: schedules item {i}, which is not on this core")
+                continue
+            if s < prev_end - TIME_TOLERANCE_S:
+                out.append(f"core {sched.core}: item {i} starts before the previous one ends")
+            if abs((f - s) - it.cost.total_s) > max(TIME_TOLERANCE_S, 1e-9 * it.cost.total_s):
+                out.append(f"core {sched.core}: item {i} lasts {f - s:.3g} s, its cost is {it.cost.total_s:.3g} s")
+            if prev_id is not None:
+                graph.add_edge(prev_id, i)
+            prev_end, prev_id = f, i
+            finish[i] = f
+            seen.append(i)
+    if sorted(seen) != sorted(by_id):
+        out.append("every item must appear in exactly one core's schedule")
+    start_of = {i: s for sched in schedules for i, s in zip(sched.items, sched.start_s, strict=False)}
+    for it in items:
+        for d in it.depends_on:
+            graph.add_edge(d, it.id)
+            if d in finish and it.id in start_of and start_of[it.id] < finish[d] - TIME_TOLERANCE_S:
+                out.append(f"item {it.id} starts before item {d}, which it depends on, finishes")
+    if not nx.is_directed_acyclic_graph(graph):
+        out.append("schedules and dependencies form a cycle")
+    return out
+
+
+def dataflow_graph(tables: Sequence[TableSpec], items: Sequence[WorkItem]) -> nx.DiGraph:
+    """lookup(table) -> item -> output(table): the data flow of one batch, for checks and DOT export."""
+    graph = nx.DiGraph()
+    for t in tables:
+        graph.add_node(f"lookup:{t.name}", kind="lookup")
+        graph.add_node(f"output:{t.name}", kind="output")
+    for it in items:
+        node = f"item:{it.id}"
+        graph.add_node(node, kind="item", core=it.core, strategy=it.strategy.value, output=it.output)
+        graph.add_edge(f"lookup:{it.table}", node)
+        for d in it.depends_on:
+            graph.add_edge(f"item:{d}", node)
+        graph.add_edge(node, f"output:{it.table}")
+    return graph
+
+
+def plan_violations(plan: ExecutionPlan) -> list[str]:
+    out: list[str] = []
+    if plan.schema_version != PLAN_SCHEMA:
+        out.append(f"schema_version {plan.schema_version!r} is not {PLAN_SCHEMA!r}")
+    if plan.workload_digest != plan.workload.digest():
+        out.append("workload_digest does not match the embedded workload")
+    if plan.target_digest != plan.target.digest():
+        out.append("target_digest does not match the embedded target")
+    if [t.name for t in plan.tables] != [t.name for t in plan.workload.tables]:
+        out.append("tables must list the workload's tables in order")
+    items = plan.work_items()
+    out += item_violations(plan.workload.tables, plan.target, plan.workload.batch_size, items)
+    out += schedule_violations(plan.target, items, plan.schedules())
+    finish = max((c.finish_s for c in plan.cores), default=0.0)
+    if abs(finish - plan.makespan_s) > max(1e-12, 1e-9 * finish):
+        out.append(f"makespan_s {plan.makespan_s} differs from the last core's finish {finish}")
+    if plan.lower_bound_s > plan.makespan_s * (1 + 1e-9):
+        out.append(f"lower_bound_s {plan.lower_bound_s} exceeds makespan_s {plan.makespan_s}")
+    return out
+
+
+def verify_plan(plan: ExecutionPlan) -> None:
+    violations = plan_violations(plan)
+    if violations:
+        raise VerificationError(violations, "plan")

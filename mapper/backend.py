@@ -1,0 +1,64 @@
+"""The backend: an annotated module becomes an ExecutionPlan."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ir.errors import PipelineError
+from ir.module import Module, PartitionMode
+from ir.plan import ExecutionPlan, PlanCore, PlanItem, PlanTable
+
+
+def tool_version() -> str:
+    try:
+        return f"embmap {version('embmap')}"
+    except PackageNotFoundError:
+        return "embmap (source tree)"
+
+
+def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | None = None) -> ExecutionPlan:
+    if module.items is None or module.schedules is None or module.solver is None or module.lower_bound_s is None:
+        raise PipelineError(
+            "pipeline", "did not assign and schedule the work", "end the pipeline with assign-cores,schedule"
+        )
+    start = {i: s for sched in module.schedules for i, s in zip(sched.items, sched.start_s, strict=True)}
+    finish = {i: f for sched in module.schedules for i, f in zip(sched.items, sched.finish_s, strict=True)}
+    items = tuple(PlanItem(**dict(it), start_s=start[it.id], finish_s=finish[it.id]) for it in module.items)
+    tables = []
+    for t in module.workload.tables:
+        parts = [it for it in module.items if it.table == t.name]
+        mode = PartitionMode.ROWS if len({p.rows for p in parts}) > 1 else PartitionMode.SAMPLES
+        assert t.distribution is not None
+        tables.append(
+            PlanTable(
+                name=t.name, rows=t.rows, dim=t.dim, dtype=t.dtype, pooling=t.pooling,
+                distribution=t.distribution, strategy=parts[0].strategy, mode=mode, parts=len(parts), bytes=t.bytes,
+            )
+        )
+    cores = tuple(
+        PlanCore(
+            core=s.core,
+            items=s.items,
+            busy_s=s.busy_s,
+            finish_s=s.finish_s[-1] if s.finish_s else 0.0,
+            local_bytes=sum(it.local_bytes for it in module.items if it.core == s.core),
+        )
+        for s in module.schedules
+    )
+    return ExecutionPlan(
+        generator=tool_version(),
+        pipeline=pipeline,
+        workload_digest=module.workload.digest(),
+        target_digest=module.target.digest(),
+        workload=module.workload,
+        target=module.target,
+        cost_profile=module.cost_profile,
+        tables=tuple(tables),
+        items=items,
+        cores=cores,
+        makespan_s=module.makespan_s or 0.0,
+        lower_bound_s=module.lower_bound_s,
+        total_work_s=sum(it.cost.total_s for it in module.items),
+        solver=module.solver,
+        baselines_s=baselines_s or {},
+    )

@@ -1,0 +1,235 @@
+"""The `embmap` command line. Bad input exits with status 2 and one line naming the field and the fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ir.errors import EmbmapError, SpecError
+from ir.loader import read_document, validate
+from ir.spec import Distribution, HotSet, Uniform, Zipf
+from ir.cost_profile import CostProfile
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"embmap: error: {message} (fix: see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def parse_distribution(text: str) -> Distribution:
+    """uniform | zipf[:ALPHA] | hot-set[:ROWS[:MASS]]"""
+    kind, *args = text.split(":")
+    try:
+        if kind == "uniform" and not args:
+            return Uniform()
+        if kind == "zipf" and len(args) <= 1:
+            return Zipf(alpha=float(args[0])) if args else Zipf()
+        if kind == "hot-set" and len(args) <= 2:
+            values: dict[str, float | int] = {}
+            if args:
+                values["hot_rows"] = int(args[0])
+            if len(args) > 1:
+                values["hot_mass"] = float(args[1])
+            return HotSet(**values)  # type: ignore[arg-type]
+    except ValueError:
+        pass
+    raise SpecError(
+        "--distribution", f"cannot read {text!r}", "use uniform, zipf[:ALPHA] (ALPHA in (0, 5]) or hot-set[:ROWS[:MASS]]"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="embmap", description="Map embedding tables onto the cores of a chip.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    c = sub.add_parser("compile", help="compile a workload for a target into an execution plan")
+    c.add_argument("workload", help="built-in name (see `embmap workloads`), synthetic:key=value,..., or a YAML/JSON file")
+    c.add_argument("--target", required=True, help="built-in target (see `embmap targets`) or a YAML/JSON file")
+    c.add_argument("--pipeline", default="embmap", help="named pipeline (embmap, default, round-robin, greedy) or a pass list")
+    c.add_argument("--batch", type=int, help="batch size (overrides the workload's)")
+    c.add_argument("--row-cap", type=int, help="hash ids into at most N rows per table; 0 removes the workload's cap")
+    c.add_argument("--distribution", type=parse_distribution, help="index distribution for every table: uniform, zipf[:ALPHA], hot-set[:ROWS[:MASS]]")
+    c.add_argument("--profile", type=Path, help="cost profile JSON (default: the target's uncalibrated preset)")
+    c.add_argument("--time-limit", type=float, help="CP-SAT time limit in seconds")
+    c.add_argument("--workers", type=int, help="CP-SAT workers")
+    c.add_argument("--seed", type=int, help="CP-SAT random seed")
+    c.add_argument("--no-baselines", action="store_true", help="do not compile the baseline pipelines for comparison")
+    c.add_argument("--print-ir-after", action="append", default=[], metavar="PASS", help="print the IR after PASS ('all' for every pass); repeatable")
+    c.add_argument("--timing", action="store_true", help="print per-pass wall time to stderr")
+    c.add_argument("--explain", action="store_true", help="print the explanation after compiling")
+    c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON")
+
+    e = sub.add_parser("explain", help="explain a plan: per-core work, makespan, bound, gap, speedups")
+    e.add_argument("plan", type=Path)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("passes", help="list passes, their options and the named pipelines")
+    p.add_argument("--json", action="store_true")
+    t = sub.add_parser("targets", help="list built-in targets")
+    t.add_argument("--json", action="store_true")
+    w = sub.add_parser("workloads", help="list built-in workloads")
+    w.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from mapper.compiler import SolverOptions, compile
+    from mapper.explain import explain_text
+    from mapper.planio import save_plan
+    from passes import PrintIRAfter, TimingInstrument, parse_pipeline
+    from mapper.pipelines import pipeline_for
+
+    if args.output.is_dir():
+        raise SpecError("--output", f"{args.output} is a directory", "give a file path, e.g. -o plan.json")
+    if not (args.output.parent if str(args.output.parent) else Path(".")).is_dir():
+        raise SpecError("--output", f"directory {args.output.parent} does not exist", "create it or choose another path")
+    unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
+    if unknown:
+        raise SpecError("--print-ir-after", f"names {', '.join(sorted(unknown))}, not in the pipeline", "name a pass of the pipeline, or 'all'")
+    profile = validate(CostProfile, read_document(args.profile, "profile"), "profile") if args.profile else None
+    timing = TimingInstrument()
+    instruments = [timing]
+    if args.print_ir_after:
+        instruments.append(PrintIRAfter(frozenset(args.print_ir_after)))
+    plan = compile(
+        args.workload,
+        args.target,
+        args.pipeline,
+        cost_profile=profile,
+        batch=args.batch,
+        row_cap=args.row_cap,
+        distribution=args.distribution,
+        solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+        instruments=instruments,
+        baselines=not args.no_baselines,
+    )
+    save_plan(plan, args.output)
+    if args.timing:
+        for name, seconds in timing.records:
+            sys.stderr.write(f"  {name:<16} {seconds * 1e3:9.1f} ms\n")
+    print(
+        f"wrote {args.output}: {plan.workload.name} on {plan.target.name}, makespan {plan.makespan_s * 1e6:.2f} us, "
+        f"{plan.solver.status} gap {plan.solver.gap:.2%}"
+    )
+    if args.explain:
+        print(explain_text(plan))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mapper.explain import explain_data, explain_text
+    from mapper.planio import load_plan
+
+    plan = load_plan(args.plan)
+    print(json.dumps(explain_data(plan), indent=1) if args.json else explain_text(plan))
+    return 0
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mapper.pipelines import PIPELINES
+    from passes import REGISTRY
+
+    entries = []
+    for name, cls in sorted(REGISTRY.items()):
+        opts = {f.name.replace("_", "-"): _default_text(f) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        entries.append({"name": name, "summary": cls.summary, "options": opts})
+    if args.json:
+        print(json.dumps({"passes": entries, "pipelines": {k: v[0] for k, v in PIPELINES.items()}}, indent=1))
+        return 0
+    print("passes:")
+    for e in entries:
+        opts = ", ".join(f"{k}={v}" for k, v in e["options"].items())
+        print(f"  {e['name']:<16} {e['summary']}" + (f"\n  {'':<16} options: {opts}" if opts else ""))
+    print("\npipelines:")
+    for name, (text, doc) in PIPELINES.items():
+        print(f"  {name:<12} {doc}\n  {'':<12} {text}")
+    return 0
+
+
+def _default_text(field: object) -> str:
+    import dataclasses
+
+    assert isinstance(field, dataclasses.Field)
+    value = field.default
+    if isinstance(value, tuple):
+        return ":".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from ir.printer import fmt_bytes
+    from ir.targets import BUILTIN_TARGETS
+
+    targets = [f() for f in BUILTIN_TARGETS.values()]
+    if args.json:
+        print(json.dumps([t.model_dump() for t in targets], indent=1))
+        return 0
+    for t in targets:
+        mems = [t.local, t.scratch, *( [t.shared_cache] if t.shared_cache else []), t.main]
+        print(f"{t.name:<10} {t.cores} cores  {'calibrated' if t.calibrated else 'uncalibrated'}  {t.description}")
+        print("           " + ", ".join(f"{m.name} {fmt_bytes(m.capacity_bytes)}" for m in mems))
+    return 0
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    from ir.printer import fmt_bytes
+    from workloads import builtin_names, builtin_workload
+
+    rows = []
+    for name in builtin_names():
+        w = builtin_workload(name)
+        e = w.effective()
+        rows.append({"name": name, "tables": len(w.tables), "bytes": w.total_bytes, "planned_bytes": e.total_bytes, "batch_size": w.batch_size, "row_cap": w.row_cap, "title": w.title})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        cap = f" (row cap {r['row_cap']:,}: {fmt_bytes(r['planned_bytes'])})" if r["row_cap"] else ""
+        print(f"{r['name']:<20} {r['tables']:>3} tables {fmt_bytes(r['bytes']):>9}{cap}  {r['title']}")
+    return 0
+
+
+COMMANDS = {
+    "compile": cmd_compile,
+    "explain": cmd_explain,
+    "passes": cmd_passes,
+    "targets": cmd_targets,
+    "workloads": cmd_workloads,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except EmbmapError as exc:
+        sys.stderr.write(f"embmap: error: {exc.one_line()}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("embmap: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, not bad input: say so in one line, with the trace on request
+        if os.environ.get("EMBMAP_DEBUG"):
+            raise
+        sys.stderr.write(f"embmap: internal error: {type(exc).__name__}: {exc} (set EMBMAP_DEBUG=1 for the trace)\n")
+        return 1
+
+
+def entry() -> NoReturn:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entry()

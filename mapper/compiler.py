@@ -1,0 +1,121 @@
+"""`compile`: workload + target -> verified ExecutionPlan, through a named or textual pass pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from cost_models import preset_profile
+from ir.cost_profile import CostProfile
+from ir.errors import SpecError
+from ir.lowering import lower
+from ir.module import Module
+from ir.plan import ExecutionPlan
+from ir.spec import Distribution, TargetSpec, WorkloadSpec
+from ir.targets import builtin_target
+from ir.verify import verify_plan
+from mapper.backend import emit_plan
+from mapper.pipelines import BASELINES, PIPELINES, pipeline_for
+from passes import PassManager, parse_pipeline, pipeline_text
+from passes.base import ModulePass
+from passes.pipeline import Instrument
+from passes.placement import AssignCoresPass
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+    """Overrides for the assign-cores pass of a pipeline; None keeps the pipeline's value."""
+
+    time_limit: float | None = None
+    workers: int | None = None
+    seed: int | None = None
+    relative_gap: float | None = None
+
+
+def resolve_target(target: TargetSpec | str) -> TargetSpec:
+    if isinstance(target, TargetSpec):
+        return target
+    from pathlib import Path
+
+    from ir.loader import read_document, validate
+
+    if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or "/" in target:
+        return validate(TargetSpec, read_document(Path(target), "target"), "target")
+    return builtin_target(target)
+
+
+def prepare_workload(
+    workload: WorkloadSpec | str,
+    batch: int | None = None,
+    row_cap: int | None = None,
+    distribution: Distribution | None = None,
+) -> WorkloadSpec:
+    from workloads import resolve_workload
+
+    spec = resolve_workload(workload) if isinstance(workload, str) else workload
+    update: dict[str, object] = {}
+    if batch is not None:
+        if batch <= 0:
+            raise SpecError("batch", f"must be > 0, got {batch}", "give a positive batch size")
+        update["batch_size"] = batch
+    if row_cap is not None:
+        if row_cap < 0:
+            raise SpecError("row_cap", f"must be >= 0, got {row_cap}", "give a positive cap, or 0 for none")
+        update["row_cap"] = row_cap or None
+    if distribution is not None:
+        update["distribution"] = distribution
+        update["tables"] = tuple(t.model_copy(update={"distribution": None}) for t in spec.tables)
+    return spec.model_copy(update=update) if update else spec
+
+
+def build_passes(pipeline: str, solver: SolverOptions) -> tuple[ModulePass, ...]:
+    passes = parse_pipeline(pipeline_for(pipeline))
+    overrides = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
+    if not overrides:
+        return passes
+    try:
+        return tuple(dataclasses.replace(p, **overrides) if isinstance(p, AssignCoresPass) else p for p in passes)
+    except ValueError as exc:
+        raise SpecError("solver options", str(exc), "check --time-limit, --workers, --seed") from None
+
+
+def run_pipeline(
+    module: Module, passes: tuple[ModulePass, ...], instruments: Iterable[Instrument] = (), verify_each: bool = True
+) -> Module:
+    return PassManager(passes, verify_each=verify_each).run(module, instruments)
+
+
+def compile(  # noqa: A001 - the verb users expect
+    workload: WorkloadSpec | str,
+    target: TargetSpec | str,
+    pipeline: str = "embmap",
+    *,
+    cost_profile: CostProfile | None = None,
+    batch: int | None = None,
+    row_cap: int | None = None,
+    distribution: Distribution | None = None,
+    solver: SolverOptions = SolverOptions(),
+    instruments: Iterable[Instrument] = (),
+    baselines: bool = True,
+    verify_each: bool = True,
+) -> ExecutionPlan:
+    """Compile a workload for a target into a verified execution plan.
+
+    `workload` is a WorkloadSpec, a built-in name, a `synthetic:...` recipe or a file path; `target` a
+    TargetSpec, a built-in name or a file path; `pipeline` a named pipeline or a pass list. With `baselines`,
+    the plan also records the predicted makespan of each baseline pipeline under the same cost model.
+    """
+    spec = prepare_workload(workload, batch, row_cap, distribution)
+    tgt = resolve_target(target)
+    profile = cost_profile or preset_profile(tgt)
+    passes = build_passes(pipeline, solver)
+    module = run_pipeline(lower(spec, tgt, profile), passes, instruments, verify_each)
+    reference = {}
+    if baselines:
+        base = lower(spec, tgt, profile)
+        for name in BASELINES:
+            if pipeline_for(name) != pipeline_for(pipeline):
+                reference[name] = run_pipeline(base, parse_pipeline(PIPELINES[name][0])).makespan_s or 0.0
+    plan = emit_plan(module, pipeline_text(passes), reference)
+    verify_plan(plan)
+    return plan

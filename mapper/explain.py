@@ -1,0 +1,111 @@
+"""`explain`: what a plan does, per core, and how good it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ir.plan import ExecutionPlan
+from ir.printer import fmt_bytes, fmt_s
+
+
+def baselines_of(plan: ExecutionPlan) -> dict[str, float]:
+    """The plan's recorded baseline makespans, or, for plans written without them, recomputed under the plan's
+    own workload, target and cost profile."""
+    if plan.baselines_s:
+        return dict(plan.baselines_s)
+    from mapper.compiler import compile as compile_plan
+    from mapper.pipelines import BASELINES
+
+    return {
+        name: compile_plan(plan.workload, plan.target, name, cost_profile=plan.cost_profile, baselines=False).makespan_s
+        for name in BASELINES
+    }
+
+
+def explain_data(plan: ExecutionPlan) -> dict[str, Any]:
+    baselines = baselines_of(plan)
+    cores = []
+    for c in plan.cores:
+        entries = []
+        for i in c.items:
+            it = plan.items[i]
+            table = next(t for t in plan.tables if t.name == it.table)
+            share = ((it.rows[1] - it.rows[0]) / table.rows) * ((it.samples[1] - it.samples[0]) / plan.workload.batch_size)
+            entries.append(
+                {
+                    "item": it.id,
+                    "table": it.table,
+                    "strategy": it.strategy.value,
+                    "rows": list(it.rows),
+                    "samples": list(it.samples),
+                    "share": share,
+                    "predicted_s": it.cost.total_s,
+                }
+            )
+        cores.append(
+            {"core": c.core, "busy_s": c.busy_s, "finish_s": c.finish_s, "local_bytes": c.local_bytes, "items": entries}
+        )
+    return {
+        "workload": plan.workload.name,
+        "target": plan.target.name,
+        "cores_total": plan.target.cores,
+        "batch_size": plan.workload.batch_size,
+        "pipeline": plan.pipeline,
+        "makespan_s": plan.makespan_s,
+        "lower_bound_s": plan.lower_bound_s,
+        "total_work_s": plan.total_work_s,
+        "calibrated": plan.cost_profile.calibrated,
+        "solver": plan.solver.model_dump(),
+        "baselines_s": baselines,
+        "speedup_over": {k: (v / plan.makespan_s if plan.makespan_s else 0.0) for k, v in baselines.items()},
+        "tables": [
+            {
+                "name": t.name,
+                "strategy": t.strategy.value,
+                "mode": t.mode.value,
+                "parts": t.parts,
+                "bytes": t.bytes,
+                "predicted_work_s": plan.table_cost(t.name).total_s,
+            }
+            for t in plan.tables
+        ],
+        "cores": cores,
+    }
+
+
+def explain_text(plan: ExecutionPlan) -> str:
+    d = explain_data(plan)
+    s = plan.solver
+    lines = [
+        f"plan: {d['workload']} on {d['target']} ({d['cores_total']} cores), batch {d['batch_size']}",
+        f"pipeline: {d['pipeline']}",
+        f"predicted makespan {fmt_s(plan.makespan_s)}   lower bound {fmt_s(plan.lower_bound_s)}"
+        f"   (within {_ratio(plan.makespan_s, plan.lower_bound_s)} of the bound)"
+        + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
+        f"solver: {s.method} {s.status}, objective {fmt_s(s.objective_s)}, best bound {fmt_s(s.best_bound_s)}, "
+        f"gap {s.gap:.2%}, {s.wall_s:.2f}s"
+        + (f", greedy hint {fmt_s(s.hint_objective_s)}" if s.hint_objective_s is not None else ""),
+    ]
+    if d["speedup_over"]:
+        lines.append(
+            "predicted speedup: "
+            + ", ".join(f"{v:.2f}x over {k} ({fmt_s(d['baselines_s'][k])})" for k, v in d["speedup_over"].items())
+        )
+    lines += ["", "tables:"]
+    for t in d["tables"]:
+        how = "whole" if t["parts"] == 1 else f"{t['mode']} x{t['parts']}"
+        lines.append(f"  {t['name']:<24} {t['strategy']:<6} {how:<12} {fmt_bytes(t['bytes']):>9}  work {fmt_s(t['predicted_work_s'])}")
+    lines += ["", "cores:"]
+    for c in d["cores"]:
+        parts = "; ".join(
+            f"{e['table']} {e['strategy']}" + ("" if e["share"] >= 0.9999 else f" {e['share']:.0%}") + f" {fmt_s(e['predicted_s'])}"
+            for e in c["items"]
+        )
+        lines.append(
+            f"  core {c['core']:>3}  busy {fmt_s(c['busy_s']):>8}  local {fmt_bytes(c['local_bytes']):>8}  {parts or '(idle)'}"
+        )
+    return "\n".join(lines)
+
+
+def _ratio(value: float, bound: float) -> str:
+    return f"{value / bound - 1:.1%}" if bound > 0 else "n/a"

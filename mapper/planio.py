@@ -1,0 +1,61 @@
+"""Reading and writing plan files: atomic writes, and loads that refuse what they cannot trust."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ir.errors import SpecError
+from ir.loader import MAX_SPEC_BYTES, validate
+from ir.plan import PLAN_SCHEMA, ExecutionPlan
+from ir.verify import verify_plan
+
+MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SpecError("output", f"{path} is a directory", "give a file path, e.g. -o plan.json")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise SpecError("output", f"directory {parent} does not exist", "create it first or choose another path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_plan(plan: ExecutionPlan, path: Path) -> None:
+    write_text_atomic(path, plan.model_dump_json(indent=1) + "\n")
+
+
+def load_plan(path: Path) -> ExecutionPlan:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("plan", f"no such file {str(path)!r}", "give the path written by `embmap compile -o`")
+    if path.stat().st_size > MAX_PLAN_BYTES:
+        raise SpecError("plan", f"{path} is larger than {MAX_PLAN_BYTES} bytes", "give a plan written by embmap")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError("plan", f"{path} is not valid JSON ({exc})", "give a plan written by `embmap compile -o`") from None
+    if not isinstance(data, dict):
+        raise SpecError("plan", "must be a JSON object", "give a plan written by `embmap compile -o`")
+    version = data.get("schema_version")
+    if version != PLAN_SCHEMA:
+        raise SpecError(
+            "plan.schema_version",
+            f"is {version!r}, this embmap reads {PLAN_SCHEMA!r}",
+            "recompile the plan with this version of embmap",
+        )
+    plan = validate(ExecutionPlan, data, "plan")
+    verify_plan(plan)
+    return plan

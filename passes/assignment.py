@@ -1,0 +1,197 @@
+"""The core-assignment problem in integers, and its non-solver solutions: greedy (LPT) and round-robin.
+
+Every table picks one option from its menu; an option's parts go to distinct cores. A core's load is the sum
+of what it holds; the makespan is the largest load; preloaded parts use local-buffer bytes on their core.
+Costs are integers in `TIME_UNIT_S` units, shared by the greedy placement, the CP-SAT model and the
+exhaustive search in the tests, so that they compare exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ir.errors import InfeasibleError
+from ir.module import Module, PartitionOption
+from ir.printer import fmt_bytes
+
+TIME_UNIT_S = 1e-9  # the one integer scale used inside CP-SAT: 1 unit = 1 ns
+
+
+def to_units(seconds: float) -> int:
+    return max(0, math.ceil(seconds / TIME_UNIT_S - 1e-6))
+
+
+@dataclass(frozen=True)
+class OptionData:
+    parts: int
+    part_units: int  # the largest part's cost: the model treats all parts of an option alike
+    part_bytes: int  # local-buffer bytes of the largest part (0 unless preloaded)
+
+    @property
+    def work_units(self) -> int:
+        return self.parts * self.part_units
+
+
+@dataclass(frozen=True)
+class AssignmentProblem:
+    tables: tuple[str, ...]
+    options: tuple[tuple[OptionData, ...], ...]  # per table
+    cores: int
+    capacity_bytes: int
+
+    @staticmethod
+    def from_module(module: Module) -> AssignmentProblem:
+        assert module.options is not None
+        return AssignmentProblem(
+            tables=tuple(m.table for m in module.options),
+            options=tuple(tuple(option_data(o) for o in m.options) for m in module.options),
+            cores=module.target.cores,
+            capacity_bytes=module.target.local.capacity_bytes,
+        )
+
+
+def option_data(o: PartitionOption) -> OptionData:
+    return OptionData(
+        parts=o.parts,
+        part_units=to_units(max(c.total_s for c in o.part_costs)),
+        part_bytes=max(o.local_bytes_per_part),
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    option: int
+    cores: tuple[int, ...]  # one per part, distinct
+
+
+@dataclass(frozen=True)
+class Assignment:
+    choices: tuple[Choice, ...]  # per table
+
+    def loads(self, problem: AssignmentProblem) -> list[int]:
+        loads = [0] * problem.cores
+        for opts, ch in zip(problem.options, self.choices, strict=True):
+            for c in ch.cores:
+                loads[c] += opts[ch.option].part_units
+        return loads
+
+    def makespan(self, problem: AssignmentProblem) -> int:
+        return max(self.loads(problem))
+
+    def relabel_by_load(self, problem: AssignmentProblem) -> Assignment:
+        """The same plan with cores renumbered so that loads decrease (cores are identical)."""
+        loads = self.loads(problem)
+        order = sorted(range(problem.cores), key=lambda c: (-loads[c], c))
+        new = {old: i for i, old in enumerate(order)}
+        return Assignment(tuple(Choice(ch.option, tuple(sorted(new[c] for c in ch.cores))) for ch in self.choices))
+
+
+def lower_bound_units(problem: AssignmentProblem) -> int:
+    """A bound no plan can beat, computed without the solver (see `choice_lower_bound`)."""
+    menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
+    return math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
+
+
+def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: int) -> float:
+    """min over T of max(T, W(T) / cores), where W(T) is the least total work when every table takes an
+    option whose largest item is at most T. Valid: an optimal plan with makespan M uses only options with
+    items <= M, so its work is at least W(M), and M >= W(M) / cores. Each menu lists (largest item, work)."""
+    events = sorted((largest, t, work) for t, menu in enumerate(menus) for largest, work in menu)
+    best_work: list[float | None] = [None] * len(menus)
+    missing, total, bound = len(menus), 0.0, math.inf
+    for largest, t, work in events:
+        current = best_work[t]
+        if current is None:
+            missing -= 1
+            total += work
+            best_work[t] = work
+        elif work < current:
+            total += work - current
+            best_work[t] = work
+        if missing == 0:
+            bound = min(bound, max(largest, total / cores))
+    return bound
+
+
+def greedy(problem: AssignmentProblem) -> Assignment:
+    """The best of a portfolio of longest-processing-time-first placements. For each target makespan T,
+    every table takes its least-work option whose parts are at most T (splitting only what must be split);
+    T spans the lower bound up to unbounded. One more candidate splits every table as finely as it can
+    (the shape of a default compiler's plan). Parts go, largest first, to the least-loaded cores with room."""
+    lb = lower_bound_units(problem)
+    targets = sorted({math.inf, *(int(lb * f) for f in (1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0))})
+    rankings = [_ranking_for_target(problem, target) for target in targets]
+    rankings.append([sorted(range(len(o)), key=lambda i: (o[i].part_units, o[i].work_units)) for o in problem.options])
+    best: Assignment | None = None
+    for ranking in rankings:
+        plan = _place_lpt(problem, ranking)
+        if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
+            best = plan
+    if best is None:
+        raise _no_room(problem, 0, [0] * problem.cores)
+    return best
+
+
+def _ranking_for_target(problem: AssignmentProblem, target: float) -> list[list[int]]:
+    """Per table, its options in order of preference: least work among those within the target, then the rest
+    by part size."""
+    out = []
+    for opts in problem.options:
+        within = sorted((o.work_units, o.parts, i) for i, o in enumerate(opts) if o.part_units <= target)
+        rest = sorted((o.part_units, o.work_units, i) for i, o in enumerate(opts) if o.part_units > target)
+        out.append([i for *_, i in within] + [i for *_, i in rest])
+    return out
+
+
+def _place_lpt(problem: AssignmentProblem, ranking: list[list[int]]) -> Assignment | None:
+    order = sorted(range(len(problem.tables)), key=lambda t: -problem.options[t][ranking[t][0]].part_units)
+    loads = [0] * problem.cores
+    used = [0] * problem.cores
+    choices: dict[int, Choice] = {}
+    for t in order:
+        for i in ranking[t]:
+            o = problem.options[t][i]
+            room = [c for c in range(problem.cores) if used[c] + o.part_bytes <= problem.capacity_bytes]
+            if len(room) >= o.parts:
+                break
+        else:
+            return None
+        cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
+        for c in cores:
+            loads[c] += o.part_units
+            used[c] += o.part_bytes
+        choices[t] = Choice(i, cores)
+    return Assignment(tuple(choices[t] for t in range(len(problem.tables))))
+
+
+def round_robin(problem: AssignmentProblem) -> Assignment:
+    """Whole tables dealt to cores in turn, in workload order; each takes its cheapest one-part option that
+    fits the local buffer of the core whose turn it is."""
+    used = [0] * problem.cores
+    choices = []
+    for t, opts in enumerate(problem.options):
+        core = t % problem.cores
+        fitting = [
+            (o.part_units, i)
+            for i, o in enumerate(opts)
+            if o.parts == 1 and used[core] + o.part_bytes <= problem.capacity_bytes
+        ]
+        if not fitting:
+            raise _no_room(problem, t, used)
+        _, i = min(fitting)
+        used[core] += opts[i].part_bytes
+        choices.append(Choice(i, (core,)))
+    return Assignment(tuple(choices))
+
+
+def _no_room(problem: AssignmentProblem, t: int, used: list[int]) -> InfeasibleError:
+    need = min(o.part_bytes for o in problem.options[t])
+    return InfeasibleError(
+        f"table {problem.tables[t]}",
+        f"no option fits: its smallest part needs {fmt_bytes(need)} of local buffer, the cores have "
+        f"{fmt_bytes(problem.capacity_bytes - max(used))} or less left of {fmt_bytes(problem.capacity_bytes)}",
+        "allow a shared-memory strategy (GM or GM-UB) for it, or use more cores",
+    )

@@ -1,0 +1,98 @@
+"""Pass infrastructure: the pass base class, the registry, and typed options parsed from pipeline text.
+
+A pass is a frozen dataclass with a class-level kebab-case `name`, its options as typed fields, and one entry
+point `apply(module) -> module`. It may declare which module annotations it `requires` and which it
+`ensures`; the pass manager checks both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+from ir.errors import PipelineError
+from ir.module import Module
+
+P = TypeVar("P", bound=type["ModulePass"])
+
+REGISTRY: dict[str, type[ModulePass]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModulePass(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    ensures: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def apply(self, module: Module) -> Module: ...
+
+    def spec(self) -> str:
+        """Pipeline text for this pass: its name, and the options that differ from their defaults."""
+        opts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            shown = ":".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+            opts.append(f"{f.name.replace('_', '-')}={shown}")
+        return self.name + ("{" + ",".join(opts) + "}" if opts else "")
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name.replace("_", "-") for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_options(cls, options: dict[str, str]) -> ModulePass:
+        hints = get_type_hints(cls)
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for key, raw in options.items():
+            field = key.replace("-", "_")
+            if field not in known:
+                valid = ", ".join(cls.option_names()) or "none"
+                raise PipelineError(f"{cls.name}{{{key}}}", "unknown option", f"options of {cls.name}: {valid}")
+            values[field] = _convert(raw, hints[field], f"{cls.name}{{{key}}}")
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise PipelineError(cls.name, str(exc), "check the option values") from None
+
+
+def register(cls: P) -> P:
+    if cls.name in REGISTRY:
+        raise RuntimeError(f"pass name {cls.name!r} registered twice: {REGISTRY[cls.name]} and {cls}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def _convert(raw: str, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if raw.lower() in ("none", ""):
+            return None
+        return _convert(raw, next(a for a in args if a is not type(None)), where)
+    if origin is tuple:
+        return tuple(_convert(part, args[0], where) for part in raw.split(":") if part)
+    try:
+        if hint is bool:
+            if raw.lower() in ("true", "1", "yes", "on"):
+                return True
+            if raw.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if isinstance(hint, type) and issubclass(hint, str) and hint is not str:
+            return hint(raw)  # a StrEnum
+        return raw
+    except ValueError:
+        allowed = f"one of {', '.join(m.value for m in hint)}" if isinstance(hint, type) and hasattr(hint, "__members__") else f"a {getattr(hint, '__name__', hint)}"
+        raise PipelineError(where, f"cannot read {raw!r}", f"give {allowed}") from None

@@ -1,0 +1,216 @@
+"""`assign-cores`, `schedule` and `verify`: choose and place each table's parts, order each core's work."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from ir.errors import InfeasibleError
+from ir.module import (
+    CoreSchedule,
+    Module,
+    PartitionMode,
+    SolverReport,
+    WorkItem,
+    split_range,
+)
+from ir.verify import verify_module
+from passes.assignment import (
+    TIME_UNIT_S,
+    choice_lower_bound,
+    Assignment,
+    AssignmentProblem,
+    greedy,
+    lower_bound_units,
+    round_robin,
+)
+from passes.base import ModulePass, register
+from passes.cpsat import SolverParams, solve
+
+
+class AssignMethod(enum.StrEnum):
+    CPSAT = "cpsat"
+    GREEDY = "greedy"
+    ROUND_ROBIN = "round-robin"
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class AssignCoresPass(ModulePass):
+    """Pick one option per table and the cores of its parts. `cpsat` minimizes the makespan exactly (greedy
+    plan as hint and as fallback, so a time limit never returns worse than greedy); `greedy` is LPT;
+    `round-robin` deals whole tables to cores in turn."""
+
+    name = "assign-cores"
+    summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
+    requires = ("options",)
+    ensures = ("items",)
+    method: AssignMethod = AssignMethod.CPSAT
+    time_limit: float = 10.0
+    workers: int = 1
+    seed: int = 0
+    relative_gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.time_limit <= 0:
+            raise ValueError("time-limit must be > 0 seconds")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if not 0.0 <= self.relative_gap < 1.0:
+            raise ValueError("relative-gap must be in [0, 1)")
+
+    def apply(self, module: Module) -> Module:
+        problem = AssignmentProblem.from_module(module)
+        lb_units = lower_bound_units(problem)
+        if self.method is AssignMethod.ROUND_ROBIN:
+            assignment, report = round_robin(problem), None
+        else:
+            seed_plan = greedy(problem)
+            assignment, report = seed_plan, None
+            if self.method is AssignMethod.CPSAT:
+                assignment, report = self._solve(problem, _best_seed(problem, seed_plan))
+        if report is None:
+            span = assignment.makespan(problem)
+            report = SolverReport(
+                method=self.method.value,
+                status="NOT_SOLVED",
+                objective_s=span * TIME_UNIT_S,
+                best_bound_s=lb_units * TIME_UNIT_S,
+                gap=max(0.0, (span - lb_units) / span) if span else 0.0,
+                wall_s=0.0,
+                options_considered=sum(len(o) for o in problem.options),
+            )
+        items = build_items(module, assignment)
+        lb_s = lower_bound_s(module)
+        return module.model_copy(update={"items": items, "solver": report, "lower_bound_s": lb_s})
+
+    def _solve(self, problem: AssignmentProblem, seed_plan: Assignment) -> tuple[Assignment, SolverReport]:
+        params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
+        result = solve(problem, params, hint=seed_plan)
+        hint_units = seed_plan.makespan(problem)
+        chosen = result.assignment
+        if chosen is None or chosen.makespan(problem) > hint_units:
+            chosen = seed_plan  # no solution in time: the greedy plan stands
+        objective = chosen.makespan(problem)
+        bound = min(result.best_bound_units, objective)
+        report = SolverReport(
+            method="cpsat",
+            status=result.status,  # type: ignore[arg-type]
+            objective_s=objective * TIME_UNIT_S,
+            best_bound_s=bound * TIME_UNIT_S,
+            gap=max(0.0, (objective - bound) / objective) if objective else 0.0,
+            wall_s=result.wall_s,
+            workers=self.workers,
+            seed=self.seed,
+            time_limit_s=self.time_limit,
+            hint_objective_s=hint_units * TIME_UNIT_S,
+            options_considered=sum(len(o) for o in problem.options),
+        )
+        return chosen, report
+
+
+def _best_seed(problem: AssignmentProblem, greedy_plan: Assignment) -> Assignment:
+    """The hint: the greedy plan, or the round-robin plan where that is better (so the solver starts from
+    something no baseline beats)."""
+    try:
+        rr = round_robin(problem)
+    except InfeasibleError:
+        return greedy_plan
+    return rr if rr.makespan(problem) < greedy_plan.makespan(problem) else greedy_plan
+
+
+def lower_bound_s(module: Module) -> float:
+    """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds."""
+    assert module.options is not None
+    menus = [[(max(c.total_s for c in o.part_costs), o.work_s) for o in m.options] for m in module.options]
+    return choice_lower_bound(menus, module.target.cores)
+
+
+def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:
+    assert module.options is not None
+    batch = module.workload.batch_size
+    items: list[WorkItem] = []
+    for menu, choice in zip(module.options, assignment.choices, strict=True):
+        o = menu.options[choice.option]
+        t = module.table(o.table)
+        if o.mode is PartitionMode.SAMPLES:
+            ranges = [((0, t.rows), s) for s in split_range(batch, o.parts)]
+        else:
+            ranges = [(r, (0, batch)) for r in split_range(t.rows, o.parts)]
+        output = "accumulate" if o.mode is PartitionMode.ROWS and o.parts > 1 else "write"
+        for (rows, samples), core, cost, local in zip(
+            ranges, choice.cores, o.part_costs, o.local_bytes_per_part, strict=True
+        ):
+            items.append(
+                WorkItem(
+                    id=len(items), table=t.name, output=output, strategy=o.strategy, rows=rows,
+                    samples=samples, core=core, local_bytes=local, cost=cost,
+                )
+            )
+    return tuple(items)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SchedulePass(ModulePass):
+    """Order each core's items, longest first (a stable order that front-loads the long streams), and
+    predict start and finish times; an item waits for the items it depends on, if any."""
+
+    name = "schedule"
+    summary = "per-core order (longest first) and predicted start/finish times"
+    requires = ("items",)
+    ensures = ("schedules",)
+
+    def apply(self, module: Module) -> Module:
+        assert module.items is not None
+
+        def rank(it: WorkItem) -> tuple[float, int]:
+            return (-it.cost.total_s, it.id)
+
+        queues = [sorted((it for it in module.items if it.core == c), key=rank) for c in range(module.target.cores)]
+        return module.model_copy(update={"schedules": simulate(module.items, queues)})
+
+
+def simulate(items: tuple[WorkItem, ...], queues: list[list[WorkItem]]) -> tuple[CoreSchedule, ...]:
+    """Run each core's queue in order; an item starts when its core is free and its dependencies are done."""
+    finish: dict[int, float] = {}
+    times: list[list[tuple[float, float]]] = [[] for _ in queues]
+    clock = [0.0] * len(queues)
+    pos = [0] * len(queues)
+    remaining = len(items)
+    while remaining:
+        progressed = False
+        for c, queue in enumerate(queues):
+            while pos[c] < len(queue) and all(d in finish for d in queue[pos[c]].depends_on):
+                it = queue[pos[c]]
+                start = max([clock[c], *(finish[d] for d in it.depends_on)])
+                clock[c] = start + it.cost.total_s
+                finish[it.id] = clock[c]
+                times[c].append((start, clock[c]))
+                pos[c] += 1
+                remaining -= 1
+                progressed = True
+        if not progressed:
+            raise RuntimeError("schedule deadlock: dependencies form a cycle with the core order")
+    return tuple(
+        CoreSchedule(
+            core=c,
+            items=tuple(it.id for it in q),
+            start_s=tuple(s for s, _ in times[c]),
+            finish_s=tuple(f for _, f in times[c]),
+        )
+        for c, q in enumerate(queues)
+    )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class VerifyPass(ModulePass):
+    """Check every invariant now (the pass manager also does so between passes unless told not to)."""
+
+    name = "verify"
+    summary = "check every IR invariant (coverage, tiling, capacity, cores, schedule order)"
+
+    def apply(self, module: Module) -> Module:
+        verify_module(module)
+        return module

@@ -1,0 +1,175 @@
+"""`select-strategy` and `partition`: what each table could do, and the menu the core assignment picks from."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from cost_models.analytic import ItemShape, item_cost
+from ir.errors import PipelineError
+from ir.module import (
+    CostBreakdown,
+    Module,
+    PartitionMode,
+    PartitionOption,
+    Strategy,
+    StrategyCandidate,
+    TableCandidates,
+    TableOptions,
+    split_range,
+)
+from ir.spec import TableSpec
+from passes.base import ModulePass, register
+
+ALL_STRATEGIES = tuple(Strategy)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SelectStrategyPass(ModulePass):
+    """Cost every allowed strategy for each whole table on one core, and whether it fits the local buffer."""
+
+    name = "select-strategy"
+    summary = "cost of each lookup strategy (GM, L1, GM-UB, L1-UB) per table on one core, and local-buffer fit"
+    requires = ("table_profiles",)
+    ensures = ("candidates",)
+    strategies: tuple[Strategy, ...] = ALL_STRATEGIES
+
+    def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ValueError("strategies: name at least one of GM, L1, GM-UB, L1-UB")
+
+    def apply(self, module: Module) -> Module:
+        cands = []
+        for t in module.workload.tables:
+            shape = lambda s: ItemShape(s, (0, t.rows), (0, module.workload.batch_size))  # noqa: E731
+            cands.append(
+                TableCandidates(
+                    table=t.name,
+                    candidates=tuple(
+                        StrategyCandidate(
+                            strategy=s,
+                            fits_local=t.bytes <= module.target.local.capacity_bytes,
+                            cost=item_cost(shape(s), t, module.table_profile(t.name), module.target, module.cost_profile),
+                        )
+                        for s in self.strategies
+                    ),
+                )
+            )
+        return module.model_copy(update={"candidates": tuple(cands)})
+
+
+class PartitionPolicy(enum.StrEnum):
+    ENUMERATE = "enumerate"  # every useful (strategy, mode, parts); dominated options pruned
+    SPLIT_ALL = "split-all"  # the batch split evenly over every core (what a default compiler does)
+    WHOLE = "whole"  # one part per table: table-wise placement
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PartitionPass(ModulePass):
+    """Build each table's menu of partition options: replicate or split its samples over k cores, or shard its
+    rows over k cores, for each candidate strategy, with per-part costs and local-buffer bytes."""
+
+    name = "partition"
+    summary = "menu of (strategy, replicate/split samples/shard rows, parts) per table, dominated options pruned"
+    requires = ("table_profiles", "candidates")
+    ensures = ("options",)
+    policy: PartitionPolicy = PartitionPolicy.ENUMERATE
+    max_parts: int = 0  # 0: up to the number of cores
+    prune: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_parts < 0:
+            raise ValueError("max-parts must be >= 0 (0 means: up to the number of cores)")
+
+    def apply(self, module: Module) -> Module:
+        assert module.candidates is not None
+        cores = module.target.cores
+        limit = min(cores, self.max_parts) if self.max_parts else cores
+        menus = []
+        for t, cands in zip(module.workload.tables, module.candidates, strict=True):
+            strategies = [c.strategy for c in cands.candidates]
+            options = [o for o in self._enumerate(module, t, strategies, limit) if _fits(module, o)]
+            if not options:
+                raise PipelineError(
+                    f"partition @{t.name}",
+                    f"no option fits: strategies {', '.join(s.value for s in strategies)} with policy {self.policy.value}",
+                    "allow a shared-memory strategy (GM or GM-UB) in select-strategy",
+                )
+            if self.prune:
+                options = prune_dominated(options)
+            menus.append(TableOptions(table=t.name, options=tuple(options)))
+        return module.model_copy(update={"options": tuple(menus)})
+
+    def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[PartitionOption]:
+        batch = module.workload.batch_size
+        if self.policy is PartitionPolicy.SPLIT_ALL:
+            shapes = [(s, PartitionMode.SAMPLES, min(limit, batch)) for s in strategies]
+        elif self.policy is PartitionPolicy.WHOLE:
+            shapes = [(s, PartitionMode.SAMPLES, 1) for s in strategies]
+        else:
+            local = module.target.local.capacity_bytes
+            shapes = []
+            for s in strategies:
+                shapes += [(s, PartitionMode.SAMPLES, k) for k in part_counts(min(limit, batch))]
+                rows_k = set(part_counts(min(limit, t.rows)))
+                if s.preloaded and t.bytes > local:
+                    rows_k.add(-(-t.bytes // local))  # the fewest shards that fit the local buffer
+                shapes += [(s, PartitionMode.ROWS, k) for k in sorted(rows_k) if 1 < k <= min(limit, t.rows)]
+        return [make_option(module, t, s, mode, k) for s, mode, k in shapes]
+
+
+def part_counts(limit: int) -> list[int]:
+    """Candidate numbers of parts: every count up to 8, then powers of two, and the limit itself."""
+    counts = {k for k in range(1, min(limit, 8) + 1)}
+    k = 16
+    while k < limit:
+        counts.add(k)
+        k *= 2
+    counts.add(limit)
+    return sorted(counts)
+
+
+def make_option(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode, parts: int) -> PartitionOption:
+    batch = module.workload.batch_size
+    stats = module.table_profile(t.name)
+    if mode is PartitionMode.SAMPLES:
+        shapes = [ItemShape(strategy, (0, t.rows), s) for s in split_range(batch, parts)]
+    else:
+        shapes = [ItemShape(strategy, r, (0, batch)) for r in split_range(t.rows, parts)]
+    memo: dict[tuple[int, int], CostBreakdown] = {}  # parts differ by at most one row or sample
+    costs = []
+    for shape in shapes:
+        size = (shape.rows[1] - shape.rows[0], shape.samples[1] - shape.samples[0])
+        if size not in memo:
+            memo[size] = item_cost(shape, t, stats, module.target, module.cost_profile)
+        costs.append(memo[size])
+    local = [((sh.rows[1] - sh.rows[0]) * t.row_bytes if strategy.preloaded else 0) for sh in shapes]
+    return PartitionOption(
+        table=t.name,
+        strategy=strategy,
+        mode=mode,
+        parts=parts,
+        part_costs=tuple(costs),
+        local_bytes_per_part=tuple(local),
+    )
+
+
+def _fits(module: Module, option: PartitionOption) -> bool:
+    return max(option.local_bytes_per_part) <= module.target.local.capacity_bytes
+
+
+def prune_dominated(options: list[PartitionOption]) -> list[PartitionOption]:
+    """Drop option B when some A needs no more parts, no more time per part and no more local bytes per part:
+    A can replace B on a subset of B's cores in any plan without raising any load or any buffer's use."""
+
+    def key(o: PartitionOption) -> tuple[int, float, int]:
+        return (o.parts, max(c.total_s for c in o.part_costs), max(o.local_bytes_per_part))
+
+    keyed = sorted(((key(o), o) for o in options), key=lambda ko: ko[0])
+    kept: list[tuple[tuple[int, float, int], PartitionOption]] = []
+    for k, o in keyed:
+        if not any(all(a <= b for a, b in zip(ka, k, strict=True)) for ka, _ in kept):
+            kept.append((k, o))
+    return [o for _, o in kept]
