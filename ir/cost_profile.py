@@ -6,13 +6,13 @@ value's origin is recorded in `sources` (spec sheet, assumption, or the fit that
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field
 
 from ir.spec import Frozen
 
-PROFILE_SCHEMA = "embmap.cost-profile/1"
+PROFILE_SCHEMA: Final = "embmap.cost-profile/1"
 
 
 class CostProfile(Frozen):
@@ -33,7 +33,9 @@ class CostProfile(Frozen):
     chunk_fixed_s: float = Field(ge=0, description="setting up one streamed chunk (one DMA)")
     index_s: float = Field(ge=0, description="reading and bucketing one index")
     output_bytes_per_s: float = Field(gt=0, description="writing pooled outputs")
-    combine_bytes_per_s: float = Field(gt=0, description="row shards accumulating partial sums into the output (read + write)")
+    combine_bytes_per_s: float = Field(
+        gt=0, description="row shards accumulating partial sums into the output (read + write)"
+    )
     sources: dict[str, str] = Field(default_factory=dict)
 
     @staticmethod

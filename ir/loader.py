@@ -33,7 +33,9 @@ def parse_document(text: str, is_json: bool, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if is_json else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise SpecError(what, f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "fix the syntax") from None
+        raise SpecError(
+            what, f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "fix the syntax"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -42,7 +44,9 @@ def parse_document(text: str, is_json: bool, what: str) -> dict[str, Any]:
     except RecursionError:
         raise SpecError(what, "nested too deeply", "flatten the document") from None
     if not isinstance(data, dict):
-        raise SpecError(what, f"must be a mapping of fields, got {type(data).__name__}", "start the file with `name: ...`")
+        raise SpecError(
+            what, f"must be a mapping of fields, got {type(data).__name__}", "start the file with `name: ...`"
+        )
     return data
 
 

@@ -43,6 +43,18 @@ def check_fits(workload: WorkloadSpec, target: TargetSpec) -> None:
             "workload.tables",
             f"together need {fmt_bytes(total)}; {target.name} {main.name} holds {fmt_bytes(main.capacity_bytes)} "
             f"(largest table {largest.name}: {fmt_bytes(largest.bytes)})",
-            "cap rows with --row-cap N (ids hashed, as DLRM's --max-ind-range), use a smaller dtype, "
-            "or plan across several devices",
+            f"cap rows with --row-cap {largest_fitting_cap(workload, main.capacity_bytes)} or less (ids hashed, "
+            "as DLRM's --max-ind-range), use a smaller dtype, or plan across several devices",
         )
+
+
+def largest_fitting_cap(workload: WorkloadSpec, capacity_bytes: int) -> int:
+    """The largest per-table row cap with which all tables fit in `capacity_bytes` (binary search)."""
+    lo, hi = 0, max(t.rows for t in workload.tables)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(min(t.rows, mid) * t.row_bytes for t in workload.tables) <= capacity_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

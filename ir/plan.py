@@ -7,7 +7,7 @@ ordered schedule, and how good the plan provably is (solver report and an indepe
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field
 
@@ -15,7 +15,7 @@ from ir.cost_profile import CostProfile
 from ir.module import CoreSchedule, CostBreakdown, PartitionMode, SolverReport, Strategy, WorkItem
 from ir.spec import Distribution, DType, Frozen, TargetSpec, WorkloadSpec
 
-PLAN_SCHEMA = "embmap.plan/1"
+PLAN_SCHEMA: Final = "embmap.plan/1"
 
 
 class PlanTable(Frozen):

@@ -51,11 +51,11 @@ def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/pr
         local=MemorySpec(name="L2", capacity_bytes=l2, bandwidth_bytes_per_s=64e9, latency_s=4e-9),
         scratch=MemorySpec(name="L1d", capacity_bytes=l1d, bandwidth_bytes_per_s=128e9, latency_s=1.2e-9),
         shared_cache=(
-            MemorySpec(name="L3", capacity_bytes=l3, bandwidth_bytes_per_s=32e9 * cores, latency_s=15e-9) if l3 else None
+            MemorySpec(name="L3", capacity_bytes=l3, bandwidth_bytes_per_s=32e9 * cores, latency_s=15e-9)
+            if l3
+            else None
         ),
-        main=MemorySpec(
-            name="DRAM", capacity_bytes=_mem_total(meminfo), bandwidth_bytes_per_s=20e9, latency_s=90e-9
-        ),
+        main=MemorySpec(name="DRAM", capacity_bytes=_mem_total(meminfo), bandwidth_bytes_per_s=20e9, latency_s=90e-9),
         calibrated=False,
         source=(
             "cores from sched_getaffinity, cache sizes from sysfs, memory from /proc/meminfo; bandwidths and "

@@ -16,7 +16,7 @@ import networkx as nx
 import numpy as np
 
 from ir.errors import VerificationError
-from ir.module import CoreSchedule, Module, PartitionMode, WorkItem
+from ir.module import CoreSchedule, Module, WorkItem
 from ir.plan import PLAN_SCHEMA, ExecutionPlan
 from ir.spec import TableSpec, TargetSpec
 
@@ -109,10 +109,22 @@ def _table_item_violations(t: TableSpec, batch: int, items: list[WorkItem]) -> l
         out.append(f"table {t.name}: two parts on one core")
     rects = np.array([(*it.rows, *it.samples) for it in lookups], dtype=np.int64)
     r0, r1, s0, s1 = rects.T
-    if (r0 < 0).any() or (r1 > t.rows).any() or (r0 >= r1).any() or (s0 < 0).any() or (s1 > batch).any() or (s0 >= s1).any():
-        out.append(f"table {t.name}: an item's rows or samples fall outside {t.rows} rows x {batch} samples or are empty")
+    if (
+        (r0 < 0).any()
+        or (r1 > t.rows).any()
+        or (r0 >= r1).any()
+        or (s0 < 0).any()
+        or (s1 > batch).any()
+        or (s0 >= s1).any()
+    ):
+        out.append(
+            f"table {t.name}: an item's rows or samples fall outside {t.rows} rows x {batch} samples or are empty"
+        )
     overlap = (
-        (r0[:, None] < r1[None, :]) & (r0[None, :] < r1[:, None]) & (s0[:, None] < s1[None, :]) & (s0[None, :] < s1[:, None])
+        (r0[:, None] < r1[None, :])
+        & (r0[None, :] < r1[:, None])
+        & (s0[:, None] < s1[None, :])
+        & (s0[None, :] < s1[:, None])
     )
     np.fill_diagonal(overlap, False)
     area = int(((r1 - r0) * (s1 - s0)).sum())

@@ -31,8 +31,16 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
         assert t.distribution is not None
         tables.append(
             PlanTable(
-                name=t.name, rows=t.rows, dim=t.dim, dtype=t.dtype, pooling=t.pooling,
-                distribution=t.distribution, strategy=parts[0].strategy, mode=mode, parts=len(parts), bytes=t.bytes,
+                name=t.name,
+                rows=t.rows,
+                dim=t.dim,
+                dtype=t.dtype,
+                pooling=t.pooling,
+                distribution=t.distribution,
+                strategy=parts[0].strategy,
+                mode=mode,
+                parts=len(parts),
+                bytes=t.bytes,
             )
         )
     cores = tuple(

@@ -8,19 +8,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from ir.cost_profile import CostProfile
 from ir.errors import EmbmapError, SpecError
 from ir.loader import read_document, validate
 from ir.spec import Distribution, HotSet, Uniform, Zipf
-from ir.cost_profile import CostProfile
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2 like every other input error."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"embmap: error: {message} (fix: see `{self.prog} --help`)\n")
+        fix = "" if "(fix:" in message else f" (fix: see `{self.prog} --help`)"
+        sys.stderr.write(f"embmap: error: {message}{fix}\n")
         raise SystemExit(2)
 
 
@@ -42,8 +43,17 @@ def parse_distribution(text: str) -> Distribution:
     except ValueError:
         pass
     raise SpecError(
-        "--distribution", f"cannot read {text!r}", "use uniform, zipf[:ALPHA] (ALPHA in (0, 5]) or hot-set[:ROWS[:MASS]]"
+        "--distribution",
+        f"cannot read {text!r}",
+        "use uniform, zipf[:ALPHA] (ALPHA in (0, 5]) or hot-set[:ROWS[:MASS]]",
     )
+
+
+def _distribution_arg(text: str) -> Distribution:
+    try:
+        return parse_distribution(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.problem + f" (fix: {exc.fix})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,18 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     c = sub.add_parser("compile", help="compile a workload for a target into an execution plan")
-    c.add_argument("workload", help="built-in name (see `embmap workloads`), synthetic:key=value,..., or a YAML/JSON file")
+    c.add_argument(
+        "workload", help="built-in name (see `embmap workloads`), synthetic:key=value,..., or a YAML/JSON file"
+    )
     c.add_argument("--target", required=True, help="built-in target (see `embmap targets`) or a YAML/JSON file")
-    c.add_argument("--pipeline", default="embmap", help="named pipeline (embmap, default, round-robin, greedy) or a pass list")
+    c.add_argument(
+        "--pipeline", default="embmap", help="named pipeline (embmap, default, round-robin, greedy) or a pass list"
+    )
     c.add_argument("--batch", type=int, help="batch size (overrides the workload's)")
     c.add_argument("--row-cap", type=int, help="hash ids into at most N rows per table; 0 removes the workload's cap")
-    c.add_argument("--distribution", type=parse_distribution, help="index distribution for every table: uniform, zipf[:ALPHA], hot-set[:ROWS[:MASS]]")
+    c.add_argument(
+        "--distribution",
+        type=_distribution_arg,
+        help="index distribution for every table: uniform, zipf[:ALPHA], hot-set[:ROWS[:MASS]]",
+    )
     c.add_argument("--profile", type=Path, help="cost profile JSON (default: the target's uncalibrated preset)")
     c.add_argument("--time-limit", type=float, help="CP-SAT time limit in seconds")
     c.add_argument("--workers", type=int, help="CP-SAT workers")
     c.add_argument("--seed", type=int, help="CP-SAT random seed")
     c.add_argument("--no-baselines", action="store_true", help="do not compile the baseline pipelines for comparison")
-    c.add_argument("--print-ir-after", action="append", default=[], metavar="PASS", help="print the IR after PASS ('all' for every pass); repeatable")
+    c.add_argument(
+        "--print-ir-after",
+        action="append",
+        default=[],
+        metavar="PASS",
+        help="print the IR after PASS ('all' for every pass); repeatable",
+    )
     c.add_argument("--timing", action="store_true", help="print per-pass wall time to stderr")
     c.add_argument("--explain", action="store_true", help="print the explanation after compiling")
     c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON")
@@ -83,20 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_compile(args: argparse.Namespace) -> int:
     from mapper.compiler import SolverOptions, compile
     from mapper.explain import explain_text
+    from mapper.pipelines import pipeline_for
     from mapper.planio import save_plan
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
-    from mapper.pipelines import pipeline_for
+    from passes.pipeline import Instrument
 
     if args.output.is_dir():
         raise SpecError("--output", f"{args.output} is a directory", "give a file path, e.g. -o plan.json")
     if not (args.output.parent if str(args.output.parent) else Path(".")).is_dir():
-        raise SpecError("--output", f"directory {args.output.parent} does not exist", "create it or choose another path")
+        raise SpecError(
+            "--output", f"directory {args.output.parent} does not exist", "create it or choose another path"
+        )
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
     if unknown:
-        raise SpecError("--print-ir-after", f"names {', '.join(sorted(unknown))}, not in the pipeline", "name a pass of the pipeline, or 'all'")
+        raise SpecError(
+            "--print-ir-after",
+            f"names {', '.join(sorted(unknown))}, not in the pipeline",
+            "name a pass of the pipeline, or 'all'",
+        )
     profile = validate(CostProfile, read_document(args.profile, "profile"), "profile") if args.profile else None
     timing = TimingInstrument()
-    instruments = [timing]
+    instruments: list[Instrument] = [timing]
     if args.print_ir_after:
         instruments.append(PrintIRAfter(frozenset(args.print_ir_after)))
     plan = compile(
@@ -139,7 +170,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
     from mapper.pipelines import PIPELINES
     from passes import REGISTRY
 
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name, cls in sorted(REGISTRY.items()):
         opts = {f.name.replace("_", "-"): _default_text(f) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         entries.append({"name": name, "summary": cls.summary, "options": opts})
@@ -148,8 +179,8 @@ def cmd_passes(args: argparse.Namespace) -> int:
         return 0
     print("passes:")
     for e in entries:
-        opts = ", ".join(f"{k}={v}" for k, v in e["options"].items())
-        print(f"  {e['name']:<16} {e['summary']}" + (f"\n  {'':<16} options: {opts}" if opts else ""))
+        shown = ", ".join(f"{k}={v}" for k, v in e["options"].items())
+        print(f"  {e['name']:<16} {e['summary']}" + (f"\n  {'':<16} options: {shown}" if shown else ""))
     print("\npipelines:")
     for name, (text, doc) in PIPELINES.items():
         print(f"  {name:<12} {doc}\n  {'':<12} {text}")
@@ -175,7 +206,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         print(json.dumps([t.model_dump() for t in targets], indent=1))
         return 0
     for t in targets:
-        mems = [t.local, t.scratch, *( [t.shared_cache] if t.shared_cache else []), t.main]
+        mems = [t.local, t.scratch, *([t.shared_cache] if t.shared_cache else []), t.main]
         print(f"{t.name:<10} {t.cores} cores  {'calibrated' if t.calibrated else 'uncalibrated'}  {t.description}")
         print("           " + ", ".join(f"{m.name} {fmt_bytes(m.capacity_bytes)}" for m in mems))
     return 0
@@ -185,11 +216,21 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     from ir.printer import fmt_bytes
     from workloads import builtin_names, builtin_workload
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in builtin_names():
         w = builtin_workload(name)
         e = w.effective()
-        rows.append({"name": name, "tables": len(w.tables), "bytes": w.total_bytes, "planned_bytes": e.total_bytes, "batch_size": w.batch_size, "row_cap": w.row_cap, "title": w.title})
+        rows.append(
+            {
+                "name": name,
+                "tables": len(w.tables),
+                "bytes": w.total_bytes,
+                "planned_bytes": e.total_bytes,
+                "batch_size": w.batch_size,
+                "row_cap": w.row_cap,
+                "title": w.title,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -209,7 +250,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported on one line
+        return int(exc.code or 0)
     try:
         return COMMANDS[args.command](args)
     except EmbmapError as exc:

@@ -30,7 +30,9 @@ def explain_data(plan: ExecutionPlan) -> dict[str, Any]:
         for i in c.items:
             it = plan.items[i]
             table = next(t for t in plan.tables if t.name == it.table)
-            share = ((it.rows[1] - it.rows[0]) / table.rows) * ((it.samples[1] - it.samples[0]) / plan.workload.batch_size)
+            share = ((it.rows[1] - it.rows[0]) / table.rows) * (
+                (it.samples[1] - it.samples[0]) / plan.workload.batch_size
+            )
             entries.append(
                 {
                     "item": it.id,
@@ -94,11 +96,15 @@ def explain_text(plan: ExecutionPlan) -> str:
     lines += ["", "tables:"]
     for t in d["tables"]:
         how = "whole" if t["parts"] == 1 else f"{t['mode']} x{t['parts']}"
-        lines.append(f"  {t['name']:<24} {t['strategy']:<6} {how:<12} {fmt_bytes(t['bytes']):>9}  work {fmt_s(t['predicted_work_s'])}")
+        lines.append(
+            f"  {t['name']:<24} {t['strategy']:<6} {how:<12} {fmt_bytes(t['bytes']):>9}  work {fmt_s(t['predicted_work_s'])}"
+        )
     lines += ["", "cores:"]
     for c in d["cores"]:
         parts = "; ".join(
-            f"{e['table']} {e['strategy']}" + ("" if e["share"] >= 0.9999 else f" {e['share']:.0%}") + f" {fmt_s(e['predicted_s'])}"
+            f"{e['table']} {e['strategy']}"
+            + ("" if e["share"] >= 0.9999 else f" {e['share']:.0%}")
+            + f" {fmt_s(e['predicted_s'])}"
             for e in c["items"]
         )
         lines.append(

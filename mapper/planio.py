@@ -46,7 +46,9 @@ def load_plan(path: Path) -> ExecutionPlan:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError("plan", f"{path} is not valid JSON ({exc})", "give a plan written by `embmap compile -o`") from None
+        raise SpecError(
+            "plan", f"{path} is not valid JSON ({exc})", "give a plan written by `embmap compile -o`"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError("plan", "must be a JSON object", "give a plan written by `embmap compile -o`")
     version = data.get("schema_version")

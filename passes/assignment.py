@@ -117,17 +117,16 @@ def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: in
 
 
 def greedy(problem: AssignmentProblem) -> Assignment:
-    """The best of a portfolio of longest-processing-time-first placements. For each target makespan T,
-    every table takes its least-work option whose parts are at most T (splitting only what must be split);
-    T spans the lower bound up to unbounded. One more candidate splits every table as finely as it can
-    (the shape of a default compiler's plan). Parts go, largest first, to the least-loaded cores with room."""
+    """The best of a portfolio of gap-filling, longest-first placements, one per target makespan T (from the
+    lower bound up to unbounded). Tables go in decreasing order of their least-work part; each takes its
+    least-work option whose parts all fit under T on the least-loaded cores with room, so a small table is
+    split just enough to fill the gaps the big ones leave. When nothing fits under T, the option that leaves
+    the smallest makespan is taken."""
     lb = lower_bound_units(problem)
-    targets = sorted({math.inf, *(int(lb * f) for f in (1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0))})
-    rankings = [_ranking_for_target(problem, target) for target in targets]
-    rankings.append([sorted(range(len(o)), key=lambda i: (o[i].part_units, o[i].work_units)) for o in problem.options])
+    targets = sorted({math.inf, *(int(lb * f) for f in GREEDY_TARGETS)})
     best: Assignment | None = None
-    for ranking in rankings:
-        plan = _place_lpt(problem, ranking)
+    for target in targets:
+        plan = _place_under_target(problem, target)
         if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
             best = plan
     if best is None:
@@ -135,34 +134,38 @@ def greedy(problem: AssignmentProblem) -> Assignment:
     return best
 
 
-def _ranking_for_target(problem: AssignmentProblem, target: float) -> list[list[int]]:
-    """Per table, its options in order of preference: least work among those within the target, then the rest
-    by part size."""
-    out = []
-    for opts in problem.options:
-        within = sorted((o.work_units, o.parts, i) for i, o in enumerate(opts) if o.part_units <= target)
-        rest = sorted((o.part_units, o.work_units, i) for i, o in enumerate(opts) if o.part_units > target)
-        out.append([i for *_, i in within] + [i for *_, i in rest])
-    return out
+GREEDY_TARGETS = (1.0, 1.01, 1.02, 1.04, 1.07, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
-def _place_lpt(problem: AssignmentProblem, ranking: list[list[int]]) -> Assignment | None:
-    order = sorted(range(len(problem.tables)), key=lambda t: -problem.options[t][ranking[t][0]].part_units)
+def _place_under_target(problem: AssignmentProblem, target: float) -> Assignment | None:
+    by_work = [sorted(range(len(opts)), key=lambda i: (opts[i].work_units, opts[i].parts)) for opts in problem.options]
+    order = sorted(range(len(problem.tables)), key=lambda t: (-problem.options[t][by_work[t][0]].part_units, t))
     loads = [0] * problem.cores
     used = [0] * problem.cores
     choices: dict[int, Choice] = {}
     for t in order:
-        for i in ranking[t]:
+        fallback: tuple[tuple[int, int], int, tuple[int, ...]] | None = None
+        picked: tuple[int, tuple[int, ...]] | None = None
+        for i in by_work[t]:
             o = problem.options[t][i]
             room = [c for c in range(problem.cores) if used[c] + o.part_bytes <= problem.capacity_bytes]
-            if len(room) >= o.parts:
+            if len(room) < o.parts:
+                continue
+            cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
+            peak = max(loads[c] for c in cores) + o.part_units
+            if peak <= target:
+                picked = (i, cores)
                 break
-        else:
-            return None
-        cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
+            if fallback is None or (peak, o.work_units) < fallback[0]:
+                fallback = ((peak, o.work_units), i, cores)
+        if picked is None:
+            if fallback is None:
+                return None
+            picked = (fallback[1], fallback[2])
+        i, cores = picked
         for c in cores:
-            loads[c] += o.part_units
-            used[c] += o.part_bytes
+            loads[c] += problem.options[t][i].part_units
+            used[c] += problem.options[t][i].part_bytes
         choices[t] = Choice(i, cores)
     return Assignment(tuple(choices[t] for t in range(len(problem.tables))))
 

@@ -8,6 +8,7 @@ point `apply(module) -> module`. It may declare which module annotations it `req
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -38,7 +39,13 @@ class ModulePass(ABC):
             value = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and value == f.default:
                 continue
-            shown = ":".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+            shown = (
+                ":".join(map(str, value))
+                if isinstance(value, tuple)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             opts.append(f"{f.name.replace('_', '-')}={shown}")
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
 
@@ -94,5 +101,8 @@ def _convert(raw: str, hint: Any, where: str) -> Any:
             return hint(raw)  # a StrEnum
         return raw
     except ValueError:
-        allowed = f"one of {', '.join(m.value for m in hint)}" if isinstance(hint, type) and hasattr(hint, "__members__") else f"a {getattr(hint, '__name__', hint)}"
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            allowed = f"one of {', '.join(str(m.value) for m in hint)}"
+        else:
+            allowed = f"a {getattr(hint, '__name__', hint)}"
         raise PipelineError(where, f"cannot read {raw!r}", f"give {allowed}") from None

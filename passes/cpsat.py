@@ -47,18 +47,33 @@ class SolveResult:
         return max(0.0, (self.objective_units - self.best_bound_units) / self.objective_units)
 
 
+def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:
+    """Options that fit in a plan with makespan <= ub: no part above ub, and total work within cores x ub."""
+    min_work = [min(o.work_units for o in opts) for opts in problem.options]
+    spare = problem.cores * ub - sum(min_work)
+    return [
+        [o for o, data in enumerate(opts) if data.part_units <= ub and data.work_units - min_work[t] <= spare]
+        for t, opts in enumerate(problem.options)
+    ]
+
+
 def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | None = None) -> SolveResult:
     model = cp_model.CpModel()
     cores = range(problem.cores)
     lb = lower_bound_units(problem)
     ub = hint.makespan(problem) if hint else sum(max(o.work_units for o in opts) for opts in problem.options)
 
-    # Variables: y[t, o] picks option o of table t; x[t, o, c] puts one of its parts on core c.
+    # Variables: y[t, o] picks option o of table t; x[t, o, c] puts one of its parts on core c. Options that
+    # cannot appear in a plan at least as good as the hint (a part above it, or too much work) are fixed to 0.
+    usable = _usable_options(problem, ub) if hint else [list(range(len(opts))) for opts in problem.options]
     y: dict[tuple[int, int], cp_model.IntVar] = {}
     x: dict[tuple[int, int, int], cp_model.IntVar] = {}
     for t, opts in enumerate(problem.options):
         for o in range(len(opts)):
             y[t, o] = model.new_bool_var(f"y_t{t}_o{o}")
+            if o not in usable[t]:
+                model.add(y[t, o] == 0)
+                continue
             for c in cores:
                 x[t, o, c] = model.new_bool_var(f"x_t{t}_o{o}_c{c}")
     makespan = model.new_int_var(lb, max(lb, ub), "makespan")
@@ -69,7 +84,8 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
     # The chosen option's parts sit on exactly `parts` distinct cores; other options place nothing.
     for t, opts in enumerate(problem.options):
         for o, data in enumerate(opts):
-            model.add(sum(x[t, o, c] for c in cores) == data.parts * y[t, o])
+            if o in usable[t]:
+                model.add(sum(x[t, o, c] for c in cores) == data.parts * y[t, o])
     # A core's load is the work it holds; the makespan bounds every load.
     loads = []
     for c in cores:
@@ -77,6 +93,7 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
             data.part_units * x[t, o, c]
             for t, opts in enumerate(problem.options)
             for o, data in enumerate(opts)
+            if (t, o, c) in x
         )
         loads.append(load)
         model.add(load <= makespan)
@@ -86,7 +103,7 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
             data.part_bytes * x[t, o, c]
             for t, opts in enumerate(problem.options)
             for o, data in enumerate(opts)
-            if data.part_bytes
+            if data.part_bytes and (t, o, c) in x
         ]
         if held:
             model.add(sum(held) <= problem.capacity_bytes)
@@ -110,7 +127,8 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
             for o in range(len(problem.options[t])):
                 model.add_hint(y[t, o], o == ch.option)
                 for c in cores:
-                    model.add_hint(x[t, o, c], o == ch.option and c in ch.cores)
+                    if (t, o, c) in x:
+                        model.add_hint(x[t, o, c], o == ch.option and c in ch.cores)
         model.add_hint(makespan, hint.makespan(problem))
 
     solver = cp_model.CpSolver()

@@ -99,7 +99,7 @@ class PrintIRAfter:
     """Prints the module after the named passes (all passes when `names` holds 'all')."""
 
     names: frozenset[str]
-    stream: TextIO = sys.stderr
+    stream: TextIO | None = None  # None: whatever sys.stderr is when printing
     as_json: bool = False
 
     def before_pass(self, pass_: ModulePass, module: Module) -> None:
@@ -108,7 +108,7 @@ class PrintIRAfter:
     def after_pass(self, pass_: ModulePass, module: Module, seconds: float) -> None:
         if pass_.name in self.names or "all" in self.names:
             text = module.model_dump_json(indent=1) if self.as_json else print_module(module)
-            self.stream.write(f"// -----// IR after {pass_.spec()} //----- //\n{text}\n")
+            (self.stream or sys.stderr).write(f"// -----// IR after {pass_.spec()} //----- //\n{text}\n")
 
 
 @dataclasses.dataclass(frozen=True)

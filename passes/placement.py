@@ -14,12 +14,13 @@ from ir.module import (
     WorkItem,
     split_range,
 )
+from ir.printer import fmt_bytes
 from ir.verify import verify_module
 from passes.assignment import (
     TIME_UNIT_S,
-    choice_lower_bound,
     Assignment,
     AssignmentProblem,
+    choice_lower_bound,
     greedy,
     lower_bound_units,
     round_robin,
@@ -64,11 +65,14 @@ class AssignCoresPass(ModulePass):
         lb_units = lower_bound_units(problem)
         if self.method is AssignMethod.ROUND_ROBIN:
             assignment, report = round_robin(problem), None
+        elif self.method is AssignMethod.GREEDY:
+            assignment, report = greedy(problem), None
         else:
-            seed_plan = greedy(problem)
-            assignment, report = seed_plan, None
-            if self.method is AssignMethod.CPSAT:
-                assignment, report = self._solve(problem, _best_seed(problem, seed_plan))
+            try:
+                seed_plan: Assignment | None = _best_seed(problem, greedy(problem))
+            except InfeasibleError:
+                seed_plan = None  # greedy found no packing; the solver may still find one, or prove none exists
+            assignment, report = self._solve(problem, seed_plan)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -84,13 +88,15 @@ class AssignCoresPass(ModulePass):
         lb_s = lower_bound_s(module)
         return module.model_copy(update={"items": items, "solver": report, "lower_bound_s": lb_s})
 
-    def _solve(self, problem: AssignmentProblem, seed_plan: Assignment) -> tuple[Assignment, SolverReport]:
+    def _solve(self, problem: AssignmentProblem, seed_plan: Assignment | None) -> tuple[Assignment, SolverReport]:
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
         result = solve(problem, params, hint=seed_plan)
-        hint_units = seed_plan.makespan(problem)
+        hint_units = seed_plan.makespan(problem) if seed_plan else None
         chosen = result.assignment
-        if chosen is None or chosen.makespan(problem) > hint_units:
-            chosen = seed_plan  # no solution in time: the greedy plan stands
+        if seed_plan is not None and (chosen is None or chosen.makespan(problem) > seed_plan.makespan(problem)):
+            chosen = seed_plan  # no better solution in time: the greedy plan stands
+        if chosen is None:
+            raise _infeasible(problem, result.status, self.time_limit)
         objective = chosen.makespan(problem)
         bound = min(result.best_bound_units, objective)
         report = SolverReport(
@@ -103,10 +109,27 @@ class AssignCoresPass(ModulePass):
             workers=self.workers,
             seed=self.seed,
             time_limit_s=self.time_limit,
-            hint_objective_s=hint_units * TIME_UNIT_S,
+            hint_objective_s=None if hint_units is None else hint_units * TIME_UNIT_S,
             options_considered=sum(len(o) for o in problem.options),
         )
         return chosen, report
+
+
+def _infeasible(problem: AssignmentProblem, status: str, time_limit: float) -> InfeasibleError:
+    need = sum(min(o.part_bytes * o.parts for o in opts) for opts in problem.options)
+    have = problem.capacity_bytes * problem.cores
+    if status == "INFEASIBLE":
+        return InfeasibleError(
+            "assign-cores",
+            f"no placement exists: the tables that must be preloaded need {fmt_bytes(need)} of local buffer "
+            f"in all, the {problem.cores} cores hold {fmt_bytes(have)} and every part needs a core of its own",
+            "allow a shared-memory strategy (GM or GM-UB) in select-strategy, or use a target with more cores",
+        )
+    return InfeasibleError(
+        "assign-cores",
+        f"no placement found within {time_limit:g} s (solver status {status}) and the greedy placement failed",
+        f"raise assign-cores{{time-limit}} above {time_limit:g}",
+    )
 
 
 def _best_seed(problem: AssignmentProblem, greedy_plan: Assignment) -> Assignment:
@@ -143,8 +166,15 @@ def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:
         ):
             items.append(
                 WorkItem(
-                    id=len(items), table=t.name, output=output, strategy=o.strategy, rows=rows,
-                    samples=samples, core=core, local_bytes=local, cost=cost,
+                    id=len(items),
+                    table=t.name,
+                    output=output,
+                    strategy=o.strategy,
+                    rows=rows,
+                    samples=samples,
+                    core=core,
+                    local_bytes=local,
+                    cost=cost,
                 )
             )
     return tuple(items)

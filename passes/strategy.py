@@ -6,7 +6,7 @@ import dataclasses
 import enum
 
 from cost_models.analytic import ItemShape, item_cost
-from ir.errors import PipelineError
+from ir.errors import InfeasibleError
 from ir.module import (
     CostBreakdown,
     Module,
@@ -18,6 +18,7 @@ from ir.module import (
     TableOptions,
     split_range,
 )
+from ir.printer import fmt_bytes
 from ir.spec import TableSpec
 from passes.base import ModulePass, register
 
@@ -40,22 +41,19 @@ class SelectStrategyPass(ModulePass):
             raise ValueError("strategies: name at least one of GM, L1, GM-UB, L1-UB")
 
     def apply(self, module: Module) -> Module:
+        batch = module.workload.batch_size
         cands = []
         for t in module.workload.tables:
-            shape = lambda s: ItemShape(s, (0, t.rows), (0, module.workload.batch_size))  # noqa: E731
-            cands.append(
-                TableCandidates(
-                    table=t.name,
-                    candidates=tuple(
-                        StrategyCandidate(
-                            strategy=s,
-                            fits_local=t.bytes <= module.target.local.capacity_bytes,
-                            cost=item_cost(shape(s), t, module.table_profile(t.name), module.target, module.cost_profile),
-                        )
-                        for s in self.strategies
-                    ),
+            stats = module.table_profile(t.name)
+            candidates = tuple(
+                StrategyCandidate(
+                    strategy=s,
+                    fits_local=t.bytes <= module.target.local.capacity_bytes,
+                    cost=item_cost(ItemShape(s, (0, t.rows), (0, batch)), t, stats, module.target, module.cost_profile),
                 )
+                for s in self.strategies
             )
+            cands.append(TableCandidates(table=t.name, candidates=candidates))
         return module.model_copy(update={"candidates": tuple(cands)})
 
 
@@ -92,9 +90,12 @@ class PartitionPass(ModulePass):
             strategies = [c.strategy for c in cands.candidates]
             options = [o for o in self._enumerate(module, t, strategies, limit) if _fits(module, o)]
             if not options:
-                raise PipelineError(
-                    f"partition @{t.name}",
-                    f"no option fits: strategies {', '.join(s.value for s in strategies)} with policy {self.policy.value}",
+                local = module.target.local
+                raise InfeasibleError(
+                    f"table {t.name}",
+                    f"no option fits: it needs {fmt_bytes(t.bytes)} of local buffer with strategies "
+                    f"{', '.join(s.value for s in strategies)} (policy {self.policy.value}); {limit} cores x "
+                    f"{fmt_bytes(local.capacity_bytes)} of {local.name} hold {fmt_bytes(limit * local.capacity_bytes)}",
                     "allow a shared-memory strategy (GM or GM-UB) in select-strategy",
                 )
             if self.prune:

@@ -47,7 +47,9 @@ def convert(doc: dict) -> dict:
 
 
 def main() -> None:
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".." / "shared" / "workloads"
+    src = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".." / "shared" / "workloads"
+    )
     dst = Path(__file__).resolve().parents[1] / "workloads" / "data"
     for path in sorted(src.glob("*.json")):
         doc = convert(json.loads(path.read_text()))

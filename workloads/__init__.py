@@ -31,7 +31,9 @@ def builtin_workload(name: str) -> WorkloadSpec:
     if name in SYNTHETIC_PRESETS:
         return synthetic(**SYNTHETIC_PRESETS[name])
     if name not in DATASETS:
-        raise SpecError("workload", f"unknown built-in workload {name!r}", f"use one of {', '.join(builtin_names())} or a file path")
+        raise SpecError(
+            "workload", f"unknown built-in workload {name!r}", f"use one of {', '.join(builtin_names())} or a file path"
+        )
     text = resources.files("workloads").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
     return validate(WorkloadSpec, parse_document(text, True, f"workload {name}"), f"workload {name}")
 
@@ -43,5 +45,9 @@ def resolve_workload(ref: str) -> WorkloadSpec:
         return synthetic(**parse_recipe(ref.partition(":")[2]))
     path = Path(ref)
     if not path.exists():
-        raise SpecError("workload", f"{ref!r} is neither a built-in workload nor a file", f"use one of {', '.join(builtin_names())}, synthetic:tables=N,..., or an existing path")
+        raise SpecError(
+            "workload",
+            f"{ref!r} is neither a built-in workload nor a file",
+            f"use one of {', '.join(builtin_names())}, synthetic:tables=N,..., or an existing path",
+        )
     return validate(WorkloadSpec, read_document(path, "workload"), "workload")

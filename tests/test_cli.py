@@ -1,0 +1,203 @@
+"""The command line: compile and explain, and bad input that exits 2 with one line and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ir.targets import ascend910
+from mapper.cli import main
+
+FAST = ["--time-limit", "2", "--workers", "1"]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compile_then_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    code, out, _ = run_cli(["compile", "tenrec-qb-article", "--target", "ascend910", "-o", str(plan), *FAST], capsys)
+    assert code == 0 and plan.is_file() and "wrote" in out
+    code, out, _ = run_cli(["explain", str(plan)], capsys)
+    assert code == 0
+    assert "predicted makespan" in out and "lower bound" in out and "gap" in out and "over default" in out
+    code, out, _ = run_cli(["explain", str(plan), "--json"], capsys)
+    data = json.loads(out)
+    assert {"makespan_s", "lower_bound_s", "solver", "cores"} <= set(data)
+    assert {"status", "gap"} <= set(data["solver"])
+    assert len(data["cores"]) == 32 and all("busy_s" in c for c in data["cores"])
+    assert max(c["busy_s"] for c in data["cores"]) == pytest.approx(data["makespan_s"])
+    assert data["speedup_over"]["default"] > 1.0
+    assert [e.endswith(".tmp") for e in map(str, tmp_path.iterdir())] == [False]  # no temporary left behind
+
+
+def test_compile_options_and_print_ir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "p.json"
+    code, _, err = run_cli(
+        [
+            "compile",
+            "kuairec-big",
+            "--target",
+            "ascend910",
+            "--pipeline",
+            "greedy",
+            "--batch",
+            "256",
+            "--distribution",
+            "zipf:1.1",
+            "--row-cap",
+            "1000",
+            "--print-ir-after",
+            "partition",
+            "--timing",
+            "-o",
+            str(plan),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "IR after partition" in err and "options @video_id" in err and "assign-cores" in err
+    data = json.loads(plan.read_text())
+    assert data["workload"]["batch_size"] == 256 and data["workload"]["row_cap"] == 1000
+    assert max(t["rows"] for t in data["tables"]) == 1000
+    assert all(t["distribution"] == {"kind": "zipf", "alpha": 1.1} for t in data["tables"])
+    assert data["solver"]["method"] == "greedy"
+
+
+def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["passes"], capsys)
+    assert code == 0 and "assign-cores" in out and "time-limit=10.0" in out and "round-robin" in out
+    code, out, _ = run_cli(["targets"], capsys)
+    assert code == 0 and "ascend910" in out and "cpu" in out
+    code, out, _ = run_cli(["workloads", "--json"], capsys)
+    names = {w["name"] for w in json.loads(out)}
+    assert {"avazu", "criteo-1tb-t3", "huawei-25mb-like"} <= names
+
+
+def _target_file(tmp_path: Path, **changes: object) -> Path:
+    data = ascend910().model_dump()
+    data.update(changes)
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+BAD_WORKLOADS = {
+    "malformed-yaml": ("w.yaml", "name: w\ntables: [{name: a, rows: 5, dim: 4}\n", "not valid YAML"),
+    "malformed-json": ("w.json", '{"name": "w", "tables": [', "not valid JSON"),
+    "unknown-field": (
+        "w.yaml",
+        "name: w\nbatchsize: 4\ntables: [{name: a, rows: 5, dim: 4}]\n",
+        "workload.batchsize: unknown field",
+    ),
+    "zero-rows": ("w.yaml", "name: w\ntables: [{name: a, rows: 0, dim: 4}]\n", "workload.tables[0].rows"),
+    "negative-dim": ("w.yaml", "name: w\ntables: [{name: a, rows: 5, dim: -1}]\n", "workload.tables[0].dim"),
+    "too-large": ("w.yaml", "name: w\ntables: [{name: huge, rows: 100000000000, dim: 128}]\n", "table huge: needs"),
+    "empty": ("w.yaml", "", "mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WORKLOADS))
+def test_bad_workload_exits_2_with_one_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name, text, words = BAD_WORKLOADS[case]
+    (tmp_path / name).write_text(text)
+    out_file = tmp_path / "plan.json"
+    code, _, err = run_cli(["compile", str(tmp_path / name), "--target", "ascend910", "-o", str(out_file)], capsys)
+    _assert_clean_error(code, err, words, tmp_path, out_file)
+
+
+BAD_ARGS = {
+    "unknown-pass": (["--pipeline", "profile,frobnicate"], "unknown pass"),
+    "unknown-option": (["--pipeline", "profile,select-strategy{speed=3}"], "unknown option"),
+    "unknown-pipeline": (["--pipeline", "fastest"], "unknown pipeline"),
+    "unknown-target": (["--target", "tpu9"], "unknown target 'tpu9'"),
+    "bad-distribution": (["--distribution", "pareto"], "--distribution"),
+    "zero-batch": (["--batch", "0"], "batch: must be > 0"),
+    "bad-print-ir": (["--print-ir-after", "lower"], "--print-ir-after"),
+    "bad-time-limit": (["--time-limit", "-1"], "time-limit must be > 0"),
+    "preloaded-only-does-not-fit": (
+        ["--pipeline", "profile,select-strategy{strategies=L1},partition,assign-cores,schedule"],
+        "fit",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGS))
+def test_bad_arguments_exit_2_with_one_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extra, words = BAD_ARGS[case]
+    args = ["compile", "avazu", "-o", str(tmp_path / "plan.json")]
+    args += extra if "--target" in extra else ["--target", "ascend910", *extra]
+    code, _, err = run_cli(args, capsys)
+    _assert_clean_error(code, err, words, tmp_path, tmp_path / "plan.json")
+
+
+def test_unknown_workload_and_zero_cores_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "plan.json"
+    code, _, err = run_cli(["compile", "movielens", "--target", "ascend910", "-o", str(out_file)], capsys)
+    _assert_clean_error(code, err, "neither a built-in workload nor a file", tmp_path, out_file)
+    target = _target_file(tmp_path, cores=0)
+    code, _, err = run_cli(["compile", "avazu", "--target", str(target), "-o", str(out_file)], capsys)
+    _assert_clean_error(code, err, "target.cores", tmp_path, out_file, allowed={target.name})
+
+
+def test_missing_output_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "nope" / "plan.json"
+    code, _, err = run_cli(["compile", "avazu", "--target", "ascend910", "-o", str(out_file)], capsys)
+    _assert_clean_error(code, err, "does not exist", tmp_path, out_file)
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["compile", "avazu"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--target" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("not json", "not valid JSON"),
+        ('{"schema_version": "embmap.plan/999"}', "plan.schema_version"),
+        ('{"schema_version": "embmap.plan/1", "items": 3}', "plan."),
+    ],
+)
+def test_explain_rejects_bad_plans(
+    content: str, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    code, _, err = run_cli(["explain", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and words in err
+
+
+def test_console_script_exit_status(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "embmap"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mapper.cli"]
+    proc = subprocess.run(
+        [*cmd, "compile", "avazu", "--target", "nowhere", "-o", str(tmp_path / "p.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.json").exists()
+
+
+def _assert_clean_error(
+    code: int, err: str, words: str, folder: Path, out_file: Path, allowed: set[str] | None = None
+) -> None:
+    assert code == 2, err
+    assert err.startswith("embmap: error: ") and err.count("\n") == 1, err
+    assert words in err, err
+    assert "Traceback" not in err
+    assert not out_file.exists()
+    leftovers = {p.name for p in folder.iterdir()} - (allowed or set()) - {p for p in BAD_NAMES}
+    assert not leftovers, leftovers
+
+
+BAD_NAMES = {"w.yaml", "w.json"}

@@ -1,0 +1,172 @@
+"""The CP-SAT core assignment against exhaustive search, and its guarantees: bound, hint, determinism."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from cost_models import preset_profile
+from ir.errors import InfeasibleError
+from ir.lowering import lower
+from ir.module import Module
+from ir.spec import TableSpec, WorkloadSpec
+from passes.assignment import (
+    TIME_UNIT_S,
+    Assignment,
+    AssignmentProblem,
+    OptionData,
+    greedy,
+    lower_bound_units,
+    round_robin,
+)
+from passes.cpsat import SolverParams, solve
+from tests.conftest import run, tiny_target
+
+ONE_WORKER = SolverParams(time_limit_s=30.0, workers=1, seed=0)
+
+
+def exhaustive(problem: AssignmentProblem) -> float:
+    """Optimal makespan by trying every option and every set of distinct cores for every table
+    (branch and bound on the makespan, which keeps it exact)."""
+    best = math.inf
+    loads = [0] * problem.cores
+    used = [0] * problem.cores
+
+    def visit(t: int) -> None:
+        nonlocal best
+        if max(loads) >= best:
+            return
+        if t == len(problem.options):
+            best = max(loads)
+            return
+        for o in problem.options[t]:
+            for cores in itertools.combinations(range(problem.cores), o.parts):
+                if any(used[c] + o.part_bytes > problem.capacity_bytes for c in cores):
+                    continue
+                for c in cores:
+                    loads[c] += o.part_units
+                    used[c] += o.part_bytes
+                visit(t + 1)
+                for c in cores:
+                    loads[c] -= o.part_units
+                    used[c] -= o.part_bytes
+
+    visit(0)
+    return best
+
+
+def random_problem(rng: random.Random) -> AssignmentProblem:
+    cores = rng.randint(1, 3)
+    tables = rng.randint(1, 6)
+    capacity = 100
+    options = []
+    for _ in range(tables):
+        menu = []
+        for _ in range(rng.randint(1, 4)):
+            parts = rng.randint(1, cores)
+            menu.append(
+                OptionData(
+                    parts=parts, part_units=rng.randint(1, 60), part_bytes=rng.choice([0, 0, rng.randint(10, 70)])
+                )
+            )
+        options.append(tuple(menu))
+    return AssignmentProblem(
+        tables=tuple(f"t{i}" for i in range(tables)), options=tuple(options), cores=cores, capacity_bytes=capacity
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_solver_matches_exhaustive_search_on_random_instances(seed: int) -> None:
+    problem = random_problem(random.Random(seed))
+    optimum = exhaustive(problem)
+    result = solve(problem, ONE_WORKER)
+    if optimum == math.inf:
+        assert result.status == "INFEASIBLE"
+        return
+    assert result.status == "OPTIMAL"
+    assert result.objective_units == optimum
+    assert result.assignment is not None and result.assignment.makespan(problem) == optimum
+    assert lower_bound_units(problem) <= optimum
+    _assert_valid(problem, result.assignment)
+
+
+def _assert_valid(problem: AssignmentProblem, a: Assignment) -> None:
+    used = [0] * problem.cores
+    for opts, ch in zip(problem.options, a.choices, strict=True):
+        o = opts[ch.option]
+        assert len(set(ch.cores)) == len(ch.cores) == o.parts
+        for c in ch.cores:
+            used[c] += o.part_bytes
+    assert max(used) <= problem.capacity_bytes
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_greedy_and_round_robin_are_valid_and_no_better_than_optimal(seed: int) -> None:
+    problem = random_problem(random.Random(100 + seed))
+    optimum = exhaustive(problem)
+    for heuristic in (greedy, round_robin):
+        try:
+            plan = heuristic(problem)
+        except InfeasibleError:
+            continue
+        _assert_valid(problem, plan)
+        assert plan.makespan(problem) >= optimum
+
+
+def six_table_module(prune: bool) -> Module:
+    target = tiny_target(cores=3)
+    w = WorkloadSpec(
+        name="six",
+        batch_size=48,
+        tables=(
+            TableSpec(name="a", rows=30, dim=16),
+            TableSpec(name="b", rows=900, dim=16, pooling=2),
+            TableSpec(name="c", rows=5000, dim=16),
+            TableSpec(name="d", rows=60_000, dim=32, pooling=4),
+            TableSpec(name="e", rows=12, dim=64, pooling=3),
+            TableSpec(name="f", rows=2500, dim=8, pooling=6),
+        ),
+    )
+    return run(
+        lower(w, target, preset_profile(target)), f"profile,select-strategy,partition{{prune={str(prune).lower()}}}"
+    )
+
+
+def test_pipeline_optimum_equals_exhaustive_search_over_the_unpruned_menu() -> None:
+    """Six real tables on three cores: the pruned menu plus CP-SAT reach the optimum of the full menu."""
+    full = AssignmentProblem.from_module(six_table_module(prune=False))
+    solved = run(six_table_module(prune=True), "assign-cores{time-limit=30}")
+    assert solved.solver is not None and solved.solver.status == "OPTIMAL"
+    assert round(solved.solver.objective_s / TIME_UNIT_S) == exhaustive(full)
+
+
+def test_lower_bound_holds_and_hint_is_never_beaten_by_the_result() -> None:
+    m = run(six_table_module(prune=True), "assign-cores{time-limit=30},schedule")
+    assert m.solver is not None and m.lower_bound_s is not None and m.makespan_s is not None
+    assert m.lower_bound_s <= m.makespan_s
+    assert m.solver.hint_objective_s is not None and m.solver.objective_s <= m.solver.hint_objective_s
+
+
+def test_time_limit_returns_at_least_the_greedy_plan(lowered: Module) -> None:
+    m = run(lowered, "profile,select-strategy,partition,assign-cores{time-limit=0.001}")
+    g = run(lowered, "profile,select-strategy,partition,assign-cores{method=greedy}")
+    assert m.solver is not None and g.solver is not None
+    assert m.solver.objective_s <= g.solver.objective_s
+
+
+def test_same_seed_and_workers_give_the_same_plan() -> None:
+    a = run(six_table_module(prune=True), "assign-cores{time-limit=30,seed=7}")
+    b = run(six_table_module(prune=True), "assign-cores{time-limit=30,seed=7}")
+    assert a.items == b.items
+
+
+def test_infeasible_capacity_is_proven_and_explained() -> None:
+    # Every option of both tables preloads 60 of 100 bytes per part, on one core: no placement exists.
+    heavy = (OptionData(parts=1, part_units=5, part_bytes=60),)
+    problem = AssignmentProblem(tables=("x", "y"), options=(heavy, heavy), cores=1, capacity_bytes=100)
+    assert solve(problem, ONE_WORKER).status == "INFEASIBLE"
+    with pytest.raises(InfeasibleError):
+        greedy(problem)
