@@ -84,8 +84,8 @@ def explain_text(plan: ExecutionPlan) -> str:
         f"predicted makespan {fmt_s(plan.makespan_s)}   lower bound {fmt_s(plan.lower_bound_s)}"
         f"   (within {_ratio(plan.makespan_s, plan.lower_bound_s)} of the bound)"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
-        f"solver: {s.method} {s.status}, objective {fmt_s(s.objective_s)}, best bound {fmt_s(s.best_bound_s)}, "
-        f"gap {s.gap:.2%}, {s.wall_s:.2f}s"
+        f"solver: {s.method} {s.status}{_status_note(s.status, s.method)}, objective {fmt_s(s.objective_s)}, "
+        f"best bound {fmt_s(s.best_bound_s)}, gap {s.gap:.2%}, {s.wall_s:.2f}s"
         + (f", greedy hint {fmt_s(s.hint_objective_s)}" if s.hint_objective_s is not None else ""),
     ]
     if d["speedup_over"]:
@@ -111,6 +111,14 @@ def explain_text(plan: ExecutionPlan) -> str:
             f"  core {c['core']:>3}  busy {fmt_s(c['busy_s']):>8}  local {fmt_bytes(c['local_bytes']):>8}  {parts or '(idle)'}"
         )
     return "\n".join(lines)
+
+
+def _status_note(status: str, method: str) -> str:
+    if method != "cpsat":
+        return " (no solver; the bound is embmap's own lower bound)"
+    if status in ("UNKNOWN", "FEASIBLE"):
+        return " (time limit reached; the best plan found is kept, never worse than greedy)"
+    return ""
 
 
 def _ratio(value: float, bound: float) -> str:

@@ -170,3 +170,18 @@ def test_infeasible_capacity_is_proven_and_explained() -> None:
     assert solve(problem, ONE_WORKER).status == "INFEASIBLE"
     with pytest.raises(InfeasibleError):
         greedy(problem)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_local_search_never_worsens_a_plan(seed: int) -> None:
+    from passes.assignment import improve
+
+    problem = random_problem(random.Random(200 + seed))
+    try:
+        start = round_robin(problem)
+    except InfeasibleError:
+        return
+    better = improve(problem, start)
+    _assert_valid(problem, better)
+    assert better.makespan(problem) <= start.makespan(problem)
+    assert better.makespan(problem) >= exhaustive(problem)
