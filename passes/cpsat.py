@@ -22,6 +22,9 @@ STATUS_NAMES = {
 }
 
 
+WALL_CAP_FACTOR = 3.0
+
+
 @dataclass(frozen=True)
 class SolverParams:
     """Solver parameters, copied one by one into CP-SAT."""
@@ -132,8 +135,12 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
         model.add_hint(makespan, hint.makespan(problem))
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = params.time_limit_s
+    # The limit is counted in CP-SAT's deterministic time (about seconds on a current core), so that a solve
+    # stopped by it returns the same plan on every run; the wall-clock cap only guards against slow machines.
+    solver.parameters.max_deterministic_time = params.time_limit_s
+    solver.parameters.max_time_in_seconds = WALL_CAP_FACTOR * params.time_limit_s + 1.0
     solver.parameters.num_workers = params.workers
+    solver.parameters.interleave_search = params.workers > 1  # deterministic parallel search
     solver.parameters.random_seed = params.seed
     solver.parameters.relative_gap_limit = params.relative_gap
     start = time.perf_counter()

@@ -185,3 +185,13 @@ def test_local_search_never_worsens_a_plan(seed: int) -> None:
     _assert_valid(problem, better)
     assert better.makespan(problem) <= start.makespan(problem)
     assert better.makespan(problem) >= exhaustive(problem)
+
+
+def test_time_limited_solves_repeat_exactly() -> None:
+    """The limit is deterministic time, so even a solve stopped by it gives the same plan every run."""
+    from mapper import SolverOptions, compile
+
+    options = SolverOptions(time_limit=1.0, workers=2, seed=3)
+    a = compile("huawei-25mb-like", "ascend910", solver=options, baselines=False)
+    b = compile("huawei-25mb-like", "ascend910", solver=options, baselines=False)
+    assert a.items == b.items and a.solver.best_bound_s == b.solver.best_bound_s
