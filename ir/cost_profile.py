@@ -15,6 +15,19 @@ from ir.spec import Frozen
 PROFILE_SCHEMA: Final = "embmap.cost-profile/1"
 
 
+class FitReport(Frozen):
+    """How a calibrated profile was fitted, and how well it predicts points it was not fitted on."""
+
+    command: str = Field(description="the command that produced the measurements and the fit")
+    machine: str = ""
+    points_fit: int = Field(ge=0)
+    points_held_out: int = Field(ge=0)
+    train_median_rel_error: float = Field(ge=0)
+    train_max_rel_error: float = Field(ge=0)
+    holdout_median_rel_error: float = Field(ge=0)
+    holdout_max_rel_error: float = Field(ge=0)
+
+
 class CostProfile(Frozen):
     schema_version: Literal["embmap.cost-profile/1"] = PROFILE_SCHEMA
     target: str
@@ -37,6 +50,7 @@ class CostProfile(Frozen):
         gt=0, description="row shards accumulating partial sums into the output (read + write)"
     )
     sources: dict[str, str] = Field(default_factory=dict)
+    fit: FitReport | None = Field(None, description="present when the profile was fitted to measurements")
 
     @staticmethod
     def parameter_names() -> tuple[str, ...]:
