@@ -15,7 +15,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,runtime]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the plan
@@ -27,7 +27,7 @@ test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff and mypy
-	$(VENV)/bin/ruff check ir passes cost_models mapper workloads tests tools
+	$(VENV)/bin/ruff check ir passes cost_models mapper workloads runtime tests tools benchmarks
 	$(VENV)/bin/mypy
 
 schema: $(STAMP)  ## regenerate docs/plan.schema.json and docs/example-plan.json

@@ -6,8 +6,9 @@ terms, where the amount is a count (items, rows, chunks, indices) for `_s` param
 same terms to measurements, so prediction and fit can never disagree about the model's form.
 
 Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with pooling P:
-  GM     distinct rows come from main memory or, for the hot rows that fit the table's share of the shared
-         cache, from the cache; repeated rows within the batch hit the shared cache; every row is accumulated.
+  GM     each row read hits the shared cache with the steady-state LRU hit ratio of the table's share of the
+         cache under its index distribution (Che's approximation), and comes from main memory otherwise;
+         every row is accumulated.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
   GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
          fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
@@ -25,7 +26,7 @@ from typing import Literal
 
 from ir.cost_profile import CostProfile
 from ir.distributions import RankHistogram, histogram
-from ir.module import CostBreakdown, Strategy, TableProfile
+from ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
 from ir.spec import HotSet, TableSpec, TargetSpec, Uniform, Zipf
 
 Category = Literal["fixed", "lookup", "stream", "combine"]
@@ -46,14 +47,18 @@ class Term:
     category: Category
 
 
-def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> list[Term]:
-    hist = table_histogram(table)
+def item_terms(
+    shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, cache_fraction: float = 1.0
+) -> list[Term]:
+    """The item's cost as (parameter, amount) terms. `cache_fraction` is the profile's effective share of the
+    shared cache (LRU replacement and other data keep it from holding exactly the hottest rows)."""
+    cache = stats.cache_share_bytes * cache_fraction if target.shared_cache else 0.0
+    table_histogram(table)
     rb = table.row_bytes
     row_frac = (shape.rows[1] - shape.rows[0]) / table.rows
     samples = shape.samples[1] - shape.samples[0]
     indices = samples * table.pooling  # indices this item must read
     served = indices * row_frac  # lookups that fall in its rows (rows are a random subset of ranks)
-    distinct = hist.expected_distinct(indices) * row_frac
     out_bytes = samples * table.dim * OUTPUT_BYTES
     terms = [Term("item_fixed_s", 1.0, "fixed")]
     if row_frac < 1.0:
@@ -62,9 +67,10 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         terms.append(Term("output_bytes_per_s", out_bytes, "lookup"))
     if shape.strategy.streamed or row_frac < 1.0:
         terms.append(Term("index_s", indices, "lookup"))
+    if row_frac < 1.0:
+        terms.append(Term("shard_setup_s", 1.0, "lookup"))
     if shape.strategy is Strategy.GM:
-        hot = hist.top_mass(stats.cache_share_bytes / rb) if target.shared_cache else 0.0
-        from_main = distinct * (1.0 - hot)
+        from_main = served * (1.0 - _lru_hit_ratio(table, cache / rb))
         from_cache = served - from_main
         terms += [
             Term("main_row_s", from_main, "lookup"),
@@ -76,16 +82,23 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
     elif shape.strategy is Strategy.L1:
         terms += [Term("local_row_s", served, "lookup"), Term("local_bytes_per_s", served * rb, "lookup")]
     else:
-        part_bytes = (shape.rows[1] - shape.rows[0]) * rb
-        chunk_bytes = max(rb, target.scratch.capacity_bytes // 2)  # double-buffered chunks
-        terms.append(Term("chunk_fixed_s", math.ceil(part_bytes / chunk_bytes), "stream"))
+        part_rows = shape.rows[1] - shape.rows[0]
+        part_bytes = part_rows * rb
+        chunks = math.ceil(part_rows / stream_chunk_rows(target.scratch.capacity_bytes, rb))
+        # Chunks that hold at least one lookup (lookups spread over the chunks, rows being a random subset).
+        touched = chunks * -math.expm1(-served / chunks)
+        terms += [
+            Term("stream_setup_s", 1.0, "stream"),
+            Term("chunk_fixed_s", chunks, "stream"),
+            Term("chunk_gather_s", touched, "lookup"),
+        ]
         if shape.strategy is Strategy.L1_UB:
             terms.append(Term("stream_local_bytes_per_s", part_bytes, "stream"))
         else:
-            resident = min(1.0, stats.cache_share_bytes / table.bytes) if target.shared_cache else 0.0
+            resident = min(1.0, cache / table.bytes)
             terms += [
                 Term("stream_main_bytes_per_s", part_bytes * (1.0 - resident), "stream"),
-                Term("cache_bytes_per_s", part_bytes * resident, "stream"),
+                Term("stream_cache_bytes_per_s", part_bytes * resident, "stream"),
             ]
         terms += [Term("scratch_row_s", served, "lookup"), Term("scratch_bytes_per_s", served * rb, "lookup")]
     return terms
@@ -109,7 +122,12 @@ def coefficient(profile: CostProfile, param: str) -> float:
 def item_cost(
     shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, profile: CostProfile
 ) -> CostBreakdown:
-    return evaluate(item_terms(shape, table, stats, target), profile)
+    return evaluate(item_terms(shape, table, stats, target, profile.cache_effective_fraction), profile)
+
+
+@lru_cache(maxsize=65536)
+def _lru_hit_ratio(table: TableSpec, cache_rows: float) -> float:
+    return table_histogram(table).lru_hit_ratio(cache_rows)
 
 
 def table_histogram(table: TableSpec) -> RankHistogram:

@@ -13,7 +13,9 @@ from ir.spec import TargetSpec
 ITEM_FIXED_S = {"ascend910": 1.0e-6, "cpu": 3.0e-6}
 DEFAULT_ITEM_FIXED_S = 2.0e-6
 INDEX_S = 1.0e-9  # reading and bucketing one 32/64-bit index: a few vector lanes per cycle
-DOUBLE_BUFFER_OVERLAP = 0.5  # two rows in flight hide half of each row's latency
+DOUBLE_BUFFER_OVERLAP = 0.5
+SETUP_S = 0.5e-6  # one pass of vector instructions over an item's indices before its lookups start
+CHUNK_GATHER_S = 50e-9  # issuing one vector gather  # two rows in flight hide half of each row's latency
 
 
 def preset_profile(target: TargetSpec) -> CostProfile:
@@ -37,7 +39,11 @@ def preset_profile(target: TargetSpec) -> CostProfile:
         scratch_bytes_per_s=scratch.bandwidth_bytes_per_s,
         stream_main_bytes_per_s=main_share,
         stream_local_bytes_per_s=local.bandwidth_bytes_per_s,
+        stream_cache_bytes_per_s=cache_share,
+        stream_setup_s=SETUP_S,
         chunk_fixed_s=main.latency_s,
+        chunk_gather_s=CHUNK_GATHER_S,
+        shard_setup_s=SETUP_S,
         index_s=INDEX_S,
         output_bytes_per_s=main_share,
         combine_bytes_per_s=main_share,
@@ -53,9 +59,14 @@ def preset_profile(target: TargetSpec) -> CostProfile:
             "scratch_bytes_per_s": f"{sheet}: {scratch.name} bandwidth",
             "stream_main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "stream_local_bytes_per_s": f"{sheet}: {local.name} bandwidth",
+            "stream_cache_bytes_per_s": f"{sheet}: {cache.name} bandwidth / {cores} cores",
+            "stream_setup_s": f"assumption ({SETUP_S * 1e6:g} us per item), uncalibrated",
             "chunk_fixed_s": f"{sheet}: one {main.name} access per chunk",
+            "chunk_gather_s": f"assumption ({CHUNK_GATHER_S * 1e9:g} ns per chunk), uncalibrated",
+            "shard_setup_s": f"assumption ({SETUP_S * 1e6:g} us per item), uncalibrated",
             "index_s": "assumption (1 ns per index), uncalibrated",
             "output_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "combine_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+            "cache_effective_fraction": "assumption: the whole shared cache holds hot rows, uncalibrated",
         },
     )

@@ -43,11 +43,18 @@ class CostProfile(Frozen):
     scratch_bytes_per_s: float = Field(gt=0, description="scratchpad bandwidth for gather and accumulate")
     stream_main_bytes_per_s: float = Field(gt=0, description="streaming table chunks main -> scratchpad")
     stream_local_bytes_per_s: float = Field(gt=0, description="streaming table chunks local buffer -> scratchpad")
+    stream_cache_bytes_per_s: float = Field(gt=0, description="streaming chunks that the shared cache holds")
+    stream_setup_s: float = Field(ge=0, description="bucketing a streamed item's indices by chunk, once per item")
     chunk_fixed_s: float = Field(ge=0, description="setting up one streamed chunk (one DMA)")
+    chunk_gather_s: float = Field(ge=0, description="issuing the gather of one chunk that holds lookups")
+    shard_setup_s: float = Field(ge=0, description="filtering a row shard's indices to its rows, once per item")
     index_s: float = Field(ge=0, description="reading and bucketing one index")
     output_bytes_per_s: float = Field(gt=0, description="writing pooled outputs")
     combine_bytes_per_s: float = Field(
         gt=0, description="row shards accumulating partial sums into the output (read + write)"
+    )
+    cache_effective_fraction: float = Field(
+        1.0, gt=0.0, le=1.0, description="share of the shared cache that holds a table's hot rows in steady state"
     )
     sources: dict[str, str] = Field(default_factory=dict)
     fit: FitReport | None = Field(None, description="present when the profile was fitted to measurements")

@@ -36,6 +36,26 @@ class RankHistogram:
         hit = -np.expm1(lookups * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
         return float(np.dot(self.counts, hit))
 
+    def lru_hit_ratio(self, cache_rows: float) -> float:
+        """Steady-state hit ratio of an LRU cache of `cache_rows` rows under independent draws (Che's
+        approximation): row r stays cached while drawn within the characteristic time T, where T is the
+        number of draws after which `cache_rows` distinct rows have been touched; hit(r) = 1 - exp(-p_r T)."""
+        if cache_rows <= 0:
+            return 0.0
+        if cache_rows >= self.rows:
+            return 1.0
+        lo, hi = 0.0, 1.0
+        while self.expected_distinct(hi) < cache_rows:
+            hi *= 2.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            if self.expected_distinct(mid) < cache_rows:
+                lo = mid
+            else:
+                hi = mid
+        hit = -np.expm1(hi * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
+        return float(np.dot(self.counts * self.probs, hit))
+
     def top_mass(self, rows: float) -> float:
         """Fraction of lookups that fall on the `rows` hottest rows."""
         if rows <= 0:

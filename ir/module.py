@@ -212,6 +212,11 @@ class Module(Frozen):
         return max((s.finish_s[-1] for s in self.schedules if s.finish_s), default=0.0)
 
 
+def stream_chunk_rows(scratch_bytes: int, row_bytes: int) -> int:
+    """Rows per streamed chunk: half the scratchpad (the other half receives the next chunk), at least one."""
+    return max(1, (scratch_bytes // 2) // row_bytes)
+
+
 def split_range(n: int, parts: int) -> tuple[tuple[int, int], ...]:
     """[0, n) cut into `parts` contiguous ranges whose sizes differ by at most one, larger ones first."""
     q, r = divmod(n, parts)

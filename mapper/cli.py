@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ir.cost_profile import CostProfile
 from ir.errors import EmbmapError, SpecError
-from ir.loader import read_document, validate
 from ir.spec import Distribution, HotSet, Uniform, Zipf
 
 
@@ -95,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("plan", type=Path)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
+    r = sub.add_parser("run", help="execute a plan on this machine's cores; measured beside predicted")
+    r.add_argument("plan", type=Path)
+    r.add_argument("--batches", type=int, default=50, help="measured batches (after warm-up)")
+    r.add_argument("--warmup", type=int, default=5)
+    r.add_argument("--seed", type=int, default=0, help="seed of the materialised tables and indices")
+    r.add_argument("--backend", choices=("auto", "torch", "numpy"), default="auto")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+
+    k = sub.add_parser("calibrate", help="fit the cost model to measurements (this machine's, or a CSV)")
+    k.add_argument("--target", required=True, help="target the profile is for (`cpu` to measure this machine)")
+    k.add_argument(
+        "--from-csv", type=Path, help="fit from a measurement table made by another runtime (docs/calibration.md)"
+    )
+    k.add_argument("--save-csv", type=Path, help="also write the measurements as CSV")
+    k.add_argument("--quick", action="store_true", help="a small grid (about a minute), for trying it out")
+    k.add_argument("-o", "--output", type=Path, required=True, help="where to write the profile JSON")
+
     p = sub.add_parser("passes", help="list passes, their options and the named pipelines")
     p.add_argument("--json", action="store_true")
     t = sub.add_parser("targets", help="list built-in targets")
@@ -109,6 +124,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from mapper.explain import explain_text
     from mapper.pipelines import pipeline_for
     from mapper.planio import save_plan
+    from mapper.profiles import load_profile
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
     from passes.pipeline import Instrument
 
@@ -125,7 +141,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"names {', '.join(sorted(unknown))}, not in the pipeline",
             "name a pass of the pipeline, or 'all'",
         )
-    profile = validate(CostProfile, read_document(args.profile, "profile"), "profile") if args.profile else None
+    profile = load_profile(args.profile) if args.profile else None
     timing = TimingInstrument()
     instruments: list[Instrument] = [timing]
     if args.print_ir_after:
@@ -162,6 +178,80 @@ def cmd_explain(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     print(json.dumps(explain_data(plan), indent=1) if args.json else explain_text(plan))
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mapper.measure import run_data, run_text
+    from mapper.planio import load_plan
+    from runtime import RunConfig, run_plan
+
+    if args.batches < 1 or args.warmup < 0:
+        raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
+    plan = load_plan(args.plan)
+    report = run_plan(plan, RunConfig(batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend))
+    print(json.dumps(run_data(plan, report), indent=1) if args.json else run_text(plan, report))
+    if not report.correct:
+        sys.stderr.write(
+            f"embmap: error: pooled outputs differ from the reference lookup by {report.max_abs_error:.3g} "
+            f"(tolerance {report.tolerance:.3g})\n"
+        )
+        return 1
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from cost_models.calibrate import read_csv, write_csv
+    from mapper.compiler import resolve_target
+    from mapper.planio import write_text_atomic
+
+    target = resolve_target(args.target)
+    for flag, path in (("--output", args.output), ("--save-csv", args.save_csv)):
+        if path is not None and (path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir()):
+            raise SpecError(flag, f"cannot write {path}", "give a file path in an existing directory")
+    command = (
+        "embmap " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["calibrate"]
+        else f"embmap calibrate --target {args.target}"
+    )
+    if args.from_csv:
+        from mapper.calibration import fit
+
+        measured = read_csv(args.from_csv)
+        result = fit(measured, target, command)
+    else:
+        if target.name != "cpu":
+            raise SpecError(
+                "--target",
+                f"can only measure this machine (target cpu), not {target.name}",
+                "measure your hardware with your runtime and pass --from-csv FILE",
+            )
+        from mapper.calibration import calibrate
+
+        result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress)
+    if args.save_csv:
+        write_csv(measured, args.save_csv)
+    write_text_atomic(args.output, result.profile.model_dump_json(indent=1) + "\n")
+    print(calibration_text(result, len(measured)))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _progress(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def calibration_text(result: Any, points: int) -> str:
+    r = result.report
+    lines = [
+        f"fitted {r.points_fit} of {points} measurements, {r.points_held_out} held out",
+        f"relative error  fit: median {r.train_median_rel_error:.1%}, max {r.train_max_rel_error:.1%}   "
+        f"held out: median {r.holdout_median_rel_error:.1%}, max {r.holdout_max_rel_error:.1%}",
+        "",
+    ]
+    for name in type(result.profile).parameter_names():
+        value = getattr(result.profile, name)
+        lines.append(f"  {name:<26} {value:<12.4g} {result.profile.sources.get(name, '')}")
+    return "\n".join(lines)
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
@@ -243,6 +333,8 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 COMMANDS = {
     "compile": cmd_compile,
     "explain": cmd_explain,
+    "run": cmd_run,
+    "calibrate": cmd_calibrate,
     "passes": cmd_passes,
     "targets": cmd_targets,
     "workloads": cmd_workloads,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from cost_models import preset_profile
 from ir.cost_profile import CostProfile
 from ir.errors import SpecError
 from ir.lowering import lower
@@ -16,6 +15,7 @@ from ir.targets import builtin_target
 from ir.verify import verify_plan
 from mapper.backend import emit_plan
 from mapper.pipelines import BASELINES, PIPELINES, pipeline_for
+from mapper.profiles import default_profile
 from passes import PassManager, parse_pipeline, pipeline_text
 from passes.base import ModulePass
 from passes.pipeline import Instrument
@@ -107,7 +107,7 @@ def compile(  # noqa: A001 - the verb users expect
     """
     spec = prepare_workload(workload, batch, row_cap, distribution)
     tgt = resolve_target(target)
-    profile = cost_profile or preset_profile(tgt)
+    profile = cost_profile or default_profile(tgt)
     passes = build_passes(pipeline, solver)
     module = run_pipeline(lower(spec, tgt, profile), passes, instruments, verify_each)
     reference = {}

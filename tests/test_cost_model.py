@@ -84,6 +84,6 @@ def test_skew_makes_gm_cheaper_through_the_shared_cache() -> None:
 
 def test_preset_records_a_source_for_every_parameter() -> None:
     p = preset_profile(ascend910())
-    assert set(p.sources) == set(CostProfile.parameter_names())
+    assert set(p.sources) == {*CostProfile.parameter_names(), "cache_effective_fraction"}
     assert not p.calibrated
     assert p.main_bytes_per_s == pytest.approx(1.2e12 / 32)

@@ -50,20 +50,30 @@ def test_lookups_not_served(planned: Module) -> None:
 
 
 def test_local_capacity(planned: Module) -> None:
-    assert planned.items is not None
-    i = next(i for i, it in enumerate(planned.items) if it.strategy.preloaded)
-    it = planned.items[i]
-    huge_rows = (0, planned.table(it.table).rows)
-    bad = with_item(planned, i, local_bytes=planned.target.local.capacity_bytes + 1, rows=huge_rows)
+    from ir.module import Strategy
+
+    bad = with_item(planned, 0, strategy=Strategy.L1, local_bytes=planned.target.local.capacity_bytes + 1)
     found = module_violations(bad)
     assert any("preloaded tables need" in v for v in found)
     assert any("holds" in v and "locally" in v for v in found)
 
 
-def test_row_shards_must_accumulate(planned: Module) -> None:
-    assert planned.items is not None
-    i = next(i for i, it in enumerate(planned.items) if it.output == "accumulate")
-    bad = with_item(planned, i, output="write")
+def test_row_shards_must_accumulate(target: object) -> None:
+    from cost_models import preset_profile
+    from ir.lowering import lower
+    from ir.spec import TableSpec, WorkloadSpec
+    from tests.conftest import tiny_target
+
+    tgt = tiny_target()
+    w = WorkloadSpec(name="w", batch_size=16, tables=(TableSpec(name="medium", rows=3000, dim=16),))
+    # 192 KB preloaded into 64 KiB local buffers: only row shards fit.
+    m = run(
+        lower(w, tgt, preset_profile(tgt)),
+        "profile,select-strategy{strategies=L1},partition,assign-cores{method=greedy},schedule",
+    )
+    assert m.items is not None and all(it.output == "accumulate" for it in m.items)
+    assert module_violations(m) == []
+    bad = with_item(m, 0, output="write")
     assert any("output mode" in v for v in module_violations(bad))
 
 

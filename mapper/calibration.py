@@ -1,0 +1,158 @@
+"""`embmap calibrate`: measure a grid of micro-benchmarks on the reference runtime and fit the cost model.
+
+Each grid point is a one-table plan with one chosen strategy, split mode and part count, run for real; every
+work item of it becomes one measurement (strategy, table, rows, samples, measured seconds). Items of whole
+plans of synthetic workloads are measured too, so the fit also sees tables sharing a core and cores sharing
+the caches. The fit itself (non-negative least squares on relative error, with held-out points) lives in
+`cost_models.calibrate`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cost_models import preset_profile
+from cost_models.calibrate import CalibrationResult, Measurement, fit_profile
+from ir.cost_profile import CostProfile
+from ir.lowering import lower
+from ir.module import Module, PartitionMode, Strategy, TableOptions
+from ir.plan import ExecutionPlan
+from ir.spec import Distribution, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
+from mapper.backend import emit_plan
+from mapper.compiler import compile as compile_plan
+from mapper.profiles import machine_key
+from passes import PassManager, parse_pipeline
+from passes.profile import ProfilePass
+from passes.strategy import make_option
+from runtime import RunConfig, RunReport, run_plan
+
+KiB = 1024
+CALIBRATION_RUN = RunConfig(batches=20, warmup=3)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    table: TableSpec
+    batch_size: int
+    strategy: Strategy
+    mode: PartitionMode
+    parts: int
+
+
+def grid(target: TargetSpec, quick: bool = False) -> list[GridPoint]:
+    """Strategy x table size (within L1d, L2, L3, beyond) x dim x lookups x distribution, plus row shards."""
+    sizes = (
+        [16 * KiB, 256 * KiB, 4096 * KiB, 48 * 1024 * KiB]
+        if quick
+        else [16 * KiB, 256 * KiB, 2048 * KiB, 24 * 1024 * KiB, 256 * 1024 * KiB]
+    )
+    dims = (16,) if quick else (16, 64, 128)
+    lookups = ((256, 1), (1024, 4)) if quick else ((256, 1), (2048, 1), (512, 8), (128, 64), (1024, 24))
+    dists: tuple[Distribution, ...] = (Uniform(), Zipf(alpha=1.05))
+    local = target.local.capacity_bytes
+    points = []
+    for size, dim, (batch, pooling), dist in itertools.product(sizes, dims, lookups, dists):
+        rows = max(2, size // (dim * 4))
+        t = TableSpec(name=f"t{size // KiB}k_d{dim}_p{pooling}", rows=rows, dim=dim, pooling=pooling, distribution=dist)
+        for s in Strategy:
+            if s.preloaded and t.bytes > local:
+                continue
+            if s.streamed and t.bytes > 64 * 1024 * KiB:
+                continue  # chunk by chunk through L1d: minutes per point, and never chosen
+            points.append(GridPoint(t, batch, s, PartitionMode.SAMPLES, 1))
+        if target.cores >= 2 and t.bytes <= 2 * local and rows >= 2:
+            for s in (Strategy.L1, Strategy.GM):
+                points.append(GridPoint(t, batch, s, PartitionMode.ROWS, 2))
+    return points
+
+
+def point_plan(point: GridPoint, target: TargetSpec, profile: CostProfile) -> tuple[ExecutionPlan, Module]:
+    """A plan that serves one table with exactly the point's strategy, mode and parts."""
+    tgt = target.model_copy(update={"cores": point.parts})
+    w = WorkloadSpec(name=point.table.name, batch_size=point.batch_size, tables=(point.table,))
+    m = PassManager(parse_pipeline("profile,select-strategy")).run(lower(w, tgt, profile))
+    option = make_option(m, m.workload.tables[0], point.strategy, point.mode, point.parts)
+    m = m.model_copy(update={"options": (TableOptions(table=point.table.name, options=(option,)),)})
+    m = PassManager(parse_pipeline("assign-cores{method=greedy},schedule")).run(m)
+    return emit_plan(m, "calibration point"), m
+
+
+def measurements_of(plan: ExecutionPlan, report: RunReport, module: Module | None = None) -> list[Measurement]:
+    """One measurement per work item of a measured plan."""
+    if module is None:
+        module = ProfilePass().apply(lower(plan.workload, plan.target, plan.cost_profile))
+    tables = {t.name: t for t in module.workload.tables}
+    return [
+        Measurement(
+            strategy=it.strategy,
+            table=tables[it.table],
+            batch_size=plan.workload.batch_size,
+            rows=it.rows,
+            samples=it.samples,
+            measured_s=report.item_p50_s(it.id),
+            cache_share_bytes=module.table_profile(it.table).cache_share_bytes,
+        )
+        for it in plan.items
+    ]
+
+
+def measure_grid(
+    target: TargetSpec, points: Sequence[GridPoint], config: RunConfig, progress: Callable[[str], None] | None = None
+) -> list[Measurement]:
+    profile = preset_profile(target)
+    out: list[Measurement] = []
+    for n, point in enumerate(points):
+        plan, module = point_plan(point, target, profile)
+        out += measurements_of(plan, run_plan(plan, config), module)
+        if progress:
+            progress(
+                f"[{n + 1}/{len(points)}] {point.table.name} {point.strategy.value} {point.mode.value}x{point.parts}"
+            )
+    return out
+
+
+def training_workloads(quick: bool) -> list[WorkloadSpec]:
+    """Synthetic workloads whose whole plans are measured for the fit (never the built-in ones, which are
+    kept for judging the fit)."""
+    from workloads.synthetic import synthetic
+
+    specs = [synthetic(tables=12, total_bytes=4e6, size_skew=1.0, pooling_mean=2, seed=11, name="cal-small")]
+    if not quick:
+        specs.append(
+            synthetic(
+                tables=24, total_bytes=3e8, size_skew=1.3, pooling_mean=3, pooling_skew=0.8, seed=12, name="cal-mixed"
+            )
+        )
+        # Many lookups into tables far larger than the caches, evicting each other's hot rows.
+        heavy = {"size_skew": 0.8, "pooling_mean": 12, "pooling_skew": 1.0, "dims": (64, 128)}
+        specs.append(synthetic(tables=16, total_bytes=2e9, seed=13, name="cal-heavy", **heavy))  # type: ignore[arg-type]
+    return specs
+
+
+def measure_whole_plans(target: TargetSpec, quick: bool, config: RunConfig) -> list[Measurement]:
+    out: list[Measurement] = []
+    dists: tuple[Distribution, ...] = (Uniform(), Zipf(alpha=1.05))
+    for w, dist, pipeline in itertools.product(training_workloads(quick), dists, ("embmap", "default", "round-robin")):
+        plan = compile_plan(w, target, pipeline, distribution=dist, baselines=False)
+        out += measurements_of(plan, run_plan(plan, config))
+    return out
+
+
+def calibrate(
+    target: TargetSpec,
+    *,
+    quick: bool = False,
+    command: str = "embmap calibrate --target cpu",
+    config: RunConfig = CALIBRATION_RUN,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[CalibrationResult, list[Measurement]]:
+    points = grid(target, quick)
+    measured = measure_grid(target, points, config, progress)
+    measured += measure_whole_plans(target, quick, config)
+    return fit(measured, target, command), measured
+
+
+def fit(measured: Iterable[Measurement], target: TargetSpec, command: str) -> CalibrationResult:
+    return fit_profile(list(measured), target, preset_profile(target), command=command, machine=machine_key())

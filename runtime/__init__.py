@@ -1,0 +1,10 @@
+"""The reference runtime: executes an ExecutionPlan for real on this machine's cores.
+
+It depends on `ir` only, exactly as an outside runtime would: it reads the plan, materialises the tables and
+index batches the plan's workload describes, runs one pinned worker process per core, checks the pooled
+outputs against a plain reference lookup, and reports measured times beside the plan's predictions.
+"""
+
+from runtime.executor import RunConfig, RunReport, run_plan
+
+__all__ = ["RunConfig", "RunReport", "run_plan"]

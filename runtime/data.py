@@ -1,0 +1,122 @@
+"""Materialise a plan's tables and index batches in shared memory, seeded and reproducible.
+
+Indices follow the table's distribution over popularity ranks, then a fixed affine permutation maps ranks to
+row ids (ids are hashed in practice), exactly as the cost model assumes: a contiguous row range receives a
+proportional share of the lookups.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from ir.distributions import histogram
+from ir.spec import DType, TableSpec
+
+NUMPY_DTYPES = {DType.FP32: np.float32, DType.FP16: np.float16}
+INDEX_DTYPE = np.int64
+
+
+@dataclass
+class SharedArray:
+    """A numpy array whose memory is a named shared-memory segment, visible to forked workers."""
+
+    shm: shared_memory.SharedMemory
+    array: np.ndarray
+
+    @staticmethod
+    def create(shape: tuple[int, ...], dtype: np.dtype | type) -> SharedArray:
+        nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        shm = shared_memory.SharedMemory(create=True, size=nbytes)
+        return SharedArray(shm, np.ndarray(shape, dtype=dtype, buffer=shm.buf))
+
+    def close(self, unlink: bool) -> None:
+        del self.array
+        self.shm.close()
+        if unlink:
+            self.shm.unlink()
+
+
+@dataclass
+class Materialized:
+    """Tables [rows, dim], index batches [n, batch, pooling] and pooled outputs [batch, dim] per table."""
+
+    tables: dict[str, SharedArray] = field(default_factory=dict)
+    indices: dict[str, SharedArray] = field(default_factory=dict)
+    outputs: dict[str, SharedArray] = field(default_factory=dict)
+
+    def arrays(self) -> list[SharedArray]:
+        return [*self.tables.values(), *self.indices.values(), *self.outputs.values()]
+
+    def close(self, unlink: bool = True) -> None:
+        for a in self.arrays():
+            a.close(unlink)
+
+
+def permutation_params(rows: int) -> tuple[int, int]:
+    """(a, c) of the rank -> id permutation id = (a * rank + c) mod rows; gcd(a, rows) == 1."""
+    if rows <= 2:
+        return 1, 0
+    a = 2654435761 % rows or 1
+    while math.gcd(a, rows) != 1:
+        a += 1
+    return a, (rows // 3) % rows
+
+
+def sample_ranks(table: TableSpec, size: int, rng: np.random.Generator) -> np.ndarray:
+    assert table.distribution is not None
+    if table.distribution.kind == "uniform":
+        return rng.integers(0, table.rows, size=size, dtype=np.int64)
+    hist = histogram(table.distribution, table.rows)
+    mass = hist.counts * hist.probs
+    cum = np.cumsum(mass)
+    bucket = np.minimum(np.searchsorted(cum / cum[-1], rng.random(size), side="right"), len(cum) - 1)
+    starts = np.concatenate([[0.0], np.cumsum(hist.counts)[:-1]]).astype(np.int64)
+    offset = (rng.random(size) * hist.counts[bucket]).astype(np.int64)
+    return np.minimum(starts[bucket] + offset, table.rows - 1)
+
+
+def make_indices(table: TableSpec, batches: int, batch_size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, 1, _stable_hash(table.name)])
+    ranks = sample_ranks(table, batches * batch_size * table.pooling, rng)
+    a, c = permutation_params(table.rows)
+    ids = (ranks * a + c) % table.rows
+    return ids.reshape(batches, batch_size, table.pooling).astype(INDEX_DTYPE)
+
+
+def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
+    """Values in [0, 1), distinct per row, written in blocks to bound temporary memory."""
+    rng = np.random.default_rng([seed, 0, _stable_hash(table.name)])
+    block = max(1, (64 << 20) // (table.dim * 4))
+    for lo in range(0, table.rows, block):
+        hi = min(table.rows, lo + block)
+        out[lo:hi] = rng.random((hi - lo, table.dim), dtype=np.float32)
+
+
+def materialize(tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int) -> Materialized:
+    m = Materialized()
+    try:
+        for t in tables:
+            m.tables[t.name] = SharedArray.create((t.rows, t.dim), NUMPY_DTYPES[t.dtype])
+            fill_table(t, m.tables[t.name].array, seed)
+            m.indices[t.name] = SharedArray.create((index_batches, batch_size, t.pooling), INDEX_DTYPE)
+            m.indices[t.name].array[:] = make_indices(t, index_batches, batch_size, seed)
+            m.outputs[t.name] = SharedArray.create((batch_size, t.dim), np.float32)
+            m.outputs[t.name].array[:] = 0.0
+    except BaseException:
+        m.close()
+        raise
+    return m
+
+
+def reference_lookup(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The plain definition: for each sample, the sum of its rows (float64 accumulation)."""
+    return table[indices].astype(np.float64).sum(axis=1)
+
+
+def _stable_hash(name: str) -> int:
+    return zlib.crc32(name.encode())

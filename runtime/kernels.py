@@ -1,0 +1,189 @@
+"""One kernel per strategy, built once per work item and called once per batch.
+
+- shared table (GM): rows gathered from the one copy of the table in shared memory;
+- private replica (L1): the worker copies its rows into its own memory once, before timing starts;
+- streamed (GM-UB from the shared table, L1-UB from the private replica): indices are bucketed by chunk, each
+  chunk of the table is copied into a scratch buffer half the size of the core's L1d, and the chunk's
+  lookups are gathered from the scratch buffer;
+- row shards gather only the lookups in their rows and accumulate into the output under a per-table lock.
+
+PyTorch's embedding_bag (FBGEMM on CPU) does the gathers when torch is importable; NumPy otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ir.module import Strategy, WorkItem, stream_chunk_rows
+from ir.spec import TableSpec
+
+try:  # the fast path
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    HAVE_TORCH = True
+except ImportError:  # pragma: no cover - exercised where torch is absent
+    HAVE_TORCH = False
+
+Kernel = Callable[[int], None]  # called with the index-batch number
+
+
+@dataclass(frozen=True)
+class ItemData:
+    """What a kernel reads and writes: the whole table, the index batches, the table's pooled output."""
+
+    table: TableSpec
+    weights: np.ndarray  # [rows, dim], shared
+    indices: np.ndarray  # [index_batches, batch, pooling], shared
+    output: np.ndarray  # [batch, dim] float32, shared
+    scratch_bytes: int
+    lock: AbstractContextManager[Any] | None = None
+
+
+def backend_name(requested: str) -> str:
+    if requested == "auto":
+        return "torch" if HAVE_TORCH else "numpy"
+    if requested == "torch" and not HAVE_TORCH:
+        raise RuntimeError("backend torch requested but torch is not importable; install embmap[runtime]")
+    return requested
+
+
+def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
+    """The kernel of one work item; private replicas are copied here, before anything is timed."""
+    r0, r1 = item.rows
+    source = data.weights[r0:r1]
+    if item.strategy.preloaded:
+        source = np.array(source, copy=True)  # the core's private replica
+    shard = (r0, r1) != (0, data.table.rows)
+    streamed = item.strategy in (Strategy.GM_UB, Strategy.L1_UB)
+    lock = data.lock if item.output == "accumulate" and data.lock is not None else nullcontext()
+    make = _torch_kernel if backend == "torch" else _numpy_kernel
+    return make(item, data, source, shard, streamed, lock)
+
+
+def _chunk_rows(data: ItemData) -> int:
+    return stream_chunk_rows(data.scratch_bytes, data.table.row_bytes)
+
+
+def _torch_kernel(
+    item: WorkItem, data: ItemData, source: np.ndarray, shard: bool, streamed: bool, lock: AbstractContextManager[Any]
+) -> Kernel:
+    s0, s1 = item.samples
+    r0, r1 = item.rows
+    pooling = data.table.pooling
+    weights = torch.from_numpy(source)
+    indices = torch.from_numpy(data.indices)
+    out = torch.from_numpy(data.output)[s0:s1]
+    accumulate = item.output == "accumulate"
+    bag_starts = torch.arange(s1 - s0, dtype=torch.int64)
+    chunk = _chunk_rows(data)
+    scratch = torch.empty((min(chunk, r1 - r0), data.table.dim), dtype=weights.dtype)
+    n_chunks = -(-(r1 - r0) // chunk)
+    all_bags = torch.div(torch.arange((s1 - s0) * pooling), pooling, rounding_mode="floor")
+
+    def select(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local row ids and bag (sample) ids of the lookups this item serves, in batch order."""
+        idx = indices[b, s0:s1].reshape(-1)
+        if not shard:
+            return idx, all_bags
+        pos = ((idx >= r0) & (idx < r1)).nonzero().squeeze(1)
+        return idx[pos] - r0, torch.div(pos, pooling, rounding_mode="floor")
+
+    def store(result: torch.Tensor) -> None:
+        if accumulate:
+            with lock:
+                out.add_(result)
+        else:
+            out.copy_(result)
+
+    if not streamed and not shard:
+
+        def gather_all(b: int) -> None:
+            store(F.embedding_bag(indices[b, s0:s1], weights, mode="sum").float())
+
+        return gather_all
+
+    if not streamed:
+
+        def gather_shard(b: int) -> None:
+            local, bags = select(b)
+            offsets = torch.searchsorted(bags, bag_starts)
+            store(F.embedding_bag(local, weights, offsets, mode="sum").float())
+
+        return gather_shard
+
+    def stream(b: int) -> None:
+        local, bags = select(b)
+        chunk_of = torch.div(local, chunk, rounding_mode="floor")
+        order = torch.argsort(chunk_of, stable=True)
+        local, bags = local[order], bags[order]
+        bounds = [0, *torch.bincount(chunk_of, minlength=n_chunks).cumsum(0).tolist()]
+        acc = torch.zeros((s1 - s0, data.table.dim), dtype=torch.float32)
+        for c in range(n_chunks):
+            lo = c * chunk
+            rows = min(chunk, r1 - r0 - lo)
+            scratch[:rows].copy_(weights[lo : lo + rows])  # the chunk streamed into the scratchpad
+            a, z = bounds[c], bounds[c + 1]
+            if z > a:
+                acc.index_add_(0, bags[a:z], scratch[local[a:z] - lo].float())
+        store(acc)
+
+    return stream
+
+
+def _numpy_kernel(
+    item: WorkItem, data: ItemData, source: np.ndarray, shard: bool, streamed: bool, lock: AbstractContextManager[Any]
+) -> Kernel:
+    s0, s1 = item.samples
+    r0, r1 = item.rows
+    pooling = data.table.pooling
+    out = data.output[s0:s1]
+    accumulate = item.output == "accumulate"
+    chunk = _chunk_rows(data)
+    scratch = np.empty((min(chunk, r1 - r0), data.table.dim), dtype=source.dtype)
+    n_chunks = -(-(r1 - r0) // chunk)
+    all_bags = np.arange((s1 - s0) * pooling) // pooling
+
+    def select(b: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = data.indices[b, s0:s1].reshape(-1)
+        if not shard:
+            return idx, all_bags
+        pos = np.flatnonzero((idx >= r0) & (idx < r1))
+        return idx[pos] - r0, pos // pooling
+
+    def store(result: np.ndarray) -> None:
+        if accumulate:
+            with lock:
+                out[:] += result
+        else:
+            out[:] = result
+
+    def kernel(b: int) -> None:
+        if not streamed and not shard:
+            store(source[data.indices[b, s0:s1]].sum(axis=1, dtype=np.float32))
+            return
+        local, bags = select(b)
+        acc = np.zeros((s1 - s0, data.table.dim), dtype=np.float32)
+        if not streamed:
+            np.add.at(acc, bags, source[local])
+            store(acc)
+            return
+        chunk_of = local // chunk
+        order = np.argsort(chunk_of, kind="stable")
+        local, bags = local[order], bags[order]
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(chunk_of, minlength=n_chunks))])
+        for c in range(n_chunks):
+            lo = c * chunk
+            rows = min(chunk, r1 - r0 - lo)
+            scratch[:rows] = source[lo : lo + rows]
+            a, z = bounds[c], bounds[c + 1]
+            if z > a:
+                np.add.at(acc, bags[a:z], scratch[local[a:z] - lo])
+        store(acc)
+
+    return kernel

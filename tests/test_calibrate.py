@@ -1,0 +1,351 @@
+"""Calibration: NNLS is optimal, the fit recovers known parameters, and the measurements CSV is strict."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cost_models.analytic import ItemShape, item_cost, table_histogram
+from cost_models.calibrate import (
+    Measurement,
+    cache_share,
+    fit_profile,
+    measurement_terms,
+    nnls,
+    read_csv,
+    write_csv,
+)
+from cost_models.presets import preset_profile
+from ir.cost_profile import CostProfile
+from ir.errors import SpecError
+from ir.module import Strategy, TableProfile
+from ir.spec import DType, HotSet, TableSpec, TargetSpec, Uniform, Zipf
+from ir.targets import ascend910
+
+# NNLS -----------------------------------------------------------------------------------------------------
+
+
+def brute_force_nnls(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest residual over every active set whose unconstrained solution is non-negative."""
+    best = float(np.linalg.norm(b))
+    for k in range(1, a.shape[1] + 1):
+        for cols in itertools.combinations(range(a.shape[1]), k):
+            x = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
+            if (x >= 0).all():
+                best = min(best, float(np.linalg.norm(a[:, cols] @ x - b)))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_nnls_matches_brute_force_and_kkt(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(2, 9)), int(rng.integers(1, 6))
+    a, b = rng.standard_normal((m, n)), rng.standard_normal(m)
+    x = nnls(a, b)
+    assert (x >= 0).all()
+    assert np.linalg.norm(a @ x - b) == pytest.approx(brute_force_nnls(a, b), rel=1e-9, abs=1e-12)
+    g = a.T @ (a @ x - b)
+    tol = 1e-9 * (1 + np.abs(a).sum() * np.abs(b).sum())
+    assert (g[x == 0] >= -tol).all()
+    assert (np.abs(g[x > 0]) <= tol).all()
+
+
+def test_nnls_returns_the_unconstrained_solution_when_it_is_non_negative() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((12, 4))
+    x_true = np.array([0.5, 2.0, 1e-3, 3.0])
+    assert nnls(a, a @ x_true) == pytest.approx(x_true, rel=1e-10)
+    b = rng.standard_normal(12)
+    x_ls = np.linalg.lstsq(a, b, rcond=None)[0]
+    if (x_ls >= 0).all():
+        assert nnls(a, b) == pytest.approx(x_ls, rel=1e-10)
+
+
+def test_nnls_clamps_what_would_go_negative() -> None:
+    a = np.eye(3)
+    assert nnls(a, np.array([1.0, -2.0, 3.0])) == pytest.approx([1.0, 0.0, 3.0])
+    assert nnls(a, -np.ones(3)) == pytest.approx(np.zeros(3))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_nnls_kkt_on_larger_problems(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    a = rng.standard_normal((40, 15)) * np.logspace(-6, 6, 15)  # badly scaled columns
+    b = rng.standard_normal(40)
+    x = nnls(a, b)
+    g = a.T @ (a @ x - b)
+    tol = 1e-8 * np.linalg.norm(a, axis=0) * np.linalg.norm(b)
+    assert (x >= 0).all() and 0 < (x > 0).sum() < 15
+    assert (g[x == 0] >= -tol[x == 0]).all()
+    assert (np.abs(g[x > 0]) <= tol[x > 0]).all()
+
+
+def test_nnls_gives_up_after_max_iter() -> None:
+    a, b = np.eye(3), np.ones(3)
+    assert nnls(a, b, max_iter=3) == pytest.approx(np.ones(3))
+    with pytest.raises(RuntimeError, match="did not converge"):
+        nnls(a, b, max_iter=2)
+
+
+def test_nnls_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError):
+        nnls(np.ones((3, 2)), np.ones(4))
+
+
+# Recovering a known profile -------------------------------------------------------------------------------
+
+TRUE_FACTORS = {"item_fixed_s": 3.0, "local_row_s": 0.5, "main_bytes_per_s": 2.0, "chunk_fixed_s": 4.0}
+TABLE_SHAPES = (
+    (100, 16, DType.FP32),
+    (5_000, 32, DType.FP16),
+    (50_000, 64, DType.FP32),
+    (1_000_000, 16, DType.FP32),  # 64 MiB: larger than the shared cache, with 64-byte rows
+    (400_000, 128, DType.FP32),  # 205 MB, with 512-byte rows: separates per-row from per-byte costs
+    (2_000_000, 8, DType.INT8),
+)
+
+
+def true_profile(target: TargetSpec) -> CostProfile:
+    base = preset_profile(target)
+    return base.model_copy(update={p: getattr(base, p) * f for p, f in TRUE_FACTORS.items()})
+
+
+def predicted(m: Measurement, target: TargetSpec, profile: CostProfile) -> float:
+    """The cost model's prediction for a measurement, built independently of `measurement_terms`."""
+    lookups = m.batch_size * m.table.pooling
+    stats = TableProfile(
+        table=m.table.name,
+        bytes=m.table.bytes,
+        lookups_per_batch=lookups,
+        distinct_rows_per_batch=table_histogram(m.table).expected_distinct(lookups),
+        cache_share_bytes=cache_share(m, target),
+    )
+    return item_cost(ItemShape(m.strategy, m.rows, m.samples), m.table, stats, target, profile).total_s
+
+
+def row_ranges(strategy: Strategy, table: TableSpec, target: TargetSpec) -> list[tuple[int, int]]:
+    """Whole table and a half for streamed strategies; for preloaded ones a shard that fits the local buffer."""
+    if not strategy.preloaded:
+        return [(0, table.rows), (0, table.rows // 2)]
+    fit = max(1, min(table.rows, target.local.capacity_bytes // table.row_bytes))
+    return [(0, table.rows), (table.rows // 2, table.rows)] if fit == table.rows else [(0, fit)]
+
+
+def synthetic(target: TargetSpec, profile: CostProfile) -> list[Measurement]:
+    out = []
+    for (rows, dim, dtype), dist, pooling, batch, strategy in itertools.product(
+        TABLE_SHAPES, (Uniform(), Zipf(alpha=1.05)), (1, 8), (64, 1024), Strategy
+    ):
+        table = TableSpec(name="t", rows=rows, dim=dim, dtype=dtype, pooling=pooling, distribution=dist)
+        for r, s in itertools.product(row_ranges(strategy, table, target), ((0, batch), (0, batch // 2))):
+            m = Measurement(strategy, table, batch, r, s, 1.0)
+            out.append(Measurement(strategy, table, batch, r, s, predicted(m, target, profile)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ascend() -> TargetSpec:
+    return ascend910()
+
+
+@pytest.fixture(scope="module")
+def exact(ascend: TargetSpec) -> list[Measurement]:
+    return synthetic(ascend, true_profile(ascend))
+
+
+def test_fit_recovers_known_parameters(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    base, truth = preset_profile(ascend), true_profile(ascend)
+    result = fit_profile(exact, ascend, base, command="pytest synthetic", machine="none")
+    fitted = result.profile
+    exercised = [p for p in CostProfile.parameter_names() if fitted.sources[p].startswith("fit:")]
+    assert set(TRUE_FACTORS) <= set(exercised) and len(exercised) == len(CostProfile.parameter_names())
+    for p in exercised:
+        assert getattr(fitted, p) == pytest.approx(getattr(truth, p), rel=0.01), p
+        assert fitted.sources[p] == f"fit: NNLS on {result.report.points_fit} points (pytest synthetic)"
+    assert fitted.calibrated and fitted.target == "ascend910" and fitted.fit == result.report
+    assert result.report.points_held_out == sum(result.held_out) == len(range(2, len(exact), 5))
+    assert result.held_out[2] and not result.held_out[3] and result.held_out[7]
+    assert result.report.holdout_max_rel_error < 1e-6 and result.report.train_max_rel_error < 1e-6
+    assert result.predicted_s == pytest.approx([m.measured_s for m in exact], rel=1e-6)
+
+
+def test_fit_tolerates_noise(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    rng = np.random.default_rng(2024)
+    noisy = [
+        Measurement(m.strategy, m.table, m.batch_size, m.rows, m.samples, m.measured_s * (1 + 0.03 * e))
+        for m, e in zip(exact, rng.standard_normal(len(exact)), strict=True)
+    ]
+    result = fit_profile(noisy, ascend, preset_profile(ascend), command="pytest noisy")
+    assert result.report.points_held_out > 50
+    assert result.report.holdout_median_rel_error < 0.05
+    CostProfile.model_validate(result.profile.model_dump())  # every value within the profile's rules
+
+
+def test_fixed_parameters_are_honoured(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    truth = true_profile(ascend)
+    result = fit_profile(exact, ascend, preset_profile(ascend), command="c", fixed={"main_bytes_per_s": 1e11})
+    assert result.profile.main_bytes_per_s == 1e11
+    assert "fixed" in result.profile.sources["main_bytes_per_s"]
+    right = fit_profile(exact, ascend, preset_profile(ascend), command="c", fixed={"item_fixed_s": truth.item_fixed_s})
+    assert right.profile.item_fixed_s == truth.item_fixed_s
+    assert right.profile.local_row_s == pytest.approx(truth.local_row_s, rel=1e-6)
+    assert right.report.holdout_max_rel_error < 1e-6
+    with pytest.raises(SpecError, match=r"fixed\.no_such_s"):
+        fit_profile(exact, ascend, preset_profile(ascend), command="c", fixed={"no_such_s": 1.0})
+
+
+def test_unexercised_parameters_keep_the_base_value(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    base = preset_profile(ascend)
+    only_l1 = [m for m in exact if m.strategy is Strategy.L1]
+    result = fit_profile(only_l1, ascend, base, command="c")
+    for p in ("chunk_fixed_s", "main_row_s", "stream_main_bytes_per_s", "scratch_row_s"):
+        assert getattr(result.profile, p) == getattr(base, p)
+        assert result.profile.sources[p] == f"not exercised by the measurements; kept from {base.sources[p]}"
+    assert result.profile.local_row_s == pytest.approx(true_profile(ascend).local_row_s, rel=1e-6)
+
+
+def test_confounded_parameters_are_flagged(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    one_row_size = [m for m in exact if m.strategy is Strategy.L1 and m.table.row_bytes == 64]
+    result = fit_profile(one_row_size, ascend, preset_profile(ascend), command="c")
+    assert "not separable from local_bytes_per_s" in result.profile.sources["local_row_s"]
+    assert result.report.holdout_max_rel_error < 1e-6  # predictions are still right
+
+
+def test_a_negligible_bandwidth_is_stored_as_huge(ascend: TargetSpec) -> None:
+    t = TableSpec(name="t", rows=1000, dim=16, pooling=2, distribution=Uniform())
+    ms = [Measurement(Strategy.L1, t, b, (0, 1000), (0, b), 1e-6 + 3e-8 * 2 * b) for b in (1, 4, 16, 64, 256, 1024)]
+    result = fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0)
+    assert result.profile.local_bytes_per_s == 1e18 and result.profile.output_bytes_per_s == 1e18
+    assert "negligible" in result.profile.sources["local_bytes_per_s"]
+    assert result.profile.local_row_s == pytest.approx(3e-8)
+    assert result.report.points_held_out == 0 and result.report.holdout_max_rel_error == 0
+
+
+def test_too_few_points_is_an_error(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    with pytest.raises(SpecError, match="calibration: 3 measurements to fit"):
+        fit_profile(exact[:4], ascend, preset_profile(ascend), command="c")
+    with pytest.raises(SpecError, match="calibration"):
+        fit_profile([], ascend, preset_profile(ascend), command="c")
+
+
+def test_measurement_terms_match_the_cost_model(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    truth = true_profile(ascend)
+    for m in exact[::37]:
+        terms = measurement_terms(m, ascend)
+        total = sum(
+            amount * getattr(truth, p) ** (-1 if p.endswith("_bytes_per_s") else 1) for p, amount in terms.items()
+        )
+        assert total == pytest.approx(m.measured_s, rel=1e-12)
+
+
+def test_invalid_measurement_is_named(ascend: TargetSpec) -> None:
+    t = TableSpec(name="t", rows=10, dim=4, distribution=Uniform())
+    bad = Measurement(Strategy.GM, t, 8, (0, 11), (0, 8), 1e-6)
+    with pytest.raises(SpecError, match=r"measurements\[1\]\.row_hi"):
+        fit_profile(
+            [Measurement(Strategy.GM, t, 8, (0, 10), (0, 8), 1e-6), bad], ascend, preset_profile(ascend), command="c"
+        )
+
+
+# CSV ------------------------------------------------------------------------------------------------------
+
+HEADER = "strategy,rows,dim,dtype,pooling,batch_size,row_lo,row_hi,sample_lo,sample_hi,distribution,measured_s"
+GOOD = "L1,5000,32,fp16,4,1024,0,5000,0,512,zipf:1.05,1.8e-05"
+
+
+def test_csv_round_trip(tmp_path: Path) -> None:
+    dists = (Uniform(), Zipf(alpha=0.8), HotSet(hot_rows=7, hot_mass=0.95))
+    ms = [
+        Measurement(
+            strategy,
+            TableSpec(name=f"m{i + 2}", rows=1000 + i, dim=8, dtype=dtype, pooling=3, distribution=dists[i % 3]),
+            256,
+            (i, 1000),
+            (0, 256 - i),
+            1.234567891234e-6 * (i + 1),
+            None if i % 2 else 12345.5,
+        )
+        for i, (strategy, dtype) in enumerate(itertools.product(Strategy, DType))
+    ]
+    path = tmp_path / "m.csv"
+    write_csv(ms, path)
+    assert read_csv(path) == ms
+    assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]  # no temporary file left behind
+
+
+def test_csv_reads_comments_blank_lines_and_any_column_order(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    cols = HEADER.split(",")
+    order = list(reversed(cols))
+    values = dict(zip(cols, GOOD.split(","), strict=True))
+    path.write_text(
+        f"# measured on a test box\n\n{','.join(order)}\n\n# one item\n{','.join(values[c] for c in order)}\n"
+    )
+    (m,) = read_csv(path)
+    assert m.table.name == "m6" and m.table.distribution == Zipf(alpha=1.05) and m.table.dtype is DType.FP16
+    assert (m.strategy, m.rows, m.samples, m.measured_s, m.cache_share_bytes) == (
+        Strategy.L1,
+        (0, 5000),
+        (0, 512),
+        1.8e-05,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "problem"),
+    [
+        (f"{HEADER}\n{GOOD.replace('1.8e-05', 'abc')}", "line 2 column measured_s", "positive number, got 'abc'"),
+        (f"{HEADER}\n{GOOD.replace('1.8e-05', '0')}", "line 2 column measured_s", "positive number"),
+        (f"{HEADER}\n{GOOD.replace('L1,', 'L3,')}", "line 2 column strategy", "unknown strategy 'L3'"),
+        (f"{HEADER}\n{GOOD.replace('fp16', 'bf16')}", "line 2 column dtype", "unknown dtype"),
+        (f"{HEADER}\n{GOOD.replace('zipf:1.05', 'zipf')}", "line 2 column distribution", "unknown distribution"),
+        (f"{HEADER}\n{GOOD.replace('zipf:1.05', 'zipf:9')}", "line 2 column distribution", "alpha"),
+        (f"{HEADER}\n{GOOD.replace('0,5000,0', '0,5001,0')}", "line 2 column row_hi", "past the end of the table"),
+        (f"{HEADER}\n{GOOD.replace('0,5000,0', '9,9,0')}", "line 2 column row_hi", "range is empty"),
+        (f"{HEADER}\n{GOOD.replace('0,512,', '0,2048,')}", "line 2 column sample_hi", "past the end of the batch"),
+        (f"{HEADER}\n{GOOD.replace(',32,', ',3.5,')}", "line 2 column dim", "whole number"),
+        (f"{HEADER}\n{GOOD.replace(',32,', ',70000,')}", "line 2 column dim", "less than or equal"),
+        (f"{HEADER}\n# fine\n{GOOD},7", "line 3", "13 values, the header has 12"),
+        (f"{HEADER},cache_share_bytes\n{GOOD},-1", "line 2 column cache_share_bytes", "non-negative"),
+        (f"{HEADER},speed\n{GOOD},1", "line 1 column speed", "unknown column"),
+        (f"{HEADER},dim\n{GOOD},1", "line 1 column dim", "repeats an earlier column"),
+        (f"{HEADER.replace(',measured_s', '')}\n", "line 1 column measured_s", "missing from the header"),
+        (f"{GOOD}\n", "line 1 column L1", "unknown column"),
+    ],
+)
+def test_malformed_csv_is_a_one_line_error(tmp_path: Path, body: str, where: str, problem: str) -> None:
+    path = tmp_path / "measurements.csv"
+    path.write_text(body + "\n")
+    with pytest.raises(SpecError) as err:
+        read_csv(path)
+    message = str(err.value)
+    assert message.startswith(f"measurements.csv {where}: ") and problem in message and "\n" not in message
+    assert "(fix: " in message
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such file"):
+        read_csv(tmp_path / "absent.csv")
+    path = tmp_path / "empty.csv"
+    path.write_text("# only a comment\n\n")
+    with pytest.raises(SpecError, match="empty.csv: is empty: no header row"):
+        read_csv(path)
+    path.write_text(HEADER + "\n")
+    assert read_csv(path) == []
+    path.write_bytes(("\ufeff" + HEADER + "\r\n" + GOOD + "\r\n").encode())  # spreadsheet export: BOM, CRLF
+    assert [m.table.name for m in read_csv(path)] == ["m2"]
+
+
+def test_fit_minimizes_relative_not_absolute_error(ascend: TargetSpec) -> None:
+    t = TableSpec(name="t", rows=100, dim=4, distribution=Uniform())
+    ms = [Measurement(Strategy.L1, t, 8, (0, 100), (0, 8), s) for s in (1e-6, 3e-6)]
+    others = {p: 1e18 if p.endswith("_bytes_per_s") else 0.0 for p in CostProfile.parameter_names()}
+    del others["item_fixed_s"]
+    result = fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=others)
+    # min over c of (c/1 - 1)^2 + (c/3 - 1)^2 (in microseconds) is c = 1.2; absolute least squares would give 2
+    assert result.profile.item_fixed_s == pytest.approx(1.2e-6, rel=1e-9)
+    assert result.report.train_max_rel_error == pytest.approx(0.6, rel=1e-6)

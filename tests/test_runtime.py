@@ -1,0 +1,141 @@
+"""The reference runtime: every kernel against the reference lookup, faults in plans, measured reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cost_models import preset_profile
+from ir.errors import SpecError, VerificationError
+from ir.module import PartitionMode, Strategy
+from ir.plan import ExecutionPlan
+from ir.spec import DType, TableSpec, Uniform, Zipf
+from ir.targets import cpu
+from mapper.calibration import GridPoint, point_plan
+from mapper.cli import main
+from mapper.planio import load_plan, save_plan
+from runtime import RunConfig, run_plan
+from runtime import kernels as kernels_module
+from runtime.data import make_indices, permutation_params, reference_lookup
+from runtime.executor import usable_cpus
+
+FEW = RunConfig(batches=3, warmup=1, index_batches=2)
+BACKENDS = ["numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
+TWO_CORES = len(usable_cpus()) >= 2
+
+
+def plan_for(
+    strategy: Strategy, mode: PartitionMode, parts: int, rows: int = 3000, dtype: DType = DType.FP32
+) -> ExecutionPlan:
+    target = cpu()
+    table = TableSpec(name="t", rows=rows, dim=8, dtype=dtype, pooling=3, distribution=Zipf(alpha=1.1))
+    plan, _ = point_plan(GridPoint(table, 96, strategy, mode, parts), target, preset_profile(target))
+    return plan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_every_strategy_matches_the_reference(strategy: Strategy, backend: str) -> None:
+    plan = plan_for(strategy, PartitionMode.SAMPLES, 1)
+    report = run_plan(plan, RunConfig(batches=3, warmup=1, index_batches=2, backend=backend))
+    assert report.correct and report.max_abs_error <= report.tolerance
+    assert report.backend == backend
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two cores")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_row_shards_accumulate_correctly(strategy: Strategy, backend: str) -> None:
+    plan = plan_for(strategy, PartitionMode.ROWS, 2)
+    assert {it.output for it in plan.items} == {"accumulate"}
+    report = run_plan(plan, RunConfig(batches=3, warmup=1, index_batches=2, backend=backend))
+    assert report.correct
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two cores")
+def test_sample_split_and_fp16() -> None:
+    assert run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 2), FEW).correct
+    assert run_plan(plan_for(Strategy.L1_UB, PartitionMode.SAMPLES, 1, dtype=DType.FP16), FEW).correct
+
+
+def test_a_wrong_kernel_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that skips its work leaves zeros: the check must fail, not pass silently."""
+
+    def lazy(item: object, data: object, backend: str) -> kernels_module.Kernel:
+        return lambda b: None
+
+    monkeypatch.setattr("runtime.executor.build_kernel", lazy)
+    report = run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 1), FEW)
+    assert not report.correct and report.max_abs_error > report.tolerance
+
+
+def test_report_statistics_are_consistent() -> None:
+    plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
+    report = run_plan(plan, RunConfig(batches=6, warmup=1, index_batches=2))
+    assert len(report.e2e_s) == 6 and len(report.core_s) == 1 and len(report.item_s) == 1
+    for b in range(6):
+        assert report.e2e_s[b] >= report.core_s[0][b] >= report.item_s[0][b] > 0
+    assert report.p50_s <= report.p99_s
+    assert report.lookups_per_batch == 96 * 3
+
+
+def test_indices_follow_the_distribution_and_permutation() -> None:
+    table = TableSpec(name="z", rows=1000, dim=4, pooling=2, distribution=Zipf(alpha=1.2))
+    idx = make_indices(table, 50, 64, seed=0)
+    assert idx.shape == (50, 64, 2) and idx.min() >= 0 and idx.max() < 1000
+    a, c = permutation_params(1000)
+    hottest = c % 1000  # rank 0 maps to row c
+    counts = np.bincount(idx.reshape(-1), minlength=1000)
+    assert counts.argmax() == hottest
+    uniform = make_indices(table.model_copy(update={"distribution": Uniform()}), 50, 64, seed=0)
+    assert np.bincount(uniform.reshape(-1), minlength=1000).max() < counts.max() / 3
+    assert np.array_equal(make_indices(table, 50, 64, seed=0), idx)  # seeded
+
+
+def test_reference_lookup_is_the_plain_definition() -> None:
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    idx = np.array([[0, 1], [3, 3]])
+    assert reference_lookup(table, idx).tolist() == [[3.0, 5.0, 7.0], [18.0, 20.0, 22.0]]
+
+
+def test_plan_for_more_cores_than_the_machine_is_refused() -> None:
+    from mapper import compile
+
+    plan = compile("tenrec-qb-article", "ascend910", baselines=False)
+    with pytest.raises(SpecError, match="plan.target.cores"):
+        run_plan(plan, FEW)
+
+
+def test_bad_plan_files_are_refused(tmp_path: Path) -> None:
+    plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    data = json.loads(path.read_text())
+    data["schema_version"] = "embmap.plan/0"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match="schema_version"):
+        load_plan(path)
+    data["schema_version"] = "embmap.plan/1"
+    data["items"][0]["table"] = "ghost"
+    path.write_text(json.dumps(data))
+    with pytest.raises(VerificationError, match="unknown table 'ghost'"):
+        load_plan(path)
+
+
+def test_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = plan_for(Strategy.L1, PartitionMode.SAMPLES, 1)
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    assert main(["run", str(path), "--batches", "3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["correct"] is True
+    assert {"measured_p50_s", "predicted_s", "cores"} <= set(data)
+    assert all({"measured_s", "predicted_s"} <= set(c) for c in data["cores"])
+    assert main(["run", str(path), "--batches", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "measured p50" in text and "predicted" in text and "correct" in text
+    assert main(["run", str(tmp_path / "missing.json")]) == 2
+    assert main(["run", str(path), "--batches", "0"]) == 2
