@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,42 +35,36 @@ def main() -> None:
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--row-cap", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per plan, interleaved; the median p50 counts")
     parser.add_argument("--workloads", nargs="*", default=list(builtin_names()))
     args = parser.parse_args()
     profile = load_profile(args.profile) if args.profile else None
     solver = SolverOptions(time_limit=2.0, workers=1, seed=0)
     config = RunConfig(batches=args.batches, warmup=5)
-    print(f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches; CP-SAT 2 s\n")
-    print("| workload | distribution | pipeline | predicted | measured p50 | error |")
-    print("|---|---|---|---|---|---|")
+    cases = list(itertools.product(args.workloads, DISTRIBUTIONS.items(), PIPELINES))
+    plans = [
+        compile(name, "cpu", pipeline, cost_profile=profile, row_cap=args.row_cap, distribution=dist, solver=solver, baselines=False)
+        for name, (_, dist), pipeline in cases
+    ]
+    measured: list[list[float]] = [[] for _ in plans]
+    for _ in range(args.repeats):  # interleaved, so that a noisy moment hits one run of many plans
+        for i, plan in enumerate(plans):
+            report = run_plan(plan, config)
+            if not report.correct:
+                raise SystemExit(f"{cases[i]}: wrong output (error {report.max_abs_error:.3g})")
+            measured[i].append(report.p50_s)
+    print(f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches x {args.repeats} runs; CP-SAT 2 s\n")
+    print("| workload | distribution | pipeline | predicted | measured p50 (median of runs) | run spread | error |")
+    print("|---|---|---|---|---|---|---|")
     errors = []
-    for name, (dist_name, dist), pipeline in itertools.product(args.workloads, DISTRIBUTIONS.items(), PIPELINES):
-        plan = compile(
-            name,
-            "cpu",
-            pipeline,
-            cost_profile=profile,
-            row_cap=args.row_cap,
-            distribution=dist,
-            solver=solver,
-            baselines=False,
-        )
-        start = time.perf_counter()
-        report = run_plan(plan, config)
-        if not report.correct:
-            raise SystemExit(f"{name} {dist_name} {pipeline}: wrong output (error {report.max_abs_error:.3g})")
-        err = (plan.makespan_s - report.p50_s) / report.p50_s
+    for (name, (dist_name, _), pipeline), plan, runs in zip(cases, plans, measured, strict=True):
+        p50 = float(np.median(runs))
+        err = (plan.makespan_s - p50) / p50
         errors.append(abs(err))
-        print(
-            f"| {name} | {dist_name} | {pipeline} | {fmt_s(plan.makespan_s)} | {fmt_s(report.p50_s)} | {err:+.1%} |",
-            flush=True,
-        )
-        del start
-    print(
-        f"\nabsolute relative error over {len(errors)} plans: median {np.median(errors):.1%}, worst {max(errors):.1%}"
-    )
-    calibrated = profile.calibrated if profile else plan.cost_profile.calibrated
-    print("profile: " + ("calibrated" if calibrated else "UNCALIBRATED preset"))
+        spread = max(runs) / min(runs) - 1
+        print(f"| {name} | {dist_name} | {pipeline} | {fmt_s(plan.makespan_s)} | {fmt_s(p50)} | {spread:.0%} | {err:+.1%} |")
+    print(f"\nabsolute relative error over {len(errors)} plans: median {np.median(errors):.1%}, worst {max(errors):.1%}")
+    print("profile: " + ("calibrated" if plans[0].cost_profile.calibrated else "UNCALIBRATED preset"))
 
 
 if __name__ == "__main__":

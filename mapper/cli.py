@@ -250,7 +250,8 @@ def calibration_text(result: Any, points: int) -> str:
     ]
     for name in type(result.profile).parameter_names():
         value = getattr(result.profile, name)
-        lines.append(f"  {name:<26} {value:<12.4g} {result.profile.sources.get(name, '')}")
+        source = result.profile.sources.get(name, "").replace(f" ({result.report.command})", "")
+        lines.append(f"  {name:<26} {value:<12.4g} {source}")
     return "\n".join(lines)
 
 
