@@ -43,7 +43,16 @@ def main() -> None:
     config = RunConfig(batches=args.batches, warmup=5)
     cases = list(itertools.product(args.workloads, DISTRIBUTIONS.items(), PIPELINES))
     plans = [
-        compile(name, "cpu", pipeline, cost_profile=profile, row_cap=args.row_cap, distribution=dist, solver=solver, baselines=False)
+        compile(
+            name,
+            "cpu",
+            pipeline,
+            cost_profile=profile,
+            row_cap=args.row_cap,
+            distribution=dist,
+            solver=solver,
+            baselines=False,
+        )
         for name, (_, dist), pipeline in cases
     ]
     measured: list[list[float]] = [[] for _ in plans]
@@ -53,7 +62,9 @@ def main() -> None:
             if not report.correct:
                 raise SystemExit(f"{cases[i]}: wrong output (error {report.max_abs_error:.3g})")
             measured[i].append(report.p50_s)
-    print(f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches x {args.repeats} runs; CP-SAT 2 s\n")
+    print(
+        f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches x {args.repeats} runs; CP-SAT 2 s\n"
+    )
     print("| workload | distribution | pipeline | predicted | measured p50 (median of runs) | run spread | error |")
     print("|---|---|---|---|---|---|---|")
     errors = []
@@ -62,8 +73,12 @@ def main() -> None:
         err = (plan.makespan_s - p50) / p50
         errors.append(abs(err))
         spread = max(runs) / min(runs) - 1
-        print(f"| {name} | {dist_name} | {pipeline} | {fmt_s(plan.makespan_s)} | {fmt_s(p50)} | {spread:.0%} | {err:+.1%} |")
-    print(f"\nabsolute relative error over {len(errors)} plans: median {np.median(errors):.1%}, worst {max(errors):.1%}")
+        print(
+            f"| {name} | {dist_name} | {pipeline} | {fmt_s(plan.makespan_s)} | {fmt_s(p50)} | {spread:.0%} | {err:+.1%} |"
+        )
+    print(
+        f"\nabsolute relative error over {len(errors)} plans: median {np.median(errors):.1%}, worst {max(errors):.1%}"
+    )
     print("profile: " + ("calibrated" if plans[0].cost_profile.calibrated else "UNCALIBRATED preset"))
 
 

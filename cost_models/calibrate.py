@@ -61,7 +61,7 @@ COLUMNS = (
     "distribution",
     "measured_s",
 )
-OPTIONAL_COLUMNS = ("cache_share_bytes",)
+OPTIONAL_COLUMNS = ("cache_share_bytes", "first_on_core")
 NEGLIGIBLE_COEFFICIENT = 1e-18  # seconds per byte below which a bandwidth is stored as NEGLIGIBLE_BANDWIDTH
 NEGLIGIBLE_BANDWIDTH = 1e18
 CONFOUNDED_SV = 1e-9  # singular values below this fraction of the largest make a design rank deficient
@@ -81,6 +81,7 @@ class Measurement:
     samples: tuple[int, int]  # half-open sample range
     measured_s: float  # median over repetitions
     cache_share_bytes: float | None = None  # None: min(table bytes, shared-cache capacity), 0 without a cache
+    first_on_core: bool = True  # the first item its core ran in the batch: it pays the core's start-up
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def measurement_terms(m: Measurement, target: TargetSpec, cache_fraction: float 
     amounts: dict[str, float] = {}
     for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target, cache_fraction):
         amounts[term.param] = amounts.get(term.param, 0.0) + max(0.0, term.amount)  # no negative rounding dust
+    if m.first_on_core:
+        amounts["core_start_s"] = 1.0
     return amounts
 
 
@@ -529,6 +532,7 @@ def _parse_row(cells: list[str], columns: list[str], file: str, line: int) -> Me
         cache_share_bytes=_parse_float(share, where("cache_share_bytes"), "bytes, or leave it empty")
         if share
         else None,
+        first_on_core=_parse_flag(row.get("first_on_core", ""), where("first_on_core")),
     )
     problem = _problem(m)
     if problem is not None:
@@ -609,6 +613,17 @@ def _parse_distribution(text: str, where: str) -> Uniform | Zipf | HotSet:
     raise SpecError(where, f"unknown distribution {text!r}", DISTRIBUTION_FIX)
 
 
+def _parse_flag(text: str, where: str) -> bool:
+    """`first_on_core`: 1 or 0; empty or absent means 1 (an item measured alone is its core's first)."""
+    if text in ("", "1"):
+        return True
+    if text == "0":
+        return False
+    raise SpecError(
+        where, f"must be 0 or 1, got {text!r}", "write 1 for the first item its core ran in the batch, else 0"
+    )
+
+
 def write_csv(measurements: Sequence[Measurement], path: Path) -> None:
     """Write measurements in the CSV format `read_csv` reads, atomically (temporary file, then rename)."""
     rows = [_format_row(m, i) for i, m in enumerate(measurements)]
@@ -633,7 +648,7 @@ def _format_row(m: Measurement, index: int) -> list[str]:
     return [
         m.strategy.value, str(t.rows), str(t.dim), t.dtype.value, str(t.pooling), str(m.batch_size),
         str(m.rows[0]), str(m.rows[1]), str(m.samples[0]), str(m.samples[1]),
-        _format_distribution(t.distribution), repr(float(m.measured_s)), share,
+        _format_distribution(t.distribution), repr(float(m.measured_s)), share, "1" if m.first_on_core else "0",
     ]  # fmt: skip
 
 

@@ -14,6 +14,7 @@ ITEM_FIXED_S = {"ascend910": 1.0e-6, "cpu": 3.0e-6}
 DEFAULT_ITEM_FIXED_S = 2.0e-6
 INDEX_S = 1.0e-9  # reading and bucketing one 32/64-bit index: a few vector lanes per cycle
 DOUBLE_BUFFER_OVERLAP = 0.5
+CORE_START_S = 1.0e-6  # a barrier across the cores at the start of a batch
 SETUP_S = 0.5e-6  # one pass of vector instructions over an item's indices before its lookups start
 CHUNK_GATHER_S = 50e-9  # issuing one vector gather  # two rows in flight hide half of each row's latency
 
@@ -29,6 +30,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
         target=target.name,
         calibrated=False,
         item_fixed_s=fixed,
+        core_start_s=CORE_START_S,
         main_row_s=main.latency_s * DOUBLE_BUFFER_OVERLAP,
         main_bytes_per_s=main_share,
         cache_row_s=cache.latency_s * DOUBLE_BUFFER_OVERLAP,
@@ -49,6 +51,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
         combine_bytes_per_s=main_share,
         sources={
             "item_fixed_s": f"assumption ({fixed * 1e6:g} us per item launch), uncalibrated",
+            "core_start_s": f"assumption ({CORE_START_S * 1e6:g} us per core and batch), uncalibrated",
             "main_row_s": f"{sheet}: {main.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
             "main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "cache_row_s": f"{sheet}: {cache.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",

@@ -33,6 +33,9 @@ class CostProfile(Frozen):
     target: str
     calibrated: bool = False
     item_fixed_s: float = Field(ge=0, description="launching one work item on one core")
+    core_start_s: float = Field(
+        0.0, ge=0, description="once per busy core and batch: joining the batch and starting its first item cold"
+    )
     main_row_s: float = Field(ge=0, description="latency of one row read from main memory, after double-buffering")
     main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")

@@ -93,6 +93,7 @@ def measurements_of(plan: ExecutionPlan, report: RunReport, module: Module | Non
             samples=it.samples,
             measured_s=report.item_p50_s(it.id),
             cache_share_bytes=module.table_profile(it.table).cache_share_bytes,
+            first_on_core=plan.cores[it.core].items[0] == it.id,
         )
         for it in plan.items
     ]

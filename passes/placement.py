@@ -38,7 +38,8 @@ class AssignMethod(enum.StrEnum):
 @register
 @dataclasses.dataclass(frozen=True)
 class AssignCoresPass(ModulePass):
-    """Pick one option per table and the cores of its parts. `cpsat` minimizes the makespan exactly (greedy
+    """Pick one option per table and the cores of its parts. Objective, bounds and the lower bound include the
+    profile's per-core start-up (a constant: every plan pays it once on its slowest core). `cpsat` minimizes the makespan exactly (greedy
     plan as hint and as fallback, so a time limit never returns worse than greedy); `greedy` is LPT;
     `round-robin` deals whole tables to cores in turn."""
 
@@ -85,8 +86,9 @@ class AssignCoresPass(ModulePass):
                 options_considered=sum(len(o) for o in problem.options),
             )
         items = build_items(module, assignment)
-        lb_s = lower_bound_s(module)
-        return module.model_copy(update={"items": items, "solver": report, "lower_bound_s": lb_s})
+        start = module.cost_profile.core_start_s
+        lb_s = lower_bound_s(module) + start
+        return module.model_copy(update={"items": items, "solver": _shifted(report, start), "lower_bound_s": lb_s})
 
     def _solve(self, problem: AssignmentProblem, seed_plan: Assignment | None) -> tuple[Assignment, SolverReport]:
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
@@ -113,6 +115,19 @@ class AssignCoresPass(ModulePass):
             options_considered=sum(len(o) for o in problem.options),
         )
         return chosen, report
+
+
+def _shifted(report: SolverReport, start_s: float) -> SolverReport:
+    """The report with the per-core start-up added to objective and bounds (the gap follows)."""
+    objective, bound = report.objective_s + start_s, report.best_bound_s + start_s
+    return report.model_copy(
+        update={
+            "objective_s": objective,
+            "best_bound_s": bound,
+            "gap": max(0.0, (objective - bound) / objective) if objective else 0.0,
+            "hint_objective_s": None if report.hint_objective_s is None else report.hint_objective_s + start_s,
+        }
+    )
 
 
 def _infeasible(problem: AssignmentProblem, status: str, time_limit: float) -> InfeasibleError:
@@ -198,14 +213,18 @@ class SchedulePass(ModulePass):
             return (-it.cost.total_s, it.id)
 
         queues = [sorted((it for it in module.items if it.core == c), key=rank) for c in range(module.target.cores)]
-        return module.model_copy(update={"schedules": simulate(module.items, queues)})
+        schedules = simulate(module.items, queues, module.cost_profile.core_start_s)
+        return module.model_copy(update={"schedules": schedules})
 
 
-def simulate(items: tuple[WorkItem, ...], queues: list[list[WorkItem]]) -> tuple[CoreSchedule, ...]:
-    """Run each core's queue in order; an item starts when its core is free and its dependencies are done."""
+def simulate(
+    items: tuple[WorkItem, ...], queues: list[list[WorkItem]], start_s: float = 0.0
+) -> tuple[CoreSchedule, ...]:
+    """Run each core's queue in order from `start_s` (the batch's start-up on a busy core); an item starts when
+    its core is free and its dependencies are done."""
     finish: dict[int, float] = {}
     times: list[list[tuple[float, float]]] = [[] for _ in queues]
-    clock = [0.0] * len(queues)
+    clock = [start_s if queue else 0.0 for queue in queues]
     pos = [0] * len(queues)
     remaining = len(items)
     while remaining:

@@ -97,7 +97,13 @@ def test_nnls_rejects_mismatched_shapes() -> None:
 
 # Recovering a known profile -------------------------------------------------------------------------------
 
-TRUE_FACTORS = {"item_fixed_s": 3.0, "local_row_s": 0.5, "main_bytes_per_s": 2.0, "chunk_fixed_s": 4.0}
+TRUE_FACTORS = {
+    "item_fixed_s": 3.0,
+    "core_start_s": 5.0,
+    "local_row_s": 0.5,
+    "main_bytes_per_s": 2.0,
+    "chunk_fixed_s": 4.0,
+}
 TABLE_SHAPES = (
     (100, 16, DType.FP32),
     (5_000, 32, DType.FP16),
@@ -123,7 +129,8 @@ def predicted(m: Measurement, target: TargetSpec, profile: CostProfile) -> float
         distinct_rows_per_batch=table_histogram(m.table).expected_distinct(lookups),
         cache_share_bytes=cache_share(m, target),
     )
-    return item_cost(ItemShape(m.strategy, m.rows, m.samples), m.table, stats, target, profile).total_s
+    item = item_cost(ItemShape(m.strategy, m.rows, m.samples), m.table, stats, target, profile).total_s
+    return item + (profile.core_start_s if m.first_on_core else 0.0)
 
 
 def row_ranges(strategy: Strategy, table: TableSpec, target: TargetSpec) -> list[tuple[int, int]]:
@@ -141,8 +148,9 @@ def synthetic(target: TargetSpec, profile: CostProfile) -> list[Measurement]:
     ):
         table = TableSpec(name="t", rows=rows, dim=dim, dtype=dtype, pooling=pooling, distribution=dist)
         for r, s in itertools.product(row_ranges(strategy, table, target), ((0, batch), (0, batch // 2))):
-            m = Measurement(strategy, table, batch, r, s, 1.0)
-            out.append(Measurement(strategy, table, batch, r, s, predicted(m, target, profile)))
+            first = s == (0, batch)  # half the items start their core's batch, half follow another item
+            m = Measurement(strategy, table, batch, r, s, 1.0, first_on_core=first)
+            out.append(Measurement(strategy, table, batch, r, s, predicted(m, target, profile), first_on_core=first))
     return out
 
 
@@ -175,7 +183,15 @@ def test_fit_recovers_known_parameters(ascend: TargetSpec, exact: list[Measureme
 def test_fit_tolerates_noise(ascend: TargetSpec, exact: list[Measurement]) -> None:
     rng = np.random.default_rng(2024)
     noisy = [
-        Measurement(m.strategy, m.table, m.batch_size, m.rows, m.samples, m.measured_s * (1 + 0.03 * e))
+        Measurement(
+            m.strategy,
+            m.table,
+            m.batch_size,
+            m.rows,
+            m.samples,
+            m.measured_s * (1 + 0.03 * e),
+            first_on_core=m.first_on_core,
+        )
         for m, e in zip(exact, rng.standard_normal(len(exact)), strict=True)
     ]
     result = fit_profile(noisy, ascend, preset_profile(ascend), command="pytest noisy")

@@ -124,7 +124,9 @@ def test_schedule_pass_orders_longest_first_and_times_add_up(lowered: Module) ->
         assert costs == sorted(costs, reverse=True)
         assert sched.busy_s == pytest.approx(sum(costs))
         assert all(b == pytest.approx(a) for a, b in zip(sched.finish_s, sched.start_s[1:], strict=False))
-    assert m.makespan_s == pytest.approx(max(s.busy_s for s in m.schedules))
+    start = m.cost_profile.core_start_s
+    assert start > 0 and all(s.start_s[0] == start for s in m.schedules if s.items)
+    assert m.makespan_s == pytest.approx(start + max(s.busy_s for s in m.schedules))
     assert SchedulePass().apply(m.model_copy(update={"schedules": None})) == m
 
 
