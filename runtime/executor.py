@@ -199,7 +199,8 @@ def _worker(
             kernels.append(build_kernel(it, item_data, backend))
         owned = [data.outputs[t].array for t in _zeroing_duty(plan, core)]
         zeroing = any(it.output == "accumulate" for it in plan.items)  # then every core waits for the zeroing
-        barrier = _SpinBarrier(shared.counters.shm.buf[: 8 * plan.target.cores].cast("q"), core, config.timeout_s)
+        counters = memoryview(shared.counters.array.data).cast("B").cast("q")
+        barrier = _SpinBarrier(counters, core, config.timeout_s)
         barrier.wait()  # everyone built its kernels and replicas
         item_times, starts, ends = shared.items.array, shared.starts.array, shared.ends.array
         steps = list(zip(order, kernels, strict=True))
