@@ -94,3 +94,15 @@ def test_other_schema_versions_are_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(SpecError, match="schema_version"):
         load_plan(path)
+
+
+def test_annotated_excerpt_matches_the_example_plan() -> None:
+    """The excerpt in docs/plan-format.md is copied from docs/example-plan.json; it must not drift."""
+    doc = FORMAT_DOC.read_text()
+    start = doc.index("```json", doc.index("Trimmed from `docs/example-plan.json`")) + len("```json")
+    excerpt = json.loads(doc[start : doc.index("```", start)])
+    example = json.loads(EXAMPLE.read_text())
+    items = {it["id"]: it for it in example["items"]}
+    assert all(items[it["id"]] == it for it in excerpt["items"])
+    assert excerpt["makespan_s"] == example["makespan_s"] and excerpt["lower_bound_s"] == example["lower_bound_s"]
+    assert excerpt["tables"][0] in example["tables"]
