@@ -139,3 +139,23 @@ def test_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "measured p50" in text and "predicted" in text and "correct" in text
     assert main(["run", str(tmp_path / "missing.json")]) == 2
     assert main(["run", str(path), "--batches", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        "criteo-1tb-t3",
+        "criteo-1tb-dlrmv2",
+        "avazu",
+        "kuairec-big",
+        "taobao-ub",
+        "tenrec-qb-article",
+        "huawei-25mb-like",
+    ],
+)
+def test_every_builtin_workload_runs_correctly_scaled_down(workload: str) -> None:
+    from mapper import SolverOptions, compile
+
+    plan = compile(workload, "cpu", row_cap=20_000, solver=SolverOptions(time_limit=1.0), baselines=False)
+    report = run_plan(plan, RunConfig(batches=2, warmup=0, index_batches=2))
+    assert report.correct, (workload, report.max_abs_error, report.tolerance)
