@@ -29,11 +29,9 @@ The table of the measurement on line N is named `mN`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ from pydantic import ValidationError
 from cost_models.analytic import ItemShape, coefficient, item_terms, table_histogram
 from ir.cost_profile import CostProfile, FitReport
 from ir.errors import SpecError
+from ir.loader import write_text_atomic
 from ir.module import Strategy, TableProfile
 from ir.spec import DType, HotSet, TableSpec, TargetSpec, Uniform, Zipf
 
@@ -627,18 +626,11 @@ def _parse_flag(text: str, where: str) -> bool:
 def write_csv(measurements: Sequence[Measurement], path: Path) -> None:
     """Write measurements in the CSV format `read_csv` reads, atomically (temporary file, then rename)."""
     rows = [_format_row(m, i) for i, m in enumerate(measurements)]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def _format_row(m: Measurement, index: int) -> list[str]:

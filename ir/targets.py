@@ -39,7 +39,7 @@ def ascend910() -> TargetSpec:
 def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/proc/meminfo")) -> TargetSpec:
     """This machine: usable cores, L2 as the local buffer, L1d as the scratchpad, L3 and DRAM shared."""
     caches = _read_caches(sysfs / "cpu0" / "cache")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(usable_cpus())
     l1d = caches.get((1, "Data"), 32 * KiB)
     l2 = caches.get((2, "Unified"), 512 * KiB)
     l3 = caches.get((3, "Unified"))
@@ -55,7 +55,12 @@ def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/pr
             if l3
             else None
         ),
-        main=MemorySpec(name="DRAM", capacity_bytes=_mem_total(meminfo), bandwidth_bytes_per_s=20e9, latency_s=90e-9),
+        main=MemorySpec(
+            name="DRAM",
+            capacity_bytes=meminfo_bytes("MemTotal", meminfo) or 8 * GiB,
+            bandwidth_bytes_per_s=20e9,
+            latency_s=90e-9,
+        ),
         calibrated=False,
         source=(
             "cores from sched_getaffinity, cache sizes from sysfs, memory from /proc/meminfo; bandwidths and "
@@ -81,14 +86,22 @@ def _parse_size(text: str) -> int:
     return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
-def _mem_total(meminfo: Path) -> int:
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def meminfo_bytes(field: str, meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """A /proc/meminfo field (e.g. MemTotal, MemAvailable) in bytes, or None where it cannot be read."""
     try:
         for line in meminfo.read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * KiB
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return 8 * GiB
+    return None
 
 
 BUILTIN_TARGETS: dict[str, Callable[[], TargetSpec]] = {"ascend910": ascend910, "cpu": cpu}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ir.errors import EmbmapError, SpecError
+from ir.loader import check_writable
 from ir.spec import Distribution, HotSet, Uniform, Zipf
 
 
@@ -128,12 +129,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
     from passes.pipeline import Instrument
 
-    if args.output.is_dir():
-        raise SpecError("--output", f"{args.output} is a directory", "give a file path, e.g. -o plan.json")
-    if not (args.output.parent if str(args.output.parent) else Path(".")).is_dir():
-        raise SpecError(
-            "--output", f"directory {args.output.parent} does not exist", "create it or choose another path"
-        )
+    check_writable(args.output, "--output")  # fail before the work, not after it
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
     if unknown:
         raise SpecError(
@@ -206,8 +202,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     target = resolve_target(args.target)
     for flag, path in (("--output", args.output), ("--save-csv", args.save_csv)):
-        if path is not None and (path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir()):
-            raise SpecError(flag, f"cannot write {path}", "give a file path in an existing directory")
+        if path is not None:
+            check_writable(path, flag)  # fail before measuring for minutes, not after
     command = (
         "embmap " + " ".join(sys.argv[1:])
         if sys.argv[1:2] == ["calibrate"]

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ir.errors import SpecError
-from ir.loader import MAX_SPEC_BYTES, validate
+from ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
 from ir.plan import PLAN_SCHEMA, ExecutionPlan
 from ir.verify import verify_plan
 
 MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise SpecError("output", f"{path} is a directory", "give a file path, e.g. -o plan.json")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError("output", f"directory {parent} does not exist", "create it first or choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_plan(plan: ExecutionPlan, path: Path) -> None:

@@ -3,7 +3,6 @@ machine (target `cpu`), or the target's uncalibrated preset."""
 
 from __future__ import annotations
 
-import os
 import platform
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,7 @@ from ir.cost_profile import CostProfile
 from ir.errors import SpecError
 from ir.loader import parse_document, read_document, validate
 from ir.spec import TargetSpec
+from ir.targets import usable_cpus
 
 SHIPPED_PROFILES = {"cpu": "cpu.json"}
 
@@ -28,8 +28,7 @@ def machine_key() -> str:
                     break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
+    return f"{model}, {len(usable_cpus())} cores"
 
 
 def shipped_profile(target: TargetSpec) -> CostProfile | None:

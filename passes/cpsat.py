@@ -43,12 +43,6 @@ class SolveResult:
     best_bound_units: int
     wall_s: float
 
-    @property
-    def gap(self) -> float:
-        if not self.objective_units:
-            return 0.0 if self.objective_units == 0 else 1.0
-        return max(0.0, (self.objective_units - self.best_bound_units) / self.objective_units)
-
 
 def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:
     """Options that fit in a plan with makespan <= ub: no part above ub, and total work within cores x ub."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from ir.errors import SpecError
 from ir.plan import ExecutionPlan
 from ir.spec import DType
+from ir.targets import meminfo_bytes, usable_cpus
 from runtime.data import Materialized, SharedArray, materialize, reference_lookup
 from runtime.kernels import ItemData, backend_name, build_kernel
 
@@ -49,7 +50,6 @@ class RunReport:
     item_s: tuple[tuple[float, ...], ...]  # [item][batch]
     lookups_per_batch: int
     bytes_per_batch: int
-    failures: tuple[str, ...] = field(default_factory=tuple)
 
     def p(self, q: float) -> float:
         return float(np.percentile(self.e2e_s, q))
@@ -69,10 +69,6 @@ class RunReport:
         return float(np.median(self.item_s[item]))
 
 
-def usable_cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-
-
 def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
     cpus = usable_cpus()
     if plan.target.cores > len(cpus):
@@ -87,7 +83,7 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
                 f"plan table {t.name}", f"dtype {t.dtype.value} is not executable here", "use fp32 or fp16 tables"
             )
     need = _bytes_needed(plan, config)
-    available = _mem_available()
+    available = meminfo_bytes("MemAvailable") or 4 << 30
     if need > config.memory_fraction * available:
         biggest = max(plan.workload.tables, key=lambda t: t.bytes)
         raise SpecError(
@@ -333,14 +329,3 @@ def _bytes_needed(plan: ExecutionPlan, config: RunConfig) -> int:
     replicas = sum(it.local_bytes for it in plan.items)
     index = sum(config.index_batches * plan.workload.batch_size * t.pooling * 8 for t in plan.workload.tables)
     return tables + replicas + index
-
-
-def _mem_available() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30

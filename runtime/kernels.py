@@ -53,37 +53,62 @@ def backend_name(requested: str) -> str:
     return requested
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Where an item reads and writes, and how a streamed item walks its rows: shared by both backends."""
+
+    s0: int
+    s1: int
+    r0: int
+    r1: int
+    pooling: int
+    shard: bool  # owns a slice of the rows: filters its lookups, accumulates into the output
+    streamed: bool
+    accumulate: bool
+    chunk: int  # rows per streamed chunk
+    n_chunks: int
+
+
 def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
     """The kernel of one work item; private replicas are copied here, before anything is timed."""
     r0, r1 = item.rows
     source = data.weights[r0:r1]
     if item.strategy.preloaded:
         source = np.array(source, copy=True)  # the core's private replica
-    shard = (r0, r1) != (0, data.table.rows)
-    streamed = item.strategy in (Strategy.GM_UB, Strategy.L1_UB)
-    lock = data.lock if item.output == "accumulate" and data.lock is not None else nullcontext()
+    chunk = stream_chunk_rows(data.scratch_bytes, data.table.row_bytes)
+    span = _Span(
+        s0=item.samples[0],
+        s1=item.samples[1],
+        r0=r0,
+        r1=r1,
+        pooling=data.table.pooling,
+        shard=(r0, r1) != (0, data.table.rows),
+        streamed=item.strategy in (Strategy.GM_UB, Strategy.L1_UB),
+        accumulate=item.output == "accumulate",
+        chunk=chunk,
+        n_chunks=-(-(r1 - r0) // chunk),
+    )
+    lock = data.lock if span.accumulate and data.lock is not None else nullcontext()
     make = _torch_kernel if backend == "torch" else _numpy_kernel
-    return make(item, data, source, shard, streamed, lock)
+    return make(span, data, source, lock)
 
 
-def _chunk_rows(data: ItemData) -> int:
-    return stream_chunk_rows(data.scratch_bytes, data.table.row_bytes)
-
-
-def _torch_kernel(
-    item: WorkItem, data: ItemData, source: np.ndarray, shard: bool, streamed: bool, lock: AbstractContextManager[Any]
-) -> Kernel:
-    s0, s1 = item.samples
-    r0, r1 = item.rows
-    pooling = data.table.pooling
+def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
+    s0, s1, r0, r1, pooling, chunk, n_chunks = (
+        span.s0,
+        span.s1,
+        span.r0,
+        span.r1,
+        span.pooling,
+        span.chunk,
+        span.n_chunks,
+    )
+    shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
     weights = torch.from_numpy(source)
     indices = torch.from_numpy(data.indices)
     out = torch.from_numpy(data.output)[s0:s1]
-    accumulate = item.output == "accumulate"
     bag_starts = torch.arange(s1 - s0, dtype=torch.int64)
-    chunk = _chunk_rows(data)
     scratch = torch.empty((min(chunk, r1 - r0), data.table.dim), dtype=weights.dtype)
-    n_chunks = -(-(r1 - r0) // chunk)
     all_bags = torch.div(torch.arange((s1 - s0) * pooling), pooling, rounding_mode="floor")
 
     def select(b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,17 +161,19 @@ def _torch_kernel(
     return stream
 
 
-def _numpy_kernel(
-    item: WorkItem, data: ItemData, source: np.ndarray, shard: bool, streamed: bool, lock: AbstractContextManager[Any]
-) -> Kernel:
-    s0, s1 = item.samples
-    r0, r1 = item.rows
-    pooling = data.table.pooling
+def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
+    s0, s1, r0, r1, pooling, chunk, n_chunks = (
+        span.s0,
+        span.s1,
+        span.r0,
+        span.r1,
+        span.pooling,
+        span.chunk,
+        span.n_chunks,
+    )
+    shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
     out = data.output[s0:s1]
-    accumulate = item.output == "accumulate"
-    chunk = _chunk_rows(data)
     scratch = np.empty((min(chunk, r1 - r0), data.table.dim), dtype=source.dtype)
-    n_chunks = -(-(r1 - r0) // chunk)
     all_bags = np.arange((s1 - s0) * pooling) // pooling
 
     def select(b: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from runtime import RunConfig, run_plan
 from runtime import kernels as kernels_module
 from runtime.data import make_indices, permutation_params, reference_lookup
 from runtime.executor import usable_cpus
+from workloads import builtin_names
 
 FEW = RunConfig(batches=3, warmup=1, index_batches=2)
 BACKENDS = ["numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
@@ -141,18 +142,7 @@ def test_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["run", str(path), "--batches", "0"]) == 2
 
 
-@pytest.mark.parametrize(
-    "workload",
-    [
-        "criteo-1tb-t3",
-        "criteo-1tb-dlrmv2",
-        "avazu",
-        "kuairec-big",
-        "taobao-ub",
-        "tenrec-qb-article",
-        "huawei-25mb-like",
-    ],
-)
+@pytest.mark.parametrize("workload", builtin_names())
 def test_every_builtin_workload_runs_correctly_scaled_down(workload: str) -> None:
     from mapper import SolverOptions, compile
 
