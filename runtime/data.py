@@ -48,6 +48,7 @@ class Materialized:
     tables: dict[str, SharedArray] = field(default_factory=dict)
     indices: dict[str, SharedArray] = field(default_factory=dict)
     outputs: dict[str, SharedArray] = field(default_factory=dict)
+    made_for: tuple[object, ...] = ()  # (tables, batch size, index batches, seed)
 
     def arrays(self) -> list[SharedArray]:
         return [*self.tables.values(), *self.indices.values(), *self.outputs.values()]
@@ -98,7 +99,7 @@ def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
 
 
 def materialize(tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int) -> Materialized:
-    m = Materialized()
+    m = Materialized(made_for=(tables, batch_size, index_batches, seed))
     try:
         for t in tables:
             m.tables[t.name] = SharedArray.create((t.rows, t.dim), NUMPY_DTYPES[t.dtype])

@@ -95,14 +95,19 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
         raise SpecError("run", "batches must be >= 1, warmup >= 0, index batches >= 1", "check --batches")
 
 
-def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> RunReport:
+def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materialized | None = None) -> RunReport:
+    """Run the plan and check its output. `data` (from `materialize_for`) lets several plans of the same
+    tables run on the same materialized data: the caller then owns and closes it."""
     check_runnable(plan, config)
     backend = backend_name(config.backend)
     cpus = tuple(usable_cpus()[: plan.target.cores])
     tables = plan.workload.tables
-    batch = plan.workload.batch_size
     total = config.warmup + config.batches
-    data = materialize(tables, batch, config.index_batches, config.seed)
+    owned = data is None
+    if data is None:
+        data = materialize_for(plan, config)
+    else:
+        _check_data(plan, config, data)
     shared = _Shared.create(plan, total)
     ctx = mp.get_context("fork")
     locks = {t.name: ctx.Lock() for t in tables}
@@ -129,7 +134,47 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> RunReport:
         return _report(plan, shared, backend, cpus, config, correct, err, tol)
     finally:
         shared.close()
+        if owned:
+            data.close()
+
+
+def run_interleaved(
+    plans: list[ExecutionPlan] | tuple[ExecutionPlan, ...], config: RunConfig, repeats: int
+) -> list[list[RunReport]]:
+    """Run plans of the same tables `repeats` times each on data materialized once, taking turns, so that a
+    noisy moment of the machine hits one run of each plan rather than every run of one. A wrong output
+    fails the whole call."""
+    reports: list[list[RunReport]] = [[] for _ in plans]
+    data = materialize_for(plans[0], config)
+    try:
+        for _ in range(repeats):
+            for i, plan in enumerate(plans):
+                report = run_plan(plan, config, data)
+                if not report.correct:
+                    raise RuntimeError(
+                        f"plan {plan.pipeline} of {plan.workload.name}: wrong output "
+                        f"(max error {report.max_abs_error:.3g} > tolerance {report.tolerance:.3g})"
+                    )
+                reports[i].append(report)
+    finally:
         data.close()
+    return reports
+
+
+def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Materialized:
+    """The plan's tables, index batches and outputs, as `run_plan` would make them (close it when done)."""
+    check_runnable(plan, config)
+    return materialize(plan.workload.tables, plan.workload.batch_size, config.index_batches, config.seed)
+
+
+def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
+    want = (plan.workload.tables, plan.workload.batch_size, config.index_batches, config.seed)
+    if data.made_for != want:
+        raise SpecError(
+            "run data",
+            "was materialized for other tables, batch size, index batches or seed",
+            "use materialize_for(plan, config)",
+        )
 
 
 @dataclass
