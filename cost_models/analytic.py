@@ -8,7 +8,9 @@ same terms to measurements, so prediction and fit can never disagree about the m
 Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with pooling P:
   GM     each row read hits the shared cache with the steady-state LRU hit ratio of the table's share of the
          cache under its index distribution (Che's approximation), and comes from main memory otherwise;
-         every row is accumulated.
+         every row is accumulated. On a target with a TLB, a read whose page the TLB misses (again Che's
+         approximation, over pages of hashed rows) also pays a page walk: a hot row of a huge table is
+         cached, but its page is not.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
   GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
          fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
@@ -31,6 +33,7 @@ from ir.spec import HotSet, TableSpec, TargetSpec, Uniform, Zipf
 
 Category = Literal["fixed", "lookup", "stream", "combine"]
 OUTPUT_BYTES = 4  # pooled outputs are accumulated and written in fp32
+INDEX_BYTES = 8  # one int64 index per lookup
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ def item_terms(
             Term("cache_bytes_per_s", from_cache * rb, "lookup"),
             Term("scratch_bytes_per_s", served * rb, "lookup"),
         ]
+        if target.tlb is not None:
+            walks_per_miss = math.ceil(rb / target.tlb.page_bytes)
+            miss = _page_miss_ratio(table, max(1, target.tlb.page_bytes // rb), target.tlb.entries)
+            terms.append(Term("page_walk_s", served * miss * walks_per_miss, "lookup"))
     elif shape.strategy is Strategy.L1:
         terms += [Term("local_row_s", served, "lookup"), Term("local_bytes_per_s", served * rb, "lookup")]
     else:
@@ -130,6 +137,11 @@ def _lru_hit_ratio(table: TableSpec, cache_rows: float) -> float:
     return table_histogram(table).lru_hit_ratio(cache_rows)
 
 
+@lru_cache(maxsize=65536)
+def _page_miss_ratio(table: TableSpec, rows_per_page: int, entries: int) -> float:
+    return table_histogram(table).page_miss_ratio(rows_per_page, entries)
+
+
 def table_histogram(table: TableSpec) -> RankHistogram:
     assert table.distribution is not None, "tables must be effective (distribution explicit)"
     return _histogram(table.distribution, table.rows)
@@ -138,3 +150,41 @@ def table_histogram(table: TableSpec) -> RankHistogram:
 @lru_cache(maxsize=4096)
 def _histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram:
     return histogram(distribution, rows)
+
+
+def cache_shares(capacity: float, tables: tuple[TableSpec, ...] | list[TableSpec], batch_size: int) -> list[float]:
+    """Bytes of each table that a shared LRU cache of `capacity` bytes holds in steady state.
+
+    Che's approximation over all tables at once: a line stays cached for a characteristic time of T
+    lookups (of all tables together) after its last use, so table t holds the distinct rows drawn in its
+    share T * traffic_t / traffic of those lookups, and data used once per batch (the index batches and the
+    pooled outputs) stays for exactly T lookups. T is where the occupancies fill the cache:
+
+        sum_t row_bytes_t * distinct_t(T * traffic_t / traffic) + stream_bytes_per_lookup * T = capacity.
+
+    A table with hot rows thus gets the part of the cache its hot rows earn, not a share in proportion to
+    its traffic, and tables, indices and outputs evict each other as they do in the hardware."""
+    lookups = [float(batch_size * t.pooling) for t in tables]
+    traffic = sum(lookups)
+    if capacity <= 0 or traffic <= 0:
+        return [0.0] * len(tables)
+    weights = [n / traffic for n in lookups]
+    streamed = sum(n * INDEX_BYTES for n in lookups) + sum(batch_size * t.dim * OUTPUT_BYTES for t in tables)
+    per_lookup = streamed / traffic
+    hists = [table_histogram(t) for t in tables]
+
+    def occupancy(draws: float) -> list[float]:
+        return [t.row_bytes * h.expected_distinct(draws * w) for t, h, w in zip(tables, hists, weights, strict=True)]
+
+    if sum(t.bytes for t in tables) + per_lookup * traffic <= capacity:
+        return [float(t.bytes) for t in tables]  # everything of a batch stays
+    lo, hi = 0.0, traffic
+    while sum(occupancy(hi)) + per_lookup * hi < capacity:
+        lo, hi = hi, hi * 2.0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if sum(occupancy(mid)) + per_lookup * mid < capacity:
+            lo = mid
+        else:
+            hi = mid
+    return occupancy(lo)

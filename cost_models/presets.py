@@ -16,6 +16,7 @@ INDEX_S = 1.0e-9  # reading and bucketing one 32/64-bit index: a few vector lane
 DOUBLE_BUFFER_OVERLAP = 0.5
 CORE_START_S = 1.0e-6  # a barrier across the cores at the start of a batch
 SETUP_S = 0.5e-6  # one pass of vector instructions over an item's indices before its lookups start
+PAGE_WALK_ACCESSES = 2  # page-table entries a walk reads, most of them cached
 CHUNK_GATHER_S = 50e-9  # issuing one vector gather  # two rows in flight hide half of each row's latency
 
 
@@ -35,6 +36,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
         main_bytes_per_s=main_share,
         cache_row_s=cache.latency_s * DOUBLE_BUFFER_OVERLAP,
         cache_bytes_per_s=cache_share,
+        page_walk_s=cache.latency_s * PAGE_WALK_ACCESSES,
         local_row_s=local.latency_s,
         local_bytes_per_s=local.bandwidth_bytes_per_s,
         scratch_row_s=scratch.latency_s,
@@ -56,6 +58,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
             "main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "cache_row_s": f"{sheet}: {cache.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
             "cache_bytes_per_s": f"{sheet}: {cache.name} bandwidth / {cores} cores",
+            "page_walk_s": f"assumption: {PAGE_WALK_ACCESSES} {cache.name} accesses per walk, uncalibrated",
             "local_row_s": f"{sheet}: {local.name} latency",
             "local_bytes_per_s": f"{sheet}: {local.name} bandwidth",
             "scratch_row_s": f"{sheet}: {scratch.name} latency",

@@ -40,6 +40,9 @@ class CostProfile(Frozen):
     main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")
     cache_bytes_per_s: float = Field(gt=0, description="per-core share of shared-cache bandwidth")
+    page_walk_s: float = Field(
+        0.0, ge=0, description="a row read whose page the core's TLB does not hold: one page walk (TLB targets only)"
+    )
     local_row_s: float = Field(ge=0, description="latency of one row read from the core's local buffer")
     local_bytes_per_s: float = Field(gt=0, description="local-buffer read bandwidth")
     scratch_row_s: float = Field(ge=0, description="vector gather of one row inside the scratchpad")

@@ -56,6 +56,34 @@ class RankHistogram:
         hit = -np.expm1(hi * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
         return float(np.dot(self.counts * self.probs, hit))
 
+    def page_miss_ratio(self, rows_per_page: int, entries: int) -> float:
+        """Steady-state fraction of lookups whose page an LRU translation cache of `entries` pages misses,
+        when ids are hashed (each page holds `rows_per_page` rows of random popularity ranks).
+
+        Pages touched in n draws: pages * (1 - (1 - distinct(n) / rows) ** rows_per_page), treating a page's
+        rows as independent. Under Che's approximation the miss ratio is the rate at which new pages are
+        touched at the characteristic time, where the touched pages fill the translation cache."""
+        rows = float(self.counts.sum())
+        k = max(1, rows_per_page)
+        pages = rows / k
+        if pages <= entries:
+            return 0.0
+
+        def touched(n: float) -> float:
+            return pages * -np.expm1(k * np.log1p(-min(self.expected_distinct(n) / rows, 1.0 - 1e-16)))
+
+        lo, hi = 0.0, float(entries)
+        while touched(hi) < entries:
+            lo, hi = hi, 2.0 * hi
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            if touched(mid) < entries:
+                lo = mid
+            else:
+                hi = mid
+        step = max(1.0, 1e-3 * hi)
+        return float(min(1.0, max(0.0, (touched(hi + step) - touched(hi)) / step)))
+
     def top_mass(self, rows: float) -> float:
         """Fraction of lookups that fall on the `rows` hottest rows."""
         if rows <= 0:

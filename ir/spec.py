@@ -145,6 +145,13 @@ class MemorySpec(Frozen):
     latency_s: float = Field(ge=0.0, lt=1.0)
 
 
+class TLBSpec(Frozen):
+    """The address translations one core caches: a row read on a page outside them pays a page walk."""
+
+    entries: int = Field(gt=0, le=1 << 24)
+    page_bytes: int = Field(gt=0, le=1 << 40)
+
+
 class TargetSpec(Frozen):
     """A chip: identical cores, each with a persistent local buffer and a vector scratchpad, plus shared memory.
 
@@ -160,6 +167,7 @@ class TargetSpec(Frozen):
     scratch: MemorySpec
     shared_cache: MemorySpec | None = None
     main: MemorySpec
+    tlb: TLBSpec | None = Field(None, description="per-core translation cache; absent where reads pay no walks")
     calibrated: bool = False
     source: str = ""
 

@@ -7,11 +7,12 @@ and the cost model derives an uncalibrated preset profile from them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from ir.errors import SpecError
-from ir.spec import MemorySpec, TargetSpec
+from ir.spec import MemorySpec, TargetSpec, TLBSpec
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -36,7 +37,11 @@ def ascend910() -> TargetSpec:
     )
 
 
-def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/proc/meminfo")) -> TargetSpec:
+def cpu(
+    sysfs: Path = Path("/sys/devices/system/cpu"),
+    meminfo: Path = Path("/proc/meminfo"),
+    cpuinfo: Path = Path("/proc/cpuinfo"),
+) -> TargetSpec:
     """This machine: usable cores, L2 as the local buffer, L1d as the scratchpad, L3 and DRAM shared."""
     caches = _read_caches(sysfs / "cpu0" / "cache")
     cores = len(usable_cpus())
@@ -61,12 +66,26 @@ def cpu(sysfs: Path = Path("/sys/devices/system/cpu"), meminfo: Path = Path("/pr
             bandwidth_bytes_per_s=20e9,
             latency_s=90e-9,
         ),
+        tlb=_read_tlb(cpuinfo),
         calibrated=False,
         source=(
-            "cores from sched_getaffinity, cache sizes from sysfs, memory from /proc/meminfo; bandwidths and "
+            "cores from sched_getaffinity, cache sizes from sysfs, memory and TLB size from /proc; bandwidths and "
             "latencies are typical for a current x86 server core and are assumptions until calibrated"
         ),
     )
+
+
+def _read_tlb(cpuinfo: Path) -> TLBSpec:
+    """The per-core TLB as /proc/cpuinfo states it (e.g. `TLB size : 2560 4K pages`); 1,536 4K pages (a
+    common second-level TLB) where it does not."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    match = re.search(r"^TLB size\s*:\s*(\d+)\s+(\d+)K pages", text, re.MULTILINE)
+    if match and int(match.group(1)) > 0:
+        return TLBSpec(entries=int(match.group(1)), page_bytes=int(match.group(2)) * KiB)
+    return TLBSpec(entries=1536, page_bytes=4 * KiB)
 
 
 def _read_caches(cache_dir: Path) -> dict[tuple[int, str], int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import table_histogram
+from cost_models.analytic import cache_shares, table_histogram
 from ir.module import Module, TableProfile
 from passes.base import ModulePass, register
 
@@ -21,7 +21,7 @@ class ProfilePass(ModulePass):
         batch = module.workload.batch_size
         lookups = [batch * t.pooling for t in tables]
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
-        shares = cache_shares(cache, [float(n) for n in lookups], [float(t.bytes) for t in tables])
+        shares = cache_shares(cache, tables, batch)
         profiles = tuple(
             TableProfile(
                 table=t.name,
@@ -33,25 +33,3 @@ class ProfilePass(ModulePass):
             for t, n, share in zip(tables, lookups, shares, strict=True)
         )
         return module.model_copy(update={"table_profiles": profiles})
-
-
-def cache_shares(capacity: float, traffic: list[float], sizes: list[float]) -> list[float]:
-    """Split a shared cache among tables in proportion to their traffic (an LRU-like steady state), never
-    giving a table more than its own size: water-filling, so what a small table cannot use goes to the rest."""
-    shares = [0.0] * len(sizes)
-    open_tables = set(range(len(sizes)))
-    left = capacity
-    while open_tables and left > 1e-9:
-        weight = sum(traffic[i] for i in open_tables)
-        if weight <= 0:
-            break
-        full = [i for i in open_tables if sizes[i] - shares[i] <= left * traffic[i] / weight]
-        if not full:
-            for i in open_tables:
-                shares[i] += left * traffic[i] / weight
-            break
-        for i in full:
-            left -= sizes[i] - shares[i]
-            shares[i] = sizes[i]
-            open_tables.discard(i)
-    return shares

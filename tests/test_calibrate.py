@@ -22,7 +22,7 @@ from cost_models.presets import preset_profile
 from ir.cost_profile import CostProfile
 from ir.errors import SpecError
 from ir.module import Strategy, TableProfile
-from ir.spec import DType, HotSet, TableSpec, TargetSpec, Uniform, Zipf
+from ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 from ir.targets import ascend910
 
 # NNLS -----------------------------------------------------------------------------------------------------
@@ -103,6 +103,7 @@ TRUE_FACTORS = {
     "local_row_s": 0.5,
     "main_bytes_per_s": 2.0,
     "chunk_fixed_s": 4.0,
+    "page_walk_s": 3.0,
 }
 TABLE_SHAPES = (
     (100, 16, DType.FP32),
@@ -156,7 +157,8 @@ def synthetic(target: TargetSpec, profile: CostProfile) -> list[Measurement]:
 
 @pytest.fixture(scope="module")
 def ascend() -> TargetSpec:
-    return ascend910()
+    """ascend910 with a translation cache (32 MiB reach), so that every parameter of the model is exercised."""
+    return ascend910().model_copy(update={"tlb": TLBSpec(entries=512, page_bytes=64 * 1024)})
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+import numpy as np
 import pytest
 
 from cost_models import ItemShape, item_cost, item_terms, preset_profile
-from cost_models.analytic import coefficient, evaluate
+from cost_models.analytic import cache_shares, coefficient, evaluate, table_histogram
 from ir.cost_profile import CostProfile
+from ir.distributions import histogram
 from ir.module import Module, Strategy
-from ir.spec import TableSpec, Zipf
+from ir.spec import TableSpec, Uniform, Zipf
 from ir.targets import ascend910
+from runtime.data import sample_ranks
 from tests.conftest import run
 
 
@@ -87,3 +92,57 @@ def test_preset_records_a_source_for_every_parameter() -> None:
     assert set(p.sources) == {*CostProfile.parameter_names(), "cache_effective_fraction"}
     assert not p.calibrated
     assert p.main_bytes_per_s == pytest.approx(1.2e12 / 32)
+
+
+def simulated_lru_hits(tables: list[TableSpec], capacity: float, stream_bytes: float, draws: int) -> list[float]:
+    """Hit ratio per table of a byte-sized LRU cache fed with independent lookups in proportion to pooling,
+    each followed by `stream_bytes` of data used once (an index)."""
+    rng = np.random.default_rng(0)
+    cache: OrderedDict[tuple[int, int], int] = OrderedDict()
+    used = 0
+    weights = np.array([t.pooling for t in tables], dtype=float)
+    which = rng.choice(len(tables), size=draws, p=weights / weights.sum())
+    rows = {i: iter(sample_ranks(t, draws, rng)) for i, t in enumerate(tables)}
+    hits, counts = [0] * len(tables), [0] * len(tables)
+    for n, i in enumerate(which):
+        key = (int(i), int(next(rows[i])))
+        if key in cache:
+            cache.move_to_end(key)
+            if n > draws // 5:  # after warm-up
+                hits[i] += 1
+        else:
+            cache[key] = tables[i].row_bytes
+            used += tables[i].row_bytes
+        counts[i] += n > draws // 5
+        cache[(-1, n)] = int(stream_bytes)
+        used += int(stream_bytes)
+        while used > capacity:
+            _, size = cache.popitem(last=False)
+            used -= size
+    return [h / c for h, c in zip(hits, counts, strict=True)]
+
+
+def test_shared_cache_model_matches_a_simulated_lru() -> None:
+    """Che's approximation over all tables and the streamed indices, against an LRU simulation."""
+    tables = [
+        TableSpec(name="hot", rows=20_000, dim=16, pooling=4, distribution=Zipf(alpha=1.05)),
+        TableSpec(name="flat", rows=3_000, dim=16, pooling=2, distribution=Uniform()),
+        TableSpec(name="big", rows=50_000, dim=32, pooling=1, distribution=Zipf(alpha=0.8)),
+    ]
+    capacity, batch = 256 * 1024, 64
+    shares = cache_shares(capacity, tables, batch)
+    stream = 8 + sum(batch * t.dim * 4 for t in tables) / sum(batch * t.pooling for t in tables)
+    simulated = simulated_lru_hits(tables, capacity, stream, draws=300_000)
+    model = [table_histogram(t).lru_hit_ratio(s / t.row_bytes) for t, s in zip(tables, shares, strict=True)]
+    assert model == pytest.approx(simulated, abs=0.03)
+    # Not the proportional split: the flat table's traffic alone would earn it more than its hit ratio shows.
+    assert shares[1] < capacity * 2 / 7
+
+
+def test_page_walks_only_for_tables_beyond_the_tlb_reach() -> None:
+    flat = histogram(Uniform(), 1_000_000)
+    assert histogram(Uniform(), 20_000).page_miss_ratio(8, 2560) == 0.0  # 2,500 pages: all held
+    assert histogram(Uniform(), 32_768).page_miss_ratio(8, 2560) == pytest.approx(1 - 2560 / 4096, abs=0.01)
+    assert flat.page_miss_ratio(8, 2560) == pytest.approx(1 - 2560 / 125_000, abs=0.01)
+    skewed = histogram(Zipf(alpha=1.05), 1_000_000).page_miss_ratio(8, 2560)
+    assert 0.2 < skewed < 0.7  # hot rows share few pages, but hashing spreads them over the table

@@ -8,7 +8,6 @@ from ir.errors import VerificationError
 from ir.module import CostBreakdown, Module, PartitionMode, PartitionOption, Strategy
 from ir.verify import module_violations
 from passes.placement import SchedulePass, VerifyPass
-from passes.profile import cache_shares
 from passes.strategy import PartitionPass, PartitionPolicy, part_counts, prune_dominated
 from tests.conftest import run
 
@@ -23,15 +22,8 @@ def test_profile_pass(lowered: Module) -> None:
     assert small.distinct_rows_per_batch <= 40  # cannot touch more rows than the table has
     assert large.distinct_rows_per_batch == pytest.approx(192, rel=0.01)  # 200k rows: almost no repeats
     cache = m.target.shared_cache.capacity_bytes  # type: ignore[union-attr]
-    assert sum(p.cache_share_bytes for p in m.table_profiles) == pytest.approx(cache)
-    assert small.cache_share_bytes == m.table("small").bytes  # a small table is fully resident
-
-
-def test_cache_shares_water_filling() -> None:
-    shares = cache_shares(100.0, traffic=[1.0, 1.0, 2.0], sizes=[10.0, 1000.0, 1000.0])
-    assert shares[0] == 10.0  # capped at its size; the rest is split 1:2
-    assert shares[1] == pytest.approx(30.0) and shares[2] == pytest.approx(60.0)
-    assert cache_shares(1e9, [1.0, 1.0], [5.0, 7.0]) == [5.0, 7.0]
+    assert 0.5 * cache < sum(p.cache_share_bytes for p in m.table_profiles) < cache  # indices take the rest
+    assert small.cache_share_bytes == pytest.approx(m.table("small").bytes, rel=0.01)  # a small table stays
 
 
 def test_select_strategy_pass(lowered: Module) -> None:
