@@ -50,12 +50,9 @@ class Term:
     category: Category
 
 
-def item_terms(
-    shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, cache_fraction: float = 1.0
-) -> list[Term]:
-    """The item's cost as (parameter, amount) terms. `cache_fraction` is the profile's effective share of the
-    shared cache (LRU replacement and other data keep it from holding exactly the hottest rows)."""
-    cache = stats.cache_share_bytes * cache_fraction if target.shared_cache else 0.0
+def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> list[Term]:
+    """The item's cost as (parameter, amount) terms, given the table's share of the shared cache (`stats`)."""
+    cache = stats.cache_share_bytes if target.shared_cache else 0.0
     table_histogram(table)
     rb = table.row_bytes
     row_frac = (shape.rows[1] - shape.rows[0]) / table.rows
@@ -129,7 +126,7 @@ def coefficient(profile: CostProfile, param: str) -> float:
 def item_cost(
     shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, profile: CostProfile
 ) -> CostBreakdown:
-    return evaluate(item_terms(shape, table, stats, target, profile.cache_effective_fraction), profile)
+    return evaluate(item_terms(shape, table, stats, target), profile)
 
 
 @lru_cache(maxsize=65536)
@@ -163,7 +160,9 @@ def cache_shares(capacity: float, tables: tuple[TableSpec, ...] | list[TableSpec
         sum_t row_bytes_t * distinct_t(T * traffic_t / traffic) + stream_bytes_per_lookup * T = capacity.
 
     A table with hot rows thus gets the part of the cache its hot rows earn, not a share in proportion to
-    its traffic, and tables, indices and outputs evict each other as they do in the hardware."""
+    its traffic, and tables, indices and outputs evict each other as they do in the hardware. `capacity` is
+    the part of the cache this work can use: the profile's `cache_effective_fraction` of it (the rest serves
+    other tenants of the cache)."""
     lookups = [float(batch_size * t.pooling) for t in tables]
     traffic = sum(lookups)
     if capacity <= 0 or traffic <= 0:

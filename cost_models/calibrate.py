@@ -21,10 +21,12 @@ Measurements CSV (from any runtime; one measured work item per line):
 - `row_lo,row_hi` and `sample_lo,sample_hi`: the item's half-open row and sample ranges
 - `distribution`: `uniform`, `zipf:ALPHA` or `hot-set:ROWS:MASS`
 - `measured_s`: seconds of the one item on one core (the median over repetitions)
-- `cache_share_bytes`: the table's share of the shared cache in bytes; empty or absent means
-  min(table bytes, shared-cache capacity), or 0 on a target without a shared cache
+- `table`, `plan` (optional): the table's name and the plan the item ran in; the tables of one plan share
+  the shared cache (`cost_models.analytic.cache_shares`); an empty plan means the table ran alone
+- `cache_share_bytes` (optional): the bytes of the shared cache the table could use, overriding the share
+  computed from its plan
 
-The table of the measurement on line N is named `mN`.
+Without a `table` column, the table of the measurement on line N is named `mN`.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from cost_models.analytic import ItemShape, coefficient, item_terms, table_histogram
+from cost_models.analytic import ItemShape, cache_shares, coefficient, item_terms, table_histogram
 from ir.cost_profile import CostProfile, FitReport
 from ir.errors import SpecError
 from ir.loader import write_text_atomic
@@ -60,7 +62,7 @@ COLUMNS = (
     "distribution",
     "measured_s",
 )
-OPTIONAL_COLUMNS = ("cache_share_bytes", "first_on_core")
+OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core")
 NEGLIGIBLE_COEFFICIENT = 1e-18  # seconds per byte below which a bandwidth is stored as NEGLIGIBLE_BANDWIDTH
 NEGLIGIBLE_BANDWIDTH = 1e18
 CONFOUNDED_SV = 1e-9  # singular values below this fraction of the largest make a design rank deficient
@@ -79,8 +81,9 @@ class Measurement:
     rows: tuple[int, int]  # half-open row range
     samples: tuple[int, int]  # half-open sample range
     measured_s: float  # median over repetitions
-    cache_share_bytes: float | None = None  # None: min(table bytes, shared-cache capacity), 0 without a cache
+    cache_share_bytes: float | None = None  # None: the share its plan's tables leave it (all of it if alone)
     first_on_core: bool = True  # the first item its core ran in the batch: it pays the core's start-up
+    plan: str = ""  # measurements of one plan share the cache; "" means the table ran alone
 
 
 @dataclass(frozen=True)
@@ -96,32 +99,51 @@ class CalibrationResult:
 # The model's terms for a measurement --------------------------------------------------------------------
 
 
-def measurement_terms(m: Measurement, target: TargetSpec, cache_fraction: float = 1.0) -> dict[str, float]:
-    """Parameter name -> total amount of the measured item, exactly as the cost model would predict it."""
+def measurement_terms(m: Measurement, target: TargetSpec, cache_share_bytes: float | None = None) -> dict[str, float]:
+    """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
+    the table's share of the shared cache (default: its share when alone, with the whole cache)."""
     _require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
+    if cache_share_bytes is None:
+        cache_share_bytes = cache_shares_of([m], target, 1.0)[0]
     stats = TableProfile(
         table=table.name,
         bytes=table.bytes,
         lookups_per_batch=lookups,
         distinct_rows_per_batch=table_histogram(table).expected_distinct(lookups),
-        cache_share_bytes=cache_share(m, target),
+        cache_share_bytes=cache_share_bytes,
     )
     amounts: dict[str, float] = {}
-    for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target, cache_fraction):
+    for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target):
         amounts[term.param] = amounts.get(term.param, 0.0) + max(0.0, term.amount)  # no negative rounding dust
     if m.first_on_core:
         amounts["core_start_s"] = 1.0
     return amounts
 
 
-def cache_share(m: Measurement, target: TargetSpec) -> float:
-    """The table's share of the shared cache: as measured if given, else all of it that the table can use."""
-    if m.cache_share_bytes is not None:
-        return m.cache_share_bytes
-    capacity = target.shared_cache.capacity_bytes if target.shared_cache else 0
-    return float(min(m.table.bytes, capacity))
+def cache_shares_of(measurements: Sequence[Measurement], target: TargetSpec, fraction: float) -> list[float]:
+    """Each measured table's share of `fraction` of the shared cache, as the `profile` pass computes it for
+    a plan: with the other tables of its plan (the measurements with the same `plan`), or alone. A given
+    `cache_share_bytes` is scaled by the fraction instead."""
+    capacity = (target.shared_cache.capacity_bytes if target.shared_cache else 0) * fraction
+    plans: dict[str, dict[str, tuple[TableSpec, int]]] = {}
+    for m in measurements:
+        if m.plan:
+            plans.setdefault(m.plan, {}).setdefault(m.table.name, (m.table, m.batch_size))
+    shares: dict[str, dict[str, float]] = {}
+    for plan, tables in plans.items():
+        specs = [t for t, _ in tables.values()]
+        shares[plan] = dict(zip(tables, cache_shares(capacity, specs, next(iter(tables.values()))[1]), strict=True))
+    out = []
+    for m in measurements:
+        if m.cache_share_bytes is not None:
+            out.append(m.cache_share_bytes * fraction)
+        elif m.plan:
+            out.append(shares[m.plan][m.table.name])
+        else:
+            out.append(cache_shares(capacity, [m.table], m.batch_size)[0])
+    return out
 
 
 def _problem(m: Measurement) -> Problem | None:
@@ -325,10 +347,12 @@ def _held_out(n: int, every: int) -> np.ndarray:
 def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_fraction: float = 1.0) -> np.ndarray:
     """The design matrix: one row per measurement, one column per profile parameter (amounts, not seconds)."""
     names = CostProfile.parameter_names()
-    rows = []
     for i, m in enumerate(measurements):
         _require_valid(m, f"measurements[{i}]")
-        terms = measurement_terms(m, target, cache_fraction)
+    shares = cache_shares_of(measurements, target, cache_fraction)
+    rows = []
+    for m, share in zip(measurements, shares, strict=True):
+        terms = measurement_terms(m, target, share)
         rows.append([terms.get(p, 0.0) for p in names])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 
@@ -532,6 +556,7 @@ def _parse_row(cells: list[str], columns: list[str], file: str, line: int) -> Me
         if share
         else None,
         first_on_core=_parse_flag(row.get("first_on_core", ""), where("first_on_core")),
+        plan=row.get("plan", "").strip(),
     )
     problem = _problem(m)
     if problem is not None:
@@ -549,11 +574,17 @@ def _parse_table(row: dict[str, str], line: int, where: Callable[[str], str]) ->
     distribution = _parse_distribution(row["distribution"], where("distribution"))
     try:
         return TableSpec(
-            name=f"m{line}", rows=rows, dim=dim, dtype=DType(dtype), pooling=pooling, distribution=distribution
+            name=row.get("table") or f"m{line}",
+            rows=rows,
+            dim=dim,
+            dtype=DType(dtype),
+            pooling=pooling,
+            distribution=distribution,
         )
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         column = str(err["loc"][0]) if err.get("loc") else "rows"
+        column = "table" if column == "name" else column
         raise SpecError(
             where(column),
             f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}",
@@ -640,7 +671,8 @@ def _format_row(m: Measurement, index: int) -> list[str]:
     return [
         m.strategy.value, str(t.rows), str(t.dim), t.dtype.value, str(t.pooling), str(m.batch_size),
         str(m.rows[0]), str(m.rows[1]), str(m.samples[0]), str(m.samples[1]),
-        _format_distribution(t.distribution), repr(float(m.measured_s)), share, "1" if m.first_on_core else "0",
+        _format_distribution(t.distribution), repr(float(m.measured_s)),
+        t.name if m.plan else "", m.plan, share, "1" if m.first_on_core else "0",
     ]  # fmt: skip
 
 

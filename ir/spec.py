@@ -61,6 +61,31 @@ class HotSet(Frozen):
 Distribution = Annotated[Uniform | Zipf | HotSet, Field(discriminator="kind")]
 
 
+class HotTables(Frozen):
+    """Extremely unbalanced across tables: `mass` of each sample's lookups go to the `tables` largest tables,
+    through their pooling factors (lookups per sample are kept: the hot tables' poolings grow and the others'
+    shrink, each in proportion to its own, none below 1)."""
+
+    tables: int = Field(2, ge=1, le=100_000)
+    mass: float = Field(0.9, gt=0.0, lt=1.0)
+
+    def apply(self, tables: tuple[TableSpec, ...]) -> tuple[TableSpec, ...]:
+        order = sorted(range(len(tables)), key=lambda i: (-tables[i].rows, tables[i].name))
+        hot = set(order[: min(self.tables, len(tables))])
+        if len(hot) == len(tables):
+            return tables
+        total = sum(t.pooling for t in tables)
+        hot_pool = sum(tables[i].pooling for i in hot)
+        cold_pool = total - hot_pool
+        cold_budget = max(len(tables) - len(hot), round(total * (1.0 - self.mass)))
+        hot_budget = max(len(hot), total - cold_budget)
+        new = []
+        for i, t in enumerate(tables):
+            share = hot_budget * t.pooling / hot_pool if i in hot else cold_budget * t.pooling / cold_pool
+            new.append(t.model_copy(update={"pooling": max(1, min(100_000, round(share)))}))
+        return tuple(new)
+
+
 # Workload ------------------------------------------------------------------------------------------------
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -92,6 +117,7 @@ class WorkloadSpec(Frozen):
     title: str = ""
     batch_size: int = Field(1024, gt=0, le=10**7)
     distribution: Distribution = Field(default_factory=Uniform)
+    hot_tables: HotTables | None = Field(None, description="skews the pooling factors onto the largest tables")
     row_cap: int | None = Field(
         None, gt=0, description="ids hashed into at most this many rows per table (DLRM's --max-ind-range)"
     )
@@ -113,7 +139,8 @@ class WorkloadSpec(Frozen):
         return table.distribution or self.distribution
 
     def effective(self) -> WorkloadSpec:
-        """The workload as planned: row cap applied, every table's distribution made explicit."""
+        """The workload as planned: row cap applied, every table's distribution made explicit, pooling
+        factors skewed where `hot_tables` says so."""
         tables = tuple(
             t.model_copy(
                 update={
@@ -123,7 +150,9 @@ class WorkloadSpec(Frozen):
             )
             for t in self.tables
         )
-        return self.model_copy(update={"tables": tables})
+        if self.hot_tables is not None:
+            tables = self.hot_tables.apply(tables)
+        return self.model_copy(update={"tables": tables, "hot_tables": None})
 
     @property
     def total_bytes(self) -> int:

@@ -24,12 +24,12 @@ from mapper.backend import emit_plan
 from mapper.compiler import compile as compile_plan
 from mapper.profiles import machine_key
 from passes import PassManager, parse_pipeline
-from passes.profile import ProfilePass
 from passes.strategy import make_option
 from runtime import RunConfig, RunReport, run_interleaved
 
 KiB = 1024
 CALIBRATION_RUN = RunConfig(batches=20, warmup=3)
+PIPELINES = ("embmap", "default", "round-robin")  # whole plans measured for the fit
 REPEATS = 3  # runs per plan on the same data; an item's time is its best run's median batch
 
 
@@ -80,15 +80,12 @@ def point_plan(point: GridPoint, target: TargetSpec, profile: CostProfile) -> tu
     return emit_plan(m, "calibration point"), m
 
 
-def measurements_of(
-    plan: ExecutionPlan, reports: Sequence[RunReport], module: Module | None = None
-) -> list[Measurement]:
+def measurements_of(plan: ExecutionPlan, reports: Sequence[RunReport], group: str) -> list[Measurement]:
     """One measurement per work item of a plan measured in one or more runs: the item's median over the
     batches of a run, in its best run. On a shared machine, other tenants only ever add time (a busy sibling
-    hyperthread, a neighbour's cache traffic), and the model describes the machine undisturbed."""
-    if module is None:
-        module = ProfilePass().apply(lower(plan.workload, plan.target, plan.cost_profile))
-    tables = {t.name: t for t in module.workload.tables}
+    hyperthread, a neighbour's cache traffic), and the model describes the machine undisturbed. `group`
+    names the plan, so that the fit knows which tables shared the cache."""
+    tables = {t.name: t for t in plan.workload.tables}
     return [
         Measurement(
             strategy=it.strategy,
@@ -97,8 +94,8 @@ def measurements_of(
             rows=it.rows,
             samples=it.samples,
             measured_s=min(r.item_p50_s(it.id) for r in reports),
-            cache_share_bytes=module.table_profile(it.table).cache_share_bytes,
             first_on_core=plan.cores[it.core].items[0] == it.id,
+            plan=group,
         )
         for it in plan.items
     ]
@@ -110,8 +107,8 @@ def measure_grid(
     profile = preset_profile(target)
     out: list[Measurement] = []
     for n, point in enumerate(points):
-        plan, module = point_plan(point, target, profile)
-        out += measurements_of(plan, run_interleaved([plan], config, REPEATS)[0], module)
+        plan, _ = point_plan(point, target, profile)
+        out += measurements_of(plan, run_interleaved([plan], config, REPEATS)[0], f"grid-{n}")
         if progress:
             progress(
                 f"[{n + 1}/{len(points)}] {point.table.name} {point.strategy.value} {point.mode.value}x{point.parts}"
@@ -141,12 +138,9 @@ def measure_whole_plans(target: TargetSpec, quick: bool, config: RunConfig) -> l
     out: list[Measurement] = []
     dists: tuple[Distribution, ...] = (Uniform(), Zipf(alpha=1.05))
     for w, dist in itertools.product(training_workloads(quick), dists):
-        plans = [
-            compile_plan(w, target, pipeline, distribution=dist, baselines=False)
-            for pipeline in ("embmap", "default", "round-robin")
-        ]
-        for plan, reports in zip(plans, run_interleaved(plans, config, REPEATS), strict=True):
-            out += measurements_of(plan, reports)
+        plans = [compile_plan(w, target, pipeline, distribution=dist, baselines=False) for pipeline in PIPELINES]
+        for pipeline, plan, reports in zip(PIPELINES, plans, run_interleaved(plans, config, REPEATS), strict=True):
+            out += measurements_of(plan, reports, f"{w.name}-{dist.kind}-{pipeline}")
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from ir.errors import EmbmapError, SpecError
 from ir.loader import check_writable
-from ir.spec import Distribution, HotSet, Uniform, Zipf
+from ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,6 +48,24 @@ def parse_distribution(text: str) -> Distribution:
     )
 
 
+def parse_hot_tables(text: str) -> HotTables:
+    """TABLES[:MASS]"""
+    tables, _, mass = text.partition(":")
+    try:
+        return HotTables(tables=int(tables), mass=float(mass)) if mass else HotTables(tables=int(tables))
+    except ValueError:
+        raise SpecError(
+            "--hot-tables", f"cannot read {text!r}", "use TABLES[:MASS], e.g. 2:0.9 (TABLES >= 1, MASS in (0, 1))"
+        ) from None
+
+
+def _hot_tables_arg(text: str) -> HotTables:
+    try:
+        return parse_hot_tables(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.problem + f" (fix: {exc.fix})") from None
+
+
 def _distribution_arg(text: str) -> Distribution:
     try:
         return parse_distribution(text)
@@ -73,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--distribution",
         type=_distribution_arg,
         help="index distribution for every table: uniform, zipf[:ALPHA], hot-set[:ROWS[:MASS]]",
+    )
+    c.add_argument(
+        "--hot-tables",
+        type=_hot_tables_arg,
+        metavar="TABLES[:MASS]",
+        help="put MASS (default 0.9) of each sample's lookups on the TABLES largest tables via their pooling",
     )
     c.add_argument("--profile", type=Path, help="cost profile JSON (default: the target's uncalibrated preset)")
     c.add_argument("--time-limit", type=float, help="CP-SAT time limit in seconds")
@@ -150,6 +174,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         batch=args.batch,
         row_cap=args.row_cap,
         distribution=args.distribution,
+        hot_tables=args.hot_tables,
         solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
         instruments=instruments,
         baselines=not args.no_baselines,

@@ -10,7 +10,7 @@ from ir.errors import SpecError
 from ir.lowering import lower
 from ir.module import Module
 from ir.plan import ExecutionPlan
-from ir.spec import Distribution, TargetSpec, WorkloadSpec
+from ir.spec import Distribution, HotTables, TargetSpec, WorkloadSpec
 from ir.targets import builtin_target
 from ir.verify import verify_plan
 from mapper.backend import emit_plan
@@ -49,6 +49,7 @@ def prepare_workload(
     batch: int | None = None,
     row_cap: int | None = None,
     distribution: Distribution | None = None,
+    hot_tables: HotTables | None = None,
 ) -> WorkloadSpec:
     from workloads import resolve_workload
 
@@ -65,6 +66,8 @@ def prepare_workload(
     if distribution is not None:
         update["distribution"] = distribution
         update["tables"] = tuple(t.model_copy(update={"distribution": None}) for t in spec.tables)
+    if hot_tables is not None:
+        update["hot_tables"] = hot_tables
     return spec.model_copy(update=update) if update else spec
 
 
@@ -94,6 +97,7 @@ def compile(  # noqa: A001 - the verb users expect
     batch: int | None = None,
     row_cap: int | None = None,
     distribution: Distribution | None = None,
+    hot_tables: HotTables | None = None,
     solver: SolverOptions = SolverOptions(),
     instruments: Iterable[Instrument] = (),
     baselines: bool = True,
@@ -105,7 +109,7 @@ def compile(  # noqa: A001 - the verb users expect
     TargetSpec, a built-in name or a file path; `pipeline` a named pipeline or a pass list. With `baselines`,
     the plan also records the predicted makespan of each baseline pipeline under the same cost model.
     """
-    spec = prepare_workload(workload, batch, row_cap, distribution)
+    spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
     tgt = resolve_target(target)
     profile = cost_profile or default_profile(tgt)
     passes = build_passes(pipeline, solver)

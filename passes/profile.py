@@ -13,7 +13,7 @@ from passes.base import ModulePass, register
 @dataclasses.dataclass(frozen=True)
 class ProfilePass(ModulePass):
     name = "profile"
-    summary = "bytes, lookups and expected distinct rows per batch; each table's share of the shared cache"
+    summary = "bytes, lookups and expected distinct rows per batch; each table's steady-state share of the shared cache"
     ensures = ("table_profiles",)
 
     def apply(self, module: Module) -> Module:
@@ -21,7 +21,7 @@ class ProfilePass(ModulePass):
         batch = module.workload.batch_size
         lookups = [batch * t.pooling for t in tables]
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
-        shares = cache_shares(cache, tables, batch)
+        shares = cache_shares(cache * module.cost_profile.cache_effective_fraction, tables, batch)
         profiles = tuple(
             TableProfile(
                 table=t.name,

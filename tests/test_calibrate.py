@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cost_models.analytic import ItemShape, item_cost, table_histogram
+from cost_models.analytic import ItemShape, cache_shares, item_cost, table_histogram
 from cost_models.calibrate import (
     Measurement,
-    cache_share,
     fit_profile,
     measurement_terms,
     nnls,
@@ -120,6 +119,10 @@ def true_profile(target: TargetSpec) -> CostProfile:
     return base.model_copy(update={p: getattr(base, p) * f for p, f in TRUE_FACTORS.items()})
 
 
+def capacity(target: TargetSpec) -> float:
+    return target.shared_cache.capacity_bytes if target.shared_cache else 0.0
+
+
 def predicted(m: Measurement, target: TargetSpec, profile: CostProfile) -> float:
     """The cost model's prediction for a measurement, built independently of `measurement_terms`."""
     lookups = m.batch_size * m.table.pooling
@@ -128,7 +131,7 @@ def predicted(m: Measurement, target: TargetSpec, profile: CostProfile) -> float
         bytes=m.table.bytes,
         lookups_per_batch=lookups,
         distinct_rows_per_batch=table_histogram(m.table).expected_distinct(lookups),
-        cache_share_bytes=cache_share(m, target),
+        cache_share_bytes=cache_shares(capacity(target) * profile.cache_effective_fraction, [m.table], m.batch_size)[0],
     )
     item = item_cost(ItemShape(m.strategy, m.rows, m.samples), m.table, stats, target, profile).total_s
     return item + (profile.core_start_s if m.first_on_core else 0.0)

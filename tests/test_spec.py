@@ -8,7 +8,7 @@ import pytest
 
 from ir.errors import SpecError
 from ir.loader import read_document, validate
-from ir.spec import DType, HotSet, TableSpec, TargetSpec, WorkloadSpec, Zipf
+from ir.spec import DType, HotSet, HotTables, TableSpec, TargetSpec, WorkloadSpec, Zipf
 from ir.targets import ascend910, builtin_target, cpu
 from workloads import builtin_names, builtin_workload, resolve_workload
 
@@ -105,6 +105,25 @@ def test_table_distribution_overrides_workload_default() -> None:
         name="w", tables=(TableSpec(name="a", rows=10, dim=4, distribution=hot), TableSpec(name="b", rows=10, dim=4))
     )
     assert [t.distribution for t in w.effective().tables] == [hot, w.distribution]
+
+
+def test_hot_tables_skew_pooling_onto_the_largest_tables() -> None:
+    tables = tuple(
+        TableSpec(name=f"t{i}", rows=1000 * (i + 1), dim=4, pooling=p) for i, p in enumerate([40, 20, 60, 30, 50])
+    )
+    w = WorkloadSpec(name="w", hot_tables=HotTables(tables=2, mass=0.9), tables=tables)
+    e = w.effective()
+    pooling = {t.name: t.pooling for t in e.tables}
+    assert e.hot_tables is None  # applied once; the effective workload carries the skewed poolings
+    hot = pooling["t4"] + pooling["t3"]  # the two with the most rows
+    assert hot / sum(pooling.values()) == pytest.approx(0.9, abs=0.01)
+    assert sum(pooling.values()) == pytest.approx(sum(t.pooling for t in tables), abs=3)
+    assert pooling["t4"] / pooling["t3"] == pytest.approx(50 / 30, rel=0.02)  # in proportion to their own
+    assert pooling["t2"] / pooling["t0"] == pytest.approx(60 / 40, rel=0.1)
+    few = WorkloadSpec(name="w", hot_tables=HotTables(tables=1, mass=0.99), tables=tables[:3]).effective()
+    assert min(t.pooling for t in few.tables) == 1  # a cold table keeps at least one lookup
+    everything = WorkloadSpec(name="w", hot_tables=HotTables(tables=9), tables=tables).effective()
+    assert [t.pooling for t in everything.tables] == [t.pooling for t in tables]
 
 
 def test_dtype_sizes() -> None:
