@@ -62,7 +62,9 @@ def grid(target: TargetSpec, quick: bool = False) -> list[GridPoint]:
                 continue
             if s.streamed and t.bytes > 64 * 1024 * KiB:
                 continue  # chunk by chunk through L1d: minutes per point, and never chosen
-            points.append(GridPoint(t, batch, s, PartitionMode.SAMPLES, 1))
+            # Every core serves its own copy of the point (a sample split of a batch as many times larger):
+            # in a plan all cores are busy at once, sharing the caches and main memory.
+            points.append(GridPoint(t, batch * target.cores, s, PartitionMode.SAMPLES, target.cores))
         if target.cores >= 2 and t.bytes <= 2 * local and rows >= 2:
             for s in (Strategy.L1, Strategy.GM):
                 points.append(GridPoint(t, batch, s, PartitionMode.ROWS, 2))
