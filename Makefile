@@ -7,7 +7,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test lint typecheck schema clean
+.PHONY: help demo test bench bench-quick lint typecheck schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,runtime]'
+	$(PY) -m pip install --quiet -e '.[dev,runtime,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the plan
@@ -25,6 +25,13 @@ demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the pla
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
+
+bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots
+	$(VENV)/bin/embmap bench --out docs
+
+bench-quick: $(STAMP)  ## the same on one small workload, in seconds (CI runs it as a test)
+	@mkdir -p $(OUT)/bench
+	$(VENV)/bin/embmap bench --quick --out $(OUT)/bench
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check ir passes cost_models mapper workloads runtime tests tools benchmarks

@@ -63,8 +63,8 @@ Distribution = Annotated[Uniform | Zipf | HotSet, Field(discriminator="kind")]
 
 class HotTables(Frozen):
     """Extremely unbalanced across tables: `mass` of each sample's lookups go to the `tables` largest tables,
-    through their pooling factors (lookups per sample are kept: the hot tables' poolings grow and the others'
-    shrink, each in proportion to its own, none below 1)."""
+    through their pooling factors. The other tables keep theirs; the hot tables' poolings grow, each in
+    proportion to its own, until they carry `mass` of the lookups (so the batch does more lookups)."""
 
     tables: int = Field(2, ge=1, le=100_000)
     mass: float = Field(0.9, gt=0.0, lt=1.0)
@@ -74,16 +74,15 @@ class HotTables(Frozen):
         hot = set(order[: min(self.tables, len(tables))])
         if len(hot) == len(tables):
             return tables
-        total = sum(t.pooling for t in tables)
         hot_pool = sum(tables[i].pooling for i in hot)
-        cold_pool = total - hot_pool
-        cold_budget = max(len(tables) - len(hot), round(total * (1.0 - self.mass)))
-        hot_budget = max(len(hot), total - cold_budget)
-        new = []
-        for i, t in enumerate(tables):
-            share = hot_budget * t.pooling / hot_pool if i in hot else cold_budget * t.pooling / cold_pool
-            new.append(t.model_copy(update={"pooling": max(1, min(100_000, round(share)))}))
-        return tuple(new)
+        cold_pool = sum(t.pooling for i, t in enumerate(tables) if i not in hot)
+        hot_budget = max(hot_pool, self.mass / (1.0 - self.mass) * cold_pool)
+        return tuple(
+            t.model_copy(update={"pooling": max(1, min(100_000, round(hot_budget * t.pooling / hot_pool)))})
+            if i in hot
+            else t
+            for i, t in enumerate(tables)
+        )
 
 
 # Workload ------------------------------------------------------------------------------------------------

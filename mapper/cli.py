@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quick", action="store_true", help="a small grid (about a minute), for trying it out")
     k.add_argument("-o", "--output", type=Path, required=True, help="where to write the profile JSON")
 
+    b = sub.add_parser("bench", help="every pipeline on the built-in workloads x distributions, predicted and measured")
+    b.add_argument("--out", type=Path, default=Path("docs"), help="directory for RESULTS.md, results.csv, plots")
+    b.add_argument("--quick", action="store_true", help="one small workload in seconds, to prove the path works")
+    b.add_argument("--workloads", nargs="+", help="built-in workloads (default: all of them)")
+    b.add_argument("--no-measure", action="store_true", help="predict only; do not run the plans on this machine")
+    b.add_argument("--repeats", type=int, help="interleaved runs per plan (default 3, quick 1)")
+
     p = sub.add_parser("passes", help="list passes, their options and the named pipelines")
     p.add_argument("--json", action="store_true")
     t = sub.add_parser("targets", help="list built-in targets")
@@ -352,7 +359,34 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mapper.bench import BenchConfig, quick_config, run_bench, write_outputs
+    from workloads import builtin_names
+
+    config = quick_config() if args.quick else BenchConfig(workloads=tuple(builtin_names()))
+    if args.workloads:
+        unknown = [w for w in args.workloads if w not in builtin_names()]
+        if unknown:
+            raise SpecError("--workloads", f"unknown workload {unknown[0]!r}", f"use {', '.join(builtin_names())}")
+        config = dataclasses.replace(config, workloads=tuple(args.workloads))
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise SpecError("--repeats", f"must be >= 1, got {args.repeats}", "give a positive number of runs")
+        config = dataclasses.replace(config, repeats=args.repeats)
+    if args.no_measure:
+        config = dataclasses.replace(config, measure=False)
+    check_writable(args.out / "RESULTS.md", "--out")
+    rows, plans = run_bench(config, progress=_progress)
+    command = "embmap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "embmap bench"
+    for path in write_outputs(rows, plans, args.out, command, config):
+        print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
+    "bench": cmd_bench,
     "compile": cmd_compile,
     "explain": cmd_explain,
     "run": cmd_run,
