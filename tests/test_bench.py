@@ -52,12 +52,13 @@ def test_outputs_are_written(quick: tuple[list[Row], Path]) -> None:
 
 
 def test_a_loss_is_reported() -> None:
-    base = Row("w", "zipf", "embmap", 2, 1.0, "OPTIMAL", 0.0, 2e-6, 1.0, 2e-6, 3e-6, 3e-6, 0.0, True)
-    rival = dataclasses.replace(base, pipeline="default", ascend_makespan_s=1e-6, measured_median_s=2e-6)
+    base = Row("w", "zipf", "embmap", 2, 1.0, "OPTIMAL", 0.0, 2e-6, 1.0, 2e-6, 3e-6, 3e-6, 0.1, True)
+    rival = dataclasses.replace(base, pipeline="default", ascend_makespan_s=1e-6, measured_best_s=2e-6)
     found = losses([base, rival])
     assert any("predicted on ascend910" in f for f in found)
-    assert any("measured on this machine" in f for f in found)
-    assert losses([base, dataclasses.replace(rival, ascend_makespan_s=5e-6, measured_median_s=9e-6)]) == []
+    assert any("measured on this machine" in f for f in found)  # 3 us vs 2 us: beyond a 10% spread
+    within_noise = dataclasses.replace(rival, ascend_makespan_s=5e-6, measured_best_s=2.8e-6)  # 7% slower
+    assert losses([base, within_noise]) == []
 
 
 def test_bench_command_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
