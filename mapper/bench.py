@@ -14,7 +14,7 @@ import io
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ir.loader import write_text_atomic
@@ -52,6 +52,16 @@ SCENARIOS = (
     Scenario("hot-tables", Zipf(alpha=1.05), HotTables(tables=2, mass=0.9), extreme=True),
 )
 PIPELINES = ("embmap", "default", "round-robin", "greedy")
+PLANNING_CASES = ("synthetic:tables=500,total_bytes=2e10,seed=1",)  # planning time only, on ascend910
+
+
+def default_pipelines() -> tuple[str, ...]:
+    """Ours and the baselines, with TorchRec's planner where TorchRec is installed."""
+    from mapper.torchrec_planner import available
+
+    return (*PIPELINES, "torchrec") if available() else PIPELINES
+
+
 PAPER_RANGES = {False: "1.5-6.5x", True: ">20x"}  # the paper's speedups over the default compiler
 
 
@@ -59,7 +69,8 @@ PAPER_RANGES = {False: "1.5-6.5x", True: ">20x"}  # the paper's speedups over th
 class BenchConfig:
     workloads: tuple[str, ...]
     scenarios: tuple[Scenario, ...] = SCENARIOS
-    pipelines: tuple[str, ...] = PIPELINES
+    pipelines: tuple[str, ...] = field(default_factory=default_pipelines)
+    planning_cases: tuple[str, ...] = PLANNING_CASES
     ascend_time_limit: float = 10.0
     cpu_time_limit: float = 2.0
     row_cap: int = 1_000_000  # what fits this machine's memory when run for real
@@ -153,9 +164,48 @@ def run_bench(
     return rows, sample_plans
 
 
+@dataclass(frozen=True)
+class PlanningTime:
+    workload: str
+    tables: int
+    cores: int
+    embmap_s: float
+    embmap_status: str
+    embmap_gap: float
+    torchrec_s: float | None
+
+
+def planning_times(config: BenchConfig) -> list[PlanningTime]:
+    """embmap's whole pipeline against TorchRec's planner on large synthetic cases, on ascend910."""
+    out = []
+    for name in config.planning_cases:
+        solver = SolverOptions(time_limit=config.ascend_time_limit, workers=1, seed=0)
+        plan, seconds = _timed(name, "ascend910", "embmap", SCENARIOS[0], solver, None)
+        theirs = (
+            _timed(name, "ascend910", "torchrec", SCENARIOS[0], solver, None)[1]
+            if "torchrec" in config.pipelines
+            else None
+        )
+        out.append(
+            PlanningTime(
+                name, len(plan.tables), plan.target.cores, seconds, plan.solver.status, plan.solver.gap, theirs
+            )
+        )
+    return out
+
+
 def _timed(
     workload: str, target: str, pipeline: str, sc: Scenario, solver: SolverOptions, row_cap: int | None
 ) -> tuple[ExecutionPlan, float]:
+    """The plan and its planning time: the whole pipeline, or for TorchRec its planner alone."""
+    if pipeline == "torchrec":
+        from mapper.compiler import prepare_workload, resolve_target
+        from mapper.profiles import default_profile
+        from mapper.torchrec_planner import torchrec_plan
+
+        tgt = resolve_target(target)
+        spec = prepare_workload(workload, row_cap=row_cap, distribution=sc.distribution, hot_tables=sc.hot_tables)
+        return torchrec_plan(spec, tgt, default_profile(tgt))
     start = time.perf_counter()
     plan = compile(
         workload,
@@ -185,13 +235,18 @@ def rows_csv(rows: Sequence[Row]) -> str:
 
 
 def write_outputs(
-    rows: Sequence[Row], plans: dict[str, ExecutionPlan], out: Path, command: str, config: BenchConfig
+    rows: Sequence[Row],
+    plans: dict[str, ExecutionPlan],
+    out: Path,
+    command: str,
+    config: BenchConfig,
+    planning: Sequence[PlanningTime] = (),
 ) -> list[Path]:
     """results.csv, RESULTS.md and the plots, each written atomically."""
     written = [out / "results.csv", out / "RESULTS.md"]
     write_text_atomic(written[0], rows_csv(rows))
     plots = _plots(rows, plans, out)
-    write_text_atomic(written[1], report_markdown(rows, command, config, [p.name for p in plots]))
+    write_text_atomic(written[1], report_markdown(rows, command, config, [p.name for p in plots], planning))
     return written + plots
 
 
@@ -247,7 +302,13 @@ def measured_slower(rows: Sequence[Row]) -> list[tuple[str, str, str, float]]:
     return out
 
 
-def report_markdown(rows: Sequence[Row], command: str, config: BenchConfig, plots: Sequence[str]) -> str:
+def report_markdown(
+    rows: Sequence[Row],
+    command: str,
+    config: BenchConfig,
+    plots: Sequence[str],
+    planning: Sequence[PlanningTime] = (),
+) -> str:
     cases = _by_case(rows)
     baselines = [p for p in config.pipelines if p != "embmap"]
     scenario = {s.name: s for s in config.scenarios}
@@ -262,6 +323,16 @@ def report_markdown(rows: Sequence[Row], command: str, config: BenchConfig, plot
         "interleaved runs per plan; the best run's p50 batch latency",
         "",
         "Scenarios: " + "; ".join(f"**{s.name}**: {s.description}" for s in config.scenarios) + ".",
+        "",
+        "Pipelines: **embmap** (ours, CP-SAT); **default** (every table GM, each batch split evenly over all "
+        "cores); **round-robin** (whole tables dealt to cores); **greedy** (our menu, longest-first placement)"
+        + (
+            "; **torchrec** (TorchRec's EmbeddingShardingPlanner with one rank per core, allowed table-wise, "
+            "row-wise and data-parallel sharding; its plan is costed, scheduled and run by embmap, and its plan "
+            "time is the planner's alone)."
+            if "torchrec" in config.pipelines
+            else "."
+        ),
         "",
         "## Speedup of embmap's plan over each baseline",
         "",
@@ -317,6 +388,20 @@ def report_markdown(rows: Sequence[Row], command: str, config: BenchConfig, plot
             + " | ".join(f"{case[b].ascend_plan_s:.2f} s" for b in baselines)
             + " |"
         )
+    if planning:
+        out += [
+            "",
+            "Large synthetic cases (ascend910, planning time only):",
+            "",
+            "| workload | tables | cores | embmap plan time | status | gap | TorchRec planner time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| `{p.workload}` | {p.tables} | {p.cores} | {p.embmap_s:.2f} s | {p.embmap_status} | {p.embmap_gap:.1%} | "
+            + ("-" if p.torchrec_s is None else f"{p.torchrec_s:.2f} s")
+            + " |"
+            for p in planning
+        ]
     out += ["", "## Predicted and measured latency on this machine", ""]
     out += [
         "| workload | scenario | pipeline | predicted | measured (best run) | median run | spread | correct |",
@@ -430,6 +515,7 @@ def default_workloads(quick: bool) -> tuple[str, ...]:
 
 def quick_config() -> BenchConfig:
     return BenchConfig(
+        planning_cases=(),
         workloads=default_workloads(True),
         ascend_time_limit=1.0,
         cpu_time_limit=0.5,

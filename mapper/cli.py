@@ -362,7 +362,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from mapper.bench import BenchConfig, quick_config, run_bench, write_outputs
+    from mapper.bench import BenchConfig, planning_times, quick_config, run_bench, write_outputs
     from workloads import builtin_names
 
     config = quick_config() if args.quick else BenchConfig(workloads=tuple(builtin_names()))
@@ -379,8 +379,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, measure=False)
     check_writable(args.out / "RESULTS.md", "--out")
     rows, plans = run_bench(config, progress=_progress)
+    planning = planning_times(config)
     command = "embmap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "embmap bench"
-    for path in write_outputs(rows, plans, args.out, command, config):
+    for path in write_outputs(rows, plans, args.out, command, config, planning):
         print(f"wrote {path}")
     return 0
 

@@ -1,0 +1,151 @@
+"""TorchRec's EmbeddingShardingPlanner as a baseline: plan the same tables with cores as ranks, then score
+and run its plan like any other.
+
+The planner sees each table (rows, dim, pooling factor) and the batch size, with one rank per core of the
+target, and may shard table-wise, row-wise or data-parallel (the forms an embmap plan expresses; column-wise
+splits are not offered to it). Its plan becomes work items: a table-wise table is one GM item on its rank;
+a row-wise table one GM row shard per rank, accumulating into the output; a data-parallel table one GM item
+per rank over that rank's share of the batch. The items are then costed by embmap's cost model, scheduled
+and verified by the same passes as every other pipeline.
+
+TorchRec is an optional dependency: `make` installs it (see the README); without it `available()` is false.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cost_models.analytic import ItemShape, item_cost
+from ir.cost_profile import CostProfile
+from ir.errors import SpecError
+from ir.lowering import lower
+from ir.module import Module, SolverReport, Strategy, WorkItem, split_range
+from ir.plan import ExecutionPlan
+from ir.spec import TargetSpec, WorkloadSpec
+from mapper.backend import emit_plan
+from passes import PassManager, parse_pipeline
+from passes.placement import lower_bound_s
+
+ANALYSIS = "profile,select-strategy,partition"
+PIPELINE_TEXT = "torchrec:EmbeddingShardingPlanner{table_wise,row_wise,data_parallel},schedule,verify"
+
+
+def available() -> bool:
+    try:
+        import torchrec  # noqa: F401
+        from torchrec.distributed.planner import EmbeddingShardingPlanner  # noqa: F401
+    except Exception:  # an absent or broken install (e.g. a mismatched FBGEMM) both mean "not here"
+        return False
+    return True
+
+
+def torchrec_sharding(workload: WorkloadSpec, ranks: int) -> tuple[dict[str, Any], float]:
+    """TorchRec's plan for the workload's tables on `ranks` CPU ranks: table name -> ParameterSharding, and
+    the planner's wall time in seconds."""
+    if not available():
+        raise SpecError(
+            "pipeline torchrec", "TorchRec is not installed", "run `make test` once, or see the README's TorchRec notes"
+        )
+    import logging
+    import warnings
+
+    import torch
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.distributed.planner.types import ParameterConstraints
+    from torchrec.distributed.types import ShardingType
+    from torchrec.modules.embedding_configs import EmbeddingBagConfig
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+    tables = workload.effective().tables
+    configs = [
+        EmbeddingBagConfig(name=t.name, embedding_dim=t.dim, num_embeddings=t.rows, feature_names=[t.name])
+        for t in tables
+    ]
+    kinds = [ShardingType.TABLE_WISE.value, ShardingType.ROW_WISE.value, ShardingType.DATA_PARALLEL.value]
+    constraints = {
+        t.name: ParameterConstraints(sharding_types=kinds, pooling_factors=[float(t.pooling)]) for t in tables
+    }
+    logging.getLogger("torchrec").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collection = EmbeddingBagCollection(tables=configs, device=torch.device("meta"))
+        planner = EmbeddingShardingPlanner(
+            topology=Topology(world_size=ranks, compute_device="cpu"),
+            batch_size=workload.batch_size,
+            constraints=constraints,
+        )
+        start = time.perf_counter()
+        plan = planner.plan(collection, [EmbeddingBagCollectionSharder()])
+        seconds = time.perf_counter() - start
+    return dict(plan.plan[""].items()), seconds
+
+
+def torchrec_plan(workload: WorkloadSpec, target: TargetSpec, profile: CostProfile) -> tuple[ExecutionPlan, float]:
+    """TorchRec's plan for the workload on the target's cores, as an embmap plan; and the planner's time."""
+    sharding, seconds = torchrec_sharding(workload, target.cores)
+    module = PassManager(parse_pipeline(ANALYSIS)).run(lower(workload, target, profile))
+    items = _items(module, sharding)
+    busy: dict[int, float] = {}
+    for it in items:
+        busy[it.core] = busy.get(it.core, 0.0) + it.cost.total_s
+    start_s = profile.core_start_s
+    span = max(busy.values()) + start_s
+    bound = lower_bound_s(module) + start_s
+    report = SolverReport(
+        method="torchrec",
+        status="NOT_SOLVED",
+        objective_s=span,
+        best_bound_s=bound,
+        gap=max(0.0, (span - bound) / span),
+        wall_s=seconds,
+    )
+    module = module.model_copy(update={"items": items, "solver": report, "lower_bound_s": bound})
+    module = PassManager(parse_pipeline("schedule,verify")).run(module)
+    return emit_plan(module, PIPELINE_TEXT, {}), seconds
+
+
+def _items(module: Module, sharding: dict[str, Any]) -> tuple[WorkItem, ...]:
+    batch = module.workload.batch_size
+    items: list[WorkItem] = []
+    for t in module.workload.tables:
+        ps = sharding[t.name]
+        kind = str(ps.sharding_type)
+        if kind == "table_wise":
+            parts = [((0, t.rows), (0, batch), ps.ranks[0])]
+        elif kind == "row_wise":
+            shards = sorted(ps.sharding_spec.shards, key=lambda s: s.shard_offsets[0])
+            parts = [
+                ((s.shard_offsets[0], s.shard_offsets[0] + s.shard_sizes[0]), (0, batch), _rank(s.placement))
+                for s in shards
+                if s.shard_sizes[0] > 0
+            ]
+        elif kind == "data_parallel":
+            parts = [((0, t.rows), s, r) for s, r in zip(split_range(batch, len(ps.ranks)), ps.ranks, strict=True)]
+        else:
+            raise SpecError(
+                f"torchrec plan of {t.name}",
+                f"sharding type {kind} has no embmap form",
+                "allow only table_wise, row_wise, data_parallel",
+            )
+        stats = module.table_profile(t.name)
+        for rows, samples, core in parts:
+            items.append(
+                WorkItem(
+                    id=len(items),
+                    table=t.name,
+                    output="accumulate" if kind == "row_wise" and len(parts) > 1 else "write",
+                    strategy=Strategy.GM,
+                    rows=rows,
+                    samples=samples,
+                    core=core,
+                    cost=item_cost(ItemShape(Strategy.GM, rows, samples), t, stats, module.target, module.cost_profile),
+                )
+            )
+    return tuple(items)
+
+
+def _rank(placement: Any) -> int:
+    """`rank:3/cpu` -> 3."""
+    return int(str(placement).split("rank:")[1].split("/")[0])
