@@ -48,15 +48,10 @@ def torchrec_sharding(workload: WorkloadSpec, ranks: int) -> tuple[dict[str, Any
             "pipeline torchrec", "TorchRec is not installed", "run `make test` once, or see the README's TorchRec notes"
         )
     import logging
-    import warnings
 
-    import torch
-    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
     from torchrec.distributed.planner.types import ParameterConstraints
     from torchrec.distributed.types import ShardingType
     from torchrec.modules.embedding_configs import EmbeddingBagConfig
-    from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
     tables = workload.effective().tables
     configs = [
@@ -68,6 +63,25 @@ def torchrec_sharding(workload: WorkloadSpec, ranks: int) -> tuple[dict[str, Any
         t.name: ParameterConstraints(sharding_types=kinds, pooling_factors=[float(t.pooling)]) for t in tables
     }
     logging.getLogger("torchrec").setLevel(logging.ERROR)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the planner warns through the root logger about specs of meta tensors
+    try:
+        return _plan(workload, ranks, constraints, configs)
+    finally:
+        root.setLevel(level)
+
+
+def _plan(
+    workload: WorkloadSpec, ranks: int, constraints: dict[str, Any], configs: list[Any]
+) -> tuple[dict[str, Any], float]:
+    import warnings
+
+    import torch
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         collection = EmbeddingBagCollection(tables=configs, device=torch.device("meta"))
