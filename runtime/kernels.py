@@ -68,6 +68,10 @@ class _Span:
     chunk: int  # rows per streamed chunk
     n_chunks: int
 
+    def geometry(self) -> tuple[int, int, int, int, int, int, int]:
+        """(s0, s1, r0, r1, pooling, chunk, n_chunks), for kernels that bind them as locals of their closure."""
+        return self.s0, self.s1, self.r0, self.r1, self.pooling, self.chunk, self.n_chunks
+
 
 def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
     """The kernel of one work item; private replicas are copied here, before anything is timed."""
@@ -94,15 +98,7 @@ def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
 
 
 def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
-    s0, s1, r0, r1, pooling, chunk, n_chunks = (
-        span.s0,
-        span.s1,
-        span.r0,
-        span.r1,
-        span.pooling,
-        span.chunk,
-        span.n_chunks,
-    )
+    s0, s1, r0, r1, pooling, chunk, n_chunks = span.geometry()
     shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
     weights = torch.from_numpy(source)
     indices = torch.from_numpy(data.indices)
@@ -162,15 +158,7 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
 
 
 def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
-    s0, s1, r0, r1, pooling, chunk, n_chunks = (
-        span.s0,
-        span.s1,
-        span.r0,
-        span.r1,
-        span.pooling,
-        span.chunk,
-        span.n_chunks,
-    )
+    s0, s1, r0, r1, pooling, chunk, n_chunks = span.geometry()
     shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
     out = data.output[s0:s1]
     scratch = np.empty((min(chunk, r1 - r0), data.table.dim), dtype=source.dtype)
