@@ -1,10 +1,11 @@
 """Whole-plan prediction error of the cost model on this machine.
 
 For every built-in workload (rows capped so that the tables fit in memory) x {uniform, zipf} x {embmap,
-default, round-robin}: compile for `cpu`, run the plan on the reference runtime, and print predicted beside
-measured batch latency (p50). Ends with the median and worst absolute relative error.
+default, round-robin}: compile for `cpu`, run the three plans in turns on the same data, and print predicted
+beside measured batch latency (p50 of the best run, and of the median run). Ends with the median and worst
+absolute relative error against each.
 
-Usage: python benchmarks/prediction_error.py [--profile PROFILE.json] [--row-cap N] [--batches N]
+Usage: python benchmarks/prediction_error.py [--profile PROFILE.json] [--row-cap N] [--batches N] [--repeats N]
 (default profile: the one `--target cpu` uses, i.e. the shipped calibrated profile on this kind of machine)
 """
 

@@ -73,22 +73,7 @@ class AssignCoresPass(ModulePass):
                 seeds = _seeds(problem, greedy(problem))
             except InfeasibleError:
                 seeds = []  # greedy found no packing; the solver may still find one, or prove none exists
-            assignment, report = self._solve(problem, seeds[0] if seeds else None)
-            # The integer model rounds and charges every part of an option its costliest part's time, so
-            # plans of equal objective can differ in seconds: keep whichever of the solver's plan and the
-            # seeds is fastest in seconds (so embmap is never predicted slower than greedy or round-robin).
-            best = min([assignment, *seeds], key=lambda a: _makespan_s(module, a))
-            if best is not assignment:
-                assignment = best
-                span = best.makespan(problem)
-                report = report.model_copy(
-                    update={
-                        "objective_s": span * TIME_UNIT_S,
-                        "gap": max(0.0, (span * TIME_UNIT_S - report.best_bound_s) / (span * TIME_UNIT_S))
-                        if span
-                        else 0.0,
-                    }
-                )
+            assignment, report = self._solve(module, problem, seeds)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -105,8 +90,12 @@ class AssignCoresPass(ModulePass):
         lb_s = lower_bound_s(module) + start
         return module.model_copy(update={"items": items, "solver": _shifted(report, start), "lower_bound_s": lb_s})
 
-    def _solve(self, problem: AssignmentProblem, seed_plan: Assignment | None) -> tuple[Assignment, SolverReport]:
+    def _solve(
+        self, module: Module, problem: AssignmentProblem, seeds: list[Assignment]
+    ) -> tuple[Assignment, SolverReport]:
+        """CP-SAT from the first seed; the result is the fastest in seconds of its plan and the seeds."""
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
+        seed_plan = seeds[0] if seeds else None
         result = solve(problem, params, hint=seed_plan)
         hint_units = seed_plan.makespan(problem) if seed_plan else None
         chosen = result.assignment
@@ -114,6 +103,10 @@ class AssignCoresPass(ModulePass):
             chosen = seed_plan  # no better solution in time: the greedy plan stands
         if chosen is None:
             raise _infeasible(problem, result.status, self.time_limit)
+        # The integer model rounds and charges every part of an option its costliest part's time, so plans
+        # of equal objective can differ in seconds: keep whichever of the solver's plan and the seeds is
+        # fastest in seconds (so embmap is never predicted slower than greedy or round-robin).
+        chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
         objective = chosen.makespan(problem)
         bound = min(result.best_bound_units, objective)
         report = SolverReport(
