@@ -9,9 +9,11 @@ from ir.printer import fmt_bytes
 from ir.spec import TargetSpec, WorkloadSpec
 
 
-def lower(workload: WorkloadSpec, target: TargetSpec, cost_profile: CostProfile) -> Module:
+def lower(workload: WorkloadSpec, target: TargetSpec, cost_profile: CostProfile, *, check: bool = True) -> Module:
+    """`check=False` skips the memory fit, for costing tables that several devices will share."""
     effective = workload.effective()
-    check_fits(effective, target)
+    if check:
+        check_fits(effective, target)
     lookups = tuple(
         LookupOp(
             table=t.name,

@@ -112,7 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--timing", action="store_true", help="print per-pass wall time to stderr")
     c.add_argument("--explain", action="store_true", help="print the explanation after compiling")
+    c.add_argument(
+        "--devices",
+        type=int,
+        help="plan across N devices of the target (tables sharded over devices, then cores): a cluster plan",
+    )
+    c.add_argument("--device-memory", type=int, metavar="BYTES", help="with --devices: one device's main memory")
+    c.add_argument("--device-cores", type=int, help="with --devices: one device's cores")
+    c.add_argument("--link-gbps", type=float, help="with --devices: GB/s one device sends in the output all-to-all")
     c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON")
+
+    x = sub.add_parser("export", help="export a plan across devices for another runtime (TorchRec's ShardingPlan)")
+    x.add_argument("plan", type=Path, help="a plan written by `embmap compile --devices N`")
+    x.add_argument("--format", choices=("torchrec",), default="torchrec")
+    x.add_argument("--device-type", choices=("cpu", "cuda"), help="TorchRec device type (default: cpu for cpu)")
+    x.add_argument("-o", "--output", type=Path, required=True, help="where to write it (torch.save)")
 
     e = sub.add_parser("explain", help="explain a plan: per-core work, makespan, bound, gap, speedups")
     e.add_argument("plan", type=Path)
@@ -169,6 +183,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "name a pass of the pipeline, or 'all'",
         )
     profile = load_profile(args.profile) if args.profile else None
+    if args.devices is not None:
+        return _compile_cluster(args, profile)
+    for flag in ("device_memory", "device_cores", "link_gbps"):
+        if getattr(args, flag) is not None:
+            raise SpecError("--" + flag.replace("_", "-"), "only applies with --devices", "add --devices N")
     timing = TimingInstrument()
     instruments: list[Instrument] = [timing]
     if args.print_ir_after:
@@ -199,11 +218,72 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    from mapper.explain import explain_data, explain_text
-    from mapper.planio import load_plan
+def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
+    from ir.cluster import LinkSpec
+    from mapper.cluster import LINKS, cluster, compile_cluster, explain_cluster
+    from mapper.compiler import SolverOptions, resolve_target
+    from mapper.planio import save_plan
 
-    plan = load_plan(args.plan)
+    if args.print_ir_after or args.hot_tables:
+        flag = "--print-ir-after" if args.print_ir_after else "--hot-tables"
+        raise SpecError(flag, "does not apply with --devices", "drop it, or compile for one device")
+    link = None
+    if args.link_gbps is not None:
+        if not args.link_gbps > 0:
+            raise SpecError("--link-gbps", f"must be positive, got {args.link_gbps}", "give GB/s per device")
+        base = LINKS.get(resolve_target(args.target).name)
+        link = LinkSpec(
+            name=f"{args.link_gbps:g} GB/s",
+            bandwidth_bytes_per_s=args.link_gbps * 1e9,
+            latency_s=base.latency_s if base else 0.0,
+        )
+    spec = cluster(args.target, args.devices, link, cores=args.device_cores, memory_bytes=args.device_memory)
+    plan = compile_cluster(
+        args.workload,
+        spec,
+        args.pipeline,
+        cost_profile=profile,
+        batch=args.batch,
+        row_cap=args.row_cap,
+        distribution=args.distribution,
+        solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+    )
+    save_plan(plan, args.output)
+    print(
+        f"wrote {args.output}: {plan.workload.name} on {spec.name}, makespan {plan.makespan_s * 1e6:.2f} us, "
+        f"device level {plan.solver.status} gap {plan.solver.gap:.2%}"
+    )
+    if args.explain:
+        print(explain_cluster(plan))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ir.cluster import ClusterPlan
+    from mapper.planio import load_any_plan
+    from mapper.torchrec_io import export_torchrec
+
+    check_writable(args.output, "--output")
+    plan = load_any_plan(args.plan)
+    if not isinstance(plan, ClusterPlan):
+        raise SpecError("plan", "is a plan for one device", "compile with --devices N to get a plan TorchRec can run")
+    export_torchrec(plan, args.output, args.device_type)
+    print(
+        f"wrote {args.output}: TorchRec ShardingPlan for {plan.cluster.devices} ranks (torch.load it, weights_only=False)"
+    )
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ir.cluster import ClusterPlan
+    from mapper.cluster import explain_cluster
+    from mapper.explain import explain_data, explain_text
+    from mapper.planio import load_any_plan
+
+    plan = load_any_plan(args.plan)
+    if isinstance(plan, ClusterPlan):
+        print(plan.model_dump_json(indent=1) if args.json else explain_cluster(plan))
+        return 0
     print(json.dumps(explain_data(plan), indent=1) if args.json else explain_text(plan))
     return 0
 
@@ -390,6 +470,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "compile": cmd_compile,
     "explain": cmd_explain,
+    "export": cmd_export,
     "run": cmd_run,
     "calibrate": cmd_calibrate,
     "passes": cmd_passes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
 from ir.errors import SpecError
 from ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
 from ir.plan import PLAN_SCHEMA, ExecutionPlan
@@ -13,11 +14,24 @@ from ir.verify import verify_plan
 MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
 
 
-def save_plan(plan: ExecutionPlan, path: Path) -> None:
+def save_plan(plan: ExecutionPlan | ClusterPlan, path: Path) -> None:
     write_text_atomic(path, plan.model_dump_json(indent=1) + "\n")
 
 
 def load_plan(path: Path) -> ExecutionPlan:
+    """A single-device execution plan, validated and verified."""
+    plan = load_any_plan(path)
+    if isinstance(plan, ClusterPlan):
+        raise SpecError(
+            "plan.schema_version",
+            f"is {CLUSTER_PLAN_SCHEMA!r}, a plan across devices; this command takes one device's plan",
+            "compile without --devices, or use `embmap explain` / `embmap export` on it",
+        )
+    return plan
+
+
+def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
+    """A plan for one device or across devices (by its schema version), validated and verified."""
     path = Path(path)
     if not path.is_file():
         raise SpecError("plan", f"no such file {str(path)!r}", "give the path written by `embmap compile -o`")
@@ -32,10 +46,14 @@ def load_plan(path: Path) -> ExecutionPlan:
     if not isinstance(data, dict):
         raise SpecError("plan", "must be a JSON object", "give a plan written by `embmap compile -o`")
     version = data.get("schema_version")
+    if version == CLUSTER_PLAN_SCHEMA:
+        cluster = validate(ClusterPlan, data, "plan")
+        verify_cluster_plan(cluster)
+        return cluster
     if version != PLAN_SCHEMA:
         raise SpecError(
             "plan.schema_version",
-            f"is {version!r}, this embmap reads {PLAN_SCHEMA!r}",
+            f"is {version!r}, this embmap reads {PLAN_SCHEMA!r} and {CLUSTER_PLAN_SCHEMA!r}",
             "recompile the plan with this version of embmap",
         )
     plan = validate(ExecutionPlan, data, "plan")

@@ -1,0 +1,172 @@
+"""Run a ShardingPlan on TorchRec's DistributedModelParallel: N processes on this machine's CPU, gloo backend.
+
+Each rank builds the EmbeddingBagCollection on the meta device, lets DMP shard it with the given plan, and
+fills its shards from the same seeded full tables an unsharded collection gets. It then feeds its own
+local batch (seeded ids, Poisson pooling around each table's factor), checks the pooled outputs against
+the unsharded collection on the same input, and times forward passes (after warm-up; each a barrier, the
+forward, and waiting for the outputs). Used by the end-to-end test and `benchmarks/torchrec_dmp.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ir.spec import WorkloadSpec
+
+
+@dataclass(frozen=True)
+class RankResult:
+    rank: int
+    max_abs_error: float
+    outputs: int
+    forward_s: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.forward_s) if self.forward_s else float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_dmp(
+    workload: WorkloadSpec, plan: Any, world_size: int = 2, iterations: int = 0, warmup: int = 3, seed: int = 0
+) -> list[RankResult]:
+    """Run `plan` (a TorchRec ShardingPlan for the workload's tables at module path "") on `world_size` CPU
+    ranks; returns each rank's largest output difference from the unsharded collection and forward times.
+    The workload's batch is the global batch, split evenly over the ranks."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_rank, args=(r, world_size, port, workload, plan, iterations, warmup, seed, queue))
+        for r in range(world_size)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    results = [queue.get() for _ in procs if not queue.empty()]
+    failed = [r for r in results if isinstance(r, str)]
+    if failed or len(results) != world_size or any(p.exitcode for p in procs):
+        raise RuntimeError("DMP ranks failed: " + ("; ".join(failed) or f"exit codes {[p.exitcode for p in procs]}"))
+    return sorted(results, key=lambda r: r.rank)
+
+
+def collection(workload: WorkloadSpec, device: str) -> Any:
+    import torch
+    from torchrec.modules.embedding_configs import EmbeddingBagConfig
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+    configs = [
+        EmbeddingBagConfig(name=t.name, embedding_dim=t.dim, num_embeddings=t.rows, feature_names=[t.name])
+        for t in workload.tables
+    ]
+    return EmbeddingBagCollection(tables=configs, device=torch.device(device))
+
+
+def _full_weights(workload: WorkloadSpec, seed: int) -> dict[str, Any]:
+    import torch
+
+    out = {}
+    for i, t in enumerate(workload.tables):
+        g = torch.Generator().manual_seed(seed * 100_003 + i)
+        out[f"embedding_bags.{t.name}.weight"] = torch.rand((t.rows, t.dim), generator=g) - 0.5
+    return out
+
+
+def _local_batch(workload: WorkloadSpec, rank: int, world: int, seed: int) -> Any:
+    import torch
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    batch = workload.batch_size // world
+    g = torch.Generator().manual_seed(seed * 7919 + rank + 1)
+    lengths, values = [], []
+    for t in workload.tables:
+        n = torch.poisson(torch.full((batch,), float(t.pooling)), generator=g).long()
+        lengths.append(n)
+        values.append(torch.randint(0, t.rows, (int(n.sum()),), generator=g))
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=[t.name for t in workload.tables], values=torch.cat(values), lengths=torch.cat(lengths)
+    )
+
+
+def _rank(
+    rank: int,
+    world: int,
+    port: int,
+    workload: WorkloadSpec,
+    plan: Any,
+    iterations: int,
+    warmup: int,
+    seed: int,
+    queue: Any,
+) -> None:
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    try:
+        import torch
+        import torch.distributed as dist
+        from torch.distributed._shard.sharded_tensor import ShardedTensor
+        from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+        from torchrec.distributed.model_parallel import DistributedModelParallel
+
+        torch.set_num_threads(1)
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank % len(os.sched_getaffinity(0))]})
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        full = _full_weights(workload, seed)
+        model = DistributedModelParallel(
+            collection(workload, "meta"),
+            device=torch.device("cpu"),
+            plan=plan,
+            sharders=[EmbeddingBagCollectionSharder()],
+            init_data_parallel=False,
+        )
+        with torch.no_grad():
+            for name, tensor in model.state_dict().items():
+                whole = full[name.removeprefix("module.")]
+                if isinstance(tensor, ShardedTensor):
+                    for shard in tensor.local_shards():
+                        (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                        shard.tensor.copy_(whole[r0 : r0 + nr, c0 : c0 + nc])
+                else:
+                    tensor.copy_(whole)
+        reference = collection(workload, "cpu")
+        reference.load_state_dict(full)
+        kjt = _local_batch(workload, rank, world, seed)
+        model.eval()
+        with torch.no_grad():
+            got = model(kjt)
+            got = got.wait() if hasattr(got, "wait") else got
+            want = reference(kjt)
+            got_by_key, want_by_key = got.to_dict(), want.to_dict()  # DMP orders its outputs by sharding type
+            if set(got_by_key) != set(want_by_key):
+                raise RuntimeError(f"DMP pooled {sorted(got_by_key)}, expected {sorted(want_by_key)}")
+            error = max(float((got_by_key[k] - want_by_key[k]).abs().max()) for k in want_by_key)
+            times = []
+            for i in range(warmup + iterations):
+                dist.barrier()
+                start = time.perf_counter()
+                out = model(kjt)
+                out = out.wait() if hasattr(out, "wait") else out
+                out.values()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+        queue.put(RankResult(rank, error, int(want.values().numel()), tuple(times)))
+        dist.destroy_process_group()
+    except Exception as exc:  # reported to the parent, which raises
+        queue.put(f"rank {rank}: {type(exc).__name__}: {exc}")
