@@ -7,7 +7,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test bench bench-quick lint typecheck schema clean
+.PHONY: help demo test bench bench-quick bench-torchrec lint typecheck schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: $(STAMP)  ## run the test suite
 
 bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots
 	$(VENV)/bin/embmap bench --out docs
+
+bench-torchrec: $(STAMP)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
+	$(PY) benchmarks/torchrec_dmp.py
 
 bench-quick: $(STAMP)  ## the same on one small workload, in seconds (CI runs it as a test)
 	@mkdir -p $(OUT)/bench

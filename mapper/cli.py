@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="plan across N devices of the target (tables sharded over devices, then cores): a cluster plan",
     )
+    c.add_argument(
+        "--device-method",
+        choices=("cp-sat", "table-wise-greedy"),
+        help="with --devices: how tables are placed on devices (default cp-sat)",
+    )
     c.add_argument("--device-memory", type=int, metavar="BYTES", help="with --devices: one device's main memory")
     c.add_argument("--device-cores", type=int, help="with --devices: one device's cores")
     c.add_argument("--link-gbps", type=float, help="with --devices: GB/s one device sends in the output all-to-all")
@@ -185,7 +190,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     if args.devices is not None:
         return _compile_cluster(args, profile)
-    for flag in ("device_memory", "device_cores", "link_gbps"):
+    for flag in ("device_memory", "device_cores", "link_gbps", "device_method"):
         if getattr(args, flag) is not None:
             raise SpecError("--" + flag.replace("_", "-"), "only applies with --devices", "add --devices N")
     timing = TimingInstrument()
@@ -242,6 +247,7 @@ def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
         args.workload,
         spec,
         args.pipeline,
+        device_method=args.device_method or "cp-sat",
         cost_profile=profile,
         batch=args.batch,
         row_cap=args.row_cap,

@@ -10,6 +10,8 @@ looks up the sum of their pooling factors per sample.
 Export builds the ShardingPlan with TorchRec's public constructors (`table_wise`, `row_wise`,
 `column_wise`, `data_parallel`, `construct_module_sharding_plan`), so TorchRec itself lays out the shards;
 `row_wise` and `column_wise` split evenly, as the cluster plan assumed (`mapper.cluster.row_blocks`).
+Sharded tables use FBGEMM's fused table-batched kernel, as TorchRec's planner picks on CPU; data-parallel
+replicas use the dense kernel, the only one TorchRec allows for them.
 
 TorchRec is an optional dependency: `make` installs it (see the README).
 """
@@ -26,6 +28,7 @@ from ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
 from mapper.torchrec_planner import available
 
 DEFAULT_POOLING = 1.0  # TorchRec's planner assumes one id per sample and feature when told nothing
+FUSED = "fused"  # FBGEMM's table-batched kernel for sharded tables (data-parallel replicas stay dense)
 DTYPES = {"FP32": DType.FP32, "FP16": DType.FP16, "INT8": DType.INT8}
 
 
@@ -159,11 +162,11 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
     per_param = {}
     for s in plan.shardings:
         if s.sharding is Sharding.TABLE_WISE:
-            per_param[s.table] = table_wise(rank=s.ranks[0])
+            per_param[s.table] = table_wise(rank=s.ranks[0], compute_kernel=FUSED)
         elif s.sharding is Sharding.ROW_WISE:
-            per_param[s.table] = row_wise()
+            per_param[s.table] = row_wise(compute_kernel=FUSED)
         elif s.sharding is Sharding.COLUMN_WISE:
-            per_param[s.table] = column_wise(ranks=list(s.ranks))
+            per_param[s.table] = column_wise(ranks=list(s.ranks), compute_kernel=FUSED)
         else:
             per_param[s.table] = data_parallel()
     world = plan.cluster.devices

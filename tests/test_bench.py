@@ -67,3 +67,14 @@ def test_bench_command_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["bench", "--quick", "--out", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_rewriting_results_keeps_the_dmp_comparison(quick: tuple[list[Row], Path]) -> None:
+    from mapper.bench import DMP_SECTION
+
+    rows, out = quick
+    report = out / "RESULTS.md"
+    report.write_text(report.read_text() + f"\n{DMP_SECTION}\n\n| measured elsewhere |\n")
+    write_outputs(rows, {}, out, "pytest again", quick_config())
+    text = report.read_text()
+    assert "pytest again" in text and text.count(DMP_SECTION) == 1 and text.endswith("| measured elsewhere |\n")

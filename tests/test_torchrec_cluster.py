@@ -161,3 +161,37 @@ def test_distributed_model_parallel_runs_the_exported_plan_exactly() -> None:
     for r in results:
         assert r.outputs == 32 * (32 + 64 + 12 + 16 + 16)  # the rank's 32 samples, every table's pooled row
         assert r.max_abs_error < 1e-5
+
+
+def test_cli_compiles_explains_and_exports_a_cluster_plan(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from mapper.cli import main
+
+    plan = tmp_path / "cluster.json"
+    args = ["compile", "avazu", "--target", "cpu", "--devices", "2", "--row-cap", "10000", "--time-limit", "1"]
+    assert main([*args, "--device-memory", "6000000", "-o", str(plan)]) == 0
+    assert "on 2xcpu" in capsys.readouterr().out
+    assert main(["explain", str(plan)]) == 0
+    text = capsys.readouterr().out
+    assert "device  memory" in text and "shardings:" in text
+    # Bad input: one line, exit 2, nothing written.
+    assert main(["run", str(plan)]) == 2
+    assert "a plan across devices" in capsys.readouterr().err
+    assert main(["compile", "avazu", "--target", "cpu", "--link-gbps", "5", "-o", str(tmp_path / "x.json")]) == 2
+    assert "--link-gbps: only applies with --devices" in capsys.readouterr().err
+    assert main([*args, "--device-memory", "100000", "-o", str(tmp_path / "y.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2xcpu" in err and "--row-cap" in err
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
+    if available():
+        out = tmp_path / "plan.pt"
+        assert main(["export", str(plan), "--format", "torchrec", "-o", str(out)]) == 0
+        import torch
+
+        loaded = torch.load(out, weights_only=False)
+        assert set(loaded.plan[""]) == {t.name for t in compile_cluster_tables(plan)}
+
+
+def compile_cluster_tables(path):  # type: ignore[no-untyped-def]
+    from mapper.planio import load_any_plan
+
+    return load_any_plan(path).workload.tables
