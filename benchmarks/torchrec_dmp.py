@@ -42,7 +42,7 @@ def torchrec_planner_plan(w: WorkloadSpec, memory_bytes: int) -> object:
     from torchrec.distributed.planner.types import ParameterConstraints
     from torchrec.distributed.types import ShardingPlan
 
-    from mapper.torchrec_dmp import collection
+    from mapper.torchrec_io import collection
 
     constraints = {t.name: ParameterConstraints(pooling_factors=[float(t.pooling)]) for t in w.tables}
     planner = EmbeddingShardingPlanner(

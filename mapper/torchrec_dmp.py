@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ir.spec import WorkloadSpec
+from mapper.torchrec_io import collection
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,6 @@ def run_dmp(
     if failed or len(results) != world_size or any(p.exitcode for p in procs):
         raise RuntimeError("DMP ranks failed: " + ("; ".join(failed) or f"exit codes {[p.exitcode for p in procs]}"))
     return sorted(results, key=lambda r: r.rank)
-
-
-def collection(workload: WorkloadSpec, device: str) -> Any:
-    import torch
-    from torchrec.modules.embedding_configs import EmbeddingBagConfig
-    from torchrec.modules.embedding_modules import EmbeddingBagCollection
-
-    configs = [
-        EmbeddingBagConfig(name=t.name, embedding_dim=t.dim, num_embeddings=t.rows, feature_names=[t.name])
-        for t in workload.tables
-    ]
-    return EmbeddingBagCollection(tables=configs, device=torch.device(device))
 
 
 def _full_weights(workload: WorkloadSpec, seed: int) -> dict[str, Any]:

@@ -111,7 +111,8 @@ def _pooling_of(config: Any, pooling: Mapping[str, float], constraints: Mapping[
     return factor
 
 
-def _meta_collection(plan: ClusterPlan) -> Any:
+def collection(workload: WorkloadSpec, device: str = "meta") -> Any:
+    """An EmbeddingBagCollection of the workload's tables, one feature per table, named as the table."""
     import torch
     from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
@@ -126,9 +127,9 @@ def _meta_collection(plan: ClusterPlan) -> Any:
                 feature_names=[t.name],
                 data_type=kinds[t.dtype],
             )
-            for t in plan.workload.tables
+            for t in workload.tables
         ],
-        device=torch.device("meta"),
+        device=torch.device(device),
     )
 
 
@@ -148,8 +149,8 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
     )
     from torchrec.distributed.types import ShardingPlan
 
-    collection = module if module is not None else _meta_collection(plan)
-    tables = {c.name: c for c in collection.embedding_bag_configs()}
+    ebc = module if module is not None else collection(plan.workload)
+    tables = {c.name: c for c in ebc.embedding_bag_configs()}
     for t in plan.workload.tables:
         c = tables.get(t.name)
         if c is None or (c.num_embeddings, c.embedding_dim) != (t.rows, t.dim):
@@ -174,7 +175,7 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module_plan = construct_module_sharding_plan(
-            collection, per_param, local_size=world, world_size=world, device_type=kind
+            ebc, per_param, local_size=world, world_size=world, device_type=kind
         )
     return ShardingPlan({module_path: module_plan})
 
