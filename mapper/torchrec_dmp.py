@@ -9,6 +9,8 @@ forward, and waiting for the outputs). Used by the end-to-end test and `benchmar
 
 from __future__ import annotations
 
+import datetime
+import gc
 import os
 import socket
 import statistics
@@ -18,6 +20,11 @@ from typing import Any
 
 from ir.spec import WorkloadSpec
 from mapper.torchrec_io import collection
+
+# A collective that waits longer than this means a peer rank failed: give up rather than hang (gloo's default
+# is 30 minutes). The whole run gets a little more, for start-up and teardown.
+_COLLECTIVE_TIMEOUT_S = 120.0
+_RUN_TIMEOUT_S = 2 * _COLLECTIVE_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,24 @@ def run_dmp(
     ]
     for p in procs:
         p.start()
+    deadline = time.monotonic() + _RUN_TIMEOUT_S
     for p in procs:
-        p.join()
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [r for r, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
     results = [queue.get() for _ in procs if not queue.empty()]
     failed = [r for r in results if isinstance(r, str)]
+    if hung:
+        failed.append(f"ranks {hung} still running after {_RUN_TIMEOUT_S:.0f} s, killed")
     if failed or len(results) != world_size or any(p.exitcode for p in procs):
-        raise RuntimeError("DMP ranks failed: " + ("; ".join(failed) or f"exit codes {[p.exitcode for p in procs]}"))
+        reported = sorted(r.rank for r in results if isinstance(r, RankResult))
+        raise RuntimeError(
+            "DMP ranks failed: "
+            + ("; ".join(failed) or f"exit codes {[p.exitcode for p in procs]}, results from ranks {reported}")
+        )
     return sorted(results, key=lambda r: r.rank)
 
 
@@ -101,9 +120,11 @@ def _rank(
     seed: int,
     queue: Any,
 ) -> None:
+    import faulthandler
     import logging
     import warnings
 
+    faulthandler.enable()  # a rank that aborts in native code prints where it was
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
     try:
@@ -116,7 +137,9 @@ def _rank(
         torch.set_num_threads(1)
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank % len(os.sched_getaffinity(0))]})
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+        dist.init_process_group(
+            "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=_COLLECTIVE_TIMEOUT_S)
+        )
         full = _full_weights(workload, seed)
         model = DistributedModelParallel(
             collection(workload, "meta"),
@@ -151,11 +174,22 @@ def _rank(
                 dist.barrier()
                 start = time.perf_counter()
                 out = model(kjt)
-                out = out.wait() if hasattr(out, "wait") else out
-                out.values()
+                (out.wait() if hasattr(out, "wait") else out).values()
+                del out
                 if i >= warmup:
                     times.append(time.perf_counter() - start)
-        queue.put(RankResult(rank, error, int(want.values().numel()), tuple(times)))
+        result = RankResult(rank, error, int(want.values().numel()), tuple(times))
+        # Tear down only once every rank is done with its collectives: a rank whose peer closes the gloo
+        # connection while it is still reading aborts the whole process (std::terminate). DMP's modules hold
+        # the process group too, so they go first.
+        del model, got
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     except Exception as exc:  # reported to the parent, which raises
         queue.put(f"rank {rank}: {type(exc).__name__}: {exc}")
+        return
+    queue.put(result)  # written to the pipe before put returns
+    # Skip the interpreter's teardown: gloo's and FBGEMM's native threads can abort in static destructors
+    # (std::terminate) after the work is done and checked, which would fail a correct run.
+    os._exit(0)
