@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a worker died, exited early or hung (one line names the core, batch and item)",
     )
     r.add_argument("plan", type=Path)
+    r.add_argument(
+        "--workload",
+        help="refuse the plan unless it was compiled for this workload (same batch size and tables); "
+        "a name, synthetic recipe or file, as for compile",
+    )
+    r.add_argument("--target", help="refuse the plan unless it was compiled for this target (same cores and memories)")
     r.add_argument("--batches", type=int, default=50, help="measured batches (after warm-up)")
     r.add_argument("--warmup", type=int, default=5)
     r.add_argument("--seed", type=int, default=0, help="seed of the materialised tables and indices")
@@ -319,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
     if not args.timeout > 0:
         raise SpecError("--timeout", f"must be positive, got {args.timeout}", "give seconds, e.g. --timeout 120")
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, workload=args.workload, target=args.target)
     config = RunConfig(
         batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend, timeout_s=args.timeout
     )

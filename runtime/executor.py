@@ -25,7 +25,7 @@ import numpy as np
 
 from ir.errors import RunFault, SpecError
 from ir.plan import ExecutionPlan
-from ir.spec import DType
+from ir.spec import DType, tables_difference
 from ir.targets import meminfo_bytes, usable_cpus
 from runtime.data import Materialized, SharedArray, materialize, reference_lookup
 from runtime.kernels import ItemData, backend_name, build_kernel
@@ -186,12 +186,20 @@ def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Mat
 
 
 def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
-    want = (plan.workload.tables, plan.workload.batch_size, config.index_batches, config.seed)
-    if data.made_for != want:
+    tables, batch_size, index_batches, seed = data.made_for
+    difference = tables_difference(plan.workload.tables, tables)  # type: ignore[arg-type]
+    if not difference and batch_size != plan.workload.batch_size:
+        difference = f"has batch size {batch_size} where the plan has {plan.workload.batch_size}"
+    if not difference and (index_batches, seed) != (config.index_batches, config.seed):
+        difference = (
+            f"has {index_batches} index batches of seed {seed} where the run config asks "
+            f"{config.index_batches} of seed {config.seed}"
+        )
+    if difference:
         raise SpecError(
             "run data",
-            "was materialized for other tables, batch size, index batches or seed",
-            "use materialize_for(plan, config)",
+            f"does not fit plan {plan.pipeline} of {plan.workload.name}: it {difference}",
+            "use materialize_for(plan, config) with this plan and config",
         )
 
 
