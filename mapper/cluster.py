@@ -34,7 +34,7 @@ from cost_models.analytic import ItemShape, item_cost
 from ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
 from ir.cost_profile import CostProfile
 from ir.errors import InfeasibleError, SpecError
-from ir.lowering import check_fits, lower
+from ir.lowering import check_fits, largest_fitting_cap, lower
 from ir.module import Module, SolverReport, Strategy, TableProfile
 from ir.plan import ExecutionPlan
 from ir.printer import fmt_bytes, fmt_s
@@ -289,11 +289,14 @@ def _solve(
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if status == cp_model.INFEASIBLE or hint is None:
             total = sum(t.bytes for t in tables)
+            largest = max(tables, key=lambda t: t.bytes)
             raise InfeasibleError(
                 "workload.tables",
-                f"no way to place them on {spec.name} found ({name}): they need {fmt_bytes(total)}, each "
-                f"device's {spec.device.main.name} holds {fmt_bytes(cap)}",
-                "use more devices, cap rows (--row-cap), or a smaller dtype",
+                f"no way to place them on {spec.name} found ({name}): they need {fmt_bytes(total)} (largest "
+                f"{largest.name}: {fmt_bytes(largest.bytes)}), the {n} devices' {spec.device.main.name} hold "
+                f"{n} x {fmt_bytes(cap)}, and the allowed shardings do not pack them",
+                f"use --devices {n + 1} or more, --row-cap {largest_fitting_cap(tables, cap)} or less (then all "
+                "tables fit one device), or a smaller dtype",
             )
         choice = hint
     else:
@@ -379,10 +382,15 @@ def compile_cluster(
         start = time.perf_counter()
         choice = _greedy(tables, options, spec)
         if choice is None:
+            cap = spec.device.main.capacity_bytes
+            largest = max(tables, key=lambda t: t.bytes)
             raise InfeasibleError(
                 "workload.tables",
-                f"the table-wise greedy placement does not fit {spec.name}",
-                "use --device-method cp-sat, more devices, or cap rows (--row-cap)",
+                f"the table-wise greedy placement (whole tables, largest first) does not fit {spec.name}: the "
+                f"tables need {fmt_bytes(sum(t.bytes for t in tables))} (largest {largest.name}: "
+                f"{fmt_bytes(largest.bytes)}), each of the {n} devices' {spec.device.main.name} holds {fmt_bytes(cap)}",
+                f"use --device-method cp-sat (it may shard tables), --devices {n + 1} or more, or --row-cap "
+                f"{largest_fitting_cap(tables, cap)} or less (then all tables fit one device)",
             )
         obj = _makespan(choice, spec)
         report = SolverReport(
