@@ -13,14 +13,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ir.errors import InfeasibleError
+from ir.errors import InfeasibleError, SpecError
 from ir.module import Module, PartitionOption
 from ir.printer import fmt_bytes
 
 TIME_UNIT_S = 1e-9  # the one integer scale used inside CP-SAT: 1 unit = 1 ns
+# CP-SAT refuses a model whose linear sums could overflow 64-bit integers; every sum the model forms (of
+# times in units, of local bytes) must stay below this. 2**60 ns is 36 years of work per batch.
+MAX_MODEL_SUM = 2**60
 
 
 def to_units(seconds: float) -> int:
+    if not math.isfinite(seconds):
+        raise SpecError(
+            "cost", f"a work item's predicted time is {seconds}", "check the target's bandwidths and the cost profile"
+        )
     return max(0, math.ceil(seconds / TIME_UNIT_S - 1e-6))
 
 
@@ -89,6 +96,37 @@ class Assignment:
         order = sorted(range(problem.cores), key=lambda c: (-loads[c], c))
         new = {old: i for i, old in enumerate(order)}
         return Assignment(tuple(Choice(ch.option, tuple(sorted(new[c] for c in ch.cores))) for ch in self.choices))
+
+
+def check_model_size(problem: AssignmentProblem) -> None:
+    """The integer model's sums fit CP-SAT's 64-bit arithmetic, else one line says which table's cost is out
+    of scale (absurd bandwidths, batch sizes or pooling factors end here rather than in a solver crash)."""
+    work = sum(o.work_units for opts in problem.options for o in opts)
+    span = sum(max(o.work_units for o in opts) for opts in problem.options)
+    held = held_bytes(problem)
+    if held > problem.capacity_bytes and held >= MAX_MODEL_SUM:
+        raise SpecError(
+            "target.local.capacity_bytes",
+            f"the preloaded options hold {held:.3g} bytes in all, beyond the {MAX_MODEL_SUM:.3g} the core "
+            "assignment can sum",
+            "give the local buffer its real size, or fewer and smaller tables",
+        )
+    if max(work, problem.cores * span) < MAX_MODEL_SUM:
+        return
+    t = max(range(len(problem.tables)), key=lambda t: max(o.work_units for o in problem.options[t]))
+    worst = max(o.work_units for o in problem.options[t]) * TIME_UNIT_S
+    raise SpecError(
+        "workload",
+        f"table {problem.tables[t]}'s costliest option takes {worst:.3g} s per batch and the options together "
+        f"{work * TIME_UNIT_S:.3g} s, beyond the {MAX_MODEL_SUM * TIME_UNIT_S:.3g} s the core assignment can count "
+        f"in {TIME_UNIT_S:g} s units",
+        "check the target's bandwidths and latencies, and use a smaller batch size or pooling factor",
+    )
+
+
+def held_bytes(problem: AssignmentProblem) -> int:
+    """Local bytes of every part of every option: what a core could hold at the very most."""
+    return sum(o.part_bytes for opts in problem.options for o in opts)
 
 
 def lower_bound_units(problem: AssignmentProblem) -> int:
