@@ -1,7 +1,8 @@
-"""One error type for everything a user can get wrong.
+"""One error type for everything a user can get wrong, and for a run that fails on good input.
 
 Every error renders as a single line that names the offending field, what is wrong with it and how to fix
-it, so that the command line can print it as is and exit with status 2.
+it, so that the command line can print it as is and exit with status 2 (3 for a `RunFault`, which is not
+bad input).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class PipelineError(EmbmapError):
 
 class InfeasibleError(EmbmapError):
     """No plan exists for this workload on this target."""
+
+
+class RunFault(EmbmapError):
+    """A worker of the runtime died, exited early or hung: the run failed, though its input was good."""
 
 
 class VerificationError(EmbmapError):

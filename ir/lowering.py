@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ir.cost_profile import CostProfile
 from ir.errors import InfeasibleError
 from ir.module import LookupOp, Module
 from ir.printer import fmt_bytes
-from ir.spec import TargetSpec, WorkloadSpec
+from ir.spec import TableSpec, TargetSpec, WorkloadSpec
 
 
 def lower(workload: WorkloadSpec, target: TargetSpec, cost_profile: CostProfile, *, check: bool = True) -> Module:
@@ -50,12 +52,13 @@ def check_fits(workload: WorkloadSpec, target: TargetSpec) -> None:
         )
 
 
-def largest_fitting_cap(workload: WorkloadSpec, capacity_bytes: int) -> int:
+def largest_fitting_cap(workload: WorkloadSpec | Sequence[TableSpec], capacity_bytes: int) -> int:
     """The largest per-table row cap with which all tables fit in `capacity_bytes` (binary search)."""
-    lo, hi = 0, max(t.rows for t in workload.tables)
+    tables = workload.tables if isinstance(workload, WorkloadSpec) else workload
+    lo, hi = 0, max(t.rows for t in tables)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if sum(min(t.rows, mid) * t.row_bytes for t in workload.tables) <= capacity_bytes:
+        if sum(min(t.rows, mid) * t.row_bytes for t in tables) <= capacity_bytes:
             lo = mid
         else:
             hi = mid - 1

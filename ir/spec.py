@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -201,6 +202,62 @@ class TargetSpec(Frozen):
 
     def digest(self) -> str:
         return _digest(self)
+
+
+# Does a plan fit these tables? ----------------------------------------------------------------------------
+
+TABLE_FIELDS = ("rows", "dim", "dtype", "pooling", "distribution")
+TARGET_FIELDS = ("cores", "local", "scratch", "shared_cache", "main", "tlb")
+
+
+def tables_difference(planned: Sequence[TableSpec], given: Sequence[TableSpec]) -> str:
+    """The first difference between the tables a plan was made for and the tables given, as a clause
+    after the subject ("lacks ...", "has ..."); "" if none. Both as planned: row cap applied and distributions explicit (`WorkloadSpec.effective`)."""
+    planned_names, given_names = [t.name for t in planned], [t.name for t in given]
+    missing = [n for n in planned_names if n not in given_names]
+    extra = [n for n in given_names if n not in planned_names]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks the plan's table{'s' if len(missing) > 1 else ''} {', '.join(missing[:3])}")
+        if extra:
+            parts.append(f"has table{'s' if len(extra) > 1 else ''} {', '.join(extra[:3])}, not in the plan")
+        return " and ".join(parts)
+    if planned_names != given_names:
+        return "lists the plan's tables in another order"
+    for p, g in zip(planned, given, strict=True):
+        for field in TABLE_FIELDS:
+            mine, theirs = getattr(p, field), getattr(g, field)
+            if mine != theirs:
+                return f"has table {p.name} with {field} {_shown(theirs)} where the plan has {_shown(mine)}"
+    return ""
+
+
+def workload_difference(planned: WorkloadSpec, given: WorkloadSpec) -> str:
+    """What makes a plan for `planned` wrong for `given` (both compared as planned), in words; "" if
+    nothing does. Names, titles and notes do not matter; the batch size and the tables do."""
+    p, g = planned.effective(), given.effective()
+    if p.batch_size != g.batch_size:
+        return f"has batch size {g.batch_size} where the plan has {p.batch_size}"
+    return tables_difference(p.tables, g.tables)
+
+
+def target_difference(planned: TargetSpec, given: TargetSpec) -> str:
+    """The first difference in cores or memories between a plan's target and the target given; "" if none."""
+    for field in TARGET_FIELDS:
+        mine, theirs = getattr(planned, field), getattr(given, field)
+        if mine != theirs and isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
+            sub = next(k for k in type(mine).model_fields if getattr(mine, k) != getattr(theirs, k))
+            mine, theirs, field = getattr(mine, sub), getattr(theirs, sub), f"{field}.{sub}"
+        if mine != theirs:
+            return f"has {field} {_shown(theirs)} where the plan's target {planned.name} has {_shown(mine)}"
+    return ""
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, BaseModel):
+        return ", ".join(f"{k}={v}" for k, v in value.model_dump(mode="json").items())
+    return str(value.value if isinstance(value, enum.Enum) else value)
 
 
 def _digest(model: BaseModel) -> str:

@@ -1,4 +1,8 @@
-"""The `embmap` command line. Bad input exits with status 2 and one line naming the field and the fix."""
+"""The `embmap` command line. Bad input exits with status 2 and one line naming the field and the fix.
+
+Exit status: 0 done; 1 `embmap run` computed wrong outputs, or an internal error; 2 bad input (nothing
+written); 3 `embmap run` failed on good input because a worker died or hung (a `RunFault`); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ir.errors import EmbmapError, SpecError
+from ir.errors import EmbmapError, RunFault, SpecError
 from ir.loader import check_writable
 from ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
 
@@ -137,12 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("plan", type=Path)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    r = sub.add_parser("run", help="execute a plan on this machine's cores; measured beside predicted")
+    r = sub.add_parser(
+        "run",
+        help="execute a plan on this machine's cores; measured beside predicted",
+        epilog="exit status: 0 correct output; 1 wrong output; 2 bad input (plan, options); 3 the run failed: "
+        "a worker died, exited early or hung (one line names the core, batch and item)",
+    )
     r.add_argument("plan", type=Path)
+    r.add_argument(
+        "--workload",
+        help="refuse the plan unless it was compiled for this workload (same batch size and tables); "
+        "a name, synthetic recipe or file, as for compile",
+    )
+    r.add_argument("--target", help="refuse the plan unless it was compiled for this target (same cores and memories)")
     r.add_argument("--batches", type=int, default=50, help="measured batches (after warm-up)")
     r.add_argument("--warmup", type=int, default=5)
     r.add_argument("--seed", type=int, default=0, help="seed of the materialised tables and indices")
     r.add_argument("--backend", choices=("auto", "torch", "numpy"), default="auto")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="a run in which no core passes a barrier for S seconds has a hung core: it is stopped (exit 3)",
+    )
     r.add_argument("--json", action="store_true", help="print one JSON object")
 
     k = sub.add_parser("calibrate", help="fit the cost model to measurements (this machine's, or a CSV)")
@@ -301,8 +323,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.batches < 1 or args.warmup < 0:
         raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
-    plan = load_plan(args.plan)
-    report = run_plan(plan, RunConfig(batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend))
+    if not args.timeout > 0:
+        raise SpecError("--timeout", f"must be positive, got {args.timeout}", "give seconds, e.g. --timeout 120")
+    plan = load_plan(args.plan, workload=args.workload, target=args.target)
+    config = RunConfig(
+        batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend, timeout_s=args.timeout
+    )
+    report = run_plan(plan, config)
     print(json.dumps(run_data(plan, report), indent=1) if args.json else run_text(plan, report))
     if not report.correct:
         sys.stderr.write(
@@ -492,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return COMMANDS[args.command](args)
+    except RunFault as exc:  # good input, failed run: not status 2, so scripts can tell them apart
+        sys.stderr.write(f"embmap: error: run failed: {exc.one_line()}\n")
+        return 3
     except EmbmapError as exc:
         sys.stderr.write(f"embmap: error: {exc.one_line()}\n")
         return 2

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -34,7 +35,7 @@ from cost_models.analytic import ItemShape, item_cost
 from ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
 from ir.cost_profile import CostProfile
 from ir.errors import InfeasibleError, SpecError
-from ir.lowering import check_fits, lower
+from ir.lowering import check_fits, largest_fitting_cap, lower
 from ir.module import Module, SolverReport, Strategy, TableProfile
 from ir.plan import ExecutionPlan
 from ir.printer import fmt_bytes, fmt_s
@@ -43,6 +44,7 @@ from mapper.backend import tool_version
 from mapper.compiler import SolverOptions, compile, prepare_workload, resolve_target
 from mapper.profiles import default_profile
 from passes import PassManager, parse_pipeline
+from passes.assignment import MAX_MODEL_SUM
 from passes.placement import AssignCoresPass
 
 OUTPUT_BYTES = 4  # pooled outputs travel in fp32
@@ -268,9 +270,10 @@ def _solve(
                     seconds = o.compute_s[j] / spec.device.cores + o.send_bytes[j] / link.bandwidth_bytes_per_s
                     load.append((var, round(seconds * SCALE)))
                     mem.append((var, o.bytes_per_rank[j]))
-        if mem:
+        if sum(b for _, b in mem) > cap:  # else it cannot bind (and a huge capacity may not fit int64)
             m.add(sum(v * b for v, b in mem) <= cap)
         loads.append(load)
+    _check_model_size(loads, [_mem_total(options, d) for d in range(n)], cap)
     span = m.new_int_var(0, max(sum(w for _, w in load) for load in loads) + latency, "makespan")
     for load in loads:
         m.add(span >= sum(v * w for v, w in load) + latency)
@@ -289,11 +292,14 @@ def _solve(
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if status == cp_model.INFEASIBLE or hint is None:
             total = sum(t.bytes for t in tables)
+            largest = max(tables, key=lambda t: t.bytes)
             raise InfeasibleError(
                 "workload.tables",
-                f"no way to place them on {spec.name} found ({name}): they need {fmt_bytes(total)}, each "
-                f"device's {spec.device.main.name} holds {fmt_bytes(cap)}",
-                "use more devices, cap rows (--row-cap), or a smaller dtype",
+                f"no way to place them on {spec.name} found ({name}): they need {fmt_bytes(total)} (largest "
+                f"{largest.name}: {fmt_bytes(largest.bytes)}), the {n} devices' {spec.device.main.name} hold "
+                f"{n} x {fmt_bytes(cap)}, and the allowed shardings do not pack them",
+                f"use --devices {n + 1} or more, --row-cap {largest_fitting_cap(tables, cap)} or less (then all "
+                "tables fit one device), or a smaller dtype",
             )
         choice = hint
     else:
@@ -314,6 +320,30 @@ def _solve(
         options_considered=sum(len(o) for o in options),
     )
     return choice, report
+
+
+def _mem_total(options: list[list[_Option]], device: int) -> int:
+    """Bytes every option would put on `device`, all together: what the memory constraint could sum."""
+    return sum(o.bytes_per_rank[o.ranks.index(device)] for opts in options for o in opts if device in o.ranks)
+
+
+def _check_model_size(loads: list[list[tuple[Any, int]]], held: list[int], cap: int) -> None:
+    """The device-level model's sums fit CP-SAT's 64-bit arithmetic (as `passes.assignment.check_model_size`)."""
+    time_units = max(sum(w for _, w in load) for load in loads)
+    if time_units >= MAX_MODEL_SUM:
+        raise SpecError(
+            "workload",
+            f"the device-level options add up to {time_units / SCALE:.3g} s per batch, beyond the "
+            f"{MAX_MODEL_SUM / SCALE:.3g} s the device assignment can count in ns",
+            "check the target's and link's bandwidths, and use a smaller batch size or pooling factor",
+        )
+    if any(h > cap and h >= MAX_MODEL_SUM for h in held):
+        raise SpecError(
+            "workload.tables",
+            f"their shards add up to {max(held):.3g} bytes per device, beyond the {MAX_MODEL_SUM:.3g} the device "
+            "assignment can sum",
+            "cap rows (--row-cap) to sizes a device can hold",
+        )
 
 
 def _solver_values(solver: SolverOptions) -> tuple[float, int, int]:
@@ -379,10 +409,15 @@ def compile_cluster(
         start = time.perf_counter()
         choice = _greedy(tables, options, spec)
         if choice is None:
+            cap = spec.device.main.capacity_bytes
+            largest = max(tables, key=lambda t: t.bytes)
             raise InfeasibleError(
                 "workload.tables",
-                f"the table-wise greedy placement does not fit {spec.name}",
-                "use --device-method cp-sat, more devices, or cap rows (--row-cap)",
+                f"the table-wise greedy placement (whole tables, largest first) does not fit {spec.name}: the "
+                f"tables need {fmt_bytes(sum(t.bytes for t in tables))} (largest {largest.name}: "
+                f"{fmt_bytes(largest.bytes)}), each of the {n} devices' {spec.device.main.name} holds {fmt_bytes(cap)}",
+                f"use --device-method cp-sat (it may shard tables), --devices {n + 1} or more, or --row-cap "
+                f"{largest_fitting_cap(tables, cap)} or less (then all tables fit one device)",
             )
         obj = _makespan(choice, spec)
         report = SolverReport(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from ir.cost_profile import CostProfile
 from ir.errors import SpecError
+from ir.loader import validate
 from ir.lowering import lower
 from ir.module import Module
 from ir.plan import ExecutionPlan
@@ -68,7 +69,11 @@ def prepare_workload(
         update["tables"] = tuple(t.model_copy(update={"distribution": None}) for t in spec.tables)
     if hot_tables is not None:
         update["hot_tables"] = hot_tables
-    return spec.model_copy(update=update) if update else spec
+    if not update:
+        return spec
+    # model_copy does not validate: check the overridden workload as if it had been written so (bounds
+    # on the batch size, the pooling factors hot_tables produces, ...).
+    return validate(WorkloadSpec, spec.model_copy(update=update).model_dump(), "workload")
 
 
 def build_passes(pipeline: str, solver: SolverOptions) -> tuple[ModulePass, ...]:

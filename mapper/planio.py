@@ -9,6 +9,7 @@ from ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
 from ir.errors import SpecError
 from ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
 from ir.plan import PLAN_SCHEMA, ExecutionPlan
+from ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
 from ir.verify import verify_plan
 
 MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
@@ -18,8 +19,13 @@ def save_plan(plan: ExecutionPlan | ClusterPlan, path: Path) -> None:
     write_text_atomic(path, plan.model_dump_json(indent=1) + "\n")
 
 
-def load_plan(path: Path) -> ExecutionPlan:
-    """A single-device execution plan, validated and verified."""
+def load_plan(
+    path: Path, workload: WorkloadSpec | str | None = None, target: TargetSpec | str | None = None
+) -> ExecutionPlan:
+    """A single-device execution plan, validated and verified. Given a `workload` (a spec, a built-in name,
+    a synthetic recipe or a file) or a `target`, the plan must have been compiled for them: the same batch
+    size and tables (names, rows after the row cap, dims, dtypes, pooling, distributions), the same cores
+    and memories. Otherwise it is refused, naming the first difference."""
     plan = load_any_plan(path)
     if isinstance(plan, ClusterPlan):
         raise SpecError(
@@ -27,7 +33,40 @@ def load_plan(path: Path) -> ExecutionPlan:
             f"is {CLUSTER_PLAN_SCHEMA!r}, a plan across devices; this command takes one device's plan",
             "compile without --devices, or use `embmap explain` / `embmap export` on it",
         )
+    if workload is not None:
+        check_plan_workload(plan, workload)
+    if target is not None:
+        check_plan_target(plan, target)
     return plan
+
+
+def check_plan_workload(plan: ExecutionPlan, workload: WorkloadSpec | str) -> None:
+    """Refuse `plan` for a workload other than the one it was compiled for."""
+    from mapper.compiler import prepare_workload
+
+    given = prepare_workload(workload)
+    difference = workload_difference(plan.workload, given)
+    if difference:
+        cap = f" (compiled with row cap {plan.workload.row_cap:,})" if plan.workload.row_cap else ""
+        raise SpecError(
+            "plan.workload",
+            f"was compiled for {plan.workload.name}{cap}; workload {given.name} {difference}",
+            f"recompile the plan for {given.name}, or give the workload it was compiled for",
+        )
+
+
+def check_plan_target(plan: ExecutionPlan, target: TargetSpec | str) -> None:
+    """Refuse `plan` for a target other than the one it was compiled for."""
+    from mapper.compiler import resolve_target
+
+    given = resolve_target(target)
+    difference = target_difference(plan.target, given)
+    if difference:
+        raise SpecError(
+            "plan.target",
+            f"was compiled for {plan.target.name}; target {given.name} {difference}",
+            f"recompile the plan with --target {given.name}",
+        )
 
 
 def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
@@ -57,5 +96,21 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
             "recompile the plan with this version of embmap",
         )
     plan = validate(ExecutionPlan, data, "plan")
+    check_digests(plan)
     verify_plan(plan)
     return plan
+
+
+def check_digests(plan: ExecutionPlan) -> None:
+    """The embedded workload and target are the ones the plan was compiled for: edited by hand, the plan's
+    items and costs no longer describe them."""
+    for field, spec, recorded in (
+        ("workload", plan.workload, plan.workload_digest),
+        ("target", plan.target, plan.target_digest),
+    ):
+        if spec.digest() != recorded:
+            raise SpecError(
+                f"plan.{field}",
+                f"was edited after compiling: its digest is {spec.digest()}, the plan was compiled for {recorded}",
+                "recompile the plan rather than edit it (embmap compile ... -o PLAN)",
+            )

@@ -13,14 +13,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ir.errors import InfeasibleError
+from ir.errors import InfeasibleError, SpecError
 from ir.module import Module, PartitionOption
 from ir.printer import fmt_bytes
 
 TIME_UNIT_S = 1e-9  # the one integer scale used inside CP-SAT: 1 unit = 1 ns
+# CP-SAT refuses a model whose linear sums could overflow 64-bit integers; every sum the model forms (of
+# times in units, of local bytes) must stay below this. 2**60 ns is 36 years of work per batch.
+MAX_MODEL_SUM = 2**60
 
 
 def to_units(seconds: float) -> int:
+    if not math.isfinite(seconds):
+        raise SpecError(
+            "cost", f"a work item's predicted time is {seconds}", "check the target's bandwidths and the cost profile"
+        )
     return max(0, math.ceil(seconds / TIME_UNIT_S - 1e-6))
 
 
@@ -41,6 +48,7 @@ class AssignmentProblem:
     options: tuple[tuple[OptionData, ...], ...]  # per table
     cores: int
     capacity_bytes: int
+    rows: tuple[int, ...] = ()  # per table, where known: lets an infeasibility error suggest a row cap
 
     @staticmethod
     def from_module(module: Module) -> AssignmentProblem:
@@ -50,6 +58,7 @@ class AssignmentProblem:
             options=tuple(tuple(option_data(o) for o in m.options) for m in module.options),
             cores=module.target.cores,
             capacity_bytes=module.target.local.capacity_bytes,
+            rows=tuple(t.rows for t in module.workload.tables),
         )
 
 
@@ -87,6 +96,37 @@ class Assignment:
         order = sorted(range(problem.cores), key=lambda c: (-loads[c], c))
         new = {old: i for i, old in enumerate(order)}
         return Assignment(tuple(Choice(ch.option, tuple(sorted(new[c] for c in ch.cores))) for ch in self.choices))
+
+
+def check_model_size(problem: AssignmentProblem) -> None:
+    """The integer model's sums fit CP-SAT's 64-bit arithmetic, else one line says which table's cost is out
+    of scale (absurd bandwidths, batch sizes or pooling factors end here rather than in a solver crash)."""
+    work = sum(o.work_units for opts in problem.options for o in opts)
+    span = sum(max(o.work_units for o in opts) for opts in problem.options)
+    held = held_bytes(problem)
+    if held > problem.capacity_bytes and held >= MAX_MODEL_SUM:
+        raise SpecError(
+            "target.local.capacity_bytes",
+            f"the preloaded options hold {held:.3g} bytes in all, beyond the {MAX_MODEL_SUM:.3g} the core "
+            "assignment can sum",
+            "give the local buffer its real size, or fewer and smaller tables",
+        )
+    if max(work, problem.cores * span) < MAX_MODEL_SUM:
+        return
+    t = max(range(len(problem.tables)), key=lambda t: max(o.work_units for o in problem.options[t]))
+    worst = max(o.work_units for o in problem.options[t]) * TIME_UNIT_S
+    raise SpecError(
+        "workload",
+        f"table {problem.tables[t]}'s costliest option takes {worst:.3g} s per batch and the options together "
+        f"{work * TIME_UNIT_S:.3g} s, beyond the {MAX_MODEL_SUM * TIME_UNIT_S:.3g} s the core assignment can count "
+        f"in {TIME_UNIT_S:g} s units",
+        "check the target's bandwidths and latencies, and use a smaller batch size or pooling factor",
+    )
+
+
+def held_bytes(problem: AssignmentProblem) -> int:
+    """Local bytes of every part of every option: what a core could hold at the very most."""
+    return sum(o.part_bytes for opts in problem.options for o in opts)
 
 
 def lower_bound_units(problem: AssignmentProblem) -> int:
@@ -130,7 +170,7 @@ def greedy(problem: AssignmentProblem) -> Assignment:
         if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
             best = plan
     if best is None:
-        raise _no_room(problem, 0, [0] * problem.cores)
+        raise capacity_error(problem, "the greedy placement found no way to pack the local buffers")
     return improve(problem, best)
 
 
@@ -247,10 +287,72 @@ def round_robin(problem: AssignmentProblem) -> Assignment:
 
 
 def _no_room(problem: AssignmentProblem, t: int, used: list[int]) -> InfeasibleError:
-    need = min(o.part_bytes for o in problem.options[t])
+    need = min((o.part_bytes for o in problem.options[t] if o.parts == 1), default=0)
+    core = t % problem.cores
     return InfeasibleError(
         f"table {problem.tables[t]}",
-        f"no option fits: its smallest part needs {fmt_bytes(need)} of local buffer, the cores have "
-        f"{fmt_bytes(problem.capacity_bytes - max(used))} or less left of {fmt_bytes(problem.capacity_bytes)}",
-        "allow a shared-memory strategy (GM or GM-UB) for it, or use more cores",
+        f"round-robin deals it to core {core}, whose local buffer has {fmt_bytes(problem.capacity_bytes - used[core])} "
+        f"left of {fmt_bytes(problem.capacity_bytes)}; its smallest whole-table option needs {fmt_bytes(need)}",
+        "use the embmap or greedy pipeline, which place tables where they fit, or allow a shared-memory "
+        "strategy (GM or GM-UB) for it",
     )
+
+
+def capacity_error(problem: AssignmentProblem, headline: str) -> InfeasibleError:
+    """No placement fits the local buffers: the tables that must be preloaded (every option of theirs holds
+    local bytes), the bytes they need at the least and what the cores hold, and the fixes with numbers."""
+    cap, cores = problem.capacity_bytes, problem.cores
+    needs = []  # (local bytes in all, parts, table index) of each table's least-bytes option
+    for t, opts in enumerate(problem.options):
+        least = min(opts, key=lambda o: (o.part_bytes * o.parts, o.parts))
+        if least.part_bytes > 0:
+            needs.append((least.part_bytes * least.parts, least.parts, t))
+    needs.sort(key=lambda n: (-n[0], n[2]))
+    total, have = sum(n[0] for n in needs), cap * cores
+    names = [problem.tables[t] for _, _, t in needs]
+    shown = ", ".join(
+        f"{problem.tables[t]} {fmt_bytes(b)}" + (f" in {k} parts" if k > 1 else "") for b, k, t in needs[:3]
+    )
+    more = f" and {len(needs) - 3} more" if len(needs) > 3 else ""
+    if total > have:
+        why = f"the {cores} cores hold {cores} x {fmt_bytes(cap)} = {fmt_bytes(have)}"
+    else:
+        why = (
+            f"the {cores} cores hold {fmt_bytes(have)} in all but {fmt_bytes(cap)} each, and the parts of one "
+            "table need distinct cores: they do not pack"
+        )
+    fixes = [
+        f"allow a shared-memory strategy for {', '.join(names[:3])}{more} "
+        "(select-strategy{strategies=GM:GM-UB:L1:L1-UB})",
+        f"a target with at least {max(cores + 1, -(-total // cap))} cores",
+    ]
+    row_cap = _fitting_row_cap(problem, needs, have)
+    if row_cap:
+        fixes.insert(1, f"--row-cap {row_cap} or less")
+    return InfeasibleError(
+        "assign-cores",
+        f"{headline}: tables that must be preloaded need {fmt_bytes(total)} of local buffer "
+        f"at the least ({shown}{more}); {why}",
+        ", ".join(fixes[:-1]) + ", or " + fixes[-1],
+    )
+
+
+def _fitting_row_cap(problem: AssignmentProblem, needs: list[tuple[int, int, int]], have: int) -> int:
+    """About the largest row cap under which the preloaded tables' bytes (scaled with their rows) fit in
+    `have`; 0 where rows are unknown or no cap helps."""
+    if not problem.rows or not needs:
+        return 0
+    rows = problem.rows
+
+    def need(cap: int) -> float:
+        return sum(b * min(1.0, cap / rows[t]) for b, _, t in needs)
+
+    largest = max(rows[t] for _, _, t in needs)
+    lo, hi = 0, largest
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if need(mid) <= have:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo if lo < largest else 0

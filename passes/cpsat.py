@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from passes.assignment import Assignment, AssignmentProblem, Choice, lower_bound_units
+from passes.assignment import (
+    Assignment,
+    AssignmentProblem,
+    Choice,
+    check_model_size,
+    held_bytes,
+    lower_bound_units,
+)
 
 STATUS_NAMES = {
     cp_model.OPTIMAL: "OPTIMAL",
@@ -55,6 +62,7 @@ def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:
 
 
 def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | None = None) -> SolveResult:
+    check_model_size(problem)
     model = cp_model.CpModel()
     cores = range(problem.cores)
     lb = lower_bound_units(problem)
@@ -102,7 +110,7 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
             for o, data in enumerate(opts)
             if data.part_bytes and (t, o, c) in x
         ]
-        if held:
+        if held and held_bytes(problem) > problem.capacity_bytes:  # else it cannot bind (and may not fit int64)
             model.add(sum(held) <= problem.capacity_bytes)
     # Redundant: the makespan is at least the average load and at least every chosen item (tightens the bound).
     model.add(

@@ -14,12 +14,12 @@ from ir.module import (
     WorkItem,
     split_range,
 )
-from ir.printer import fmt_bytes
 from ir.verify import verify_module
 from passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
+    capacity_error,
     choice_lower_bound,
     greedy,
     lower_bound_units,
@@ -139,19 +139,12 @@ def _shifted(report: SolverReport, start_s: float) -> SolverReport:
 
 
 def _infeasible(problem: AssignmentProblem, status: str, time_limit: float) -> InfeasibleError:
-    need = sum(min(o.part_bytes * o.parts for o in opts) for opts in problem.options)
-    have = problem.capacity_bytes * problem.cores
     if status == "INFEASIBLE":
-        return InfeasibleError(
-            "assign-cores",
-            f"no placement exists: the tables that must be preloaded need {fmt_bytes(need)} of local buffer "
-            f"in all, the {problem.cores} cores hold {fmt_bytes(have)} and every part needs a core of its own",
-            "allow a shared-memory strategy (GM or GM-UB) in select-strategy, or use a target with more cores",
-        )
+        return capacity_error(problem, "no placement exists (CP-SAT proved it)")
     return InfeasibleError(
         "assign-cores",
         f"no placement found within {time_limit:g} s (solver status {status}) and the greedy placement failed",
-        f"raise assign-cores{{time-limit}} above {time_limit:g}",
+        f"raise assign-cores{{time-limit}} above {time_limit:g}, e.g. assign-cores{{time-limit={time_limit * 10:g}}}",
     )
 
 

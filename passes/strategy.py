@@ -90,18 +90,41 @@ class PartitionPass(ModulePass):
             strategies = [c.strategy for c in cands.candidates]
             options = [o for o in self._enumerate(module, t, strategies, limit) if _fits(module, o)]
             if not options:
-                local = module.target.local
-                raise InfeasibleError(
-                    f"table {t.name}",
-                    f"no option fits: it needs {fmt_bytes(t.bytes)} of local buffer with strategies "
-                    f"{', '.join(s.value for s in strategies)} (policy {self.policy.value}); {limit} cores x "
-                    f"{fmt_bytes(local.capacity_bytes)} of {local.name} hold {fmt_bytes(limit * local.capacity_bytes)}",
-                    "allow a shared-memory strategy (GM or GM-UB) in select-strategy",
-                )
+                raise self._no_option(module, t, strategies, limit)
             if self.prune:
                 options = prune_dominated(options)
             menus.append(TableOptions(table=t.name, options=tuple(options)))
         return module.model_copy(update={"options": tuple(menus)})
+
+    def _no_option(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> InfeasibleError:
+        """Only preloaded strategies are allowed and no part of the table fits one core's local buffer: the
+        numbers, and each fix that would work (a shared strategy, more parts, a row cap, a bigger buffer)."""
+        local = module.target.local
+        cap = local.capacity_bytes
+        rows_per_core = cap // t.row_bytes
+        sharded = self.policy is PartitionPolicy.ENUMERATE
+        shards = -(-t.bytes // cap)  # the fewest row shards that each fit
+        if sharded:
+            holds = f"{limit} row shards on {limit} cores hold {fmt_bytes(limit * cap)}"
+            largest = limit * rows_per_core
+        else:
+            holds = f"policy {self.policy.value} keeps the whole table in each part"
+            largest = rows_per_core
+        fixes = [
+            f"allow a shared-memory strategy for it (select-strategy{{strategies=GM:GM-UB:{':'.join(strategies)}}})"
+        ]
+        if sharded and shards <= module.target.cores and limit < shards:
+            fixes.append(f"allow {shards} parts (partition{{max-parts={shards}}})")
+        if largest > 0:
+            fixes.append(f"--row-cap {largest} or less")
+        fixes.append(f"a target whose {local.name} holds {fmt_bytes(-(-t.bytes // (limit if sharded else 1)))} or more")
+        return InfeasibleError(
+            f"table {t.name}",
+            f"no option fits: strategies {', '.join(s.value for s in strategies)} preload it, it needs "
+            f"{fmt_bytes(t.bytes)} ({t.rows} rows x {t.row_bytes} B) and one core's {local.name} holds "
+            f"{fmt_bytes(cap)} ({rows_per_core} rows); {holds}",
+            ", ".join(fixes[:-1]) + ", or " + fixes[-1],
+        )
 
     def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[PartitionOption]:
         batch = module.workload.batch_size

@@ -5,6 +5,6 @@ index batches the plan's workload describes, runs one pinned worker process per 
 outputs against a plain reference lookup, and reports measured times beside the plan's predictions.
 """
 
-from runtime.executor import RunConfig, RunReport, materialize_for, run_interleaved, run_plan
+from runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan
 
-__all__ = ["RunConfig", "RunReport", "materialize_for", "run_interleaved", "run_plan"]
+__all__ = ["Fault", "RunConfig", "RunReport", "materialize_for", "run_interleaved", "run_plan"]

@@ -2,28 +2,48 @@
 
 Workers run every batch by themselves, in lock-step through a spin barrier in shared memory (no parent in
 the loop): zero the outputs that row shards accumulate into, barrier, run the core's items in schedule order
-timing each, barrier. The parent only starts the workers, waits, checks the outputs against the reference
+timing each, barrier. The parent only starts the workers, watches them, checks the outputs against the reference
 lookup and turns the recorded timestamps into statistics.
+
+Faults: the parent wakes on any worker's exit and polls the barrier counters. A worker that dies, exits early
+or raises, or a run in which no core passes a barrier for `RunConfig.timeout_s` (a hung core: the others spin
+at the barrier it never reaches), stops every worker and raises one `RunFault` naming the core, the batch and
+the item it was running; the shared memory is unlinked either way.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection
 import os
+import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from ir.errors import SpecError
+from ir.errors import RunFault, SpecError
 from ir.plan import ExecutionPlan
-from ir.spec import DType
+from ir.spec import DType, tables_difference
 from ir.targets import meminfo_bytes, usable_cpus
 from runtime.data import Materialized, SharedArray, materialize, reference_lookup
 from runtime.kernels import ItemData, backend_name, build_kernel
 
 SPIN_CHECK_EVERY = 4096
+POLL_S = 0.05  # how often the parent looks at the barrier counters while it waits
+ERROR_BYTES = 240  # per core: the worker's last words, when it fails by an exception
+
+
+@dataclass(frozen=True)
+class Fault:
+    """For tests of the runtime only: make one core's worker fail just before its first item of `batch`
+    (batches count from 0, warm-up included). `exit`: the process exits at once with status 3; `kill`: it
+    sends itself SIGKILL; `raise`: a kernel raises; `hang`: it sleeps until it is killed."""
+
+    core: int
+    batch: int
+    kind: Literal["exit", "kill", "raise", "hang"] = "exit"
 
 
 @dataclass(frozen=True)
@@ -33,8 +53,9 @@ class RunConfig:
     index_batches: int = 8
     seed: int = 0
     backend: str = "auto"  # torch | numpy | auto
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # a run in which no core passes a barrier for this long has a hung core
     memory_fraction: float = 0.7  # of MemAvailable that tables, replicas and indices may use
+    fault: Fault | None = None  # test-only fault injection; None (the default) in every real run
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,10 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
         )
     if config.batches < 1 or config.warmup < 0 or config.index_batches < 1:
         raise SpecError("run", "batches must be >= 1, warmup >= 0, index batches >= 1", "check --batches")
+    if not config.timeout_s > 0:
+        raise SpecError("run.timeout_s", f"must be positive, got {config.timeout_s}", "give seconds, e.g. 120")
+    if config.fault is not None and not 0 <= config.fault.core < plan.target.cores:
+        raise SpecError("run.fault.core", f"is {config.fault.core}, the plan has {plan.target.cores} cores", "")
 
 
 def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materialized | None = None) -> RunReport:
@@ -111,6 +136,7 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materia
     shared = _Shared.create(plan, total)
     ctx = mp.get_context("fork")
     locks = {t.name: ctx.Lock() for t in tables}
+    workers: list[Any] = []
     try:
         workers = [
             ctx.Process(
@@ -120,19 +146,11 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materia
         ]
         for w in workers:
             w.start()
-        deadline = time.monotonic() + config.timeout_s
-        for w in workers:
-            w.join(max(0.1, deadline - time.monotonic()))
-        failures = _failures(workers, shared)
-        for w in workers:
-            if w.is_alive():
-                w.kill()
-                w.join()
-        if failures:
-            raise RuntimeError("run failed: " + "; ".join(failures))
+        _supervise(plan, workers, shared, config.timeout_s)
         correct, err, tol = _check(plan, data, (total - 1) % config.index_batches)
         return _report(plan, shared, backend, cpus, config, correct, err, tol)
     finally:
+        _stop(workers)
         shared.close()
         if owned:
             data.close()
@@ -168,12 +186,20 @@ def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Mat
 
 
 def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
-    want = (plan.workload.tables, plan.workload.batch_size, config.index_batches, config.seed)
-    if data.made_for != want:
+    tables, batch_size, index_batches, seed = data.made_for
+    difference = tables_difference(plan.workload.tables, tables)  # type: ignore[arg-type]
+    if not difference and batch_size != plan.workload.batch_size:
+        difference = f"has batch size {batch_size} where the plan has {plan.workload.batch_size}"
+    if not difference and (index_batches, seed) != (config.index_batches, config.seed):
+        difference = (
+            f"has {index_batches} index batches of seed {seed} where the run config asks "
+            f"{config.index_batches} of seed {config.seed}"
+        )
+    if difference:
         raise SpecError(
             "run data",
-            "was materialized for other tables, batch size, index batches or seed",
-            "use materialize_for(plan, config)",
+            f"does not fit plan {plan.pipeline} of {plan.workload.name}: it {difference}",
+            "use materialize_for(plan, config) with this plan and config",
         )
 
 
@@ -185,25 +211,39 @@ class _Shared:
     status: SharedArray  # [cores] int64: 0 running, 1 done, 2 failed
     starts: SharedArray  # [batches, cores] int64 ns
     ends: SharedArray  # [batches, cores] int64 ns
-    items: SharedArray  # [batches, items] int64 ns
+    items: SharedArray  # [batches, items] int64 ns; 0 until the item has run in that batch
+    errors: SharedArray  # [cores, ERROR_BYTES] uint8: a failed worker's message, UTF-8, NUL-padded
 
     @staticmethod
     def create(plan: ExecutionPlan, batches: int) -> _Shared:
         cores, n_items = plan.target.cores, len(plan.items)
-        s = _Shared(
-            SharedArray.create((cores,), np.int64),
-            SharedArray.create((cores,), np.int64),
-            SharedArray.create((batches, cores), np.int64),
-            SharedArray.create((batches, cores), np.int64),
-            SharedArray.create((batches, max(1, n_items)), np.int64),
-        )
-        for a in (s.counters, s.status, s.starts, s.ends, s.items):
-            a.array[:] = 0
-        return s
+        made: list[SharedArray] = []
+        try:
+            for shape, dtype in (
+                ((cores,), np.int64),
+                ((cores,), np.int64),
+                ((batches, cores), np.int64),
+                ((batches, cores), np.int64),
+                ((batches, max(1, n_items)), np.int64),
+                ((cores, ERROR_BYTES), np.uint8),
+            ):
+                made.append(SharedArray.create(shape, dtype))
+                made[-1].array[:] = 0
+        except BaseException:
+            for a in made:
+                a.close(unlink=True)
+            raise
+        return _Shared(*made)
+
+    def arrays(self) -> tuple[SharedArray, ...]:
+        return (self.counters, self.status, self.starts, self.ends, self.items, self.errors)
 
     def close(self) -> None:
-        for a in (self.counters, self.status, self.starts, self.ends, self.items):
+        for a in self.arrays():
             a.close(unlink=True)
+
+    def error_of(self, core: int) -> str:
+        return bytes(self.errors.array[core]).rstrip(b"\0").decode("utf-8", "replace")
 
 
 def _worker(
@@ -241,17 +281,24 @@ def _worker(
         owned = [data.outputs[t].array for t in _zeroing_duty(plan, core)]
         zeroing = any(it.output == "accumulate" for it in plan.items)  # then every core waits for the zeroing
         counters = memoryview(shared.counters.array.data).cast("B").cast("q")
-        barrier = _SpinBarrier(counters, core, config.timeout_s)
+        # The parent stops the run when no core passes a barrier for timeout_s; the workers' own limit is a
+        # backstop for a parent that is gone.
+        barrier = _SpinBarrier(counters, core, 2 * config.timeout_s + 1.0)
         barrier.wait()  # everyone built its kernels and replicas
         item_times, starts, ends = shared.items.array, shared.starts.array, shared.ends.array
         steps = list(zip(order, kernels, strict=True))
         clock = time.perf_counter_ns
+        fault = config.fault if config.fault is not None and config.fault.core == core else None
+        fault_batch = fault.batch if fault is not None else -1
         for b in range(total):
             ib = b % config.index_batches
             if zeroing:
                 for out in owned:
                     out[:] = 0.0
                 barrier.wait()
+            if b == fault_batch:
+                assert fault is not None
+                _inject(fault)
             start = clock()
             for i, kernel in steps:
                 t0 = clock()
@@ -262,9 +309,23 @@ def _worker(
             ends[b, core] = end
             barrier.wait()
         shared.status.array[core] = 1
-    except BaseException as exc:  # reported by the parent through the status array and exit code
+    except BaseException as exc:  # reported by the parent through the status and error arrays
         shared.status.array[core] = 2
-        raise SystemExit(f"core {core}: {type(exc).__name__}: {exc}") from exc
+        message = f"{type(exc).__name__}: {exc}".encode()[:ERROR_BYTES]
+        shared.errors.array[core, : len(message)] = np.frombuffer(message, dtype=np.uint8)
+        os._exit(1)  # no interpreter teardown in a forked child (it would run the parent's exit handlers)
+
+
+def _inject(fault: Fault) -> None:
+    """Fail as `fault` says (tests only)."""
+    if fault.kind == "exit":
+        os._exit(3)
+    if fault.kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if fault.kind == "hang":
+        while True:
+            time.sleep(3600)
+    raise RuntimeError(f"injected fault at batch {fault.batch}")
 
 
 PAGE_BYTES = 4096
@@ -308,14 +369,83 @@ class _SpinBarrier:
                 raise TimeoutError(f"waited {self.timeout_s:g} s at a barrier for another core")
 
 
-def _failures(workers: list[Any], shared: _Shared) -> list[str]:
-    out = []
-    for core, w in enumerate(workers):
-        if w.is_alive():
-            out.append(f"core {core} did not finish in time")
-        elif w.exitcode != 0 or shared.status.array[core] != 1:
-            out.append(f"core {core} failed (exit code {w.exitcode})")
-    return out
+def _supervise(plan: ExecutionPlan, workers: list[Any], shared: _Shared, timeout_s: float) -> None:
+    """Wait until every worker has finished its batches. Raise `RunFault` as soon as one exits without
+    finishing, or when no core has passed a barrier for `timeout_s` (the core furthest behind is hung)."""
+    counters = shared.counters.array
+    seen = counters.copy()
+    quiet_since = time.monotonic()
+    poll_s = min(POLL_S, timeout_s / 4)
+    while True:
+        running = [w for w in workers if w.exitcode is None]
+        for core, w in enumerate(workers):
+            if w.exitcode is not None and (w.exitcode != 0 or shared.status.array[core] != 1):
+                raise _death(plan, shared, core, w.exitcode)
+        if not running:
+            return
+        multiprocessing.connection.wait([w.sentinel for w in running], timeout=poll_s)
+        now = counters.copy()
+        if (now != seen).any():
+            seen, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since > timeout_s:
+            core = int(np.argmin(now))
+            others = int((now == now[core]).sum()) - 1
+            also = f" (and {others} other core{'s' if others > 1 else ''})" if others else ""
+            raise RunFault(
+                f"core {core}",
+                f"hung {_whereabouts(plan, shared, core)}{also}: no core passed a barrier for {timeout_s:g} s; "
+                "the run was stopped",
+                "raise RunConfig.timeout_s if the machine is busy; otherwise the kernel never returned",
+            )
+
+
+def _death(plan: ExecutionPlan, shared: _Shared, core: int, exitcode: int) -> RunFault:
+    where = _whereabouts(plan, shared, core)
+    message = shared.error_of(core)
+    if exitcode < 0:
+        try:
+            signame = signal.Signals(-exitcode).name
+        except ValueError:
+            signame = f"signal {-exitcode}"
+        problem = f"was killed by {signame} {where}"
+        fix = "check the machine's memory (the kernel's OOM killer) and whoever sends signals to the run"
+    elif message:
+        problem = f"raised {where}: {message}"
+        fix = ""
+    else:
+        problem = f"exited with status {exitcode} {where}, before finishing"
+        fix = "a kernel or library ended the process; rerun with --backend numpy to tell them apart"
+    return RunFault(f"core {core}", f"{problem}; the run was stopped", fix)
+
+
+def _whereabouts(plan: ExecutionPlan, shared: _Shared, core: int) -> str:
+    """Where a core was, read from its barrier counter and the item times it recorded: the phase after
+    the set-up barrier is 1; each batch then takes two phases (zeroing, items) or one (items)."""
+    phase = int(shared.counters.array[core])
+    if phase == 0:
+        return "while building its kernels"
+    zeroing = any(it.output == "accumulate" for it in plan.items)
+    batch, step = divmod(phase - 1, 2) if zeroing else (phase - 1, 1)
+    if batch >= shared.items.array.shape[0]:
+        return "after its last batch"
+    if step == 0:
+        return f"at batch {batch}, zeroing outputs"
+    times = shared.items.array[batch]
+    pending = [i for i in plan.cores[core].items if times[i] == 0]
+    if not pending:
+        return f"at batch {batch}, after its items"
+    item = plan.items[pending[0]]
+    return f"at batch {batch}, item {item.id} (table {item.table})"
+
+
+def _stop(workers: list[Any]) -> None:
+    """Kill whichever workers still run (spinning at a barrier, or hung) and reap them all."""
+    started = [w for w in workers if w.pid is not None]
+    for w in started:
+        if w.exitcode is None:
+            w.kill()
+    for w in started:
+        w.join()
 
 
 def _check(plan: ExecutionPlan, data: Materialized, index_batch: int) -> tuple[bool, float, float]:

@@ -1,0 +1,182 @@
+"""Plan files you can trust: written atomically, refused when edited after compiling, and refused for tables,
+batch sizes or targets other than the ones they were compiled for."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ir.errors import SpecError
+from ir.loader import write_text_atomic
+from ir.module import PartitionMode, Strategy
+from ir.plan import ExecutionPlan
+from ir.spec import TableSpec, WorkloadSpec, Zipf
+from ir.targets import ascend910
+from mapper.cli import main
+from mapper.planio import load_plan, save_plan
+from runtime import RunConfig, materialize_for, run_plan
+from tests.test_runtime import plan_for
+
+
+@pytest.fixture(scope="module")
+def plan() -> ExecutionPlan:
+    return plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
+
+
+@pytest.fixture
+def path(plan: ExecutionPlan, tmp_path: Path) -> Path:
+    out = tmp_path / "plan.json"
+    save_plan(plan, out)
+    return out
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+# Atomic writes ---------------------------------------------------------------------------------------------
+
+
+def test_a_failure_mid_write_leaves_no_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "plan.json"
+    text = "x" * 100_000 + "\ud800"  # a lone surrogate cannot be encoded: the write fails part-way
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(target, text)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_rewrite_keeps_the_old_file_whole(
+    path: Path, plan: ExecutionPlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = path.read_text()
+
+    def broken(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_plan(plan.model_copy(update={"pipeline": "other"}), path)
+    assert leftovers(path.parent) == ["plan.json"]
+    assert path.read_text() == before
+
+
+# Plans edited after compiling ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("workload", lambda d: d["workload"].update(title="renamed")),
+        ("workload", lambda d: d["workload"]["tables"][0].update(pooling=4)),
+        ("target", lambda d: d["target"]["main"].update(capacity_bytes=d["target"]["main"]["capacity_bytes"] * 2)),
+        ("target", lambda d: d["target"]["local"].update(latency_s=0.5)),
+    ],
+)
+def test_an_edited_workload_or_target_is_refused(path: Path, field: str, edit: object) -> None:
+    data = json.loads(path.read_text())
+    recorded = data[f"{field}_digest"]
+    edit(data)  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError) as info:
+        load_plan(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"plan.{field}: was edited after compiling")
+    assert recorded in message and "recompile" in message
+
+
+def test_explain_refuses_an_edited_plan_with_status_2(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(path.read_text())
+    data["target"]["cores"] = data["target"]["cores"] + 1
+    path.write_text(json.dumps(data))
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plan.target: was edited after compiling" in err
+
+
+# Plans used for other tables or targets -----------------------------------------------------------------
+
+
+def variant(plan: ExecutionPlan, **table: object) -> WorkloadSpec:
+    t = plan.workload.tables[0]
+    return plan.workload.model_copy(update={"tables": (t.model_copy(update=table),)})
+
+
+def test_the_workload_the_plan_was_compiled_for_is_accepted(path: Path, plan: ExecutionPlan) -> None:
+    renamed = plan.workload.model_copy(update={"name": "same-tables", "title": "another title"})
+    assert load_plan(path, workload=renamed, target=plan.target) == plan
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"rows": 2000}, "has table t with rows 2000 where the plan has 3000"),
+        ({"dim": 16}, "has table t with dim 16 where the plan has 8"),
+        ({"pooling": 1}, "has table t with pooling 1 where the plan has 3"),
+        ({"name": "u"}, "lacks the plan's table t and has table u, not in the plan"),
+        ({"distribution": Zipf(alpha=2.0)}, "has table t with distribution kind=zipf, alpha=2.0 where the plan has"),
+    ],
+)
+def test_a_workload_with_other_tables_is_refused(
+    path: Path, plan: ExecutionPlan, change: dict[str, object], words: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_plan(path, workload=variant(plan, **change))
+    message = str(info.value)
+    assert message.startswith(f"plan.workload: was compiled for {plan.workload.name}; workload ")
+    assert words in message and "(fix: recompile the plan for" in message
+
+
+def test_a_workload_with_another_batch_or_an_extra_table_is_refused(path: Path, plan: ExecutionPlan) -> None:
+    bigger = plan.workload.model_copy(update={"batch_size": 2 * plan.workload.batch_size})
+    with pytest.raises(SpecError, match=f"has batch size {2 * plan.workload.batch_size} where the plan has 96"):
+        load_plan(path, workload=bigger)
+    extra = plan.workload.model_copy(
+        update={"tables": (*plan.workload.tables, TableSpec(name="v", rows=10, dim=8, distribution=Zipf()))}
+    )
+    with pytest.raises(SpecError, match="has table v, not in the plan"):
+        load_plan(path, workload=extra)
+
+
+def test_another_target_is_refused(path: Path, plan: ExecutionPlan) -> None:
+    with pytest.raises(SpecError) as info:
+        load_plan(path, target="ascend910")
+    assert str(info.value).startswith(
+        f"plan.target: was compiled for cpu; target ascend910 has cores 32 where the plan's target cpu has "
+        f"{plan.target.cores}"
+    )
+    smaller = plan.target.model_copy(update={"main": ascend910().main})
+    with pytest.raises(SpecError, match=r"has main\.name HBM where the plan's target cpu has DRAM"):
+        load_plan(path, target=smaller)
+
+
+def test_run_command_checks_the_workload_and_target(
+    path: Path, plan: ExecutionPlan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(variant(plan, rows=2000).model_dump_json())
+    assert main(["run", str(path), "--workload", str(other), "--batches", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has table t with rows 2000 where the plan has 3000" in err
+    assert main(["run", str(path), "--target", "ascend910", "--batches", "1"]) == 2
+    assert "plan.target: was compiled for cpu" in capsys.readouterr().err
+    same, target = tmp_path / "same.json", tmp_path / "target.json"
+    same.write_text(plan.workload.model_dump_json())
+    target.write_text(plan.target.model_dump_json())
+    assert main(["run", str(path), "--workload", str(same), "--target", str(target), "--batches", "1"]) == 0
+
+
+def test_run_refuses_data_made_for_other_tables(plan: ExecutionPlan) -> None:
+    config = RunConfig(batches=1, warmup=0, index_batches=2, backend="numpy")
+    other = plan.model_copy(update={"workload": variant(plan, rows=2000)})
+    data = materialize_for(other, config)
+    try:
+        with pytest.raises(SpecError, match=r"^run data: does not fit plan .*: it has table t with rows 2000 where"):
+            run_plan(plan, config, data)
+        with pytest.raises(SpecError, match="has 2 index batches of seed 0 where the run config asks 2 of seed 5"):
+            run_plan(other, RunConfig(batches=1, warmup=0, index_batches=2, seed=5), data)
+    finally:
+        data.close()
