@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ir.spec import Frozen
 
 PROFILE_SCHEMA: Final = "embmap.cost-profile/1"
+MAX_COST_S = 1.0  # no single access, item or start-up of an embedding lookup takes a second
 
 
 class FitReport(Frozen):
@@ -64,6 +66,19 @@ class CostProfile(Frozen):
     )
     sources: dict[str, str] = Field(default_factory=dict)
     fit: FitReport | None = Field(None, description="present when the profile was fitted to measurements")
+
+    @model_validator(mode="after")
+    def _plausible_times(self) -> CostProfile:
+        # Times are turned into integer nanoseconds for the solver; a second per access is no chip's cost,
+        # and far larger values would overflow it.
+        for name in self.parameter_names():
+            if name.endswith("_s") and not name.endswith("_bytes_per_s") and getattr(self, name) > MAX_COST_S:
+                raise PydanticCustomError(
+                    "cost_too_large",
+                    "{name} is {value} s, more than {most} s",
+                    {"name": name, "value": repr(getattr(self, name)), "most": f"{MAX_COST_S:g}"},
+                )
+        return self
 
     @staticmethod
     def parameter_names() -> tuple[str, ...]:

@@ -45,8 +45,8 @@ class RunFault(EmbmapError):
 class VerificationError(EmbmapError):
     """An IR or plan invariant does not hold."""
 
-    def __init__(self, violations: Sequence[str], where: str = "") -> None:
+    def __init__(self, violations: Sequence[str], where: str = "", fix: str = "") -> None:
         self.violations = tuple(violations)
         shown = "; ".join(self.violations[:3])
         more = f" (+{len(self.violations) - 3} more)" if len(self.violations) > 3 else ""
-        super().__init__(where or "verify", f"{shown}{more}")
+        super().__init__(where or "verify", f"{shown}{more}", fix)

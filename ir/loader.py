@@ -45,6 +45,8 @@ def parse_document(text: str, is_json: bool, what: str) -> dict[str, Any]:
         raise SpecError(what, f"not valid YAML{where}: {problem}", "fix the syntax") from None
     except RecursionError:
         raise SpecError(what, "nested too deeply", "flatten the document") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError(what, f"has a value that cannot be read: {str(exc)[:80]}", "write plain numbers") from None
     if not isinstance(data, dict):
         raise SpecError(
             what, f"must be a mapping of fields, got {type(data).__name__}", "start the file with `name: ...`"
@@ -65,6 +67,8 @@ def spec_error_from(exc: ValidationError, what: str) -> SpecError:
     """The first validation error as one line: the field path, what is wrong, and how to fix it."""
     err = exc.errors(include_url=False)[0]
     loc = _format_loc(err.get("loc", ()))
+    if err.get("type") == "number_type":  # raised for the whole model, about one of its fields
+        loc = f"{loc}.{err['ctx']['field']}" if loc else err["ctx"]["field"]
     field = f"{what}.{loc}" if loc else what
     kind = err.get("type", "")
     msg = str(err.get("msg", "invalid value"))
@@ -83,13 +87,38 @@ def spec_error_from(exc: ValidationError, what: str) -> SpecError:
         "literal_error": "use one of the allowed values",
         "union_tag_invalid": "use kind uniform, zipf or hot-set",
         "string_pattern_mismatch": "use letters, digits, '_', '.' or '-'",
+        "int_type": "give a whole number",
+        "int_parsing_size": "give a whole number in the allowed range",
+        "float_type": "give a number",
+        "finite_number": "give a finite number",
+        "bool_type": "give true or false",
+        "bool_parsing": "give true or false",
+        "string_type": "give a text string",
+        "string_too_short": "give a non-empty text",
+        "string_too_long": "give a shorter text",
+        "too_short": "give at least one entry",
+        "too_long": "give fewer entries",
+        "tuple_type": "give a list",
+        "list_type": "give a list",
+        "dict_type": "give a mapping of fields",
+        "model_type": "give a mapping of fields",
+        "model_attributes_type": "give a mapping of fields",
+        "union_tag_not_found": "add `kind: uniform`, `kind: zipf` or `kind: hot-set`",
+        "number_type": "write a plain number, e.g. 16 (no quotes, not true or false)",
+        "memory_too_large": "give the memory's capacity in bytes",
+        "cost_too_large": "give seconds per access or per item, each under a second",
+        "value_error": "correct the value",
+        "duplicate_name": "give each table a unique name",
     }
     if kind == "extra_forbidden":
         msg = "unknown field"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")  # our validators' own messages say what to do
     elif kind not in ("missing",) and got is not None and not isinstance(got, dict | list):
         shown = repr(got)
         msg = f"{msg}, got {shown[:60]}"
-    return SpecError(field, msg[0].lower() + msg[1:] if msg else msg, fixes.get(kind, ""))
+    fix = fixes.get(kind, "see the field's description in docs/plan-format.md and the README")
+    return SpecError(field, msg[0].lower() + msg[1:] if msg else msg, fix)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

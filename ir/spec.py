@@ -12,13 +12,32 @@ import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+NUMBER_TYPES = (int, float, int | None, float | None)
 
 
 class Frozen(BaseModel):
-    """Base of every IR value: immutable, and unknown fields are an error rather than silently ignored."""
+    """Base of every IR value: immutable, and unknown fields are an error rather than silently ignored.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    Numbers must be finite numbers as written: `true`, `"16"` or `.inf` where a count or a time belongs is a
+    mistake in the file, not a value to convert.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if field is not None and isinstance(value, bool | str) and field.annotation in NUMBER_TYPES:
+                    raise PydanticCustomError(
+                        "number_type", "must be a number, not a {kind}", {"field": name, "kind": type(value).__name__}
+                    )
+        return data
 
 
 class DType(enum.StrEnum):
@@ -131,7 +150,9 @@ class WorkloadSpec(Frozen):
         seen: set[str] = set()
         for i, t in enumerate(self.tables):
             if t.name in seen:
-                raise ValueError(f"tables[{i}].name {t.name!r} repeats an earlier table; give each table a unique name")
+                raise PydanticCustomError(
+                    "duplicate_name", "tables[{i}].name {name} repeats an earlier table", {"i": i, "name": repr(t.name)}
+                )
             seen.add(t.name)
         return self
 
@@ -165,6 +186,9 @@ class WorkloadSpec(Frozen):
 # Target --------------------------------------------------------------------------------------------------
 
 
+MAX_MEMORY_BYTES = 1 << 50
+
+
 class MemorySpec(Frozen):
     """One level of the memory hierarchy. Bandwidth is per core for core-private memories, aggregate for shared."""
 
@@ -172,6 +196,16 @@ class MemorySpec(Frozen):
     capacity_bytes: int = Field(gt=0)
     bandwidth_bytes_per_s: float = Field(gt=0.0)
     latency_s: float = Field(ge=0.0, lt=1.0)
+
+    @field_validator("capacity_bytes")
+    @classmethod
+    def _addressable(cls, value: int) -> int:
+        # Byte counts are summed as 64-bit integers inside the solver; no memory of one chip holds a PiB.
+        if value > MAX_MEMORY_BYTES:
+            raise PydanticCustomError(
+                "memory_too_large", "must be at most {most} bytes (1 PiB)", {"most": MAX_MEMORY_BYTES}
+            )
+        return value
 
 
 class TLBSpec(Frozen):

@@ -210,14 +210,31 @@ def plan_violations(plan: ExecutionPlan) -> list[str]:
         out.append("target_digest does not match the embedded target")
     if [t.name for t in plan.tables] != [t.name for t in plan.workload.tables]:
         out.append("tables must list the workload's tables in order")
+    else:
+        out += _plan_table_violations(plan)
     items = plan.work_items()
     out += item_violations(plan.workload.tables, plan.target, plan.workload.batch_size, items)
     out += schedule_violations(plan.target, items, plan.schedules())
     finish = max((c.finish_s for c in plan.cores), default=0.0)
     if abs(finish - plan.makespan_s) > max(1e-12, 1e-9 * finish):
         out.append(f"makespan_s {plan.makespan_s} differs from the last core's finish {finish}")
+    if plan.lower_bound_s < 0:
+        out.append(f"lower_bound_s {plan.lower_bound_s} is negative")
     if plan.lower_bound_s > plan.makespan_s * (1 + 1e-9):
         out.append(f"lower_bound_s {plan.lower_bound_s} exceeds makespan_s {plan.makespan_s}")
+    return out
+
+
+def _plan_table_violations(plan: ExecutionPlan) -> list[str]:
+    """The plan's table summaries restate the embedded workload and the items: runtimes may read either."""
+    out = []
+    for pt, t in zip(plan.tables, plan.workload.tables, strict=True):
+        facts = (t.rows, t.dim, t.dtype, t.pooling, t.distribution, t.bytes)
+        if (pt.rows, pt.dim, pt.dtype, pt.pooling, pt.distribution, pt.bytes) != facts:
+            out.append(f"tables entry {pt.name} disagrees with the workload's table {t.name}")
+        parts = [it for it in plan.items if it.table == t.name]
+        if parts and (pt.parts != len(parts) or pt.strategy != parts[0].strategy):
+            out.append(f"tables entry {pt.name}: parts or strategy disagree with its {len(parts)} items")
     return out
 
 

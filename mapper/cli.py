@@ -358,6 +358,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from mapper.calibration import fit
 
         measured = read_csv(args.from_csv)
+        if not measured:
+            raise SpecError(
+                "--from-csv",
+                f"{args.from_csv.name} has a header but no measurements",
+                "add one line per measured work item",
+            )
         result = fit(measured, target, command)
     else:
         if target.name != "cpu":

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
-from ir.errors import SpecError
+from ir.errors import SpecError, VerificationError
 from ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
 from ir.plan import PLAN_SCHEMA, ExecutionPlan
 from ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
 from ir.verify import verify_plan
 
 MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
+EDITED_PLAN_FIX = "recompile it with `embmap compile -o`; plans are not meant to be edited by hand"
+Plan = TypeVar("Plan", ExecutionPlan, ClusterPlan)
 
 
 def save_plan(plan: ExecutionPlan | ClusterPlan, path: Path) -> None:
@@ -78,16 +82,18 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
         raise SpecError("plan", f"{path} is larger than {MAX_PLAN_BYTES} bytes", "give a plan written by embmap")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise SpecError("plan", f"{path} is nested too deeply", "give a plan written by `embmap compile -o`") from None
+    except (ValueError, OSError) as exc:  # bad JSON or UTF-8, integers of too many digits, unreadable file
         raise SpecError(
-            "plan", f"{path} is not valid JSON ({exc})", "give a plan written by `embmap compile -o`"
+            "plan", f"{path} is not valid JSON ({str(exc)[:120]})", "give a plan written by `embmap compile -o`"
         ) from None
     if not isinstance(data, dict):
         raise SpecError("plan", "must be a JSON object", "give a plan written by `embmap compile -o`")
     version = data.get("schema_version")
     if version == CLUSTER_PLAN_SCHEMA:
         cluster = validate(ClusterPlan, data, "plan")
-        verify_cluster_plan(cluster)
+        _verified(verify_cluster_plan, cluster)
         return cluster
     if version != PLAN_SCHEMA:
         raise SpecError(
@@ -97,7 +103,7 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
         )
     plan = validate(ExecutionPlan, data, "plan")
     check_digests(plan)
-    verify_plan(plan)
+    _verified(verify_plan, plan)
     return plan
 
 
@@ -114,3 +120,11 @@ def check_digests(plan: ExecutionPlan) -> None:
                 f"was edited after compiling: its digest is {spec.digest()}, the plan was compiled for {recorded}",
                 "recompile the plan rather than edit it (embmap compile ... -o PLAN)",
             )
+
+
+def _verified(verify: Callable[[Plan], None], plan: Plan) -> None:
+    """Verify a loaded plan; a violation means the file was edited or damaged, so say how to get a good one."""
+    try:
+        verify(plan)
+    except VerificationError as exc:
+        raise VerificationError(exc.violations, exc.field, fix=EDITED_PLAN_FIX) from None

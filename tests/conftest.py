@@ -1,8 +1,17 @@
-"""Shared fixtures: a tiny target, tiny workloads, and a helper that runs a pipeline prefix."""
+"""Shared fixtures: a tiny target, tiny workloads, a helper that runs a pipeline prefix, and the hypothesis
+settings profiles of the property and fuzz tests.
+
+Profiles: `ci` (the default) is derandomized, so every run tries the same examples, and small enough that
+tests/test_properties.py and tests/test_fuzz.py each finish in well under a minute on two cores; `long`
+(`HYPOTHESIS_PROFILE=long`) draws fresh random examples, ten times as many, for a search worth waiting for.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cost_models import preset_profile
 from ir.lowering import lower
@@ -11,6 +20,29 @@ from ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
 from passes import PassManager, parse_pipeline
 
 KiB = 1024
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long",
+    deadline=None,
+    max_examples=400,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(ci_examples: int) -> settings:
+    """Settings for a test that affords `ci_examples` examples under the `ci` profile, and proportionally
+    more under `long` (whose budget is ten times ci's)."""
+    scale = settings().max_examples / 40  # settings() inherits the loaded profile
+    return settings(max_examples=max(1, round(ci_examples * scale)))
 
 
 def tiny_target(cores: int = 3, local_bytes: int = 64 * KiB) -> TargetSpec:
