@@ -10,7 +10,9 @@ Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table 
          cache under its index distribution (Che's approximation), and comes from main memory otherwise;
          every row is accumulated. On a target with a TLB, a read whose page the TLB misses (again Che's
          approximation, over pages of hashed rows) also pays a page walk: a hot row of a huge table is
-         cached, but its page is not.
+         cached, but its page is not. The walk reads the page's leaf page-table entry, which the shared cache
+         holds or not like any row (see `shared_cache_state`): beyond a few GiB of tables those lines no
+         longer fit, and every walk adds a main-memory access.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
   GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
          fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
@@ -29,11 +31,13 @@ from typing import Literal
 from ir.cost_profile import CostProfile
 from ir.distributions import RankHistogram, histogram
 from ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
-from ir.spec import HotSet, TableSpec, TargetSpec, Uniform, Zipf
+from ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 Category = Literal["fixed", "lookup", "stream", "combine"]
 OUTPUT_BYTES = 4  # pooled outputs are accumulated and written in fp32
 INDEX_BYTES = 8  # one int64 index per lookup
+PTE_BYTES = 8  # one leaf page-table entry (x86-64 and Armv8 alike)
+LINE_BYTES = 64  # a cache line: the unit in which page-table entries are cached
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,11 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             Term("scratch_bytes_per_s", served * rb, "lookup"),
         ]
         if target.tlb is not None:
-            walks_per_miss = math.ceil(rb / target.tlb.page_bytes)
-            miss = _page_miss_ratio(table, max(1, target.tlb.page_bytes // rb), target.tlb.entries)
-            terms.append(Term("page_walk_s", served * miss * walks_per_miss, "lookup"))
+            walks = served * walks_per_lookup(table, target.tlb)
+            terms += [
+                Term("page_walk_s", walks, "lookup"),
+                Term("page_walk_main_s", walks * (1.0 - stats.walk_hit_ratio), "lookup"),
+            ]
     elif shape.strategy is Strategy.L1:
         terms += [Term("local_row_s", served, "lookup"), Term("local_bytes_per_s", served * rb, "lookup")]
     else:
@@ -139,6 +145,17 @@ def _page_miss_ratio(table: TableSpec, rows_per_page: int, entries: int) -> floa
     return table_histogram(table).page_miss_ratio(rows_per_page, entries)
 
 
+def walks_per_lookup(table: TableSpec, tlb: TLBSpec) -> float:
+    """Page walks per row read of the table: the TLB's miss ratio times the pages one row spans."""
+    miss = _page_miss_ratio(table, max(1, tlb.page_bytes // table.row_bytes), tlb.entries)
+    return miss * math.ceil(table.row_bytes / tlb.page_bytes)
+
+
+def rows_per_page_table_line(table: TableSpec, tlb: TLBSpec) -> int:
+    """Rows mapped by one cache line of leaf page-table entries."""
+    return max(1, tlb.page_bytes // table.row_bytes) * (LINE_BYTES // PTE_BYTES)
+
+
 def table_histogram(table: TableSpec) -> RankHistogram:
     assert table.distribution is not None, "tables must be effective (distribution explicit)"
     return _histogram(table.distribution, table.rows)
@@ -149,41 +166,79 @@ def _histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogra
     return histogram(distribution, rows)
 
 
+@dataclass(frozen=True)
+class CacheState:
+    """What the shared cache holds of one table in steady state."""
+
+    share_bytes: float  # bytes of the table's rows
+    walk_hit_ratio: float = 1.0  # fraction of its page walks that find their page-table line cached
+
+
 def cache_shares(capacity: float, tables: tuple[TableSpec, ...] | list[TableSpec], batch_size: int) -> list[float]:
-    """Bytes of each table that a shared LRU cache of `capacity` bytes holds in steady state.
+    """Bytes of each table's rows that a shared LRU cache of `capacity` bytes holds (no page tables)."""
+    return [s.share_bytes for s in shared_cache_state(capacity, tables, batch_size)]
+
+
+def shared_cache_state(
+    capacity: float, tables: tuple[TableSpec, ...] | list[TableSpec], batch_size: int, tlb: TLBSpec | None = None
+) -> list[CacheState]:
+    """What a shared LRU cache of `capacity` bytes holds of each table in steady state.
 
     Che's approximation over all tables at once: a line stays cached for a characteristic time of T
     lookups (of all tables together) after its last use, so table t holds the distinct rows drawn in its
     share T * traffic_t / traffic of those lookups, and data used once per batch (the index batches and the
-    pooled outputs) stays for exactly T lookups. T is where the occupancies fill the cache:
+    pooled outputs) stays for exactly T lookups. With a `tlb`, every TLB miss also reads one line of the
+    table's leaf page-table entries, cached like any other line; each line maps a group of hashed rows, and
+    the walks are the table's lookups thinned by its TLB miss ratio. T is where the occupancies fill the
+    cache:
 
-        sum_t row_bytes_t * distinct_t(T * traffic_t / traffic) + stream_bytes_per_lookup * T = capacity.
+        sum_t row_bytes_t * distinct_t(T * traffic_t / traffic)
+          + sum_t LINE_BYTES * lines_touched_t(T * walks_t / traffic)
+          + stream_bytes_per_lookup * T = capacity.
 
     A table with hot rows thus gets the part of the cache its hot rows earn, not a share in proportion to
-    its traffic, and tables, indices and outputs evict each other as they do in the hardware. `capacity` is
-    the part of the cache this work can use: the profile's `cache_effective_fraction` of it (the rest serves
-    other tenants of the cache)."""
+    its traffic, and tables, page tables, indices and outputs evict each other as they do in the hardware.
+    A walk misses at the rate new lines are touched at that time. `capacity` is the part of the
+    cache this work can use: the profile's `cache_effective_fraction` of it (the rest serves other tenants
+    of the cache)."""
     lookups = [float(batch_size * t.pooling) for t in tables]
     traffic = sum(lookups)
     if capacity <= 0 or traffic <= 0:
-        return [0.0] * len(tables)
+        return [CacheState(0.0, 0.0 if tlb else 1.0) for _ in tables]
     weights = [n / traffic for n in lookups]
     streamed = sum(n * INDEX_BYTES for n in lookups) + sum(batch_size * t.dim * OUTPUT_BYTES for t in tables)
     per_lookup = streamed / traffic
     hists = [table_histogram(t) for t in tables]
+    # Page walks per lookup of all tables together, and the rows one line of each table's page table maps.
+    walk_rates = [w * walks_per_lookup(t, tlb) if tlb else 0.0 for t, w in zip(tables, weights, strict=True)]
+    per_line = [rows_per_page_table_line(t, tlb) if tlb else 1 for t in tables]
+    lines = [math.ceil(t.rows / k) if r else 0 for t, k, r in zip(tables, per_line, walk_rates, strict=True)]
+
+    def walks(draws: float) -> list[tuple[RankHistogram, float, int]]:
+        return [(h, draws * r, k) for h, r, k in zip(hists, walk_rates, per_line, strict=True) if r]
+
+    def walk_hits(draws: float) -> list[float]:
+        return [
+            1.0 - h.group_miss_ratio(draws * r, k) if r else 1.0
+            for h, r, k in zip(hists, walk_rates, per_line, strict=True)
+        ]
 
     def occupancy(draws: float) -> list[float]:
         return [t.row_bytes * h.expected_distinct(draws * w) for t, h, w in zip(tables, hists, weights, strict=True)]
 
-    if sum(t.bytes for t in tables) + per_lookup * traffic <= capacity:
-        return [float(t.bytes) for t in tables]  # everything of a batch stays
+    def filled(draws: float) -> float:
+        page_tables = sum(LINE_BYTES * h.touched_groups(n, k) for h, n, k in walks(draws))
+        return sum(occupancy(draws)) + page_tables + per_lookup * draws
+
+    if sum(t.bytes for t in tables) + LINE_BYTES * sum(lines) + per_lookup * traffic <= capacity:
+        return [CacheState(float(t.bytes)) for t in tables]  # everything of a batch stays
     lo, hi = 0.0, traffic
-    while sum(occupancy(hi)) + per_lookup * hi < capacity:
+    while filled(hi) < capacity:
         lo, hi = hi, hi * 2.0
     for _ in range(50):
         mid = 0.5 * (lo + hi)
-        if sum(occupancy(mid)) + per_lookup * mid < capacity:
+        if filled(mid) < capacity:
             lo = mid
         else:
             hi = mid
-    return occupancy(lo)
+    return [CacheState(share, hit) for share, hit in zip(occupancy(lo), walk_hits(lo), strict=True)]

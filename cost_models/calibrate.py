@@ -32,6 +32,7 @@ Without a `table` column, the table of the measurement on line N is named `mN`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +42,14 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from cost_models.analytic import ItemShape, cache_shares, coefficient, item_terms, table_histogram
+from cost_models.analytic import (
+    CacheState,
+    ItemShape,
+    coefficient,
+    item_terms,
+    shared_cache_state,
+    table_histogram,
+)
 from ir.cost_profile import CostProfile, FitReport
 from ir.errors import SpecError
 from ir.loader import write_text_atomic
@@ -99,20 +107,22 @@ class CalibrationResult:
 # The model's terms for a measurement --------------------------------------------------------------------
 
 
-def measurement_terms(m: Measurement, target: TargetSpec, cache_share_bytes: float | None = None) -> dict[str, float]:
+def measurement_terms(m: Measurement, target: TargetSpec, cache: CacheState | None = None) -> dict[str, float]:
     """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
-    the table's share of the shared cache (default: its share when alone, with the whole cache)."""
+    what the shared cache holds of its table (default: what it holds with the table alone in the whole
+    cache)."""
     _require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
-    if cache_share_bytes is None:
-        cache_share_bytes = cache_shares_of([m], target, 1.0)[0]
+    if cache is None:
+        cache = cache_states_of([m], target, 1.0)[0]
     stats = TableProfile(
         table=table.name,
         bytes=table.bytes,
         lookups_per_batch=lookups,
         distinct_rows_per_batch=table_histogram(table).expected_distinct(lookups),
-        cache_share_bytes=cache_share_bytes,
+        cache_share_bytes=cache.share_bytes,
+        walk_hit_ratio=cache.walk_hit_ratio,
     )
     amounts: dict[str, float] = {}
     for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target):
@@ -122,27 +132,30 @@ def measurement_terms(m: Measurement, target: TargetSpec, cache_share_bytes: flo
     return amounts
 
 
-def cache_shares_of(measurements: Sequence[Measurement], target: TargetSpec, fraction: float) -> list[float]:
-    """Each measured table's share of `fraction` of the shared cache, as the `profile` pass computes it for
-    a plan: with the other tables of its plan (the measurements with the same `plan`), or alone. A given
-    `cache_share_bytes` is scaled by the fraction instead."""
+def cache_states_of(measurements: Sequence[Measurement], target: TargetSpec, fraction: float) -> list[CacheState]:
+    """What `fraction` of the shared cache holds of each measured table, as the `profile` pass computes it
+    for a plan: with the other tables of its plan (the measurements with the same `plan`), or alone. A
+    given `cache_share_bytes` replaces the computed row share, scaled by the fraction."""
     capacity = (target.shared_cache.capacity_bytes if target.shared_cache else 0) * fraction
     plans: dict[str, dict[str, tuple[TableSpec, int]]] = {}
     for m in measurements:
         if m.plan:
             plans.setdefault(m.plan, {}).setdefault(m.table.name, (m.table, m.batch_size))
-    shares: dict[str, dict[str, float]] = {}
+    states: dict[str, dict[str, CacheState]] = {}
     for plan, tables in plans.items():
         specs = [t for t, _ in tables.values()]
-        shares[plan] = dict(zip(tables, cache_shares(capacity, specs, next(iter(tables.values()))[1]), strict=True))
+        batch = next(iter(tables.values()))[1]
+        states[plan] = dict(zip(tables, shared_cache_state(capacity, specs, batch, target.tlb), strict=True))
     out = []
     for m in measurements:
+        state = (
+            states[m.plan][m.table.name]
+            if m.plan
+            else shared_cache_state(capacity, [m.table], m.batch_size, target.tlb)[0]
+        )
         if m.cache_share_bytes is not None:
-            out.append(m.cache_share_bytes * fraction)
-        elif m.plan:
-            out.append(shares[m.plan][m.table.name])
-        else:
-            out.append(cache_shares(capacity, [m.table], m.batch_size)[0])
+            state = dataclasses.replace(state, share_bytes=m.cache_share_bytes * fraction)
+        out.append(state)
     return out
 
 
@@ -349,10 +362,10 @@ def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_frac
     names = CostProfile.parameter_names()
     for i, m in enumerate(measurements):
         _require_valid(m, f"measurements[{i}]")
-    shares = cache_shares_of(measurements, target, cache_fraction)
+    states = cache_states_of(measurements, target, cache_fraction)
     rows = []
-    for m, share in zip(measurements, shares, strict=True):
-        terms = measurement_terms(m, target, share)
+    for m, state in zip(measurements, states, strict=True):
+        terms = measurement_terms(m, target, state)
         rows.append([terms.get(p, 0.0) for p in names])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 

@@ -45,6 +45,11 @@ class CostProfile(Frozen):
     page_walk_s: float = Field(
         0.0, ge=0, description="a row read whose page the core's TLB does not hold: one page walk (TLB targets only)"
     )
+    page_walk_main_s: float = Field(
+        0.0,
+        ge=0,
+        description="a page walk whose page-table line the shared cache does not hold: one more main-memory access",
+    )
     local_row_s: float = Field(ge=0, description="latency of one row read from the core's local buffer")
     local_bytes_per_s: float = Field(gt=0, description="local-buffer read bandwidth")
     scratch_row_s: float = Field(ge=0, description="vector gather of one row inside the scratchpad")

@@ -56,33 +56,37 @@ class RankHistogram:
         hit = -np.expm1(hi * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
         return float(np.dot(self.counts * self.probs, hit))
 
+    def touched_groups(self, draws: float, per_group: int) -> float:
+        """Expected groups touched among `draws` draws, when ids are hashed into groups of `per_group` rows
+        of random popularity ranks (pages, lines of page-table entries), treating a group's rows as
+        independent: groups * (1 - (1 - distinct(draws) / rows) ** per_group)."""
+        rows = float(self.counts.sum())
+        k = max(1, per_group)
+        return rows / k * -np.expm1(k * np.log1p(-min(self.expected_distinct(draws) / rows, 1.0 - 1e-16)))
+
+    def group_miss_ratio(self, draws: float, per_group: int) -> float:
+        """The rate at which new groups are touched after `draws` draws: under Che's approximation, the
+        miss ratio of an LRU cache of groups whose characteristic time is `draws`."""
+        step = max(1.0, 1e-3 * draws)
+        new = self.touched_groups(draws + step, per_group) - self.touched_groups(draws, per_group)
+        return float(min(1.0, max(0.0, new / step)))
+
     def page_miss_ratio(self, rows_per_page: int, entries: int) -> float:
         """Steady-state fraction of lookups whose page an LRU translation cache of `entries` pages misses,
-        when ids are hashed (each page holds `rows_per_page` rows of random popularity ranks).
-
-        Pages touched in n draws: pages * (1 - (1 - distinct(n) / rows) ** rows_per_page), treating a page's
-        rows as independent. Under Che's approximation the miss ratio is the rate at which new pages are
-        touched at the characteristic time, where the touched pages fill the translation cache."""
-        rows = float(self.counts.sum())
-        k = max(1, rows_per_page)
-        pages = rows / k
-        if pages <= entries:
+        when ids are hashed (each page holds `rows_per_page` rows of random popularity ranks): the rate of
+        new pages at the characteristic time, where the touched pages fill the translation cache."""
+        if float(self.counts.sum()) / max(1, rows_per_page) <= entries:
             return 0.0
-
-        def touched(n: float) -> float:
-            return pages * -np.expm1(k * np.log1p(-min(self.expected_distinct(n) / rows, 1.0 - 1e-16)))
-
         lo, hi = 0.0, float(entries)
-        while touched(hi) < entries:
+        while self.touched_groups(hi, rows_per_page) < entries:
             lo, hi = hi, 2.0 * hi
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            if touched(mid) < entries:
+            if self.touched_groups(mid, rows_per_page) < entries:
                 lo = mid
             else:
                 hi = mid
-        step = max(1.0, 1e-3 * hi)
-        return float(min(1.0, max(0.0, (touched(hi + step) - touched(hi)) / step)))
+        return self.group_miss_ratio(hi, rows_per_page)
 
     def top_mass(self, rows: float) -> float:
         """Fraction of lookups that fall on the `rows` hottest rows."""

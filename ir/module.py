@@ -77,7 +77,10 @@ class TableProfile(Frozen):
     bytes: int
     lookups_per_batch: int
     distinct_rows_per_batch: float
-    cache_share_bytes: float = Field(description="the table's share of the shared cache, in proportion to traffic")
+    cache_share_bytes: float = Field(description="bytes of the table's rows the shared cache holds in steady state")
+    walk_hit_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="fraction of the table's page walks whose page-table line the cache holds"
+    )
 
 
 class StrategyCandidate(Frozen):

@@ -68,6 +68,21 @@ def grid(target: TargetSpec, quick: bool = False) -> list[GridPoint]:
         if target.cores >= 2 and t.bytes <= 2 * local and rows >= 2:
             for s in (Strategy.L1, Strategy.GM):
                 points.append(GridPoint(t, batch, s, PartitionMode.ROWS, 2))
+    if not quick:
+        points += huge_table_points(target)
+    return points
+
+
+def huge_table_points(target: TargetSpec) -> list[GridPoint]:
+    """GM reads of tables of 1 and 3 GiB: their page tables (1/512 of the table with 4 KiB pages) no longer
+    fit in the shared cache beside the rows, so page walks go to main memory (`page_walk_main_s`)."""
+    points = []
+    for size, dim, (batch, pooling), dist in itertools.product(
+        (1 << 30, 3 << 30), (16, 128), ((2048, 1), (1024, 24)), (Uniform(), Zipf(alpha=1.05))
+    ):
+        rows = size // (dim * 4)
+        t = TableSpec(name=f"t{size >> 20}m_d{dim}_p{pooling}", rows=rows, dim=dim, pooling=pooling, distribution=dist)
+        points.append(GridPoint(t, batch * target.cores, Strategy.GM, PartitionMode.SAMPLES, target.cores))
     return points
 
 
@@ -133,6 +148,8 @@ def training_workloads(quick: bool) -> list[WorkloadSpec]:
         # Many lookups into tables far larger than the caches, evicting each other's hot rows.
         heavy = {"size_skew": 0.8, "pooling_mean": 12, "pooling_skew": 1.0, "dims": (64, 128)}
         specs.append(synthetic(tables=16, total_bytes=2e9, seed=13, name="cal-heavy", **heavy))  # type: ignore[arg-type]
+        # Several GiB of tables: their page tables compete with the rows for the shared cache.
+        specs.append(synthetic(tables=12, total_bytes=5e9, seed=14, name="cal-huge", **heavy))  # type: ignore[arg-type]
     return specs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import cache_shares, table_histogram
+from cost_models.analytic import shared_cache_state, table_histogram
 from ir.module import Module, TableProfile
 from passes.base import ModulePass, register
 
@@ -13,7 +13,7 @@ from passes.base import ModulePass, register
 @dataclasses.dataclass(frozen=True)
 class ProfilePass(ModulePass):
     name = "profile"
-    summary = "bytes, lookups and expected distinct rows per batch; each table's steady-state share of the shared cache"
+    summary = "bytes, lookups and expected distinct rows per batch; what the shared cache holds of each table's rows and page tables"
     ensures = ("table_profiles",)
 
     def apply(self, module: Module) -> Module:
@@ -21,15 +21,17 @@ class ProfilePass(ModulePass):
         batch = module.workload.batch_size
         lookups = [batch * t.pooling for t in tables]
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
-        shares = cache_shares(cache * module.cost_profile.cache_effective_fraction, tables, batch)
+        fraction = module.cost_profile.cache_effective_fraction
+        states = shared_cache_state(cache * fraction, tables, batch, module.target.tlb)
         profiles = tuple(
             TableProfile(
                 table=t.name,
                 bytes=t.bytes,
                 lookups_per_batch=n,
                 distinct_rows_per_batch=table_histogram(t).expected_distinct(n),
-                cache_share_bytes=share,
+                cache_share_bytes=state.share_bytes,
+                walk_hit_ratio=state.walk_hit_ratio,
             )
-            for t, n, share in zip(tables, lookups, shares, strict=True)
+            for t, n, state in zip(tables, lookups, states, strict=True)
         )
         return module.model_copy(update={"table_profiles": profiles})

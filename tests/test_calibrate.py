@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cost_models.analytic import ItemShape, cache_shares, item_cost, table_histogram
+from cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
 from cost_models.calibrate import (
     Measurement,
     fit_profile,
@@ -103,6 +103,7 @@ TRUE_FACTORS = {
     "main_bytes_per_s": 2.0,
     "chunk_fixed_s": 4.0,
     "page_walk_s": 3.0,
+    "page_walk_main_s": 0.5,
 }
 TABLE_SHAPES = (
     (100, 16, DType.FP32),
@@ -111,6 +112,7 @@ TABLE_SHAPES = (
     (1_000_000, 16, DType.FP32),  # 64 MiB: larger than the shared cache, with 64-byte rows
     (400_000, 128, DType.FP32),  # 205 MB, with 512-byte rows: separates per-row from per-byte costs
     (2_000_000, 8, DType.INT8),
+    (200_000_000, 16, DType.FP32),  # 12.8 GB: its page tables (25 MB) do not fit in the cache beside the rows
 )
 
 
@@ -126,12 +128,16 @@ def capacity(target: TargetSpec) -> float:
 def predicted(m: Measurement, target: TargetSpec, profile: CostProfile) -> float:
     """The cost model's prediction for a measurement, built independently of `measurement_terms`."""
     lookups = m.batch_size * m.table.pooling
+    cache = shared_cache_state(
+        capacity(target) * profile.cache_effective_fraction, [m.table], m.batch_size, target.tlb
+    )[0]
     stats = TableProfile(
         table=m.table.name,
         bytes=m.table.bytes,
         lookups_per_batch=lookups,
         distinct_rows_per_batch=table_histogram(m.table).expected_distinct(lookups),
-        cache_share_bytes=cache_shares(capacity(target) * profile.cache_effective_fraction, [m.table], m.batch_size)[0],
+        cache_share_bytes=cache.share_bytes,
+        walk_hit_ratio=cache.walk_hit_ratio,
     )
     item = item_cost(ItemShape(m.strategy, m.rows, m.samples), m.table, stats, target, profile).total_s
     return item + (profile.core_start_s if m.first_on_core else 0.0)
@@ -161,7 +167,7 @@ def synthetic(target: TargetSpec, profile: CostProfile) -> list[Measurement]:
 @pytest.fixture(scope="module")
 def ascend() -> TargetSpec:
     """ascend910 with a translation cache (32 MiB reach), so that every parameter of the model is exercised."""
-    return ascend910().model_copy(update={"tlb": TLBSpec(entries=512, page_bytes=64 * 1024)})
+    return ascend910().model_copy(update={"tlb": TLBSpec(entries=512, page_bytes=4096)})
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 
 from cost_models import ItemShape, item_cost, item_terms, preset_profile
-from cost_models.analytic import cache_shares, coefficient, evaluate, table_histogram
+from cost_models.analytic import (
+    LINE_BYTES,
+    PTE_BYTES,
+    cache_shares,
+    coefficient,
+    evaluate,
+    shared_cache_state,
+    table_histogram,
+)
 from ir.cost_profile import CostProfile
 from ir.distributions import histogram
 from ir.module import Module, Strategy
-from ir.spec import TableSpec, Uniform, Zipf
+from ir.spec import TableSpec, TLBSpec, Uniform, Zipf
 from ir.targets import ascend910
 from runtime.data import sample_ranks
 from tests.conftest import run
@@ -146,3 +154,72 @@ def test_page_walks_only_for_tables_beyond_the_tlb_reach() -> None:
     assert flat.page_miss_ratio(8, 2560) == pytest.approx(1 - 2560 / 125_000, abs=0.01)
     skewed = histogram(Zipf(alpha=1.05), 1_000_000).page_miss_ratio(8, 2560)
     assert 0.2 < skewed < 0.7  # hot rows share few pages, but hashing spreads them over the table
+
+
+def simulated_walk_hits(
+    tables: list[TableSpec], capacity: float, stream_bytes: float, tlb: TLBSpec, draws: int
+) -> list[float]:
+    """Per table, the fraction of its page walks whose page-table line a byte-sized LRU cache holds, on a
+    simulated core: one LRU TLB of `tlb.entries` pages shared by all tables, ids hashed to rows, and one LRU
+    cache holding rows, page-table lines (of LINE_BYTES) and the streamed bytes of every lookup."""
+    rng = np.random.default_rng(1)
+    cache: OrderedDict[tuple[int, str, int], int] = OrderedDict()
+    translations: OrderedDict[tuple[int, int], None] = OrderedDict()
+    used = 0
+
+    def touch(key: tuple[int, str, int], size: int) -> bool:
+        nonlocal used
+        if key in cache:
+            cache.move_to_end(key)
+            return True
+        cache[key] = size
+        used += size
+        return False
+
+    weights = np.array([t.pooling for t in tables], dtype=float)
+    which = rng.choice(len(tables), size=draws, p=weights / weights.sum())
+    hashed = [rng.permutation(t.rows) for t in tables]
+    ranks = {i: iter(sample_ranks(t, draws, rng)) for i, t in enumerate(tables)}
+    hits, walks = [0] * len(tables), [0] * len(tables)
+    for n, i in enumerate(which):
+        t = tables[i]
+        row = int(hashed[i][next(ranks[i])])
+        page = row * t.row_bytes // tlb.page_bytes
+        if (i, page) in translations:
+            translations.move_to_end((i, page))
+        else:
+            translations[(i, page)] = None
+            if len(translations) > tlb.entries:
+                translations.popitem(last=False)
+            hit = touch((i, "pte", page // (LINE_BYTES // PTE_BYTES)), LINE_BYTES)
+            if n > draws // 5:  # after warm-up
+                walks[i] += 1
+                hits[i] += hit
+        touch((i, "row", row), t.row_bytes)
+        touch((-1, "stream", n), int(stream_bytes))
+        while used > capacity:
+            _, size = cache.popitem(last=False)
+            used -= size
+    return [h / w for h, w in zip(hits, walks, strict=True)]
+
+
+def test_page_table_lines_share_the_cache_as_a_simulated_core_shows() -> None:
+    """Walks of tables whose page tables fit beside the rows hit; of a table whose page tables alone exceed
+    the cache, most miss, and the model says by how much."""
+    tlb = TLBSpec(entries=64, page_bytes=4096)
+    tables = [
+        TableSpec(name="huge", rows=2_000_000, dim=16, pooling=2, distribution=Uniform()),  # 31,250 pages: 3,907 page-table lines
+        TableSpec(name="mid", rows=200_000, dim=32, pooling=2, distribution=Zipf(alpha=1.05)),  # 782 lines
+        TableSpec(name="small", rows=40_000, dim=16, pooling=1, distribution=Uniform()),  # 79 lines
+    ]
+    capacity, batch = 192 * 1024, 64
+    states = shared_cache_state(capacity, tables, batch, tlb)
+    stream = 8 + sum(batch * t.dim * 4 for t in tables) / sum(batch * t.pooling for t in tables)
+    simulated = simulated_walk_hits(tables, capacity, stream, tlb, draws=400_000)
+    model = [s.walk_hit_ratio for s in states]
+    assert model == pytest.approx(simulated, abs=0.05)
+    assert model[0] < 0.5 < model[2]  # the huge table's page tables do not fit; the small one's do
+    # Without page tables in the model, rows would get more of the cache than they do.
+    assert sum(s.share_bytes for s in states) < sum(cache_shares(capacity, tables, batch))
+    # Everything fits: every walk hits.
+    assert all(s.walk_hit_ratio == 1.0 for s in shared_cache_state(1 << 30, tables, batch, tlb))
