@@ -209,28 +209,26 @@ def shared_cache_state(
     streamed = sum(n * INDEX_BYTES for n in lookups) + sum(batch_size * t.dim * OUTPUT_BYTES for t in tables)
     per_lookup = streamed / traffic
     hists = [table_histogram(t) for t in tables]
-    # Page walks per lookup of all tables together, and the rows one line of each table's page table maps.
-    walk_rates = [w * walks_per_lookup(t, tlb) if tlb else 0.0 for t, w in zip(tables, weights, strict=True)]
-    per_line = [rows_per_page_table_line(t, tlb) if tlb else 1 for t in tables]
-    lines = [math.ceil(t.rows / k) if r else 0 for t, k, r in zip(tables, per_line, walk_rates, strict=True)]
-
-    def walks(draws: float) -> list[tuple[RankHistogram, float, int]]:
-        return [(h, draws * r, k) for h, r, k in zip(hists, walk_rates, per_line, strict=True) if r]
+    # Per table: its page walks per lookup of all tables together, and the rows one page-table line maps.
+    walkers = [
+        (w * walks_per_lookup(t, tlb), rows_per_page_table_line(t, tlb)) if tlb else (0.0, 1)
+        for t, w in zip(tables, weights, strict=True)
+    ]
 
     def walk_hits(draws: float) -> list[float]:
-        return [
-            1.0 - h.group_miss_ratio(draws * r, k) if r else 1.0
-            for h, r, k in zip(hists, walk_rates, per_line, strict=True)
-        ]
+        return [1.0 - h.group_miss_ratio(draws * r, k) if r else 1.0 for h, (r, k) in zip(hists, walkers, strict=True)]
 
     def occupancy(draws: float) -> list[float]:
         return [t.row_bytes * h.expected_distinct(draws * w) for t, h, w in zip(tables, hists, weights, strict=True)]
 
     def filled(draws: float) -> float:
-        page_tables = sum(LINE_BYTES * h.touched_groups(n, k) for h, n, k in walks(draws))
+        page_tables = sum(
+            LINE_BYTES * h.touched_groups(draws * r, k) for h, (r, k) in zip(hists, walkers, strict=True) if r
+        )
         return sum(occupancy(draws)) + page_tables + per_lookup * draws
 
-    if sum(t.bytes for t in tables) + LINE_BYTES * sum(lines) + per_lookup * traffic <= capacity:
+    page_table_bytes = sum(LINE_BYTES * math.ceil(t.rows / k) for t, (r, k) in zip(tables, walkers, strict=True) if r)
+    if sum(t.bytes for t in tables) + page_table_bytes + per_lookup * traffic <= capacity:
         return [CacheState(float(t.bytes)) for t in tables]  # everything of a batch stays
     lo, hi = 0.0, traffic
     while filled(hi) < capacity:
