@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ir.errors import InfeasibleError, SpecError
 from ir.module import Module, PartitionOption
 from ir.printer import fmt_bytes
+from passes.bounds import dff_lower_bound
 
 TIME_UNIT_S = 1e-9  # the one integer scale used inside CP-SAT: 1 unit = 1 ns
 # CP-SAT refuses a model whose linear sums could overflow 64-bit integers; every sum the model forms (of
@@ -130,9 +131,12 @@ def held_bytes(problem: AssignmentProblem) -> int:
 
 
 def lower_bound_units(problem: AssignmentProblem) -> int:
-    """A bound no plan can beat, computed without the solver (see `choice_lower_bound`)."""
+    """A bound no plan can beat, computed without the solver: the work bound of `choice_lower_bound`, raised
+    by the bin-packing argument of `passes.bounds` (parts too big to share a core)."""
     menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
-    return math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
+    work = math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
+    sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
+    return dff_lower_bound(sizes, problem.cores, work)[0]
 
 
 def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: int) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 
 from ir.errors import InfeasibleError
 from ir.module import (
@@ -26,6 +27,7 @@ from passes.assignment import (
     round_robin,
 )
 from passes.base import ModulePass, register
+from passes.bounds import dff_lower_bound
 from passes.cpsat import SolverParams, solve
 
 
@@ -168,7 +170,14 @@ def lower_bound_s(module: Module) -> float:
     """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds."""
     assert module.options is not None
     menus = [[(max(c.total_s for c in o.part_costs), o.work_s) for o in m.options] for m in module.options]
-    return choice_lower_bound(menus, module.target.cores)
+    work = choice_lower_bound(menus, module.target.cores)
+    # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
+    sizes = [
+        [(o.parts, math.floor(min(c.total_s for c in o.part_costs) / TIME_UNIT_S)) for o in m.options]
+        for m in module.options
+    ]
+    packed, _ = dff_lower_bound(sizes, module.target.cores, math.floor(work / TIME_UNIT_S))
+    return max(work, packed * TIME_UNIT_S)
 
 
 def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:

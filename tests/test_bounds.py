@@ -1,0 +1,92 @@
+"""The bin-packing lower bound: every function is dual feasible, the bound never exceeds an optimum found by
+exhaustive search, and it sees what the work bound cannot (parts too big to share a core)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from passes.assignment import AssignmentProblem, OptionData, choice_lower_bound, lower_bound_units
+from passes.bounds import BASE, MIXES, _Menus, dff_lower_bound
+from tests.test_cpsat import exhaustive, random_problem
+
+
+def _filled_bins(rng: random.Random, count: int) -> list[np.ndarray]:
+    """Random multisets summing to at most 1, many of them exactly 1 and some with items near 1/2, 1/3, ..."""
+    bins = []
+    for _ in range(count):
+        n = rng.randint(1, 7)
+        if rng.random() < 0.5:
+            cuts = sorted(rng.random() for _ in range(n - 1))
+            items = [b - a for a, b in zip([0.0, *cuts], [*cuts, 1.0], strict=True)]
+        else:
+            k = rng.randint(1, 6)
+            items = [1 / k + rng.uniform(-1e-3, 1e-3) for _ in range(k)]
+            items = [x / max(1.0, sum(items)) for x in items]
+        bins.append(np.array(items))
+    return bins
+
+
+@pytest.mark.parametrize("index", range(len(BASE)))
+def test_every_base_function_is_dual_feasible(index: int) -> None:
+    name, f = BASE[index]
+    for items in _filled_bins(random.Random(index), 3000):
+        assert items.sum() <= 1 + 1e-12
+        assert f(items).sum() <= 1 + 1e-9, f"{name} maps {items} to more than 1"
+        assert np.all((f(items) >= 0) & (f(items) <= 1))
+
+
+def test_a_function_that_is_not_dual_feasible_is_caught_by_the_same_check() -> None:
+    # Counting every part above 1/3 as a whole core is wrong (two of 0.45 fit in one): the check must see it.
+    def wrong(x: np.ndarray) -> np.ndarray:
+        return np.where(x > 1 / 3, 1.0, x)
+
+    assert any(wrong(items).sum() > 1 + 1e-9 for items in _filled_bins(random.Random(0), 3000))
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_bound_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
+    problem = random_problem(random.Random(1000 + seed))
+    optimum = exhaustive(problem)
+    sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
+    bound, _ = dff_lower_bound(sizes, problem.cores)
+    assert bound <= optimum
+    assert lower_bound_units(problem) <= optimum
+
+
+def test_parts_too_big_to_share_a_core_raise_the_bound_to_the_optimum() -> None:
+    # Three whole tables of 10 on two cores: the work bound says 15, but two of them must share a core.
+    problem = AssignmentProblem(
+        tables=("a", "b", "c"),
+        options=tuple((OptionData(parts=1, part_units=10, part_bytes=0),) for _ in range(3)),
+        cores=2,
+        capacity_bytes=0,
+    )
+    menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
+    assert choice_lower_bound(menus, 2) == 15
+    assert lower_bound_units(problem) == 20 == exhaustive(problem)
+
+
+def test_a_mix_refutes_what_no_single_function_refutes() -> None:
+    # Three tables, each whole (6) or split in two (2 x 5), on two cores with T = 10. The identity charges
+    # 0.6 a table (1.8 in all); u(1) charges a split table nothing (5/10 is not above 1/2). Three quarters of
+    # one plus a quarter of the other charges 0.7 whole and 0.75 split: 2.1 > 2. And indeed no plan fits:
+    # two whole tables cannot share a core, and a whole one leaves room for no part of 5 beside it.
+    menus = [[(1, 6), (2, 5)] for _ in range(3)]
+    problem = AssignmentProblem(
+        tables=("a", "b", "c"),
+        options=tuple(tuple(OptionData(parts=k, part_units=s, part_bytes=0) for k, s in menu) for menu in menus),
+        cores=2,
+        capacity_bytes=0,
+    )
+    data = _Menus(menus, cores=2)
+    assert not any(data.refutes(10, mix) for name, mix in MIXES if "+" not in name)
+    assert data.refutes(10, dict(MIXES)["0.75 identity + 0.25 u(1)"])
+    bound, name = dff_lower_bound(menus, 2)
+    assert 10 < bound <= exhaustive(problem) and "+" in name
+
+
+def test_a_table_whose_parts_all_exceed_T_refutes_it() -> None:
+    assert dff_lower_bound([[(1, 50)], [(2, 5)]], cores=8)[0] == 50
