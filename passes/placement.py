@@ -28,7 +28,7 @@ from passes.assignment import (
 )
 from passes.base import ModulePass, register
 from passes.cpsat import SolverParams, solve
-from passes.replan import move_report, previous_choices, replan_seeds, undo_needless_moves
+from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
 
 class AssignMethod(enum.StrEnum):
@@ -143,8 +143,12 @@ class AssignCoresPass(ModulePass):
             raise _infeasible(problem, result.status, self.time_limit, self.max_moves if previous else None)
         # The integer model rounds and charges every part of an option its costliest part's time, so plans
         # of equal objective can differ in seconds: keep whichever of the solver's plan and the seeds is
-        # fastest in seconds (so embmap is never predicted slower than greedy or round-robin).
-        chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
+        # fastest in seconds (so embmap is never predicted slower than greedy or round-robin). When re-planning,
+        # of equally fast plans (to a picosecond) the one that moves fewer tables.
+        if previous is None:
+            chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
+        else:
+            chosen = min([chosen, *seeds], key=lambda a: (round(_makespan_s(module, a), 12), moves(a, previous)))
         objective = chosen.makespan(problem)
         bound = min(result.best_bound_units, objective)
         report = SolverReport(
