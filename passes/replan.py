@@ -113,8 +113,38 @@ def warm_start(problem: AssignmentProblem, previous: Previous, max_moves: int | 
         if max_moves is None:
             raise capacity_error(problem, headline)
         raise InfeasibleError("assign-cores{max-moves}", headline, "raise --max-moves, or compile without --previous")
+    if max_moves is not None:
+        placed = _release_from_peak(problem, placed, fixed, previous, max_moves)
     searched = improve(problem, placed, previous=previous, max_moves=max_moves)
     return undo_needless_moves(problem, searched, previous)
+
+
+def _release_from_peak(
+    problem: AssignmentProblem, plan: Assignment, fixed: dict[int, Choice], previous: Previous, max_moves: int
+) -> Assignment:
+    """Ruin and recreate within the budget: release the kept table with the largest part on a most-loaded
+    core and place the released and free tables again around the rest (greedy's gap filling); one more
+    release per round, while it lowers (makespan, cores at the makespan). Each release moves at most one
+    table, so a round that would exceed the budget is not tried."""
+    fixed = dict(fixed)
+    best = plan
+    while moves(best, previous) < max_moves and len(problem.tables) - len(fixed) < len(problem.tables):
+        loads = best.loads(problem)
+        peak = max(loads)
+        on_peak = [t for t, ch in fixed.items() if any(loads[c] == peak for c in ch.cores)]
+        if not on_peak:
+            break
+        del fixed[max(on_peak, key=lambda t: (problem.options[t][fixed[t].option].part_units, -t))]
+        trial = place_around(problem, fixed)
+        if trial is None or moves(trial, previous) > max_moves or _score(problem, trial) >= _score(problem, best):
+            break
+        best = trial
+    return best
+
+
+def _score(problem: AssignmentProblem, plan: Assignment) -> tuple[int, int]:
+    loads = plan.loads(problem)
+    return max(loads), loads.count(max(loads))
 
 
 def undo_needless_moves(problem: AssignmentProblem, plan: Assignment, previous: Previous) -> Assignment:
