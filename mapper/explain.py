@@ -124,9 +124,13 @@ def moves_text(moves: MoveReport) -> str:
     """One line: how much of the previous plan a re-plan moved."""
     bound = "no bound" if moves.max_moves is None else f"at most {moves.max_moves}"
     return (
-        f"re-planned: {moves.moved_tables} tables moved ({moves.moved_items} work items; {bound}), "
-        f"{moves.kept_tables} kept, {moves.free_tables} placed anew (new, or previous option no longer offered)"
+        f"re-planned: {_count(moves.moved_tables, 'table')} moved ({_count(moves.moved_items, 'work item')}; "
+        f"{bound}), {moves.kept_tables} kept, {moves.free_tables} free (new, or previous option no longer offered)"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _status_note(status: str, method: str) -> str:

@@ -237,18 +237,25 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out, err
 
 
-def test_cli_replans_and_explains_the_moves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old, new = tmp_path / "old.plan.json", tmp_path / "new.plan.json"
-    fast = ["--time-limit", "2", "--workers", "1", "--no-baselines"]
-    code, _, err = _cli(["compile", "taobao-ub", "--target", "ascend910", "-o", str(old), *fast], capsys)
+def test_cli_replans_and_explains_the_moves(
+    old: ExecutionPlan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pooling shift through the command line (workload and target as files): one move, as from Python."""
+    previous, new = tmp_path / "old.plan.json", tmp_path / "new.plan.json"
+    save_plan(old, previous)
+    (tmp_path / "w.json").write_text(_changed("pooling").model_dump_json())
+    (tmp_path / "t.json").write_text(TARGET.model_dump_json())
+    args = ["compile", str(tmp_path / "w.json"), "--target", str(tmp_path / "t.json"), "--previous", str(previous)]
+    code, out, err = _cli([*args, "--max-moves", "1", "-o", str(new), "--time-limit", "2", "--no-baselines"], capsys)
     assert code == 0, err
-    args = ["compile", "taobao-ub", "--target", "ascend910", "--distribution", "zipf:1.2", "--previous", str(old)]
-    code, out, err = _cli([*args, "--max-moves", "1", "-o", str(new), *fast], capsys)
-    assert code == 0, err
-    moves_line = next(line for line in out.splitlines() if line.startswith("re-planned:"))
     saved = json.loads(new.read_text())["solver"]["moves"]
-    assert saved["max_moves"] == 1 and saved["moved_tables"] <= 1
-    assert f"{saved['moved_tables']} tables moved ({saved['moved_items']} work items; at most 1)" in moves_line
+    from_python = replan(_changed("pooling"), old, 1).solver.moves
+    assert from_python is not None and saved == from_python.model_dump()
+    moves_line = next(line for line in out.splitlines() if line.startswith("re-planned:"))
+    assert moves_line.startswith(f"re-planned: 1 table moved ({saved['moved_items']} work items; at most 1), ")
+    assert moves_line.endswith(
+        f"{saved['kept_tables']} kept, {saved['free_tables']} free (new, or previous option no longer offered)"
+    )
     code, out, _ = _cli(["explain", str(new)], capsys)
     assert code == 0 and moves_line in out
 
