@@ -187,7 +187,9 @@ class SolverReport(Frozen):
     workers: int = 1
     seed: int = 0
     time_limit_s: float | None = None
-    hint_objective_s: float | None = Field(None, description="objective of the greedy plan used as hint")
+    hint_objective_s: float | None = Field(
+        None, description="objective of the heuristic plan used as hint (greedy, or the warm start when re-planning)"
+    )
     options_considered: int = 0
     moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
 
