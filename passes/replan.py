@@ -7,8 +7,9 @@ longer offered (pruned, or no longer fitting), are *free*: placed anew and not c
 work items are its moved items.
 
 `previous_choices` maps a previous placement onto the new menu; `replan_seeds` are the heuristic re-plans
-(no solver needed: keep, place the free tables around the kept ones, local search within the move budget)
-that also seed CP-SAT, whose model bounds the moves itself (`passes.cpsat.solve(previous=, max_moves=)`).
+(no solver needed: keep, place the free tables around the kept ones, release tables from the most-loaded
+cores, local search within the move budget) that also seed CP-SAT, whose model bounds the moves itself
+(`passes.cpsat.solve(previous=, max_moves=)`).
 """
 
 from __future__ import annotations
@@ -124,11 +125,10 @@ def _release_from_peak(
 ) -> Assignment:
     """Ruin and recreate within the budget: release the kept table with the largest part on a most-loaded
     core and place the released and free tables again around the rest (greedy's gap filling); one more
-    release per round, while it lowers (makespan, cores at the makespan). Each release moves at most one
-    table, so a round that would exceed the budget is not tried."""
+    release per round, while it lowers (makespan, cores at the makespan) and stays within the budget."""
     fixed = dict(fixed)
     best = plan
-    while moves(best, previous) < max_moves and len(problem.tables) - len(fixed) < len(problem.tables):
+    while fixed and moves(best, previous) < max_moves:
         loads = best.loads(problem)
         peak = max(loads)
         on_peak = [t for t, ch in fixed.items() if any(loads[c] == peak for c in ch.cores)]
