@@ -162,6 +162,19 @@ class CoreSchedule(Frozen):
 SolverStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "MODEL_INVALID", "UNKNOWN", "NOT_SOLVED"]
 
 
+class MoveReport(Frozen):
+    """Re-planning from a previous plan, counted per table: a table *moves* when its new option (strategy,
+    mode, parts) or any of its cores differs from its previous placement, although that placement was still
+    on offer. Tables without one to keep (new, or whose previous option is no longer on the menu) are free:
+    placed anew, not counted as moves. Every table of the new plan is kept, moved or free."""
+
+    max_moves: int | None = Field(None, ge=0, description="the most tables allowed to move; null: no bound")
+    moved_tables: int = Field(ge=0, description="tables whose option or cores changed")
+    moved_items: int = Field(ge=0, description="work items of the moved tables, in the new plan")
+    kept_tables: int = Field(ge=0, description="tables on their previous option and cores")
+    free_tables: int = Field(ge=0, description="new tables, and tables whose previous option is no longer offered")
+
+
 class SolverReport(Frozen):
     """How the core assignment was obtained and how good it is provably."""
 
@@ -174,8 +187,22 @@ class SolverReport(Frozen):
     workers: int = 1
     seed: int = 0
     time_limit_s: float | None = None
-    hint_objective_s: float | None = Field(None, description="objective of the greedy plan used as hint")
+    hint_objective_s: float | None = Field(
+        None, description="objective of the heuristic plan used as hint (greedy, or the warm start when re-planning)"
+    )
     options_considered: int = 0
+    moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
+
+
+class PlacedTable(Frozen):
+    """Where a previous plan served one table: the shape of its option and the cores of its parts, ascending
+    (part i on the i-th core, as `assign-cores` places them)."""
+
+    table: str
+    strategy: Strategy
+    mode: PartitionMode
+    parts: int = Field(gt=0)
+    cores: tuple[int, ...]
 
 
 class Module(Frozen):
@@ -190,6 +217,9 @@ class Module(Frozen):
     schedules: tuple[CoreSchedule, ...] | None = None
     solver: SolverReport | None = None
     lower_bound_s: float | None = None
+    previous: tuple[PlacedTable, ...] | None = Field(
+        None, description="re-planning: a previous plan's placement, which assign-cores keeps where it can"
+    )
     history: tuple[str, ...] = Field((), description="passes applied so far, with their options")
 
     def table(self, name: str) -> TableSpec:

@@ -46,6 +46,9 @@ def print_module(m: Module) -> str:
             for x in c.candidates
         )
         lines.append(f"  candidates @{c.table} {cands}")
+    for placed in m.previous or ():
+        shape = f"{placed.strategy.value}/{placed.mode.value}x{placed.parts}"
+        lines.append(f"  previous @{placed.table} {shape} cores={','.join(map(str, placed.cores))}")
     for entry in m.options or ():
         opts = " ".join(f"{o.label}:{fmt_s(max(c.total_s for c in o.part_costs))}" for o in entry.options)
         lines.append(f"  options @{entry.table} {opts}")
@@ -66,6 +69,13 @@ def print_module(m: Module) -> str:
             f"  solver {r.method} status={r.status} objective={fmt_s(r.objective_s)} "
             f"bound={fmt_s(r.best_bound_s)} gap={r.gap:.2%} wall={fmt_s(r.wall_s)}"
         )
+        if r.moves:
+            mv = r.moves
+            bound = "none" if mv.max_moves is None else mv.max_moves
+            lines.append(
+                f"  moves moved={mv.moved_tables} items={mv.moved_items} kept={mv.kept_tables} "
+                f"free={mv.free_tables} max={bound}"
+            )
     if m.lower_bound_s is not None:
         lines.append(f"  lower_bound={fmt_s(m.lower_bound_s)}")
     lines.append("}")

@@ -46,6 +46,11 @@ def module_violations(module: Module) -> list[str]:
         out += _option_violations(module)
     if module.items is not None:
         out += item_violations(tables, module.target, module.workload.batch_size, module.items)
+    for p in module.previous or ():
+        if len(set(p.cores)) != p.parts or list(p.cores) != sorted(p.cores):
+            out.append(f"previous placement of {p.table}: needs {p.parts} distinct cores in ascending order")
+        elif p.cores[0] < 0 or p.cores[-1] >= module.target.cores:
+            out.append(f"previous placement of {p.table}: cores {p.cores} do not all exist")
     if module.schedules is not None:
         if module.items is None:
             out.append("schedules exist without items")
@@ -222,6 +227,14 @@ def plan_violations(plan: ExecutionPlan) -> list[str]:
         out.append(f"lower_bound_s {plan.lower_bound_s} is negative")
     if plan.lower_bound_s > plan.makespan_s * (1 + 1e-9):
         out.append(f"lower_bound_s {plan.lower_bound_s} exceeds makespan_s {plan.makespan_s}")
+    moves = plan.solver.moves
+    if moves is not None:
+        if moves.kept_tables + moves.moved_tables + moves.free_tables != len(plan.tables):
+            out.append(f"solver.moves: kept, moved and free tables do not add up to the {len(plan.tables)} tables")
+        if moves.max_moves is not None and moves.moved_tables > moves.max_moves:
+            out.append(f"solver.moves: {moves.moved_tables} tables moved, at most {moves.max_moves} may")
+        if not moves.moved_tables <= moves.moved_items <= len(plan.items):
+            out.append(f"solver.moves: {moves.moved_items} moved items for {moves.moved_tables} moved tables")
     return out
 
 

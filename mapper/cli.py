@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device-memory", type=int, metavar="BYTES", help="with --devices: one device's main memory")
     c.add_argument("--device-cores", type=int, help="with --devices: one device's cores")
     c.add_argument("--link-gbps", type=float, help="with --devices: GB/s one device sends in the output all-to-all")
+    c.add_argument(
+        "--previous",
+        type=Path,
+        metavar="PLAN",
+        help="re-plan from this plan (same target, any workload): tables stay where it put them unless moving pays",
+    )
+    c.add_argument("--max-moves", type=int, metavar="K", help="with --previous: at most K tables move")
     c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON")
 
     x = sub.add_parser("export", help="export a plan across devices for another runtime (TorchRec's ShardingPlan)")
@@ -194,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from mapper.compiler import SolverOptions, compile
-    from mapper.explain import explain_text
+    from mapper.explain import explain_text, moves_text
     from mapper.pipelines import pipeline_for
-    from mapper.planio import save_plan
+    from mapper.planio import load_plan, save_plan
     from mapper.profiles import load_profile
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
     from passes.pipeline import Instrument
@@ -210,7 +217,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "name a pass of the pipeline, or 'all'",
         )
     profile = load_profile(args.profile) if args.profile else None
+    if args.max_moves is not None and args.previous is None:
+        raise SpecError("--max-moves", "bounds the moves from a previous plan", "add --previous OLD.plan.json")
+    if args.max_moves is not None and args.max_moves < 0:
+        raise SpecError(
+            "--max-moves", f"must be >= 0, got {args.max_moves}", "give 0 to keep every table that can stay"
+        )
     if args.devices is not None:
+        if args.previous is not None:
+            raise SpecError(
+                "--previous", "does not apply with --devices", "re-plan one device's plan without --devices"
+            )
         return _compile_cluster(args, profile)
     for flag in ("device_memory", "device_cores", "link_gbps", "device_method"):
         if getattr(args, flag) is not None:
@@ -231,6 +248,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
         instruments=instruments,
         baselines=not args.no_baselines,
+        previous=load_plan(args.previous) if args.previous else None,
+        max_moves=args.max_moves,
     )
     save_plan(plan, args.output)
     if args.timing:
@@ -240,6 +259,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {plan.workload.name} on {plan.target.name}, makespan {plan.makespan_s * 1e6:.2f} us, "
         f"{plan.solver.status} gap {plan.solver.gap:.2%}"
     )
+    if plan.solver.moves is not None:
+        print(moves_text(plan.solver.moves))
     if args.explain:
         print(explain_text(plan))
     return 0

@@ -11,7 +11,7 @@ from ir.loader import validate
 from ir.lowering import lower
 from ir.module import Module
 from ir.plan import ExecutionPlan
-from ir.spec import Distribution, HotTables, TargetSpec, WorkloadSpec
+from ir.spec import Distribution, HotTables, TargetSpec, WorkloadSpec, target_difference
 from ir.targets import builtin_target
 from ir.verify import verify_plan
 from mapper.backend import emit_plan
@@ -21,6 +21,7 @@ from passes import PassManager, parse_pipeline, pipeline_text
 from passes.base import ModulePass
 from passes.pipeline import Instrument
 from passes.placement import AssignCoresPass
+from passes.replan import previous_placement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,28 @@ def build_passes(pipeline: str, solver: SolverOptions) -> tuple[ModulePass, ...]
         raise SpecError("solver options", str(exc), "check --time-limit, --workers, --seed") from None
 
 
+def with_max_moves(passes: tuple[ModulePass, ...], max_moves: int | None) -> tuple[ModulePass, ...]:
+    """The passes with `max_moves` set on assign-cores (None keeps the pipeline's value)."""
+    if max_moves is not None and max_moves < 0:
+        raise SpecError("max_moves", f"must be >= 0, got {max_moves}", "give 0 to keep every table that can stay")
+    if not any(isinstance(p, AssignCoresPass) for p in passes):
+        raise SpecError("previous", "needs a pipeline with assign-cores", "add assign-cores to the pipeline")
+    if max_moves is None:
+        return passes
+    return tuple(dataclasses.replace(p, max_moves=max_moves) if isinstance(p, AssignCoresPass) else p for p in passes)
+
+
+def check_previous_target(previous: ExecutionPlan, target: TargetSpec) -> None:
+    """A previous plan names cores: it must be for the same cores and memories (its workload may differ)."""
+    difference = target_difference(previous.target, target)
+    if difference:
+        raise SpecError(
+            "previous.target",
+            f"the previous plan was compiled for {previous.target.name}; target {target.name} {difference}",
+            f"give a previous plan compiled with --target {target.name}, or compile without --previous",
+        )
+
+
 def run_pipeline(
     module: Module, passes: tuple[ModulePass, ...], instruments: Iterable[Instrument] = (), verify_each: bool = True
 ) -> Module:
@@ -107,21 +130,33 @@ def compile(  # noqa: A001 - the verb users expect
     instruments: Iterable[Instrument] = (),
     baselines: bool = True,
     verify_each: bool = True,
+    previous: ExecutionPlan | None = None,
+    max_moves: int | None = None,
 ) -> ExecutionPlan:
     """Compile a workload for a target into a verified execution plan.
 
     `workload` is a WorkloadSpec, a built-in name, a `synthetic:...` recipe or a file path; `target` a
     TargetSpec, a built-in name or a file path; `pipeline` a named pipeline or a pass list. With `baselines`,
     the plan also records the predicted makespan of each baseline pipeline under the same cost model.
+    With `previous`, a plan for the same target and any workload, the plan is re-planned from it: each table
+    keeps its previous placement unless moving it pays, at most `max_moves` tables move (None: no bound, or
+    the pipeline's assign-cores{max-moves}), and the solver report counts the moves.
     """
     spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
     tgt = resolve_target(target)
     profile = cost_profile or default_profile(tgt)
     passes = build_passes(pipeline, solver)
-    module = run_pipeline(lower(spec, tgt, profile), passes, instruments, verify_each)
+    base = lower(spec, tgt, profile)
+    module = base
+    if previous is None and max_moves is not None:
+        raise SpecError("max_moves", "bounds the moves from a previous plan, and none was given", "give --previous")
+    if previous is not None:
+        check_previous_target(previous, tgt)
+        passes = with_max_moves(passes, max_moves)
+        module = base.model_copy(update={"previous": previous_placement(previous)})
+    module = run_pipeline(module, passes, instruments, verify_each)
     reference = {}
     if baselines:
-        base = lower(spec, tgt, profile)
         for name in BASELINES:
             if pipeline_for(name) != pipeline_for(pipeline):
                 reference[name] = run_pipeline(base, parse_pipeline(PIPELINES[name][0])).makespan_s or 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ir.module import MoveReport
 from ir.plan import ExecutionPlan
 from ir.printer import fmt_bytes, fmt_s
 
@@ -78,6 +79,11 @@ def explain_data(plan: ExecutionPlan) -> dict[str, Any]:
 def explain_text(plan: ExecutionPlan) -> str:
     d = explain_data(plan)
     s = plan.solver
+    hint = (
+        ""
+        if s.hint_objective_s is None
+        else f", {'warm-start' if s.moves else 'greedy'} hint {fmt_s(s.hint_objective_s)}"
+    )
     lines = [
         f"plan: {d['workload']} on {d['target']} ({d['cores_total']} cores), batch {d['batch_size']}",
         f"pipeline: {d['pipeline']}",
@@ -85,9 +91,10 @@ def explain_text(plan: ExecutionPlan) -> str:
         f"   (within {_ratio(plan.makespan_s, plan.lower_bound_s)} of the bound)"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
         f"solver: {s.method} {s.status}{_status_note(s.status, s.method)}, objective {fmt_s(s.objective_s)}, "
-        f"best bound {fmt_s(s.best_bound_s)}, gap {s.gap:.2%}, {s.wall_s:.2f}s"
-        + (f", greedy hint {fmt_s(s.hint_objective_s)}" if s.hint_objective_s is not None else ""),
+        f"best bound {fmt_s(s.best_bound_s)}, gap {s.gap:.2%}, {s.wall_s:.2f}s" + hint,
     ]
+    if s.moves is not None:
+        lines.append(moves_text(s.moves))
     if d["speedup_over"]:
         lines.append(
             "predicted speedup: "
@@ -111,6 +118,19 @@ def explain_text(plan: ExecutionPlan) -> str:
             f"  core {c['core']:>3}  busy {fmt_s(c['busy_s']):>8}  local {fmt_bytes(c['local_bytes']):>8}  {parts or '(idle)'}"
         )
     return "\n".join(lines)
+
+
+def moves_text(moves: MoveReport) -> str:
+    """One line: how much of the previous plan a re-plan moved."""
+    bound = "no bound" if moves.max_moves is None else f"at most {moves.max_moves}"
+    return (
+        f"re-planned: {_count(moves.moved_tables, 'table')} moved ({_count(moves.moved_items, 'work item')}; "
+        f"{bound}), {moves.kept_tables} kept, {moves.free_tables} free (new, or previous option no longer offered)"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _status_note(status: str, method: str) -> str:

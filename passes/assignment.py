@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ir.errors import InfeasibleError, SpecError
@@ -166,23 +166,40 @@ def greedy(problem: AssignmentProblem) -> Assignment:
     least-work option whose parts all fit under T on the least-loaded cores with room, so a small table is
     split just enough to fill the gaps the big ones leave. When nothing fits under T, the option that leaves
     the smallest makespan is taken."""
-    lb = lower_bound_units(problem)
-    targets = sorted({math.inf, *(int(lb * f) for f in GREEDY_TARGETS)})
-    best: Assignment | None = None
-    for target in targets:
-        plan = _place_under_target(problem, target)
-        if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
-            best = plan
+    best = place_around(problem, {})
     if best is None:
         raise capacity_error(problem, "the greedy placement found no way to pack the local buffers")
     return improve(problem, best)
 
 
-def improve(problem: AssignmentProblem, plan: Assignment, max_rounds: int = 1000) -> Assignment:
+def place_around(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> Assignment | None:
+    """The gap-filling placements of `greedy` for the tables not in `fixed`, on top of the loads and bytes
+    of those in `fixed` (which keep their choice); the best of them, without local search, or None."""
+    lb = lower_bound_units(problem)
+    targets = sorted({math.inf, *(int(lb * f) for f in GREEDY_TARGETS)})
+    best: Assignment | None = None
+    for target in targets:
+        plan = _place_under_target(problem, target, fixed)
+        if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
+            best = plan
+    return best
+
+
+def improve(
+    problem: AssignmentProblem,
+    plan: Assignment,
+    max_rounds: int = 1000,
+    *,
+    previous: Sequence[Choice | None] | None = None,
+    max_moves: int | None = None,
+) -> Assignment:
     """Local search: take one table with a part on a most-loaded core out of the plan and put it back with
     whichever option and cores serve best; keep the move when it lowers (makespan, cores at the makespan,
-    total work). Stops at a local optimum. Deterministic."""
+    total work). Stops at a local optimum. Deterministic. With `previous` (per table, a choice to keep or
+    None) and `max_moves`, no step leaves more than `max_moves` tables off their previous choice."""
     choices = list(plan.choices)
+    prev: Sequence[Choice | None] = previous or [None] * len(choices)
+    moved = sum(p is not None and ch != p for ch, p in zip(choices, prev, strict=True))
     loads = Assignment(tuple(choices)).loads(problem)
     used = [0] * problem.cores
     for opts, ch in zip(problem.options, choices, strict=True):
@@ -210,6 +227,9 @@ def improve(problem: AssignmentProblem, plan: Assignment, max_rounds: int = 1000
                 if len(room) < o.parts:
                     continue
                 cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
+                p = prev[t]
+                if p is not None and max_moves is not None and moved + (Choice(i, cores) != p) - (old != p) > max_moves:
+                    continue  # the move budget is spent
                 trial = list(loads)
                 for c in cores:
                     trial[c] += o.part_units
@@ -230,6 +250,9 @@ def improve(problem: AssignmentProblem, plan: Assignment, max_rounds: int = 1000
             loads[c] += o_new.part_units
             used[c] += o_new.part_bytes
         work += o_new.work_units - o_old.work_units
+        p = prev[t]
+        if p is not None:
+            moved += (new != p) - (choices[t] != p)
         choices[t] = new
     return Assignment(tuple(choices))
 
@@ -237,13 +260,19 @@ def improve(problem: AssignmentProblem, plan: Assignment, max_rounds: int = 1000
 GREEDY_TARGETS = (1.0, 1.01, 1.02, 1.04, 1.07, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
-def _place_under_target(problem: AssignmentProblem, target: float) -> Assignment | None:
+def _place_under_target(
+    problem: AssignmentProblem, target: float, fixed: Mapping[int, Choice] | None = None
+) -> Assignment | None:
     by_work = [sorted(range(len(opts)), key=lambda i: (opts[i].work_units, opts[i].parts)) for opts in problem.options]
     order = sorted(range(len(problem.tables)), key=lambda t: (-problem.options[t][by_work[t][0]].part_units, t))
     loads = [0] * problem.cores
     used = [0] * problem.cores
-    choices: dict[int, Choice] = {}
-    for t in order:
+    choices: dict[int, Choice] = dict(fixed or {})
+    for t, ch in choices.items():
+        for c in ch.cores:
+            loads[c] += problem.options[t][ch.option].part_units
+            used[c] += problem.options[t][ch.option].part_bytes
+    for t in (t for t in order if t not in choices):
         fallback: tuple[tuple[int, int], int, tuple[int, ...]] | None = None
         picked: tuple[int, tuple[int, ...]] | None = None
         for i in by_work[t]:

@@ -7,6 +7,7 @@ Order, as in the OR-Tools samples: data -> variables -> constraints -> objective
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
@@ -61,7 +62,16 @@ def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:
     ]
 
 
-def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | None = None) -> SolveResult:
+def solve(
+    problem: AssignmentProblem,
+    params: SolverParams,
+    hint: Assignment | None = None,
+    previous: Sequence[Choice | None] | None = None,
+    max_moves: int | None = None,
+) -> SolveResult:
+    """With `previous` (re-planning: per table, the choice to keep or None), cores are no longer
+    interchangeable, and with `max_moves` at most that many tables leave their previous choice; the hint
+    must then respect the bound."""
     check_model_size(problem)
     model = cp_model.CpModel()
     cores = range(problem.cores)
@@ -120,14 +130,20 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
     for t, opts in enumerate(problem.options):
         for o, data in enumerate(opts):
             model.add(makespan >= data.part_units * y[t, o])
-    # Symmetry breaking (cores are identical): loads do not increase with the core index.
-    for c in range(problem.cores - 1):
-        model.add(loads[c] >= loads[c + 1])
+    # Symmetry breaking (cores are identical): loads do not increase with the core index. Not when
+    # re-planning: the previous plan names its cores.
+    if previous is None:
+        for c in range(problem.cores - 1):
+            model.add(loads[c] >= loads[c + 1])
+    # Re-planning: at most `max_moves` tables leave their previous choice (hinted from `hint`).
+    if previous is not None and max_moves is not None:
+        _bound_moves(model, y, x, previous, max_moves, hint)
 
     model.minimize(makespan)
 
     if hint is not None:
-        hint = hint.relabel_by_load(problem)
+        if previous is None:
+            hint = hint.relabel_by_load(problem)
         for t, ch in enumerate(hint.choices):
             for o in range(len(problem.options[t])):
                 model.add_hint(y[t, o], o == ch.option)
@@ -159,3 +175,32 @@ def solve(problem: AssignmentProblem, params: SolverParams, hint: Assignment | N
     assignment = Assignment(tuple(choices))
     # The makespan variable may sit above the largest load in a non-optimal solution; report the true one.
     return SolveResult(name, assignment, assignment.makespan(problem), max(lb, int(solver.best_objective_bound)), wall)
+
+
+def _bound_moves(
+    model: cp_model.CpModel,
+    y: dict[tuple[int, int], cp_model.IntVar],
+    x: dict[tuple[int, int, int], cp_model.IntVar],
+    previous: Sequence[Choice | None],
+    max_moves: int,
+    hint: Assignment | None,
+) -> None:
+    """keep[t] implies table t takes its previous option on its previous cores (the option's part count then
+    rules out any other core); tables not kept are moves, at most `max_moves` of them. Free tables (None)
+    are not counted. An option the model fixed out cannot be kept."""
+    moves = []
+    for t, prev in enumerate(previous):
+        if prev is None:
+            continue
+        keep = model.new_bool_var(f"keep_t{t}")
+        if all((t, prev.option, c) in x for c in prev.cores):
+            model.add_implication(keep, y[t, prev.option])
+            for c in prev.cores:
+                model.add_implication(keep, x[t, prev.option, c])
+        else:
+            model.add(keep == 0)
+        if hint is not None:
+            model.add_hint(keep, hint.choices[t] == prev)
+        moves.append(1 - keep)
+    if moves:
+        model.add(sum(moves) <= max_moves)

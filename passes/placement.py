@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import math
 
-from ir.errors import InfeasibleError
+from ir.errors import InfeasibleError, PipelineError
 from ir.module import (
     CoreSchedule,
     Module,
@@ -20,6 +20,7 @@ from passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
+    Choice,
     capacity_error,
     choice_lower_bound,
     greedy,
@@ -29,6 +30,7 @@ from passes.assignment import (
 from passes.base import ModulePass, register
 from passes.bounds import dff_lower_bound
 from passes.cpsat import SolverParams, solve
+from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
 
 class AssignMethod(enum.StrEnum):
@@ -43,7 +45,8 @@ class AssignCoresPass(ModulePass):
     """Pick one option per table and the cores of its parts. Objective, bounds and the lower bound include the
     profile's per-core start-up (a constant: every plan pays it once on its slowest core). `cpsat` minimizes the makespan exactly (greedy
     plan as hint and as fallback, so a time limit never returns worse than greedy); `greedy` is LPT;
-    `round-robin` deals whole tables to cores in turn."""
+    `round-robin` deals whole tables to cores in turn. With a previous placement on the module (re-planning),
+    `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py)."""
 
     name = "assign-cores"
     summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
@@ -54,6 +57,7 @@ class AssignCoresPass(ModulePass):
     workers: int = 1
     seed: int = 0
     relative_gap: float = 0.0
+    max_moves: int | None = None
 
     def __post_init__(self) -> None:
         if self.time_limit <= 0:
@@ -62,20 +66,28 @@ class AssignCoresPass(ModulePass):
             raise ValueError("workers must be >= 1")
         if not 0.0 <= self.relative_gap < 1.0:
             raise ValueError("relative-gap must be in [0, 1)")
+        if self.max_moves is not None and self.max_moves < 0:
+            raise ValueError("max-moves must be >= 0")
 
     def apply(self, module: Module) -> Module:
         problem = AssignmentProblem.from_module(module)
         lb_units = lower_bound_units(problem)
+        previous = self._previous(module)
         if self.method is AssignMethod.ROUND_ROBIN:
             assignment, report = round_robin(problem), None
         elif self.method is AssignMethod.GREEDY:
-            assignment, report = greedy(problem), None
+            assignment = greedy(problem) if previous is None else replan_seeds(problem, previous, self.max_moves)[0]
+            report = None
         else:
             try:
-                seeds = _seeds(problem, greedy(problem))
+                seeds = (
+                    _seeds(problem, greedy(problem))
+                    if previous is None
+                    else replan_seeds(problem, previous, self.max_moves)
+                )
             except InfeasibleError:
                 seeds = []  # greedy found no packing; the solver may still find one, or prove none exists
-            assignment, report = self._solve(module, problem, seeds)
+            assignment, report = self._solve(module, problem, seeds, previous)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -87,28 +99,58 @@ class AssignCoresPass(ModulePass):
                 wall_s=0.0,
                 options_considered=sum(len(o) for o in problem.options),
             )
+        if previous is not None:
+            report = report.model_copy(update={"moves": move_report(problem, assignment, previous, self.max_moves)})
         items = build_items(module, assignment)
         start = module.cost_profile.core_start_s
         lb_s = lower_bound_s(module) + start
         return module.model_copy(update={"items": items, "solver": _shifted(report, start), "lower_bound_s": lb_s})
 
+    def _previous(self, module: Module) -> tuple[Choice | None, ...] | None:
+        """The module's previous placement as choices of its menu, or None when not re-planning."""
+        if module.previous is None:
+            if self.max_moves is not None:
+                raise PipelineError(
+                    "assign-cores{max-moves}",
+                    "bounds the moves from a previous plan, and none was given",
+                    "compile with --previous OLD.plan.json, or drop max-moves",
+                )
+            return None
+        if self.method is AssignMethod.ROUND_ROBIN:
+            raise PipelineError(
+                "assign-cores{method=round-robin}",
+                "deals tables to cores in turn and cannot keep a previous plan's placement",
+                "re-plan with the embmap or greedy pipeline",
+            )
+        return previous_choices(module)
+
     def _solve(
-        self, module: Module, problem: AssignmentProblem, seeds: list[Assignment]
+        self,
+        module: Module,
+        problem: AssignmentProblem,
+        seeds: list[Assignment],
+        previous: tuple[Choice | None, ...] | None = None,
     ) -> tuple[Assignment, SolverReport]:
         """CP-SAT from the first seed; the result is the fastest in seconds of its plan and the seeds."""
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
         seed_plan = seeds[0] if seeds else None
-        result = solve(problem, params, hint=seed_plan)
+        result = solve(problem, params, hint=seed_plan, previous=previous, max_moves=self.max_moves)
         hint_units = seed_plan.makespan(problem) if seed_plan else None
         chosen = result.assignment
+        if chosen is not None and previous is not None:
+            chosen = undo_needless_moves(problem, chosen, previous)
         if seed_plan is not None and (chosen is None or chosen.makespan(problem) > seed_plan.makespan(problem)):
             chosen = seed_plan  # no better solution in time: the greedy plan stands
         if chosen is None:
-            raise _infeasible(problem, result.status, self.time_limit)
+            raise _infeasible(problem, result.status, self.time_limit, self.max_moves if previous else None)
         # The integer model rounds and charges every part of an option its costliest part's time, so plans
         # of equal objective can differ in seconds: keep whichever of the solver's plan and the seeds is
-        # fastest in seconds (so embmap is never predicted slower than greedy or round-robin).
-        chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
+        # fastest in seconds (so embmap is never predicted slower than greedy or round-robin). When re-planning,
+        # of equally fast plans (to a picosecond) the one that moves fewer tables.
+        if previous is None:
+            chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
+        else:
+            chosen = min([chosen, *seeds], key=lambda a: (round(_makespan_s(module, a), 12), moves(a, previous)))
         objective = chosen.makespan(problem)
         bound = min(result.best_bound_units, objective)
         report = SolverReport(
@@ -140,7 +182,15 @@ def _shifted(report: SolverReport, start_s: float) -> SolverReport:
     )
 
 
-def _infeasible(problem: AssignmentProblem, status: str, time_limit: float) -> InfeasibleError:
+def _infeasible(
+    problem: AssignmentProblem, status: str, time_limit: float, max_moves: int | None = None
+) -> InfeasibleError:
+    if status == "INFEASIBLE" and max_moves is not None:
+        return InfeasibleError(
+            "assign-cores{max-moves}",
+            f"no placement moves at most {max_moves} tables (CP-SAT proved it)",
+            f"raise --max-moves above {max_moves}, or compile without --previous",
+        )
     if status == "INFEASIBLE":
         return capacity_error(problem, "no placement exists (CP-SAT proved it)")
     return InfeasibleError(
