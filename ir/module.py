@@ -176,6 +176,9 @@ class SolverReport(Frozen):
     time_limit_s: float | None = None
     hint_objective_s: float | None = Field(None, description="objective of the greedy plan used as hint")
     options_considered: int = 0
+    interrupted: bool = Field(
+        False, description="Ctrl-C stopped the search: the plan is the best found by then, and the gap says how good"
+    )
 
 
 class Module(Frozen):

@@ -25,8 +25,9 @@ from passes.assignment import (
     lower_bound_units,
     round_robin,
 )
-from passes.base import ModulePass, register
+from passes.base import NOT_AN_OPTION, ModulePass, register
 from passes.cpsat import SolverParams, solve
+from passes.progress import ProgressEvent, ProgressListener
 
 
 class AssignMethod(enum.StrEnum):
@@ -52,6 +53,10 @@ class AssignCoresPass(ModulePass):
     workers: int = 1
     seed: int = 0
     relative_gap: float = 0.0
+    # Sees the search's progress, in seconds of makespan as in the plan's solver report (start-up included).
+    progress: ProgressListener | None = dataclasses.field(
+        default=None, compare=False, repr=False, metadata=NOT_AN_OPTION
+    )
 
     def __post_init__(self) -> None:
         if self.time_limit <= 0:
@@ -88,7 +93,10 @@ class AssignCoresPass(ModulePass):
         items = build_items(module, assignment)
         start = module.cost_profile.core_start_s
         lb_s = lower_bound_s(module) + start
-        return module.model_copy(update={"items": items, "solver": _shifted(report, start), "lower_bound_s": lb_s})
+        report = _shifted(report, start)
+        if self.progress is not None and report.method == "cpsat":
+            self.progress(_done_event(report))
+        return module.model_copy(update={"items": items, "solver": report, "lower_bound_s": lb_s})
 
     def _solve(
         self, module: Module, problem: AssignmentProblem, seeds: list[Assignment]
@@ -96,7 +104,7 @@ class AssignCoresPass(ModulePass):
         """CP-SAT from the first seed; the result is the fastest in seconds of its plan and the seeds."""
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
         seed_plan = seeds[0] if seeds else None
-        result = solve(problem, params, hint=seed_plan)
+        result = solve(problem, params, seed_plan, _with_start_up(self.progress, module.cost_profile.core_start_s))
         hint_units = seed_plan.makespan(problem) if seed_plan else None
         chosen = result.assignment
         if seed_plan is not None and (chosen is None or chosen.makespan(problem) > seed_plan.makespan(problem)):
@@ -121,8 +129,22 @@ class AssignCoresPass(ModulePass):
             time_limit_s=self.time_limit,
             hint_objective_s=None if hint_units is None else hint_units * TIME_UNIT_S,
             options_considered=sum(len(o) for o in problem.options),
+            interrupted=result.interrupted,
         )
         return chosen, report
+
+
+def _with_start_up(listener: ProgressListener | None, start_s: float) -> ProgressListener | None:
+    """The listener, fed objective and bound with the per-core start-up added, as the report will have them."""
+    if listener is None:
+        return None
+    return lambda event: listener(event.shifted(start_s))
+
+
+def _done_event(report: SolverReport) -> ProgressEvent:
+    return ProgressEvent(
+        "done", report.wall_s, report.objective_s, report.best_bound_s, report.status, report.interrupted
+    )
 
 
 def _shifted(report: SolverReport, start_s: float) -> SolverReport:
