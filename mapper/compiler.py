@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from ir.cost_profile import CostProfile
 from ir.errors import SpecError
@@ -21,6 +22,7 @@ from passes import PassManager, parse_pipeline, pipeline_text
 from passes.base import ModulePass
 from passes.pipeline import Instrument
 from passes.placement import AssignCoresPass
+from passes.progress import ProgressListener
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +78,13 @@ def prepare_workload(
     return validate(WorkloadSpec, spec.model_copy(update=update).model_dump(), "workload")
 
 
-def build_passes(pipeline: str, solver: SolverOptions) -> tuple[ModulePass, ...]:
+def build_passes(
+    pipeline: str, solver: SolverOptions, progress: ProgressListener | None = None
+) -> tuple[ModulePass, ...]:
     passes = parse_pipeline(pipeline_for(pipeline))
-    overrides = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
+    if progress is not None:
+        overrides["progress"] = progress
     if not overrides:
         return passes
     try:
@@ -104,6 +110,7 @@ def compile(  # noqa: A001 - the verb users expect
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
     solver: SolverOptions = SolverOptions(),
+    progress: ProgressListener | None = None,
     instruments: Iterable[Instrument] = (),
     baselines: bool = True,
     verify_each: bool = True,
@@ -113,11 +120,15 @@ def compile(  # noqa: A001 - the verb users expect
     `workload` is a WorkloadSpec, a built-in name, a `synthetic:...` recipe or a file path; `target` a
     TargetSpec, a built-in name or a file path; `pipeline` a named pipeline or a pass list. With `baselines`,
     the plan also records the predicted makespan of each baseline pipeline under the same cost model.
+
+    `progress` is called with each improvement of the CP-SAT search (see `passes.progress`); without it the
+    compile prints nothing. A Ctrl-C while the search runs (main thread) stops it: the compile goes on with
+    the best plan found so far, and the plan's `solver.interrupted` says so.
     """
     spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
     tgt = resolve_target(target)
     profile = cost_profile or default_profile(tgt)
-    passes = build_passes(pipeline, solver)
+    passes = build_passes(pipeline, solver, progress)
     module = run_pipeline(lower(spec, tgt, profile), passes, instruments, verify_each)
     reference = {}
     if baselines:
