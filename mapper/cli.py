@@ -21,7 +21,7 @@ from ir.loader import check_writable
 from ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
 
 if TYPE_CHECKING:
-    from passes.progress import ProgressListener
+    from passes.progress import ProgressBar, ProgressLog
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -217,6 +217,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from mapper.profiles import load_profile
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
     from passes.pipeline import Instrument
+    from passes.progress import ProgressBar
 
     check_writable(args.output, "--output")  # fail before the work, not after it
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
@@ -236,20 +237,25 @@ def cmd_compile(args: argparse.Namespace) -> int:
     instruments: list[Instrument] = [timing]
     if args.print_ir_after:
         instruments.append(PrintIRAfter(frozenset(args.print_ir_after)))
-    plan = compile(
-        args.workload,
-        args.target,
-        args.pipeline,
-        cost_profile=profile,
-        batch=args.batch,
-        row_cap=args.row_cap,
-        distribution=args.distribution,
-        hot_tables=args.hot_tables,
-        solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
-        progress=None if args.quiet else _progress_listener(),
-        instruments=instruments,
-        baselines=not args.no_baselines,
-    )
+    progress = None if args.quiet else _progress_listener()
+    try:
+        plan = compile(
+            args.workload,
+            args.target,
+            args.pipeline,
+            cost_profile=profile,
+            batch=args.batch,
+            row_cap=args.row_cap,
+            distribution=args.distribution,
+            hot_tables=args.hot_tables,
+            solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+            progress=progress,
+            instruments=instruments,
+            baselines=not args.no_baselines,
+        )
+    finally:
+        if isinstance(progress, ProgressBar):
+            progress.close()  # so that an error message starts on a line of its own
     save_plan(plan, args.output)
     if plan.solver.interrupted:
         sys.stderr.write(
@@ -406,7 +412,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_listener() -> ProgressListener:
+def _progress_listener() -> ProgressBar | ProgressLog:
     """A live line on a terminal, one line per improvement otherwise (a log, a pipe)."""
     from passes.progress import ProgressBar, ProgressLog
 

@@ -219,6 +219,7 @@ class ProgressBar:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self._first_gap: float | None = None
+        self._open = False  # a line is on screen that no done event has ended yet
 
     def __call__(self, event: ProgressEvent) -> None:
         gap = event.gap
@@ -231,6 +232,13 @@ class ProgressBar:
         stream = self._stream or sys.stderr
         stream.write("\r" + line + "\x1b[K" + ("\n" if event.kind == "done" else ""))  # \x1b[K: clear to the end
         stream.flush()
+        self._open = event.kind != "done"
+
+    def close(self) -> None:
+        """End the line if the search left it open (an error or a second Ctrl-C before `done`)."""
+        if self._open:
+            (self._stream or sys.stderr).write("\n")
+            self._open = False
 
 
 def _numbers(event: ProgressEvent) -> str:

@@ -159,6 +159,8 @@ def test_the_sigint_handler_is_restored(watched: tuple[ExecutionPlan, list[Progr
 
 def test_a_second_ctrl_c_during_the_search_raises_keyboard_interrupt() -> None:
     """The listener holds the search at its first solution, so both signals arrive while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C is only handled in the main thread; here it would stop the test run")
     in_search, release = threading.Event(), threading.Event()
 
     def hold(event: ProgressEvent) -> None:
@@ -221,6 +223,13 @@ def test_the_bar_fills_as_the_gap_closes() -> None:
     bar(ProgressEvent("done", 1.0, 10e-6, 10e-6, status="OPTIMAL"))
     frames = stream.getvalue().split("\r")[1:]
     assert [f[len("assign-cores [") :].split("]")[0] for f in frames] == ["-" * 20, "#" * 10 + "-" * 10, "#" * 20]
+    bar.close()
+    assert stream.getvalue().endswith("OPTIMAL\x1b[K\n")  # done ended the line; close adds nothing
+    stopped = io.StringIO()
+    open_bar = ProgressBar(stopped)
+    open_bar(ProgressEvent("hint", 0.0, 10e-6, 6e-6))
+    open_bar.close()  # an error before done: the next message starts on a line of its own
+    assert stopped.getvalue().endswith("gap 40.00%\x1b[K\n")
     log = io.StringIO()
     ProgressLog(log)(ProgressEvent("tick", 1.0, None, 0.0))
     assert log.getvalue() == ""  # ticks are for live displays only
