@@ -24,7 +24,8 @@ from ortools.sat.python import cp_model
 
 EventKind = Literal["hint", "solution", "bound", "tick", "done"]
 
-TICK_S = 0.25  # how often the waiting thread re-sends a pending stop and lets a live display update its clock
+POLL_S = 0.05  # how soon the waiting thread passes a Ctrl-C on to the solver
+TICK_S = 0.25  # how often a live display may update its clock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ProgressEvent:
     """The state of the search after one event, in seconds of predicted makespan.
 
     kind: `hint` (the heuristic plan, before the search), `solution` (a better plan), `bound` (a better proven
-    bound), `tick` (no news, about every `TICK_S` while the solver runs) or `done` (what the pass keeps).
+    bound), `tick` (no news, every `TICK_S` or so while the solver runs) or `done` (what the pass keeps).
     `objective_s` is None until a plan is known; `status` and `interrupted` are set on `done` only.
     """
 
@@ -128,13 +129,13 @@ def run_solver(
     previous = signal.getsignal(signal.SIGINT)
     handle = threading.current_thread() is threading.main_thread() and previous not in (signal.SIG_IGN, None)
 
+    # The handler only sets a flag that the waiting loop passes on: it runs between two bytecodes of the main
+    # thread, which may hold the solver's lock at that moment.
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if not interrupted.is_set():
             interrupted.set()
-            solver.stop_search()
             return
         signal.signal(signal.SIGINT, previous)  # a second Ctrl-C does what it did before
-        solver.stop_search()
         signal.raise_signal(signal.SIGINT)
 
     if handle:
@@ -174,12 +175,14 @@ def _solve_on_helper_thread(
             done.set()
 
     threading.Thread(target=target, name="cp-sat", daemon=True).start()
+    next_tick = time.perf_counter() + TICK_S
     try:
-        while not done.wait(TICK_S):
+        while not done.wait(POLL_S):
             if interrupted.is_set() or (reporter is not None and reporter.error is not None):
-                solver.stop_search()  # again: a stop sent before the solve had started is lost
-            elif reporter is not None:
+                solver.stop_search()  # repeated: a stop sent before the solve has started is lost
+            elif reporter is not None and time.perf_counter() >= next_tick:
                 reporter.tick()
+                next_tick = time.perf_counter() + TICK_S
     except BaseException:
         solver.stop_search()  # the program is going down (second Ctrl-C): end the search before it does
         done.wait()
@@ -225,7 +228,7 @@ class ProgressBar:
         gap = event.gap
         if self._first_gap is None and gap:
             self._first_gap = gap
-        closed = 1.0 if gap == 0.0 else 1.0 - gap / self._first_gap if gap and self._first_gap else 0.0
+        closed = 1.0 if gap == 0.0 else max(0.0, 1.0 - gap / self._first_gap) if gap and self._first_gap else 0.0
         filled = round(closed * self.WIDTH)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         line = f"assign-cores [{bar}] {event.elapsed_s:6.1f} s  {_numbers(event)}{_outcome(event)}"

@@ -25,7 +25,7 @@ from mapper.cli import main
 from mapper.planio import load_plan
 from passes import parse_pipeline
 from passes.assignment import AssignmentProblem, OptionData, round_robin
-from passes.cpsat import SolverParams, solve
+from passes.cpsat import WALL_CAP_FACTOR, SolverParams, solve
 from passes.placement import AssignCoresPass
 from passes.progress import ProgressBar, ProgressEvent, ProgressLog
 from tests.conftest import KiB, tiny_target
@@ -49,6 +49,20 @@ def _comparable(plan: ExecutionPlan) -> dict[str, Any]:
     data = plan.model_dump(mode="json")
     del data["solver"]["wall_s"]
     return data
+
+
+def _assert_same(a: ExecutionPlan, b: ExecutionPlan) -> None:
+    """Equal plans, unless the solver's wall-clock guard rather than its deterministic limit stopped a search
+    (a machine too busy for the limit): no repeat is promised then, and the test says so instead of failing."""
+    if _comparable(a) != _comparable(b):
+        _skip_if_wall_clock_stopped(a.solver.time_limit_s or 0.0, a.solver.wall_s, b.solver.wall_s)
+    assert _comparable(a) == _comparable(b)
+
+
+def _skip_if_wall_clock_stopped(time_limit_s: float, *walls_s: float) -> None:
+    cap_s = WALL_CAP_FACTOR * time_limit_s + 1.0
+    if max(walls_s) >= 0.9 * cap_s:
+        pytest.skip(f"a solve ran {max(walls_s):.2f} s, into the {cap_s:.2f} s wall-clock guard: machine too busy")
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +100,18 @@ def test_events_only_improve_and_end_with_the_reported_gap(watched: tuple[Execut
 
 def test_a_listener_does_not_change_the_plan(watched: tuple[ExecutionPlan, list[ProgressEvent]]) -> None:
     plan, _ = watched
-    assert _comparable(compile(RECIPE, _target(), solver=SHORT, baselines=False)) == _comparable(plan)
+    _assert_same(compile(RECIPE, _target(), solver=SHORT, baselines=False), plan)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_same_seed_and_workers_give_the_same_plan(workers: int) -> None:
-    """Stopped mid-search by the deterministic time limit, twice; the second run is watched."""
-    options = SolverOptions(time_limit=0.3, workers=workers, seed=5)
+    """Stopped mid-search by the deterministic time limit, twice; the second run is watched. (With two
+    workers on a busy machine, a limit of a few tenths of a second already runs into the wall-clock guard.)"""
+    options = SolverOptions(time_limit=0.1, workers=workers, seed=5)
     a = compile(RECIPE, _target(), solver=options, baselines=False)
     b = compile(RECIPE, _target(), solver=options, progress=lambda event: None, baselines=False)
-    assert a.solver.status == "FEASIBLE" and a.solver.workers == workers
-    assert _comparable(a) == _comparable(b)
+    assert a.solver.status == "FEASIBLE" and a.solver.gap > 0 and a.solver.workers == workers
+    _assert_same(a, b)
 
 
 def test_same_seed_and_workers_give_the_same_plan_on_a_builtin_workload() -> None:
@@ -106,7 +121,7 @@ def test_same_seed_and_workers_give_the_same_plan_on_a_builtin_workload() -> Non
     a = compile("avazu", "ascend910", solver=options, baselines=False)
     b = compile("avazu", "ascend910", solver=options, progress=lambda event: None, baselines=False)
     assert a.solver.status in ("UNKNOWN", "FEASIBLE") and a.solver.workers == 2
-    assert _comparable(a) == _comparable(b)
+    _assert_same(a, b)
 
 
 def _partition_problem(seed: int, tables: int = 40, cores: int = 6) -> AssignmentProblem:
@@ -126,11 +141,13 @@ def _partition_problem(seed: int, tables: int = 40, cores: int = 6) -> Assignmen
 @pytest.mark.parametrize("workers", [1, 2])
 def test_solver_events_follow_the_search_without_changing_it(workers: int) -> None:
     problem = _partition_problem(0)
-    params = SolverParams(time_limit_s=0.3, workers=workers, seed=0)
+    params = SolverParams(time_limit_s=0.2, workers=workers, seed=0)
     hint = round_robin(problem)
     events: list[ProgressEvent] = []
     watched = solve(problem, params, hint, events.append)
     plain = solve(problem, params, hint)
+    if watched.assignment != plain.assignment or watched.best_bound_units != plain.best_bound_units:
+        _skip_if_wall_clock_stopped(params.time_limit_s, watched.wall_s, plain.wall_s)
     assert watched.assignment == plain.assignment and watched.best_bound_units == plain.best_bound_units
     kinds = [e.kind for e in events]
     assert kinds[0] == "hint" and kinds.count("solution") >= 3
