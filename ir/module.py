@@ -192,6 +192,9 @@ class SolverReport(Frozen):
     )
     options_considered: int = 0
     moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
+    interrupted: bool = Field(
+        False, description="Ctrl-C stopped the search: the plan is the best found by then, and the gap says how good"
+    )
 
 
 class PlacedTable(Frozen):

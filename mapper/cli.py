@@ -2,6 +2,8 @@
 
 Exit status: 0 done; 1 `embmap run` computed wrong outputs, or an internal error; 2 bad input (nothing
 written); 3 `embmap run` failed on good input because a worker died or hung (a `RunFault`); 130 interrupted.
+A Ctrl-C while `embmap compile` runs the CP-SAT search is not an interruption of the command: it stops the
+search, and the compile finishes with the best plan found so far (status 0).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ir.errors import EmbmapError, RunFault, SpecError
 from ir.loader import check_writable
 from ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
+
+if TYPE_CHECKING:
+    from passes.progress import ProgressBar, ProgressLog
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -103,9 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="put MASS (default 0.9) of each sample's lookups on the TABLES largest tables via their pooling",
     )
     c.add_argument("--profile", type=Path, help="cost profile JSON (default: the target's uncalibrated preset)")
-    c.add_argument("--time-limit", type=float, help="CP-SAT time limit in seconds")
-    c.add_argument("--workers", type=int, help="CP-SAT workers")
-    c.add_argument("--seed", type=int, help="CP-SAT random seed")
+    c.add_argument(
+        "--time-limit",
+        type=float,
+        help="CP-SAT time limit in seconds (of the solver's deterministic time, so a stopped search repeats "
+        "exactly; default 10); Ctrl-C stops the search sooner and keeps the best plan found so far",
+    )
+    c.add_argument("--workers", type=int, help="CP-SAT workers (default 1)")
+    c.add_argument("--seed", type=int, help="CP-SAT random seed; the same seed and workers give the same plan")
+    c.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress while solving (default: best objective, bound and gap on stderr, as one live line "
+        "on a terminal, else one line per improvement)",
+    )
     c.add_argument("--no-baselines", action="store_true", help="do not compile the baseline pipelines for comparison")
     c.add_argument(
         "--print-ir-after",
@@ -207,6 +224,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from mapper.profiles import load_profile
     from passes import PrintIRAfter, TimingInstrument, parse_pipeline
     from passes.pipeline import Instrument
+    from passes.progress import ProgressBar
 
     check_writable(args.output, "--output")  # fail before the work, not after it
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
@@ -236,22 +254,33 @@ def cmd_compile(args: argparse.Namespace) -> int:
     instruments: list[Instrument] = [timing]
     if args.print_ir_after:
         instruments.append(PrintIRAfter(frozenset(args.print_ir_after)))
-    plan = compile(
-        args.workload,
-        args.target,
-        args.pipeline,
-        cost_profile=profile,
-        batch=args.batch,
-        row_cap=args.row_cap,
-        distribution=args.distribution,
-        hot_tables=args.hot_tables,
-        solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
-        instruments=instruments,
-        baselines=not args.no_baselines,
-        previous=load_plan(args.previous) if args.previous else None,
-        max_moves=args.max_moves,
-    )
+    progress = None if args.quiet else _progress_listener()
+    try:
+        plan = compile(
+            args.workload,
+            args.target,
+            args.pipeline,
+            cost_profile=profile,
+            batch=args.batch,
+            row_cap=args.row_cap,
+            distribution=args.distribution,
+            hot_tables=args.hot_tables,
+            solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+            progress=progress,
+            instruments=instruments,
+            baselines=not args.no_baselines,
+            previous=load_plan(args.previous) if args.previous else None,
+            max_moves=args.max_moves,
+        )
+    finally:
+        if isinstance(progress, ProgressBar):
+            progress.close()  # so that an error message starts on a line of its own
     save_plan(plan, args.output)
+    if plan.solver.interrupted:
+        sys.stderr.write(
+            f"embmap: interrupted: stopped the search after {plan.solver.wall_s:.2f} s at gap {plan.solver.gap:.2%}; "
+            "the plan is the best found by then\n"
+        )
     if args.timing:
         for name, seconds in timing.records:
             sys.stderr.write(f"  {name:<16} {seconds * 1e3:9.1f} ms\n")
@@ -404,6 +433,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_listener() -> ProgressBar | ProgressLog:
+    """A live line on a terminal, one line per improvement otherwise (a log, a pipe)."""
+    from passes.progress import ProgressBar, ProgressLog
+
+    return ProgressBar(sys.stderr) if sys.stderr.isatty() else ProgressLog(sys.stderr)
+
+
 def _progress(line: str) -> None:
     sys.stderr.write(line + "\n")
 
@@ -424,14 +460,13 @@ def calibration_text(result: Any, points: int) -> str:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from mapper.pipelines import PIPELINES
     from passes import REGISTRY
+    from passes.base import option_fields
 
     entries: list[dict[str, Any]] = []
     for name, cls in sorted(REGISTRY.items()):
-        opts = {f.name.replace("_", "-"): _default_text(f) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        opts = {f.name.replace("_", "-"): _default_text(f) for f in option_fields(cls)}
         entries.append({"name": name, "summary": cls.summary, "options": opts})
     if args.json:
         print(json.dumps({"passes": entries, "pipelines": {k: v[0] for k, v in PIPELINES.items()}}, indent=1))

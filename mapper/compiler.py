@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from ir.cost_profile import CostProfile
 from ir.errors import SpecError
@@ -21,6 +22,7 @@ from passes import PassManager, parse_pipeline, pipeline_text
 from passes.base import ModulePass
 from passes.pipeline import Instrument
 from passes.placement import AssignCoresPass
+from passes.progress import ProgressListener
 from passes.replan import previous_placement
 
 
@@ -77,9 +79,13 @@ def prepare_workload(
     return validate(WorkloadSpec, spec.model_copy(update=update).model_dump(), "workload")
 
 
-def build_passes(pipeline: str, solver: SolverOptions) -> tuple[ModulePass, ...]:
+def build_passes(
+    pipeline: str, solver: SolverOptions, progress: ProgressListener | None = None
+) -> tuple[ModulePass, ...]:
     passes = parse_pipeline(pipeline_for(pipeline))
-    overrides = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
+    if progress is not None:
+        overrides["progress"] = progress
     if not overrides:
         return passes
     try:
@@ -127,6 +133,7 @@ def compile(  # noqa: A001 - the verb users expect
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
     solver: SolverOptions = SolverOptions(),
+    progress: ProgressListener | None = None,
     instruments: Iterable[Instrument] = (),
     baselines: bool = True,
     verify_each: bool = True,
@@ -141,11 +148,15 @@ def compile(  # noqa: A001 - the verb users expect
     With `previous`, a plan for the same target and any workload, the plan is re-planned from it: each table
     keeps its previous placement unless moving it pays, at most `max_moves` tables move (None: no bound, or
     the pipeline's assign-cores{max-moves}), and the solver report counts the moves.
+
+    `progress` is called with each improvement of the CP-SAT search (see `passes.progress`); without it the
+    compile prints nothing. A Ctrl-C while the search runs (main thread) stops it: the compile goes on with
+    the best plan found so far, and the plan's `solver.interrupted` says so.
     """
     spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
     tgt = resolve_target(target)
     profile = cost_profile or default_profile(tgt)
-    passes = build_passes(pipeline, solver)
+    passes = build_passes(pipeline, solver, progress)
     base = lower(spec, tgt, profile)
     module = base
     if previous is None and max_moves is not None:

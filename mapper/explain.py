@@ -84,13 +84,14 @@ def explain_text(plan: ExecutionPlan) -> str:
         if s.hint_objective_s is None
         else f", {'warm-start' if s.moves else 'greedy'} hint {fmt_s(s.hint_objective_s)}"
     )
+    note = _status_note(s.status, s.method, s.interrupted)
     lines = [
         f"plan: {d['workload']} on {d['target']} ({d['cores_total']} cores), batch {d['batch_size']}",
         f"pipeline: {d['pipeline']}",
         f"predicted makespan {fmt_s(plan.makespan_s)}   lower bound {fmt_s(plan.lower_bound_s)}"
         f"   (within {_ratio(plan.makespan_s, plan.lower_bound_s)} of the bound)"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
-        f"solver: {s.method} {s.status}{_status_note(s.status, s.method)}, objective {fmt_s(s.objective_s)}, "
+        f"solver: {s.method} {s.status}{note}, objective {fmt_s(s.objective_s)}, "
         f"best bound {fmt_s(s.best_bound_s)}, gap {s.gap:.2%}, {s.wall_s:.2f}s" + hint,
     ]
     if s.moves is not None:
@@ -133,9 +134,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _status_note(status: str, method: str) -> str:
+def _status_note(status: str, method: str, interrupted: bool) -> str:
     if method != "cpsat":
         return " (no solver; the bound is embmap's own lower bound)"
+    if interrupted:
+        return " (interrupted with Ctrl-C; the best plan found by then is kept, never worse than greedy)"
     if status in ("UNKNOWN", "FEASIBLE"):
         return " (time limit reached; the best plan found is kept, never worse than greedy)"
     return ""

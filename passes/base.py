@@ -21,6 +21,10 @@ P = TypeVar("P", bound=type["ModulePass"])
 
 REGISTRY: dict[str, type[ModulePass]] = {}
 
+# Metadata of a field that is a run-time hook rather than an option (a progress listener): it is not part of
+# the pipeline text, cannot be written in it, and is left out of the options listed.
+NOT_AN_OPTION = {"option": False}
+
 
 @dataclasses.dataclass(frozen=True)
 class ModulePass(ABC):
@@ -35,7 +39,7 @@ class ModulePass(ABC):
     def spec(self) -> str:
         """Pipeline text for this pass: its name, and the options that differ from their defaults."""
         opts = []
-        for f in dataclasses.fields(self):
+        for f in option_fields(self):
             value = getattr(self, f.name)
             if f.default is not dataclasses.MISSING and value == f.default:
                 continue
@@ -51,12 +55,12 @@ class ModulePass(ABC):
 
     @classmethod
     def option_names(cls) -> list[str]:
-        return [f.name.replace("_", "-") for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return [f.name.replace("_", "-") for f in option_fields(cls)]
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> ModulePass:
         hints = get_type_hints(cls)
-        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {f.name: f for f in option_fields(cls)}
         values: dict[str, Any] = {}
         for key, raw in options.items():
             field = key.replace("-", "_")
@@ -68,6 +72,11 @@ class ModulePass(ABC):
             return cls(**values)
         except ValueError as exc:
             raise PipelineError(cls.name, str(exc), "check the option values") from None
+
+
+def option_fields(pass_: ModulePass | type[ModulePass]) -> list[dataclasses.Field[Any]]:
+    """The fields of a pass that are options (written in pipeline text), in declaration order."""
+    return [f for f in dataclasses.fields(pass_) if f.metadata.get("option", True)]  # type: ignore[arg-type]
 
 
 def register(cls: P) -> P:

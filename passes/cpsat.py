@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from passes.assignment import (
+    TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
     Choice,
@@ -20,6 +21,7 @@ from passes.assignment import (
     held_bytes,
     lower_bound_units,
 )
+from passes.progress import ProgressListener, SolveReporter, run_solver
 
 STATUS_NAMES = {
     cp_model.OPTIMAL: "OPTIMAL",
@@ -50,6 +52,7 @@ class SolveResult:
     objective_units: int | None
     best_bound_units: int
     wall_s: float
+    interrupted: bool = False  # Ctrl-C stopped the search; the assignment is the best found by then
 
 
 def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:
@@ -66,8 +69,10 @@ def solve(
     problem: AssignmentProblem,
     params: SolverParams,
     hint: Assignment | None = None,
+    *,
     previous: Sequence[Choice | None] | None = None,
     max_moves: int | None = None,
+    listener: ProgressListener | None = None,
 ) -> SolveResult:
     """With `previous` (re-planning: per table, the choice to keep or None), cores are no longer
     interchangeable, and with `max_moves` at most that many tables leave their previous choice; the hint
@@ -161,20 +166,22 @@ def solve(
     solver.parameters.interleave_search = params.workers > 1  # deterministic parallel search
     solver.parameters.random_seed = params.seed
     solver.parameters.relative_gap_limit = params.relative_gap
+    reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub if hint else None) if listener else None
     start = time.perf_counter()
-    status = solver.solve(model)
+    status, interrupted = run_solver(solver, model, reporter)  # Ctrl-C stops the search, keeping its best
     wall = time.perf_counter() - start
 
     name = STATUS_NAMES.get(status, "UNKNOWN")
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return SolveResult(name, None, None, max(lb, int(solver.best_objective_bound)), wall)
+        return SolveResult(name, None, None, max(lb, int(solver.best_objective_bound)), wall, interrupted)
     choices = []
     for t, opts in enumerate(problem.options):
         o = next(o for o in range(len(opts)) if solver.boolean_value(y[t, o]))
         choices.append(Choice(o, tuple(c for c in cores if solver.boolean_value(x[t, o, c]))))
     assignment = Assignment(tuple(choices))
     # The makespan variable may sit above the largest load in a non-optimal solution; report the true one.
-    return SolveResult(name, assignment, assignment.makespan(problem), max(lb, int(solver.best_objective_bound)), wall)
+    bound = max(lb, int(solver.best_objective_bound))
+    return SolveResult(name, assignment, assignment.makespan(problem), bound, wall, interrupted)
 
 
 def _bound_moves(

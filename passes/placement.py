@@ -27,9 +27,10 @@ from passes.assignment import (
     lower_bound_units,
     round_robin,
 )
-from passes.base import ModulePass, register
+from passes.base import NOT_AN_OPTION, ModulePass, register
 from passes.bounds import dff_lower_bound
 from passes.cpsat import SolverParams, solve
+from passes.progress import ProgressEvent, ProgressListener
 from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
 
@@ -58,6 +59,10 @@ class AssignCoresPass(ModulePass):
     seed: int = 0
     relative_gap: float = 0.0
     max_moves: int | None = None
+    # Sees the search's progress, in seconds of makespan as in the plan's solver report (start-up included).
+    progress: ProgressListener | None = dataclasses.field(
+        default=None, compare=False, repr=False, metadata=NOT_AN_OPTION
+    )
 
     def __post_init__(self) -> None:
         if self.time_limit <= 0:
@@ -104,7 +109,10 @@ class AssignCoresPass(ModulePass):
         items = build_items(module, assignment)
         start = module.cost_profile.core_start_s
         lb_s = lower_bound_s(module) + start
-        return module.model_copy(update={"items": items, "solver": _shifted(report, start), "lower_bound_s": lb_s})
+        report = _shifted(report, start)
+        if self.progress is not None and report.method == "cpsat":
+            self.progress(_done_event(report))
+        return module.model_copy(update={"items": items, "solver": report, "lower_bound_s": lb_s})
 
     def _previous(self, module: Module) -> tuple[Choice | None, ...] | None:
         """The module's previous placement as choices of its menu, or None when not re-planning."""
@@ -134,7 +142,14 @@ class AssignCoresPass(ModulePass):
         """CP-SAT from the first seed; the result is the fastest in seconds of its plan and the seeds."""
         params = SolverParams(self.time_limit, self.workers, self.seed, self.relative_gap)
         seed_plan = seeds[0] if seeds else None
-        result = solve(problem, params, hint=seed_plan, previous=previous, max_moves=self.max_moves)
+        result = solve(
+            problem,
+            params,
+            hint=seed_plan,
+            previous=previous,
+            max_moves=self.max_moves,
+            listener=_with_start_up(self.progress, module.cost_profile.core_start_s),
+        )
         hint_units = seed_plan.makespan(problem) if seed_plan else None
         chosen = result.assignment
         if chosen is not None and previous is not None:
@@ -165,8 +180,22 @@ class AssignCoresPass(ModulePass):
             time_limit_s=self.time_limit,
             hint_objective_s=None if hint_units is None else hint_units * TIME_UNIT_S,
             options_considered=sum(len(o) for o in problem.options),
+            interrupted=result.interrupted,
         )
         return chosen, report
+
+
+def _with_start_up(listener: ProgressListener | None, start_s: float) -> ProgressListener | None:
+    """The listener, fed objective and bound with the per-core start-up added, as the report will have them."""
+    if listener is None:
+        return None
+    return lambda event: listener(event.shifted(start_s))
+
+
+def _done_event(report: SolverReport) -> ProgressEvent:
+    return ProgressEvent(
+        "done", report.wall_s, report.objective_s, report.best_bound_s, report.status, report.interrupted
+    )
 
 
 def _shifted(report: SolverReport, start_s: float) -> SolverReport:
