@@ -133,10 +133,14 @@ def held_bytes(problem: AssignmentProblem) -> int:
 def lower_bound_units(problem: AssignmentProblem) -> int:
     """A bound no plan can beat, computed without the solver: the work bound of `choice_lower_bound`, raised
     by the bin-packing argument of `passes.bounds` (parts too big to share a core)."""
-    menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
-    work = math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
     sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
-    return dff_lower_bound(sizes, problem.cores, work)[0]
+    return dff_lower_bound(sizes, problem.cores, work_bound_units(problem))[0]
+
+
+def work_bound_units(problem: AssignmentProblem) -> int:
+    """`choice_lower_bound` of the problem, in units."""
+    menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
+    return math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
 
 
 def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: int) -> float:
@@ -162,27 +166,36 @@ def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: in
 
 def greedy(problem: AssignmentProblem) -> Assignment:
     """The best of a portfolio of gap-filling, longest-first placements, one per target makespan T (from the
-    lower bound up to unbounded). Tables go in decreasing order of their least-work part; each takes its
+    lower bounds up to unbounded). Tables go in decreasing order of their least-work part; each takes its
     least-work option whose parts all fit under T on the least-loaded cores with room, so a small table is
     split just enough to fill the gaps the big ones leave. When nothing fits under T, the option that leaves
     the smallest makespan is taken."""
-    best = place_around(problem, {})
-    if best is None:
+    starts = _portfolio(problem, {})[:GREEDY_IMPROVED]
+    if not starts:
         raise capacity_error(problem, "the greedy placement found no way to pack the local buffers")
-    return improve(problem, best)
+    # The local search ends in different optima from different starts: polish the best few.
+    return min((improve(problem, plan) for plan in starts), key=lambda a: a.makespan(problem))
 
 
 def place_around(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> Assignment | None:
     """The gap-filling placements of `greedy` for the tables not in `fixed`, on top of the loads and bytes
     of those in `fixed` (which keep their choice); the best of them, without local search, or None."""
-    lb = lower_bound_units(problem)
-    targets = sorted({math.inf, *(int(lb * f) for f in GREEDY_TARGETS)})
-    best: Assignment | None = None
+    plans = _portfolio(problem, fixed)
+    return plans[0] if plans else None
+
+
+def _portfolio(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> list[Assignment]:
+    """The distinct placements of every target, fastest first (ties: the lower target first)."""
+    # Targets from both bounds: the packing bound is closer to the optimum, but a placement aimed at the
+    # lower work bound sometimes packs better.
+    bounds = {work_bound_units(problem), lower_bound_units(problem)}
+    targets = sorted({math.inf, *(int(lb * f) for lb in bounds for f in GREEDY_TARGETS)})
+    plans: dict[Assignment, int] = {}
     for target in targets:
         plan = _place_under_target(problem, target, fixed)
-        if plan is not None and (best is None or plan.makespan(problem) < best.makespan(problem)):
-            best = plan
-    return best
+        if plan is not None and plan not in plans:
+            plans[plan] = plan.makespan(problem)
+    return sorted(plans, key=plans.__getitem__)
 
 
 def improve(
@@ -257,6 +270,7 @@ def improve(
     return Assignment(tuple(choices))
 
 
+GREEDY_IMPROVED = 3  # how many of the best placements the local search polishes
 GREEDY_TARGETS = (1.0, 1.01, 1.02, 1.04, 1.07, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
