@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -17,6 +18,7 @@ from passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
+    Choice,
     OptionData,
     greedy,
     lower_bound_units,
@@ -28,33 +30,38 @@ from tests.conftest import run, tiny_target
 ONE_WORKER = SolverParams(time_limit_s=30.0, workers=1, seed=0)
 
 
-def exhaustive(problem: AssignmentProblem) -> float:
+def exhaustive(
+    problem: AssignmentProblem, previous: Sequence[Choice | None] | None = None, max_moves: int | None = None
+) -> float:
     """Optimal makespan by trying every option and every set of distinct cores for every table
-    (branch and bound on the makespan, which keeps it exact)."""
+    (branch and bound on the makespan, which keeps it exact). With `previous` and `max_moves`, only over
+    plans that leave at most `max_moves` tables off their previous choice."""
     best = math.inf
     loads = [0] * problem.cores
     used = [0] * problem.cores
+    budget = math.inf if max_moves is None else max_moves
 
-    def visit(t: int) -> None:
+    def visit(t: int, moved: int) -> None:
         nonlocal best
-        if max(loads) >= best:
+        if max(loads) >= best or moved > budget:
             return
         if t == len(problem.options):
             best = max(loads)
             return
-        for o in problem.options[t]:
+        for i, o in enumerate(problem.options[t]):
             for cores in itertools.combinations(range(problem.cores), o.parts):
                 if any(used[c] + o.part_bytes > problem.capacity_bytes for c in cores):
                     continue
                 for c in cores:
                     loads[c] += o.part_units
                     used[c] += o.part_bytes
-                visit(t + 1)
+                move = previous is not None and previous[t] is not None and Choice(i, cores) != previous[t]
+                visit(t + 1, moved + move)
                 for c in cores:
                     loads[c] -= o.part_units
                     used[c] -= o.part_bytes
 
-    visit(0)
+    visit(0, 0)
     return best
 
 

@@ -3,7 +3,6 @@ items) and never needed for nothing; the CP-SAT move bound matches exhaustive se
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
@@ -23,7 +22,7 @@ from passes.assignment import Assignment, AssignmentProblem, Choice, OptionData
 from passes.cpsat import SolverParams, solve
 from passes.replan import moves, warm_start
 from tests.conftest import run, tiny_target
-from tests.test_cpsat import random_problem
+from tests.test_cpsat import exhaustive, random_problem
 
 FAST = SolverOptions(time_limit=2.0, workers=1, seed=0)
 TARGET = tiny_target(cores=4)
@@ -163,34 +162,6 @@ def test_kept_tables_that_outgrew_the_buffer_must_move() -> None:
     assert moves(plan, previous) == 1 and plan.makespan(problem) == 5
 
 
-def exhaustive_within(problem: AssignmentProblem, previous: tuple[Choice | None, ...], max_moves: int) -> float:
-    """Optimal makespan over every plan that leaves at most `max_moves` tables off their previous choice."""
-    best = math.inf
-    loads, used = [0] * problem.cores, [0] * problem.cores
-
-    def visit(t: int, moved: int) -> None:
-        nonlocal best
-        if max(loads) >= best or moved > max_moves:
-            return
-        if t == len(problem.options):
-            best = max(loads)
-            return
-        for i, o in enumerate(problem.options[t]):
-            for cores in itertools.combinations(range(problem.cores), o.parts):
-                if any(used[c] + o.part_bytes > problem.capacity_bytes for c in cores):
-                    continue
-                for c in cores:
-                    loads[c] += o.part_units
-                    used[c] += o.part_bytes
-                visit(t + 1, moved + (previous[t] is not None and Choice(i, cores) != previous[t]))
-                for c in cores:
-                    loads[c] -= o.part_units
-                    used[c] -= o.part_bytes
-
-    visit(0, 0)
-    return best
-
-
 def _random_previous(problem: AssignmentProblem, rng: random.Random) -> tuple[Choice | None, ...] | None:
     """A random feasible placement, with some tables free (None); None if none was drawn."""
     for _ in range(50):
@@ -215,7 +186,7 @@ def test_cpsat_move_bound_matches_exhaustive_search(seed: int) -> None:
     if previous is None:
         return
     for max_moves in (0, 1, 2):
-        optimum = exhaustive_within(problem, previous, max_moves)
+        optimum = exhaustive(problem, previous, max_moves)
         try:
             hint: Assignment | None = warm_start(problem, previous, max_moves)
         except InfeasibleError:
