@@ -8,6 +8,7 @@ exhaustive search in the tests, so that they compare exactly.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,18 @@ class AssignmentProblem:
             capacity_bytes=module.target.local.capacity_bytes,
             rows=tuple(t.rows for t in module.workload.tables),
         )
+
+    # The bounds are asked for by the pass, the greedy portfolio (once per re-placement) and the solver:
+    # computed once per problem.
+    @functools.cached_property
+    def work_bound(self) -> int:
+        menus = [[(o.part_units, o.work_units) for o in opts] for opts in self.options]
+        return math.ceil(choice_lower_bound(menus, self.cores) - 1e-9)
+
+    @functools.cached_property
+    def lower_bound(self) -> int:
+        sizes = [[(o.parts, o.part_units) for o in opts] for opts in self.options]
+        return dff_lower_bound(sizes, self.cores, self.work_bound)[0]
 
 
 def option_data(o: PartitionOption) -> OptionData:
@@ -133,14 +146,12 @@ def held_bytes(problem: AssignmentProblem) -> int:
 def lower_bound_units(problem: AssignmentProblem) -> int:
     """A bound no plan can beat, computed without the solver: the work bound of `choice_lower_bound`, raised
     by the bin-packing argument of `passes.bounds` (parts too big to share a core)."""
-    sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
-    return dff_lower_bound(sizes, problem.cores, work_bound_units(problem))[0]
+    return problem.lower_bound
 
 
 def work_bound_units(problem: AssignmentProblem) -> int:
     """`choice_lower_bound` of the problem, in units."""
-    menus = [[(o.part_units, o.work_units) for o in opts] for opts in problem.options]
-    return math.ceil(choice_lower_bound(menus, problem.cores) - 1e-9)
+    return problem.work_bound
 
 
 def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: int) -> float:
