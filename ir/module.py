@@ -113,9 +113,21 @@ class PartitionOption(Frozen):
     def label(self) -> str:
         return f"{self.strategy.value}/{self.mode.value}x{self.parts}"
 
-    @property
+    @cached_property
+    def part_s(self) -> float:
+        """The largest part's time."""
+        return max(_part_totals(self.part_costs))
+
+    @cached_property
     def work_s(self) -> float:
-        return sum(c.total_s for c in self.part_costs)
+        return sum(_part_totals(self.part_costs))
+
+
+def _part_totals(costs: tuple[CostBreakdown, ...]) -> list[float]:
+    """Each part's total seconds, computed once per distinct cost object: an option's equal parts share one,
+    and an option may have hundreds of parts."""
+    totals = {id(c): c.total_s for c in dict(zip(map(id, costs), costs, strict=True)).values()}
+    return list(map(totals.__getitem__, map(id, costs)))
 
 
 class TableOptions(Frozen):

@@ -67,7 +67,7 @@ class AssignmentProblem:
 def option_data(o: PartitionOption) -> OptionData:
     return OptionData(
         parts=o.parts,
-        part_units=to_units(max(c.total_s for c in o.part_costs)),
+        part_units=to_units(o.part_s),
         part_bytes=max(o.local_bytes_per_part),
     )
 

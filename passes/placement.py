@@ -248,7 +248,7 @@ def _seeds(problem: AssignmentProblem, greedy_plan: Assignment) -> list[Assignme
 def lower_bound_s(module: Module) -> float:
     """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds."""
     assert module.options is not None
-    menus = [[(max(c.total_s for c in o.part_costs), o.work_s) for o in m.options] for m in module.options]
+    menus = [[(o.part_s, o.work_s) for o in m.options] for m in module.options]
     work = choice_lower_bound(menus, module.target.cores)
     # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
     sizes = [
