@@ -113,21 +113,26 @@ class PartitionOption(Frozen):
     def label(self) -> str:
         return f"{self.strategy.value}/{self.mode.value}x{self.parts}"
 
-    @cached_property
+    @property
     def part_s(self) -> float:
         """The largest part's time."""
-        return max(_part_totals(self.part_costs))
+        return max(self._part_totals)
+
+    @property
+    def least_part_s(self) -> float:
+        return min(self._part_totals)
+
+    @property
+    def work_s(self) -> float:
+        return sum(self._part_totals)
 
     @cached_property
-    def work_s(self) -> float:
-        return sum(_part_totals(self.part_costs))
-
-
-def _part_totals(costs: tuple[CostBreakdown, ...]) -> list[float]:
-    """Each part's total seconds, computed once per distinct cost object: an option's equal parts share one,
-    and an option may have hundreds of parts."""
-    totals = {id(c): c.total_s for c in dict(zip(map(id, costs), costs, strict=True)).values()}
-    return list(map(totals.__getitem__, map(id, costs)))
+    def _part_totals(self) -> tuple[float, ...]:
+        """Each part's total seconds, computed once per option and once per distinct cost object: an option
+        may have hundreds of parts, and its equal parts share one."""
+        costs = self.part_costs
+        totals = {id(c): c.total_s for c in dict(zip(map(id, costs), costs, strict=True)).values()}
+        return tuple(map(totals.__getitem__, map(id, costs)))
 
 
 class TableOptions(Frozen):

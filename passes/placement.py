@@ -274,10 +274,7 @@ def lower_bound_s(module: Module) -> float:
     menus = [[(o.part_s, o.work_s) for o in m.options] for m in module.options]
     work = choice_lower_bound(menus, module.target.cores)
     # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
-    sizes = [
-        [(o.parts, math.floor(min(c.total_s for c in o.part_costs) / TIME_UNIT_S)) for o in m.options]
-        for m in module.options
-    ]
+    sizes = [[(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options] for m in module.options]
     packed, _ = dff_lower_bound(sizes, module.target.cores, math.floor(work / TIME_UNIT_S))
     return max(work, packed * TIME_UNIT_S)
 
@@ -330,7 +327,10 @@ class SchedulePass(ModulePass):
         def rank(it: WorkItem) -> tuple[float, int]:
             return (-it.cost.total_s, it.id)
 
-        queues = [sorted((it for it in module.items if it.core == c), key=rank) for c in range(module.target.cores)]
+        queues: list[list[WorkItem]] = [[] for _ in range(module.target.cores)]
+        for it in module.items:
+            queues[it.core].append(it)
+        queues = [sorted(queue, key=rank) for queue in queues]
         schedules = simulate(module.items, queues, module.cost_profile.core_start_s)
         return module.model_copy(update={"schedules": schedules})
 
