@@ -57,7 +57,10 @@ class DType(enum.StrEnum):
 
     @property
     def bytes(self) -> int:
-        return {"fp32": 4, "fp16": 2, "int8": 1}[self.value]
+        return _DTYPE_BYTES[self]
+
+
+_DTYPE_BYTES = {DType.FP32: 4, DType.FP16: 2, DType.INT8: 1}
 
 
 # Index distributions ------------------------------------------------------------------------------------
