@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ir.cost_profile import CostProfile
 from ir.distributions import RankHistogram, histogram
@@ -47,8 +47,7 @@ class ItemShape:
     samples: tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(NamedTuple):  # a tuple, not a dataclass: an item has about ten, and large workloads cost a million
     param: str
     amount: float
     category: Category
