@@ -7,7 +7,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test bench bench-quick bench-torchrec lint typecheck schema clean
+.PHONY: help demo test bench bench-scale bench-quick bench-torchrec lint typecheck schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,9 @@ demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the pla
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
 
-bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots
+bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
 	$(VENV)/bin/embmap bench --out docs
+	$(SCALE_BENCH)
 
 bench-torchrec: $(STAMP)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
 	$(PY) benchmarks/torchrec_dmp.py
@@ -39,6 +40,11 @@ bench-torchrec: $(STAMP)  ## our cluster plan vs TorchRec's planner, both run on
 bench-quick: $(STAMP)  ## the same on one small workload, in seconds (CI runs it as a test)
 	@mkdir -p $(OUT)/bench
 	$(VENV)/bin/embmap bench --quick --out $(OUT)/bench
+
+SCALE_BENCH = $(PY) benchmarks/scale.py --torchrec --out docs/SCALE.md
+
+bench-scale: $(STAMP)  ## plan time, gap and peak memory, synthetic 100-5000 tables x 32-512 cores: docs/SCALE.md
+	$(SCALE_BENCH)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check ir passes cost_models mapper workloads runtime tests tools benchmarks

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ir.cost_profile import CostProfile
 from ir.distributions import RankHistogram, histogram
@@ -47,8 +47,7 @@ class ItemShape:
     samples: tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(NamedTuple):  # a tuple, not a dataclass: an item has about ten, and large workloads cost a million
     param: str
     amount: float
     category: Category
@@ -57,7 +56,7 @@ class Term:
 def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> list[Term]:
     """The item's cost as (parameter, amount) terms, given the table's share of the shared cache (`stats`)."""
     cache = stats.cache_share_bytes if target.shared_cache else 0.0
-    table_histogram(table)
+    assert table.distribution is not None, "tables must be effective (distribution explicit)"
     rb = table.row_bytes
     row_frac = (shape.rows[1] - shape.rows[0]) / table.rows
     samples = shape.samples[1] - shape.samples[0]
@@ -116,8 +115,9 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
 
 def evaluate(terms: list[Term], profile: CostProfile) -> CostBreakdown:
     sums: dict[str, float] = {"fixed": 0.0, "lookup": 0.0, "stream": 0.0, "combine": 0.0}
+    per_unit = coefficients(profile)
     for term in terms:
-        sums[term.category] += term.amount * coefficient(profile, term.param)
+        sums[term.category] += term.amount * per_unit[term.param]
     return CostBreakdown(
         fixed_s=sums["fixed"], lookup_s=sums["lookup"], stream_s=sums["stream"], combine_s=sums["combine"]
     )
@@ -127,6 +127,18 @@ def coefficient(profile: CostProfile, param: str) -> float:
     """Seconds per unit of a term's amount: latencies as they are, bandwidths inverted."""
     value = float(getattr(profile, param))
     return 1.0 / value if param.endswith("_bytes_per_s") else value
+
+
+_LAST_COEFFICIENTS: list[tuple[CostProfile, dict[str, float]]] = []  # the last profile asked about, held
+
+
+def coefficients(profile: CostProfile) -> dict[str, float]:
+    """`coefficient` of every parameter, computed once per profile: a large workload's options evaluate about
+    a million items under one profile. Profiles are unhashable, so the last one is kept and matched by
+    identity (holding it, so its id is not reused)."""
+    if not _LAST_COEFFICIENTS or _LAST_COEFFICIENTS[0][0] is not profile:
+        _LAST_COEFFICIENTS[:] = [(profile, {p: coefficient(profile, p) for p in CostProfile.parameter_names()})]
+    return _LAST_COEFFICIENTS[0][1]
 
 
 def item_cost(

@@ -114,8 +114,25 @@ class PartitionOption(Frozen):
         return f"{self.strategy.value}/{self.mode.value}x{self.parts}"
 
     @property
+    def part_s(self) -> float:
+        """The largest part's time."""
+        return max(self._part_totals)
+
+    @property
+    def least_part_s(self) -> float:
+        return min(self._part_totals)
+
+    @property
     def work_s(self) -> float:
-        return sum(c.total_s for c in self.part_costs)
+        return sum(self._part_totals)
+
+    @cached_property
+    def _part_totals(self) -> tuple[float, ...]:
+        """Each part's total seconds, computed once per option and once per distinct cost object: an option
+        may have hundreds of parts, and its equal parts share one."""
+        costs = self.part_costs
+        totals = {id(c): c.total_s for c in dict(zip(map(id, costs), costs, strict=True)).values()}
+        return tuple(map(totals.__getitem__, map(id, costs)))
 
 
 class TableOptions(Frozen):

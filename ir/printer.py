@@ -50,7 +50,7 @@ def print_module(m: Module) -> str:
         shape = f"{placed.strategy.value}/{placed.mode.value}x{placed.parts}"
         lines.append(f"  previous @{placed.table} {shape} cores={','.join(map(str, placed.cores))}")
     for entry in m.options or ():
-        opts = " ".join(f"{o.label}:{fmt_s(max(c.total_s for c in o.part_costs))}" for o in entry.options)
+        opts = " ".join(f"{o.label}:{fmt_s(o.part_s)}" for o in entry.options)
         lines.append(f"  options @{entry.table} {opts}")
     for it in m.items or ():
         deps = f" after={','.join(f'%{d}' for d in it.depends_on)}" if it.depends_on else ""

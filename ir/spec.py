@@ -8,6 +8,7 @@ cross-object invariants (does this table fit anywhere?) live in `ir.verify`.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Literal
@@ -31,13 +32,20 @@ class Frozen(BaseModel):
     @classmethod
     def _numbers_are_numbers(cls, data: object) -> object:
         if isinstance(data, dict):
+            numeric = _numeric_fields(cls)
             for name, value in data.items():
-                field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if field is not None and isinstance(value, bool | str) and field.annotation in NUMBER_TYPES:
+                if isinstance(value, bool | str) and name in numeric:
                     raise PydanticCustomError(
                         "number_type", "must be a number, not a {kind}", {"field": name, "kind": type(value).__name__}
                     )
         return data
+
+
+@functools.cache
+def _numeric_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of a model class that hold a plain number (found once per class: every IR value is checked
+    when built, and large plans build millions)."""
+    return frozenset(name for name, field in cls.__pydantic_fields__.items() if field.annotation in NUMBER_TYPES)
 
 
 class DType(enum.StrEnum):
@@ -49,7 +57,10 @@ class DType(enum.StrEnum):
 
     @property
     def bytes(self) -> int:
-        return {"fp32": 4, "fp16": 2, "int8": 1}[self.value]
+        return _DTYPE_BYTES[self]
+
+
+_DTYPE_BYTES = {DType.FP32: 4, DType.FP16: 2, DType.INT8: 1}
 
 
 # Index distributions ------------------------------------------------------------------------------------

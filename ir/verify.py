@@ -17,7 +17,7 @@ import numpy as np
 
 from ir.errors import VerificationError
 from ir.module import CoreSchedule, Module, WorkItem
-from ir.plan import PLAN_SCHEMA, ExecutionPlan
+from ir.plan import PLAN_SCHEMA, ExecutionPlan, PlanItem
 from ir.spec import TableSpec, TargetSpec
 
 TIME_TOLERANCE_S = 1e-12
@@ -65,13 +65,15 @@ def _option_violations(module: Module) -> list[str]:
     assert module.options is not None
     for entry in module.options:
         for o in entry.options:
-            label = f"option {o.table} {o.label}"
             if not (len(o.part_costs) == len(o.local_bytes_per_part) == o.parts):
-                out.append(f"{label}: needs one cost and one byte count per part")
+                out.append(f"option {o.table} {o.label}: needs one cost and one byte count per part")
             if o.parts > module.target.cores:
-                out.append(f"{label}: {o.parts} parts on {module.target.cores} cores")
+                out.append(f"option {o.table} {o.label}: {o.parts} parts on {module.target.cores} cores")
             if o.strategy.preloaded and max(o.local_bytes_per_part) > cap:
-                out.append(f"{label}: a part needs {max(o.local_bytes_per_part)} B of local buffer, cores have {cap}")
+                out.append(
+                    f"option {o.table} {o.label}: a part needs {max(o.local_bytes_per_part)} B of local buffer, "
+                    f"cores have {cap}"
+                )
     return out
 
 
@@ -241,11 +243,14 @@ def plan_violations(plan: ExecutionPlan) -> list[str]:
 def _plan_table_violations(plan: ExecutionPlan) -> list[str]:
     """The plan's table summaries restate the embedded workload and the items: runtimes may read either."""
     out = []
+    by_table: dict[str, list[PlanItem]] = defaultdict(list)
+    for it in plan.items:
+        by_table[it.table].append(it)
     for pt, t in zip(plan.tables, plan.workload.tables, strict=True):
         facts = (t.rows, t.dim, t.dtype, t.pooling, t.distribution, t.bytes)
         if (pt.rows, pt.dim, pt.dtype, pt.pooling, pt.distribution, pt.bytes) != facts:
             out.append(f"tables entry {pt.name} disagrees with the workload's table {t.name}")
-        parts = [it for it in plan.items if it.table == t.name]
+        parts = by_table[t.name]
         if parts and (pt.parts != len(parts) or pt.strategy != parts[0].strategy):
             out.append(f"tables entry {pt.name}: parts or strategy disagree with its {len(parts)} items")
     return out

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
 from ir.errors import PipelineError
-from ir.module import Module, PartitionMode
+from ir.module import Module, PartitionMode, WorkItem
 from ir.plan import ExecutionPlan, PlanCore, PlanItem, PlanTable
 
 
@@ -24,9 +25,14 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
     start = {i: s for sched in module.schedules for i, s in zip(sched.items, sched.start_s, strict=True)}
     finish = {i: f for sched in module.schedules for i, f in zip(sched.items, sched.finish_s, strict=True)}
     items = tuple(PlanItem(**dict(it), start_s=start[it.id], finish_s=finish[it.id]) for it in module.items)
+    by_table: dict[str, list[WorkItem]] = defaultdict(list)
+    local_bytes = [0] * module.target.cores
+    for it in module.items:
+        by_table[it.table].append(it)
+        local_bytes[it.core] += it.local_bytes
     tables = []
     for t in module.workload.tables:
-        parts = [it for it in module.items if it.table == t.name]
+        parts = by_table[t.name]
         mode = PartitionMode.ROWS if len({p.rows for p in parts}) > 1 else PartitionMode.SAMPLES
         assert t.distribution is not None
         tables.append(
@@ -49,7 +55,7 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
             items=s.items,
             busy_s=s.busy_s,
             finish_s=s.finish_s[-1] if s.finish_s else 0.0,
-            local_bytes=sum(it.local_bytes for it in module.items if it.core == s.core),
+            local_bytes=local_bytes[s.core],
         )
         for s in module.schedules
     )

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--pipeline", default="embmap", help="named pipeline (embmap, default, round-robin, greedy) or a pass list"
     )
+    c.add_argument("--cores", type=int, help="number of cores (overrides the target's, e.g. ascend910 with 128)")
     c.add_argument("--batch", type=int, help="batch size (overrides the workload's)")
     c.add_argument("--row-cap", type=int, help="hash ids into at most N rows per table; 0 removes the workload's cap")
     c.add_argument(
@@ -246,6 +247,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise SpecError(
                 "--previous", "does not apply with --devices", "re-plan one device's plan without --devices"
             )
+        if args.cores is not None:
+            raise SpecError("--cores", "does not apply with --devices", "give one device's cores with --device-cores")
         return _compile_cluster(args, profile)
     for flag in ("device_memory", "device_cores", "link_gbps", "device_method"):
         if getattr(args, flag) is not None:
@@ -265,6 +268,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             row_cap=args.row_cap,
             distribution=args.distribution,
             hot_tables=args.hot_tables,
+            cores=args.cores,
             solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
             progress=progress,
             instruments=instruments,

@@ -36,16 +36,23 @@ class SolverOptions:
     relative_gap: float | None = None
 
 
-def resolve_target(target: TargetSpec | str) -> TargetSpec:
+def resolve_target(target: TargetSpec | str, cores: int | None = None) -> TargetSpec:
+    """A TargetSpec, a built-in name or a file path as a TargetSpec; `cores` overrides its number of cores
+    (the same chip with more or fewer cores, e.g. for scaling studies)."""
     if isinstance(target, TargetSpec):
-        return target
-    from pathlib import Path
+        spec = target
+    else:
+        from pathlib import Path
 
-    from ir.loader import read_document, validate
+        from ir.loader import read_document
 
-    if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or "/" in target:
-        return validate(TargetSpec, read_document(Path(target), "target"), "target")
-    return builtin_target(target)
+        if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or "/" in target:
+            spec = validate(TargetSpec, read_document(Path(target), "target"), "target")
+        else:
+            spec = builtin_target(target)
+    if cores is None:
+        return spec
+    return validate(TargetSpec, {**spec.model_dump(), "cores": cores}, "target")
 
 
 def prepare_workload(
@@ -132,6 +139,7 @@ def compile(  # noqa: A001 - the verb users expect
     row_cap: int | None = None,
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
+    cores: int | None = None,
     solver: SolverOptions = SolverOptions(),
     progress: ProgressListener | None = None,
     instruments: Iterable[Instrument] = (),
@@ -143,8 +151,9 @@ def compile(  # noqa: A001 - the verb users expect
     """Compile a workload for a target into a verified execution plan.
 
     `workload` is a WorkloadSpec, a built-in name, a `synthetic:...` recipe or a file path; `target` a
-    TargetSpec, a built-in name or a file path; `pipeline` a named pipeline or a pass list. With `baselines`,
-    the plan also records the predicted makespan of each baseline pipeline under the same cost model.
+    TargetSpec, a built-in name or a file path, with `cores` cores if given; `pipeline` a named pipeline or a
+    pass list. With `baselines`, the plan also records the predicted makespan of each baseline pipeline under
+    the same cost model.
     With `previous`, a plan for the same target and any workload, the plan is re-planned from it: each table
     keeps its previous placement unless moving it pays, at most `max_moves` tables move (None: no bound, or
     the pipeline's assign-cores{max-moves}), and the solver report counts the moves.
@@ -154,7 +163,7 @@ def compile(  # noqa: A001 - the verb users expect
     the best plan found so far, and the plan's `solver.interrupted` says so.
     """
     spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
-    tgt = resolve_target(target)
+    tgt = resolve_target(target, cores)
     profile = cost_profile or default_profile(tgt)
     passes = build_passes(pipeline, solver, progress)
     base = lower(spec, tgt, profile)

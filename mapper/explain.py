@@ -139,6 +139,8 @@ def _status_note(status: str, method: str, interrupted: bool) -> str:
         return " (no solver; the bound is embmap's own lower bound)"
     if interrupted:
         return " (interrupted with Ctrl-C; the best plan found by then is kept, never worse than greedy)"
+    if status == "NOT_SOLVED":
+        return " (too many tables x cores to build the CP-SAT model: the greedy plan stands; the bound is embmap's own)"
     if status in ("UNKNOWN", "FEASIBLE"):
         return " (time limit reached; the best plan found is kept, never worse than greedy)"
     return ""

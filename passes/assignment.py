@@ -8,10 +8,11 @@ exhaustive search in the tests, so that they compare exactly.
 
 from __future__ import annotations
 
+import bisect
 import functools
-import heapq
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ir.errors import InfeasibleError, SpecError
@@ -79,7 +80,7 @@ class AssignmentProblem:
 def option_data(o: PartitionOption) -> OptionData:
     return OptionData(
         parts=o.parts,
-        part_units=to_units(max(c.total_s for c in o.part_costs)),
+        part_units=to_units(o.part_s),
         part_bytes=max(o.local_bytes_per_part),
     )
 
@@ -177,10 +178,12 @@ def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: in
 
 def greedy(problem: AssignmentProblem) -> Assignment:
     """The best of a portfolio of gap-filling, longest-first placements, one per target makespan T (from the
-    lower bounds up to unbounded). Tables go in decreasing order of their least-work part; each takes its
-    least-work option whose parts all fit under T on the least-loaded cores with room, so a small table is
-    split just enough to fill the gaps the big ones leave. When nothing fits under T, the option that leaves
-    the smallest makespan is taken."""
+    lower bounds up to unbounded) and price of local bytes, polished by local search. Tables go in decreasing
+    order of their least-work part; each takes its cheapest option (its work, plus the price of the local
+    bytes it holds) whose parts all fit under T on the least-loaded cores with room, so a small table is split
+    just enough to fill the gaps the big ones leave. When nothing fits under T, the option that leaves the
+    smallest makespan is taken. The prices are 0 (least work first) and those at which the cheapest options
+    just fill the local buffers (see `byte_prices`)."""
     starts = _portfolio(problem, {})[:GREEDY_IMPROVED]
     if not starts:
         raise capacity_error(problem, "the greedy placement found no way to pack the local buffers")
@@ -196,17 +199,52 @@ def place_around(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> Ass
 
 
 def _portfolio(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> list[Assignment]:
-    """The distinct placements of every target, fastest first (ties: the lower target first)."""
+    """The distinct placements of every price and target, fastest first (ties: the lower price, then the
+    lower target first)."""
     # Targets from both bounds: the packing bound is closer to the optimum, but a placement aimed at the
     # lower work bound sometimes packs better.
     bounds = {work_bound_units(problem), lower_bound_units(problem)}
     targets = sorted({math.inf, *(int(lb * f) for lb in bounds for f in GREEDY_TARGETS)})
     plans: dict[Assignment, int] = {}
-    for target in targets:
-        plan = _place_under_target(problem, target, fixed)
-        if plan is not None and plan not in plans:
-            plans[plan] = plan.makespan(problem)
+    for price in byte_prices(problem):
+        for plan in _under_targets(problem, _Ranking.of(problem, price), targets, fixed):
+            if plan not in plans:
+                plans[plan] = plan.makespan(problem)
     return sorted(plans, key=plans.__getitem__)
+
+
+def byte_prices(problem: AssignmentProblem) -> list[float]:
+    """Prices of a local byte, in time units: 0, and for each fill in `PRICE_FILLS` that the least-work options
+    overfill, the least price at which each table's option of least (work + price x local bytes) holds no more
+    than that fill of all cores' local buffers. That is a Lagrangian price of the capacity: it keeps the
+    buffers for the tables that save the most work per byte, where least work first hands them to whichever
+    comes first; a fill below 1 leaves room for the parts to pack onto the cores."""
+    menus = [[(o.work_units, o.parts * o.part_bytes, o.parts) for o in opts] for opts in problem.options]
+
+    def held(price: float) -> int:
+        return sum(min(menu, key=lambda o: (o[0] + price * o[1], o[2]))[1] for menu in menus)
+
+    prices = [0.0]
+    for fill in PRICE_FILLS:
+        have = fill * problem.cores * problem.capacity_bytes
+        if held(0.0) <= have:
+            continue
+        lo, hi = 0.0, 1.0
+        for _ in range(PRICE_STEPS):
+            if held(hi) <= have:
+                break
+            lo, hi = hi, hi * 4.0
+        else:
+            continue  # no price makes them fit: the tables that must be preloaded need more than that
+        for _ in range(PRICE_STEPS):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if held(mid) > have else (lo, mid)
+        prices.append(hi)
+    return sorted(set(prices))
+
+
+PRICE_FILLS = (1.0, 0.85)  # 0.85: on 5000 tables x 512 cores whose least-work options fill 96%, 6% -> 2% gap
+PRICE_STEPS = 32  # of the search for a price: x4 per step up, then bisection (to 2**-32 of the bracket)
 
 
 def improve(
@@ -224,55 +262,46 @@ def improve(
     choices = list(plan.choices)
     prev: Sequence[Choice | None] = previous or [None] * len(choices)
     moved = sum(p is not None and ch != p for ch, p in zip(choices, prev, strict=True))
-    loads = Assignment(tuple(choices)).loads(problem)
-    used = [0] * problem.cores
-    for opts, ch in zip(problem.options, choices, strict=True):
+    state = CoreLoads(problem.cores, problem.capacity_bytes)
+    holders: list[set[int]] = [set() for _ in range(problem.cores)]  # the tables with a part on each core
+    for t, ch in enumerate(choices):
+        state.place(problem.options[t][ch.option], ch.cores)
         for c in ch.cores:
-            used[c] += opts[ch.option].part_bytes
-
-    def score(ls: list[int], work: int) -> tuple[int, int, int]:
-        peak = max(ls)
-        return (peak, ls.count(peak), work)
-
+            holders[c].add(t)
     work = sum(problem.options[t][ch.option].work_units for t, ch in enumerate(choices))
     for _ in range(max_rounds):
-        current = score(loads, work)
-        peak = current[0]
-        critical = [t for t, ch in enumerate(choices) if any(loads[c] == peak for c in ch.cores)]
+        at_peak = state.at_peak()
+        current = (state.peak, len(at_peak), work)
         best_move: tuple[tuple[int, int, int], int, Choice] | None = None
-        for t in critical:
+        for t in sorted(set().union(*(holders[c] for c in at_peak))):
             old = choices[t]
             o_old = problem.options[t][old.option]
-            for c in old.cores:
-                loads[c] -= o_old.part_units
-                used[c] -= o_old.part_bytes
+            state.place(o_old, old.cores, sign=-1)
             for i, o in enumerate(problem.options[t]):
-                room = [c for c in range(problem.cores) if used[c] + o.part_bytes <= problem.capacity_bytes]
-                if len(room) < o.parts:
+                floor = state.floor(o.parts) + o.part_units
+                if floor > current[0] or (best_move is not None and floor > best_move[0][0]):
+                    continue  # its peak would exceed the plan's or the best move's
+                found = state.least(o.parts, o.part_bytes)
+                if found is None:
                     continue
-                cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
+                cores = tuple(sorted(found))
                 p = prev[t]
                 if p is not None and max_moves is not None and moved + (Choice(i, cores) != p) - (old != p) > max_moves:
                     continue  # the move budget is spent
-                trial = list(loads)
-                for c in cores:
-                    trial[c] += o.part_units
-                candidate = score(trial, work - o_old.work_units + o.work_units)
+                candidate = (*state.peak_with(found, o.part_units), work - o_old.work_units + o.work_units)
                 if candidate < current and (best_move is None or candidate < best_move[0]):
                     best_move = (candidate, t, Choice(i, cores))
-            for c in old.cores:
-                loads[c] += o_old.part_units
-                used[c] += o_old.part_bytes
+            state.place(o_old, old.cores)
         if best_move is None:
             break
         _, t, new = best_move
         o_old, o_new = problem.options[t][choices[t].option], problem.options[t][new.option]
+        state.place(o_old, choices[t].cores, sign=-1)
+        state.place(o_new, new.cores)
         for c in choices[t].cores:
-            loads[c] -= o_old.part_units
-            used[c] -= o_old.part_bytes
+            holders[c].discard(t)
         for c in new.cores:
-            loads[c] += o_new.part_units
-            used[c] += o_new.part_bytes
+            holders[c].add(t)
         work += o_new.work_units - o_old.work_units
         p = prev[t]
         if p is not None:
@@ -283,30 +312,87 @@ def improve(
 
 GREEDY_IMPROVED = 3  # how many of the best placements the local search polishes
 GREEDY_TARGETS = (1.0, 1.01, 1.02, 1.04, 1.07, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
+# After the targets above, bisect between the largest target some table did not fit under and the best
+# makespan, for at most this many placements or until they are this close (relative).
+REFINE_STEPS = 8
+REFINE_TOLERANCE = 0.002
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """The order in which tables are placed (decreasing least-work part) and, per table, its options from
+    cheapest to dearest: work plus `price` per local byte held (ties: fewer parts)."""
+
+    tables: tuple[int, ...]
+    options: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def of(problem: AssignmentProblem, price: float) -> _Ranking:
+        least = [min(opts, key=lambda o: (o.work_units, o.parts)) for opts in problem.options]
+        return _Ranking(
+            tables=tuple(sorted(range(len(problem.tables)), key=lambda t: (-least[t].part_units, t))),
+            options=tuple(
+                tuple(
+                    sorted(
+                        range(len(opts)),
+                        key=lambda i: (opts[i].work_units + price * opts[i].parts * opts[i].part_bytes, opts[i].parts),
+                    )
+                )
+                for opts in problem.options
+            ),
+        )
+
+
+def _under_targets(
+    problem: AssignmentProblem, ranking: _Ranking, targets: list[float], fixed: Mapping[int, Choice]
+) -> list[Assignment]:
+    """The placements under the targets, then under targets bisecting between the largest target some table
+    did not fit under and the best makespan: a plan is best when its target is just above the least one
+    everything fits under, and the fixed targets only bracket that."""
+    plans = []
+    span = math.inf
+    missed = []  # targets some table did not fit under
+    for target in targets:
+        plan = _place_under_target(problem, target, ranking, fixed)
+        plan_span = math.inf if plan is None else plan.makespan(problem)
+        if plan is not None:
+            plans.append(plan)
+        if plan_span > target:
+            missed.append(target)
+        span = min(span, plan_span)
+    lo = max((t for t in missed if t < span), default=None)
+    for _ in range(REFINE_STEPS):
+        if lo is None or span - lo <= max(1.0, REFINE_TOLERANCE * span):
+            break
+        mid = (lo + span) // 2
+        plan = _place_under_target(problem, mid, ranking, fixed)
+        if plan is not None and plan.makespan(problem) <= mid:
+            plans.append(plan)
+            span = plan.makespan(problem)
+        else:
+            lo = mid
+    return plans
 
 
 def _place_under_target(
-    problem: AssignmentProblem, target: float, fixed: Mapping[int, Choice] | None = None
+    problem: AssignmentProblem, target: float, ranking: _Ranking, fixed: Mapping[int, Choice] | None = None
 ) -> Assignment | None:
-    by_work = [sorted(range(len(opts)), key=lambda i: (opts[i].work_units, opts[i].parts)) for opts in problem.options]
-    order = sorted(range(len(problem.tables)), key=lambda t: (-problem.options[t][by_work[t][0]].part_units, t))
-    loads = [0] * problem.cores
-    used = [0] * problem.cores
+    state = CoreLoads(problem.cores, problem.capacity_bytes)
     choices: dict[int, Choice] = dict(fixed or {})
     for t, ch in choices.items():
-        for c in ch.cores:
-            loads[c] += problem.options[t][ch.option].part_units
-            used[c] += problem.options[t][ch.option].part_bytes
-    for t in (t for t in order if t not in choices):
-        fallback: tuple[tuple[int, int], int, tuple[int, ...]] | None = None
-        picked: tuple[int, tuple[int, ...]] | None = None
-        for i in by_work[t]:
+        state.place(problem.options[t][ch.option], ch.cores)
+    for t in (t for t in ranking.tables if t not in choices):
+        fallback: tuple[tuple[int, int], int, list[int]] | None = None
+        picked: tuple[int, list[int]] | None = None
+        for i in ranking.options[t]:
             o = problem.options[t][i]
-            room = [c for c in range(problem.cores) if used[c] + o.part_bytes <= problem.capacity_bytes]
-            if len(room) < o.parts:
+            floor = state.floor(o.parts) + o.part_units
+            if floor > target and fallback is not None and (floor, o.work_units) >= fallback[0]:
+                continue  # can neither fit under the target nor beat the fallback
+            cores = state.least(o.parts, o.part_bytes)
+            if cores is None:
                 continue
-            cores = tuple(sorted(heapq.nsmallest(o.parts, room, key=lambda c: (loads[c], c))))
-            peak = max(loads[c] for c in cores) + o.part_units
+            peak = state.loads[cores[-1]] + o.part_units
             if peak <= target:
                 picked = (i, cores)
                 break
@@ -317,11 +403,80 @@ def _place_under_target(
                 return None
             picked = (fallback[1], fallback[2])
         i, cores = picked
-        for c in cores:
-            loads[c] += problem.options[t][i].part_units
-            used[c] += problem.options[t][i].part_bytes
-        choices[t] = Choice(i, cores)
+        state.place(problem.options[t][i], cores)
+        choices[t] = Choice(i, tuple(sorted(cores)))
     return Assignment(tuple(choices[t] for t in range(len(problem.tables))))
+
+
+class CoreLoads:
+    """Each core's load and local bytes, with the cores kept sorted by (load, core): the least-loaded cores
+    with room for a part come from a walk along that order instead of a scan and sort of every core, which
+    is what makes placements on hundreds of cores cheap."""
+
+    def __init__(self, cores: int, capacity_bytes: int) -> None:
+        self.loads = [0] * cores
+        self.used = [0] * cores
+        self.capacity_bytes = capacity_bytes
+        self.order = [(0, c) for c in range(cores)]
+        self.used_order = [0] * cores  # every core's local bytes, sorted: how many cores have room for a part
+
+    def add(self, core: int, units: int, part_bytes: int) -> None:
+        """Put (or, with negative amounts, take) a part's units and bytes on `core`."""
+        load, used = self.loads[core], self.used[core]
+        del self.order[bisect.bisect_left(self.order, (load, core))]
+        bisect.insort(self.order, (load + units, core))
+        self.loads[core] = load + units
+        if part_bytes:
+            del self.used_order[bisect.bisect_left(self.used_order, used)]
+            bisect.insort(self.used_order, used + part_bytes)
+            self.used[core] = used + part_bytes
+
+    def place(self, o: OptionData, cores: Iterable[int], sign: int = 1) -> None:
+        for c in cores:
+            self.add(c, sign * o.part_units, sign * o.part_bytes)
+
+    def floor(self, parts: int) -> int:
+        """The `parts`-th smallest load: no set of `parts` distinct cores has a lower largest load."""
+        return self.order[parts - 1][0]
+
+    def least(self, parts: int, part_bytes: int) -> list[int] | None:
+        """The `parts` least-loaded cores (ties: lower index) with room for `part_bytes` more local bytes, in
+        that order; None if fewer have room."""
+        if part_bytes == 0:  # every core has room for nothing more
+            return [c for _, c in self.order[:parts]]
+        limit = self.capacity_bytes - part_bytes
+        if bisect.bisect_right(self.used_order, limit) < parts:
+            return None
+        found = []
+        for _, c in self.order:
+            if self.used[c] <= limit:
+                found.append(c)
+                if len(found) == parts:
+                    return found
+        return None
+
+    def peak_with(self, cores: list[int], units: int) -> tuple[int, int]:
+        """(largest load, cores at it) were `units` added to each of `cores` (as `least` returns them)."""
+        chosen = set(cores)
+        top = self.loads[cores[-1]]
+        peak, count = top + units, sum(1 for _ in itertools.takewhile(lambda c: self.loads[c] == top, reversed(cores)))
+        for load, c in reversed(self.order):
+            if c in chosen:
+                continue
+            if load < peak:
+                break
+            if load > peak:
+                peak, count = load, 0
+            count += 1
+        return peak, count
+
+    @property
+    def peak(self) -> int:
+        return self.order[-1][0]
+
+    def at_peak(self) -> list[int]:
+        """The cores whose load is the largest."""
+        return [c for _, c in itertools.takewhile(lambda e: e[0] == self.peak, reversed(self.order))]
 
 
 def round_robin(problem: AssignmentProblem) -> Assignment:

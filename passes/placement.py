@@ -33,6 +33,16 @@ from passes.cpsat import SolverParams, solve
 from passes.progress import ProgressEvent, ProgressListener
 from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
+# CP-SAT's model has a boolean per (table, option, core), and Python builds them at about 20 us each: beyond
+# this many (e.g. 1000 tables x 25 options x 128 cores is 3.2 million) building the model alone outlasts the
+# default 10 s solve, so the cpsat method keeps its greedy plan and local search and reports NOT_SOLVED.
+MAX_CPSAT_BOOLEANS = 500_000
+
+
+def cpsat_booleans(problem: AssignmentProblem) -> int:
+    """The (table, option, core) booleans of the CP-SAT model, counting every option."""
+    return problem.cores * sum(len(opts) for opts in problem.options)
+
 
 class AssignMethod(enum.StrEnum):
     CPSAT = "cpsat"
@@ -47,7 +57,9 @@ class AssignCoresPass(ModulePass):
     profile's per-core start-up (a constant: every plan pays it once on its slowest core). `cpsat` minimizes the makespan exactly (greedy
     plan as hint and as fallback, so a time limit never returns worse than greedy); `greedy` is LPT;
     `round-robin` deals whole tables to cores in turn. With a previous placement on the module (re-planning),
-    `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py)."""
+    `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py). Above
+    `MAX_CPSAT_BOOLEANS`, `cpsat` does not build its model: the greedy plan stands, with status NOT_SOLVED and
+    the gap to the lower bound."""
 
     name = "assign-cores"
     summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
@@ -84,6 +96,7 @@ class AssignCoresPass(ModulePass):
             assignment = greedy(problem) if previous is None else replan_seeds(problem, previous, self.max_moves)[0]
             report = None
         else:
+            too_big = cpsat_booleans(problem) > MAX_CPSAT_BOOLEANS
             try:
                 seeds = (
                     _seeds(problem, greedy(problem))
@@ -91,8 +104,13 @@ class AssignCoresPass(ModulePass):
                     else replan_seeds(problem, previous, self.max_moves)
                 )
             except InfeasibleError:
+                if too_big:
+                    raise  # and no solver to find a packing either
                 seeds = []  # greedy found no packing; the solver may still find one, or prove none exists
-            assignment, report = self._solve(module, problem, seeds, previous)
+            if too_big:  # the fastest seed stands, reported NOT_SOLVED
+                assignment, report = _fastest(module, seeds, previous), None
+            else:
+                assignment, report = self._solve(module, problem, seeds, previous)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -162,10 +180,7 @@ class AssignCoresPass(ModulePass):
         # of equal objective can differ in seconds: keep whichever of the solver's plan and the seeds is
         # fastest in seconds (so embmap is never predicted slower than greedy or round-robin). When re-planning,
         # of equally fast plans (to a picosecond) the one that moves fewer tables.
-        if previous is None:
-            chosen = min([chosen, *seeds], key=lambda a: _makespan_s(module, a))
-        else:
-            chosen = min([chosen, *seeds], key=lambda a: (round(_makespan_s(module, a), 12), moves(a, previous)))
+        chosen = _fastest(module, [chosen, *seeds], previous)
         objective = chosen.makespan(problem)
         bound = min(result.best_bound_units, objective)
         report = SolverReport(
@@ -183,6 +198,14 @@ class AssignCoresPass(ModulePass):
             interrupted=result.interrupted,
         )
         return chosen, report
+
+
+def _fastest(module: Module, plans: list[Assignment], previous: tuple[Choice | None, ...] | None) -> Assignment:
+    """The plan fastest in seconds; when re-planning, of equally fast plans (to a picosecond) the one that moves
+    fewer tables."""
+    if previous is None:
+        return min(plans, key=lambda a: _makespan_s(module, a))
+    return min(plans, key=lambda a: (round(_makespan_s(module, a), 12), moves(a, previous)))
 
 
 def _with_start_up(listener: ProgressListener | None, start_s: float) -> ProgressListener | None:
@@ -248,13 +271,10 @@ def _seeds(problem: AssignmentProblem, greedy_plan: Assignment) -> list[Assignme
 def lower_bound_s(module: Module) -> float:
     """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds."""
     assert module.options is not None
-    menus = [[(max(c.total_s for c in o.part_costs), o.work_s) for o in m.options] for m in module.options]
+    menus = [[(o.part_s, o.work_s) for o in m.options] for m in module.options]
     work = choice_lower_bound(menus, module.target.cores)
     # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
-    sizes = [
-        [(o.parts, math.floor(min(c.total_s for c in o.part_costs) / TIME_UNIT_S)) for o in m.options]
-        for m in module.options
-    ]
+    sizes = [[(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options] for m in module.options]
     packed, _ = dff_lower_bound(sizes, module.target.cores, math.floor(work / TIME_UNIT_S))
     return max(work, packed * TIME_UNIT_S)
 
@@ -307,7 +327,10 @@ class SchedulePass(ModulePass):
         def rank(it: WorkItem) -> tuple[float, int]:
             return (-it.cost.total_s, it.id)
 
-        queues = [sorted((it for it in module.items if it.core == c), key=rank) for c in range(module.target.cores)]
+        queues: list[list[WorkItem]] = [[] for _ in range(module.target.cores)]
+        for it in module.items:
+            queues[it.core].append(it)
+        queues = [sorted(queue, key=rank) for queue in queues]
         schedules = simulate(module.items, queues, module.cost_profile.core_start_s)
         return module.model_copy(update={"schedules": schedules})
 

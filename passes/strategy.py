@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
+import itertools
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from cost_models.analytic import ItemShape, item_cost
 from ir.errors import InfeasibleError
@@ -16,13 +20,13 @@ from ir.module import (
     StrategyCandidate,
     TableCandidates,
     TableOptions,
-    split_range,
 )
 from ir.printer import fmt_bytes
 from ir.spec import TableSpec
 from passes.base import ModulePass, register
 
 ALL_STRATEGIES = tuple(Strategy)
+T = TypeVar("T")
 
 
 @register
@@ -86,14 +90,15 @@ class PartitionPass(ModulePass):
         cores = module.target.cores
         limit = min(cores, self.max_parts) if self.max_parts else cores
         menus = []
+        cap = module.target.local.capacity_bytes
         for t, cands in zip(module.workload.tables, module.candidates, strict=True):
             strategies = [c.strategy for c in cands.candidates]
-            options = [o for o in self._enumerate(module, t, strategies, limit) if _fits(module, o)]
-            if not options:
+            shapes = [s for s in self._enumerate(module, t, strategies, limit) if s.part_bytes <= cap]
+            if not shapes:
                 raise self._no_option(module, t, strategies, limit)
-            if self.prune:
-                options = prune_dominated(options)
-            menus.append(TableOptions(table=t.name, options=tuple(options)))
+            if self.prune:  # before the options are built: most are dominated, and some have hundreds of parts
+                shapes = pareto_front(shapes, key=lambda s: (s.parts, s.part_s, s.part_bytes))
+            menus.append(TableOptions(table=t.name, options=tuple(s.build() for s in shapes)))
         return module.model_copy(update={"options": tuple(menus)})
 
     def _no_option(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> InfeasibleError:
@@ -126,7 +131,7 @@ class PartitionPass(ModulePass):
             ", ".join(fixes[:-1]) + ", or " + fixes[-1],
         )
 
-    def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[PartitionOption]:
+    def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[OptionShape]:
         batch = module.workload.batch_size
         if self.policy is PartitionPolicy.SPLIT_ALL:
             shapes = [(s, PartitionMode.SAMPLES, min(limit, batch)) for s in strategies]
@@ -141,7 +146,7 @@ class PartitionPass(ModulePass):
                 if s.preloaded and t.bytes > local:
                     rows_k.add(-(-t.bytes // local))  # the fewest shards that fit the local buffer
                 shapes += [(s, PartitionMode.ROWS, k) for k in sorted(rows_k) if 1 < k <= min(limit, t.rows)]
-        return [make_option(module, t, s, mode, k) for s, mode, k in shapes]
+        return [option_shape(module, t, s, mode, k) for s, mode, k in shapes]
 
 
 def part_counts(limit: int) -> list[int]:
@@ -155,45 +160,83 @@ def part_counts(limit: int) -> list[int]:
     return sorted(counts)
 
 
-def make_option(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode, parts: int) -> PartitionOption:
+@dataclasses.dataclass(frozen=True)
+class OptionShape:
+    """A partition option before it is built. Its parts differ by at most one row or sample, so they come in at
+    most two sizes: `runs` holds (parts of that size, their cost, their local bytes), larger parts first,
+    each costed once."""
+
+    table: str
+    strategy: Strategy
+    mode: PartitionMode
+    parts: int
+    runs: tuple[tuple[int, CostBreakdown, int], ...]
+
+    @property
+    def part_s(self) -> float:
+        return max(cost.total_s for _, cost, _ in self.runs)
+
+    @property
+    def part_bytes(self) -> int:
+        return max(local for _, _, local in self.runs)
+
+    def build(self) -> PartitionOption:
+        return PartitionOption(
+            table=self.table,
+            strategy=self.strategy,
+            mode=self.mode,
+            parts=self.parts,
+            part_costs=tuple(itertools.chain.from_iterable((cost,) * n for n, cost, _ in self.runs)),
+            local_bytes_per_part=tuple(itertools.chain.from_iterable((local,) * n for n, _, local in self.runs)),
+        )
+
+
+def option_shape(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode, parts: int) -> OptionShape:
     batch = module.workload.batch_size
     stats = module.table_profile(t.name)
-    if mode is PartitionMode.SAMPLES:
-        shapes = [ItemShape(strategy, (0, t.rows), s) for s in split_range(batch, parts)]
-    else:
-        shapes = [ItemShape(strategy, r, (0, batch)) for r in split_range(t.rows, parts)]
-    memo: dict[tuple[int, int], CostBreakdown] = {}  # parts differ by at most one row or sample
-    costs = []
-    for shape in shapes:
-        size = (shape.rows[1] - shape.rows[0], shape.samples[1] - shape.samples[0])
-        if size not in memo:
-            memo[size] = item_cost(shape, t, stats, module.target, module.cost_profile)
-        costs.append(memo[size])
-    local = [((sh.rows[1] - sh.rows[0]) * t.row_bytes if strategy.preloaded else 0) for sh in shapes]
-    return PartitionOption(
-        table=t.name,
-        strategy=strategy,
-        mode=mode,
-        parts=parts,
-        part_costs=tuple(costs),
-        local_bytes_per_part=tuple(local),
-    )
+    runs = []
+    for size, n in _sizes(batch if mode is PartitionMode.SAMPLES else t.rows, parts):
+        if mode is PartitionMode.SAMPLES:
+            shape = ItemShape(strategy, (0, t.rows), (0, size))
+        else:
+            shape = ItemShape(strategy, (0, size), (0, batch))
+        cost = item_cost(shape, t, stats, module.target, module.cost_profile)
+        local = (shape.rows[1] - shape.rows[0]) * t.row_bytes if strategy.preloaded else 0
+        runs.append((n, cost, local))
+    return OptionShape(table=t.name, strategy=strategy, mode=mode, parts=parts, runs=tuple(runs))
 
 
-def _fits(module: Module, option: PartitionOption) -> bool:
-    return max(option.local_bytes_per_part) <= module.target.local.capacity_bytes
+def _sizes(n: int, parts: int) -> list[tuple[int, int]]:
+    """The sizes of `split_range(n, parts)`'s ranges, larger first, with how many ranges have each."""
+    q, r = divmod(n, parts)
+    return [(size, count) for size, count in ((q + 1, r), (q, parts - r)) if count]
+
+
+def make_option(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode, parts: int) -> PartitionOption:
+    return option_shape(module, t, strategy, mode, parts).build()
 
 
 def prune_dominated(options: list[PartitionOption]) -> list[PartitionOption]:
     """Drop option B when some A needs no more parts, no more time per part and no more local bytes per part:
     A can replace B on a subset of B's cores in any plan without raising any load or any buffer's use."""
+    return pareto_front(options, key=lambda o: (o.parts, o.part_s, max(o.local_bytes_per_part)))
 
-    def key(o: PartitionOption) -> tuple[int, float, int]:
-        return (o.parts, max(c.total_s for c in o.part_costs), max(o.local_bytes_per_part))
 
-    keyed = sorted(((key(o), o) for o in options), key=lambda ko: ko[0])
-    kept: list[tuple[tuple[int, float, int], PartitionOption]] = []
-    for k, o in keyed:
-        if not any(all(a <= b for a, b in zip(ka, k, strict=True)) for ka, _ in kept):
-            kept.append((k, o))
-    return [o for _, o in kept]
+def pareto_front(items: Sequence[T], key: Callable[[T], tuple[int, float, int]]) -> list[T]:
+    """The items whose key (parts, time, bytes) no other item's key is at most in all three, in key order (of
+    equal keys, the first). In key order every earlier item has no more parts, so an item is dominated when
+    an earlier kept one has no more time and no more bytes: the kept items' least bytes by time answer that."""
+    keyed = sorted(((key(x), x) for x in items), key=lambda kx: kx[0])
+    kept: list[T] = []
+    times: list[float] = []  # the (time, bytes) of kept items that no other kept one beats in both,
+    least: list[int] = []  # by increasing time (and so decreasing bytes)
+    for (_, time, size), x in keyed:
+        i = bisect.bisect_right(times, time)
+        if i and least[i - 1] <= size:
+            continue
+        kept.append(x)
+        j = i
+        while j < len(times) and least[j] >= size:
+            j += 1
+        times[i:j], least[i:j] = [time], [size]
+    return kept

@@ -72,6 +72,22 @@ def test_compile_options_and_print_ir(tmp_path: Path, capsys: pytest.CaptureFixt
     assert data["solver"]["method"] == "greedy"
 
 
+def test_cores_overrides_the_targets_and_is_checked_like_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "p.json"
+    args = ["compile", "tenrec-qb-article", "--target", "ascend910", "--pipeline", "greedy", "-o", str(plan)]
+    code, _, _ = run_cli([*args, "--cores", "48", "--no-baselines"], capsys)
+    assert code == 0
+    data = json.loads(plan.read_text())
+    assert data["target"]["cores"] == 48 and len(data["cores"]) == 48
+    plan.unlink()
+    code, _, err = run_cli([*args, "--cores", "0"], capsys)
+    assert code == 2 and "target.cores" in err and not plan.exists()
+    code, _, err = run_cli([*args, "--cores", "64", "--devices", "2"], capsys)
+    assert code == 2 and "--device-cores" in err and not plan.exists()
+
+
 def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["passes"], capsys)
     assert code == 0 and "assign-cores" in out and "time-limit=10.0" in out and "round-robin" in out

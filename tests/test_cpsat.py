@@ -20,6 +20,7 @@ from passes.assignment import (
     AssignmentProblem,
     Choice,
     OptionData,
+    byte_prices,
     greedy,
     lower_bound_units,
     round_robin,
@@ -203,3 +204,15 @@ def test_time_limited_solves_repeat_exactly() -> None:
     a = compile("huawei-25mb-like", "ascend910", solver=options, baselines=False)
     b = compile("huawei-25mb-like", "ascend910", solver=options, baselines=False)
     assert a.items == b.items and a.solver.best_bound_s == b.solver.best_bound_s
+
+
+def test_greedy_prices_local_bytes_when_least_work_first_fills_the_buffer() -> None:
+    """One core of 100 local bytes. Least work first gives the buffer to b (it comes first: its least-work
+    part is larger) and a pays 100 from shared memory: 140, a local optimum of the local search. Priced, the
+    buffer goes to a, which saves 90 units with it where b saves 10: 60, the optimum."""
+    a = (OptionData(parts=1, part_units=10, part_bytes=100), OptionData(parts=1, part_units=100, part_bytes=0))
+    b = (OptionData(parts=1, part_units=40, part_bytes=100), OptionData(parts=1, part_units=50, part_bytes=0))
+    problem = AssignmentProblem(tables=("a", "b"), options=(a, b), cores=1, capacity_bytes=100)
+    prices = byte_prices(problem)
+    assert prices[0] == 0.0 and 0.1 < prices[1] < 0.9  # b turns to shared memory at 0.1 per byte, a at 0.9
+    assert greedy(problem).makespan(problem) == exhaustive(problem) == 60

@@ -132,3 +132,22 @@ def test_verify_pass_catches_a_broken_module(lowered: Module) -> None:
     )
     with pytest.raises(VerificationError, match="cover"):
         VerifyPass().apply(broken)
+
+
+def test_cpsat_above_the_size_rule_keeps_the_greedy_plan_and_says_so(
+    lowered: Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import passes.placement
+
+    solved = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
+    greedy = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{method=greedy}}")
+    monkeypatch.setattr(passes.placement, "MAX_CPSAT_BOOLEANS", 0)
+    skipped = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
+    assert solved.solver is not None and greedy.solver is not None and skipped.solver is not None
+    assert solved.solver.status == "OPTIMAL"
+    assert (skipped.solver.method, skipped.solver.status, skipped.solver.wall_s) == ("cpsat", "NOT_SOLVED", 0.0)
+    # The greedy plan (or round-robin's, where faster) stands, against the same bound as the greedy method's.
+    assert skipped.solver.objective_s <= greedy.solver.objective_s
+    assert skipped.solver.best_bound_s == greedy.solver.best_bound_s
+    assert skipped.solver.gap == pytest.approx(1 - skipped.solver.best_bound_s / skipped.solver.objective_s)
+    assert skipped.lower_bound_s == solved.lower_bound_s and not module_violations(skipped)

@@ -1,0 +1,339 @@
+"""Planning at scale: plan time, gap and peak memory of the embmap pipeline on synthetic workloads of up to
+thousands of tables on up to hundreds of cores; print one Markdown table (and per-pass times).
+
+Usage: python benchmarks/scale.py [--tables 100,500,1000,5000] [--cores 32,128,512] [--time-limit 10]
+                                  [--cell-timeout 900] [--torchrec] [--torchrec-timeout 600] [--out FILE] [--quick]
+Each cell compiles `synthetic:tables=N,seed=0` for ascend910 with its core count set to C (`--cores C`): the
+embmap pipeline, CP-SAT with 1 worker and seed 0, no baselines. Every cell runs in a fresh Python process, so
+that its peak memory (the process's peak resident set, interpreter and libraries included) is its own.
+Plan time is the whole compile: workload generation, passes, plan emission and verification. With
+`--torchrec`, TorchRec's EmbeddingShardingPlanner plans the same 500-table workload on 32 ranks, in a process
+of its own stopped after `--torchrec-timeout` seconds. With `--out`, the report also goes to a Markdown file
+with the machine, command and date (`make bench-scale` writes docs/SCALE.md). `--quick` runs two small cells,
+one solved by CP-SAT and one above its size rule, in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from ir.loader import write_text_atomic  # noqa: E402
+from ir.module import Module, TableOptions  # noqa: E402
+from mapper.profiles import machine_key  # noqa: E402
+from passes.base import ModulePass  # noqa: E402
+
+TARGET = "ascend910"
+PASSES = ("profile", "select-strategy", "partition", "assign-cores", "schedule", "verify")
+QUICK_CELLS = ((50, 8), (300, 128))  # CP-SAT solves the first; the second is above its size rule
+TORCHREC_CELL = (500, 32)
+
+
+def workload(tables: int) -> str:
+    return f"synthetic:tables={tables},seed=0"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One compile's results, or why there are none (`error`)."""
+
+    tables: int
+    cores: int
+    plan_s: float | None = None
+    status: str = ""
+    gap: float | None = None
+    makespan_s: float | None = None
+    lower_bound_s: float | None = None
+    items: int = 0
+    peak_bytes: int | None = None
+    start_bytes: int | None = None  # peak resident set before compiling: interpreter and libraries
+    passes_s: dict[str, float] = field(default_factory=dict)
+    capacity_bound_s: float | None = None  # see `capacity_bound_s`, with the start-up like lower_bound_s
+    error: str = ""
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
+    """Compile one cell in this process (what the child process runs)."""
+    from mapper import SolverOptions, compile
+    from passes import TimingInstrument
+
+    start_bytes = peak_rss_bytes()
+    timing, menus = TimingInstrument(), _KeepOptions()
+    start = time.perf_counter()
+    plan = compile(
+        workload(tables),
+        TARGET,
+        cores=cores,
+        solver=SolverOptions(time_limit=time_limit, workers=1, seed=0),
+        baselines=False,
+        instruments=[timing, menus],
+    )
+    seconds = time.perf_counter() - start
+    peak_bytes = peak_rss_bytes()
+    assert menus.options is not None
+    start_s = plan.cost_profile.core_start_s
+    capacity = capacity_bound_s(
+        menus.options,
+        plan.target.cores,
+        plan.target.local.capacity_bytes,
+        (plan.lower_bound_s - start_s, plan.makespan_s - start_s),
+    )
+    return Cell(
+        tables=tables,
+        cores=cores,
+        plan_s=seconds,
+        status=plan.solver.status,
+        gap=plan.solver.gap,
+        makespan_s=plan.makespan_s,
+        lower_bound_s=plan.lower_bound_s,
+        items=len(plan.items),
+        peak_bytes=peak_bytes,
+        start_bytes=start_bytes,
+        passes_s=dict(timing.records),
+        capacity_bound_s=capacity + start_s,
+    )
+
+
+class _KeepOptions:
+    """An instrument that keeps the partition menu (for `capacity_bound_s`)."""
+
+    options: tuple[TableOptions, ...] | None = None
+
+    def before_pass(self, pass_: ModulePass, module: Module) -> None:
+        pass
+
+    def after_pass(self, pass_: ModulePass, module: Module, seconds: float) -> None:
+        if pass_.name == "partition":
+            self.options = module.options
+
+
+def capacity_bound_s(
+    menus: Sequence[TableOptions], cores: int, capacity_bytes: int, known: tuple[float, float]
+) -> float:
+    """A lower bound on the slowest core's busy time that counts the local buffers, for comparison only (the
+    plans' own lower bound does not count them yet). A plan with makespan M picks, per table, an option
+    with no part above M; together they do at most cores x M of work and hold at most cores x capacity local
+    bytes, so for any price p >= 0 of a byte
+
+        sum over tables of  min over options with parts <= M of (work + p x bytes)  <=  cores x (M + p x capacity).
+
+    An M that some p breaks is impossible. Bisection between `known` (a lower bound, and a plan's busy time)
+    finds the largest M shown impossible, each M tried with the p that maximizes the left side less the right
+    (a concave function of p, searched by thirds): any p shows impossibility soundly, so a p short of the
+    best only weakens the bound."""
+    part = np.array([o.part_s for m in menus for o in m.options])
+    work = np.array([o.work_s for m in menus for o in m.options])
+    held = np.array([float(sum(o.local_bytes_per_part)) for m in menus for o in m.options])
+    starts = np.cumsum([0] + [len(m.options) for m in menus[:-1]])
+
+    def excess(makespan: float, price: float) -> float:
+        cost = np.where(part <= makespan, work + price * held, np.inf)
+        return float(np.minimum.reduceat(cost, starts).sum()) - cores * (makespan + price * capacity_bytes)
+
+    def impossible(makespan: float) -> bool:
+        if excess(makespan, 0.0) > 0:
+            return True
+        lo, hi = 0.0, float(work.max() / max(1.0, held[held > 0].min(initial=1.0)))
+        for _ in range(60):
+            a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+            if excess(makespan, a) > 0 or excess(makespan, b) > 0:
+                return True
+            lo, hi = (a, hi) if excess(makespan, a) < excess(makespan, b) else (lo, b)
+        return False
+
+    lo, hi = known
+    while hi - lo > 1e-6 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if impossible(mid) else (lo, mid)
+    return lo
+
+
+def torchrec_cell(tables: int, ranks: int) -> float:
+    """TorchRec's planner time on the cell's workload (what the child process runs)."""
+    from mapper.compiler import prepare_workload
+    from mapper.torchrec_planner import torchrec_sharding
+
+    _, seconds = torchrec_sharding(prepare_workload(workload(tables)), ranks)
+    return seconds
+
+
+def run_child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """Run this script with `args` in a fresh process: its JSON result, or why there is none."""
+    command = [sys.executable, str(Path(__file__).resolve()), *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"did not finish in {timeout_s:g} s"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"failed (exit {done.returncode}): {last}"
+    return json.loads(done.stdout.strip().splitlines()[-1]), ""
+
+
+def measure(tables: int, cores: int, time_limit: float, timeout_s: float) -> Cell:
+    data, error = run_child(["--cell", str(tables), str(cores), "--time-limit", str(time_limit)], timeout_s)
+    return Cell(**data) if data is not None else Cell(tables=tables, cores=cores, error=error)
+
+
+def measure_torchrec(timeout_s: float) -> str:
+    """One line on TorchRec's planner for `TORCHREC_CELL`: its time, or why there is none."""
+    from mapper.torchrec_planner import available
+
+    tables, ranks = TORCHREC_CELL
+    what = f"TorchRec's EmbeddingShardingPlanner on `{workload(tables)}` with {ranks} ranks"
+    if not available():
+        return f"{what}: not measured (TorchRec is not installed)."
+    data, error = run_child(["--torchrec-cell", str(tables), str(ranks)], timeout_s)
+    if data is None:
+        return f"{what}: {error}."
+    return f"{what}: {data['planner_s']:.1f} s (the planner alone, no plan emitted or verified)."
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+def cell_table(cells: Sequence[Cell]) -> list[str]:
+    out = [
+        HEADER,
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        if c.error:
+            out.append(f"| {c.tables} | {c.cores} | {c.error} |" + " |" * 8)
+            continue
+        assert c.plan_s is not None and c.gap is not None and c.makespan_s is not None and c.lower_bound_s is not None
+        assert c.capacity_bound_s is not None
+        out.append(
+            f"| {c.tables} | {c.cores} | {c.plan_s:.1f} s | {c.status} | {c.gap:.1%} | {c.makespan_s * 1e6:.1f} | "
+            f"{c.lower_bound_s * 1e6:.1f} | {c.capacity_bound_s * 1e6:.1f} | "
+            f"{1 - c.capacity_bound_s / c.makespan_s:.1%} | {c.items} | {_mib(c.peak_bytes)} |"
+        )
+    return out
+
+
+HEADER = (
+    "| tables | cores | plan time | status | gap | makespan (us) | lower bound (us) | capacity bound (us) "
+    "| gap to it | items | peak memory |"
+)
+
+
+def pass_table(cells: Sequence[Cell]) -> list[str]:
+    """Seconds per pass; `rest` is the workload, lowering, and the plan's emission and verification."""
+    out = [
+        "| tables | cores | " + " | ".join(PASSES) + " | rest |",
+        "|---|---|" + "---|" * (len(PASSES) + 1),
+    ]
+    for c in cells:
+        if c.error or c.plan_s is None:
+            continue
+        rest = c.plan_s - sum(c.passes_s.values())
+        out.append(
+            f"| {c.tables} | {c.cores} | "
+            + " | ".join(f"{c.passes_s.get(p, 0.0):.2f}" for p in PASSES)
+            + f" | {rest:.2f} |"
+        )
+    return out
+
+
+def report(cells: Sequence[Cell], time_limit: float, torchrec: str | None, header: Sequence[str] = ()) -> str:
+    starts = [c.start_bytes for c in cells if c.start_bytes is not None]
+    lines = [
+        *header,
+        f"Target {TARGET} with its core count set per cell; CP-SAT time limit {time_limit:g} s, 1 worker, seed 0; "
+        f"one fresh process per cell (before compiling, a process's peak is {_mib(max(starts, default=None))}).",
+        "",
+        "Status, gap and lower bound are the plan's own (NOT_SOLVED: above `MAX_CPSAT_BOOLEANS` (table, option, core) "
+        "placements assign-cores does not build the CP-SAT model, and the greedy plan stands). The capacity bound also "
+        "counts the local buffers, which the plan's lower bound does not yet: it is computed here, for comparison "
+        "only (`capacity_bound_s`).",
+        "",
+        *cell_table(cells),
+        "",
+        "Seconds per pass (`rest`: workload generation, lowering, plan emission and verification):",
+        "",
+        *pass_table(cells),
+    ]
+    if torchrec:
+        lines += ["", torchrec]
+    return "\n".join(lines) + "\n"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", type=_ints, default=(100, 500, 1000, 5000), help="e.g. 100,500,1000,5000")
+    parser.add_argument("--cores", type=_ints, default=(32, 128, 512), help="e.g. 32,128,512")
+    parser.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT time limit per cell (seconds)")
+    parser.add_argument("--cell-timeout", type=float, default=900.0, help="stop a cell after this many seconds")
+    parser.add_argument("--torchrec", action="store_true", help="also time TorchRec's planner on 500 tables x 32")
+    parser.add_argument("--torchrec-timeout", type=float, default=600.0, help="stop TorchRec's planner after this")
+    parser.add_argument("--out", type=Path, help="also write the report to this Markdown file")
+    parser.add_argument("--quick", action="store_true", help="two small cells, in seconds")
+    parser.add_argument("--cell", type=int, nargs=2, metavar=("TABLES", "CORES"), help=argparse.SUPPRESS)
+    parser.add_argument("--torchrec-cell", type=int, nargs=2, metavar=("TABLES", "RANKS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.cell:  # child: one cell, one JSON line
+        tables, cores = args.cell
+        print(json.dumps(asdict(compile_cell(tables, cores, args.time_limit))))
+        return 0
+    if args.torchrec_cell:
+        tables, ranks = args.torchrec_cell
+        print(json.dumps({"planner_s": torchrec_cell(tables, ranks)}))
+        return 0
+
+    time_limit = 1.0 if args.quick else args.time_limit
+    grid = QUICK_CELLS if args.quick else tuple((t, c) for t in args.tables for c in args.cores)
+    cells = []
+    for tables, cores in grid:
+        cells.append(measure(tables, cores, time_limit, args.cell_timeout))
+        print(cell_table(cells[-1:])[-1], file=sys.stderr, flush=True)  # progress
+    torchrec = measure_torchrec(args.torchrec_timeout) if args.torchrec else None
+    command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    header = [
+        "# Planning at scale",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- machine: {machine_key()} ({platform.machine()}, Python {platform.python_version()})",
+        "",
+    ]
+    text = report(cells, time_limit, torchrec)
+    print(text, end="")
+    if args.out:
+        write_text_atomic(args.out, report(cells, time_limit, torchrec, header))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
