@@ -74,7 +74,8 @@ class AssignmentProblem:
     @functools.cached_property
     def lower_bound(self) -> int:
         sizes = [[(o.parts, o.part_units) for o in opts] for opts in self.options]
-        return dff_lower_bound(sizes, self.cores, self.work_bound)[0]
+        held = [[o.parts * o.part_bytes for o in opts] for opts in self.options]
+        return dff_lower_bound(sizes, self.cores, self.work_bound, held=held, capacity_bytes=self.capacity_bytes)[0]
 
 
 def option_data(o: PartitionOption) -> OptionData:
@@ -146,7 +147,8 @@ def held_bytes(problem: AssignmentProblem) -> int:
 
 def lower_bound_units(problem: AssignmentProblem) -> int:
     """A bound no plan can beat, computed without the solver: the work bound of `choice_lower_bound`, raised
-    by the bin-packing argument of `passes.bounds` (parts too big to share a core)."""
+    by the bin-packing argument of `passes.bounds` (parts too big to share a core, and local buffers too small
+    for every table that would save by preloading)."""
     return problem.lower_bound
 
 

@@ -11,6 +11,16 @@ share a core, or three above T / 3 (Fekete and Schepers, "New classes of fast lo
 problems", Math. Programming 91, 2001). A convex combination of DFFs is a DFF, and a pair mixed can refute a T
 that neither refutes alone: e.g. a table split to dodge one function's jump pays the other's slope.
 
+The local buffers join the same argument. A core also holds at most B local bytes, so its parts' images plus
+p times their bytes / B sum to at most 1 + p for any price p >= 0, and
+
+    T is impossible  if  sum over tables of  min over options of  (k * f(part / T) + p * bytes / B)  >  cores * (1 + p).
+
+The left side less the right is concave in p; its largest value lies where the chosen options' bytes just fit
+all cores' buffers, found by bisection on p (any p refutes soundly, so one short of the best only weakens the
+bound). That is a Lagrangian price of the buffer: it sees that tables which would save most by preloading cannot
+all be preloaded.
+
 For a fixed f the test only gets easier as T grows (parts shrink relative to T, and more options qualify), so
 the smallest T it cannot refute is found by a galloping then binary search. Part sizes are nudged down before f
 is applied, so float rounding can only weaken the bound, never make it wrong.
@@ -92,56 +102,136 @@ MIXES: tuple[tuple[str, Mix], ...] = (
 class _Menus:
     """The options of every table as flat arrays, grouped by table, for vectorized tests."""
 
-    def __init__(self, menus: Sequence[Sequence[tuple[int, int]]], cores: int) -> None:
+    def __init__(
+        self,
+        menus: Sequence[Sequence[tuple[int, int]]],
+        cores: int,
+        held: Sequence[Sequence[int]] | None = None,
+        capacity_bytes: int = 0,
+    ) -> None:
         self.cores = cores
         self.parts = np.array([k for menu in menus for k, _ in menu], dtype=np.float64)
         self.size = np.array([s for menu in menus for _, s in menu], dtype=np.float64)
         self.starts = np.cumsum([0] + [len(menu) for menu in menus[:-1]])
+        self.group = np.repeat(np.arange(len(menus)), [len(menu) for menu in menus])
+        # Bytes held as a fraction of one core's buffer; None where the buffers cannot bind.
+        self.held: np.ndarray | None = None
+        if held is not None and capacity_bytes > 0:
+            fraction = np.array([b for row in held for b in row], dtype=np.float64) / capacity_bytes
+            if fraction.shape != self.size.shape:
+                raise ValueError("held must give one byte count per option of every menu")
+            # Tables whose leanest options overfill all buffers have no plan at all, and would be refuted at
+            # every T: that is for the placement to report, not for a bound.
+            if np.minimum.reduceat(fraction, self.starts).sum() <= cores:
+                self.held = fraction
 
     def images(self, T: float, which: Sequence[int]) -> dict[int, np.ndarray]:
         """k * f(part / T) per option for the base functions `which`."""
         x = np.minimum(1.0, np.maximum(0.0, self.size / T * (1 - _NUDGE)))
         return {i: self.parts * BASE[i][1](x) for i in which}
 
+    def _weights(self, T: float, mix: Mix, images: dict[int, np.ndarray] | None) -> np.ndarray:
+        images = images if images is not None else self.images(T, [i for _, i in mix])
+        w = sum(lam * images[i] for lam, i in mix)
+        return np.where(self.size <= T, w, np.inf)
+
     def refutes(self, T: float, mix: Mix, images: dict[int, np.ndarray] | None = None) -> bool:
         """Whether every choice of options needs more than `cores` cores' worth of images at makespan T;
         options with a part above T cannot be chosen."""
-        images = images if images is not None else self.images(T, [i for _, i in mix])
-        w = sum(lam * images[i] for lam, i in mix)
-        w = np.where(self.size <= T, w, np.inf)
-        need = float(np.minimum.reduceat(w, self.starts).sum())
+        need = float(np.minimum.reduceat(self._weights(T, mix, images), self.starts).sum())
         return need > self.cores * (1 + _SUM_TOL)
 
+    def refutes_with_buffers(self, T: float, mix: Mix) -> bool:
+        """`refutes`, with the local buffers priced in (see the module's docstring)."""
+        w = self._weights(T, mix, None)
+        if self.held is None or not np.isfinite(np.minimum.reduceat(w, self.starts)).all():
+            return self.refutes(T, mix)  # no buffers to count, or some table has no option under T
 
-def dff_lower_bound(menus: Sequence[Sequence[tuple[int, int]]], cores: int, start: int = 0) -> tuple[int, str]:
+        def at(price: float) -> tuple[float, float]:
+            """The left side less the right at `price`, and the least bytes the chosen options hold less
+            the cores' buffers (a slope of that difference in the price: > 0 means a higher price helps)."""
+            cost = w + price * self.held
+            least = np.minimum.reduceat(cost, self.starts)
+            chosen = np.where(cost <= least[self.group], self.held, np.inf)
+            held = float(np.minimum.reduceat(chosen, self.starts).sum())
+            return float(least.sum()) - self.cores * (1 + price), held - self.cores
+
+        def refuted(excess: float, price: float) -> bool:
+            return excess > self.cores * (1 + price) * _SUM_TOL
+
+        excess, slope = at(0.0)
+        if refuted(excess, 0.0):
+            return True
+        if slope <= 0:
+            return False  # the chosen options fit the buffers: no price helps
+        lo, hi = 0.0, 1.0
+        for _ in range(_PRICE_STEPS):
+            excess, slope = at(hi)
+            if refuted(excess, hi):
+                return True
+            if slope <= 0:
+                break
+            lo, hi = hi, hi * 4
+        for _ in range(_PRICE_STEPS):
+            mid = 0.5 * (lo + hi)
+            excess, slope = at(mid)
+            if refuted(excess, mid):
+                return True
+            lo, hi = (mid, hi) if slope > 0 else (lo, mid)
+        return False
+
+
+_PRICE_STEPS = 40  # of the search for a byte price: x4 per step up, then as many bisections
+
+
+def dff_lower_bound(
+    menus: Sequence[Sequence[tuple[int, int]]],
+    cores: int,
+    start: int = 0,
+    *,
+    held: Sequence[Sequence[int]] | None = None,
+    capacity_bytes: int = 0,
+) -> tuple[int, str]:
     """The smallest integer makespan T >= start that no function of the family refutes, and the function that
     raised the bound most ("" if none beat `start`). `menus` lists, per table, (parts, part size) of each
-    option, sizes in integer units. Valid for any assignment of the parts to distinct cores."""
+    option, sizes in integer units. Valid for any assignment of the parts to distinct cores.
+
+    With `held` (per table, the local bytes each option holds in all) and `capacity_bytes` (one core's
+    buffer), the single functions and the best mix are tried again with the buffers priced in; their names
+    then end in " + buffers"."""
     if not menus or cores <= 0:
         return start, ""
-    data = _Menus(menus, cores)
+    data = _Menus(menus, cores, held, capacity_bytes)
     best, name = max(start, 1), ""
     everything = range(len(BASE))
     images = data.images(best, everything)
+    best_mix: Mix = MIXES[0][1]
     for mix_name, mix in MIXES:
         if not data.refutes(best, mix, images):
             continue
-        best, name = _first_unrefuted(data, mix, best + 1), mix_name
+        best, name, best_mix = _first_unrefuted(data.refutes, mix, best + 1), mix_name, mix
         images = data.images(best, everything)
+    if data.held is None:
+        return best, name
+    # Priced buffers cost a search on the price per T: only the single functions and the best mix.
+    singles = [(n, mix) for n, mix in MIXES if len(mix) == 1]
+    for mix_name, mix in [*singles, (name or MIXES[0][0], best_mix)]:
+        if data.refutes_with_buffers(best, mix):
+            best, name = _first_unrefuted(data.refutes_with_buffers, mix, best + 1), f"{mix_name} + buffers"
     return best, name
 
 
-def _first_unrefuted(data: _Menus, mix: Mix, lo: int) -> int:
+def _first_unrefuted(refutes: Callable[[float, Mix], bool], mix: Mix, lo: int) -> int:
     """Smallest T >= lo that `mix` does not refute (it refutes lo - 1). Gallops up, then bisects."""
     step = max(1, lo // 4096)
     hi = lo
-    while data.refutes(hi, mix):
+    while refutes(hi, mix):
         lo = hi + 1
         hi = lo + step
         step *= 2
     while lo < hi:
         mid = (lo + hi) // 2
-        if data.refutes(mid, mix):
+        if refutes(mid, mix):
             lo = mid + 1
         else:
             hi = mid

@@ -268,14 +268,22 @@ def _seeds(problem: AssignmentProblem, greedy_plan: Assignment) -> list[Assignme
     return [rr, greedy_plan] if rr.makespan(problem) < greedy_plan.makespan(problem) else [greedy_plan, rr]
 
 
-def lower_bound_s(module: Module) -> float:
-    """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds."""
+def lower_bound_s(module: Module, *, buffers: bool = True) -> float:
+    """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds; without `buffers`, the
+    bound as if the local buffers were unlimited (to show what they add)."""
     assert module.options is not None
     menus = [[(o.part_s, o.work_s) for o in m.options] for m in module.options]
     work = choice_lower_bound(menus, module.target.cores)
     # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
     sizes = [[(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options] for m in module.options]
-    packed, _ = dff_lower_bound(sizes, module.target.cores, math.floor(work / TIME_UNIT_S))
+    held = [[sum(o.local_bytes_per_part) for o in m.options] for m in module.options] if buffers else None
+    packed, _ = dff_lower_bound(
+        sizes,
+        module.target.cores,
+        math.floor(work / TIME_UNIT_S),
+        held=held,
+        capacity_bytes=module.target.local.capacity_bytes,
+    )
     return max(work, packed * TIME_UNIT_S)
 
 

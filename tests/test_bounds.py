@@ -1,5 +1,6 @@
 """The bin-packing lower bound: every function is dual feasible, the bound never exceeds an optimum found by
-exhaustive search, and it sees what the work bound cannot (parts too big to share a core)."""
+exhaustive search, and it sees what the work bound cannot (parts too big to share a core, local buffers too
+small for every table that would preload)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import random
 import numpy as np
 import pytest
 
+from cost_models import preset_profile
+from ir.lowering import lower
+from ir.spec import TableSpec, WorkloadSpec
 from passes.assignment import AssignmentProblem, OptionData, choice_lower_bound, lower_bound_units
 from passes.bounds import BASE, MIXES, _Menus, dff_lower_bound
+from passes.placement import lower_bound_s
+from tests.conftest import run, tiny_target
 from tests.test_cpsat import exhaustive, random_problem
 
 
@@ -90,3 +96,80 @@ def test_a_mix_refutes_what_no_single_function_refutes() -> None:
 
 def test_a_table_whose_parts_all_exceed_T_refutes_it() -> None:
     assert dff_lower_bound([[(1, 50)], [(2, 5)]], cores=8)[0] == 50
+
+
+def _preload_or_stream(tables: int, cores: int) -> AssignmentProblem:
+    """Tables that cost 10 preloaded (a whole core's buffer) or 30 streamed: only `cores` of them can preload."""
+    return AssignmentProblem(
+        tables=tuple(f"t{i}" for i in range(tables)),
+        options=tuple(
+            (OptionData(parts=1, part_units=10, part_bytes=100), OptionData(parts=1, part_units=30, part_bytes=0))
+            for _ in range(tables)
+        ),
+        cores=cores,
+        capacity_bytes=100,
+    )
+
+
+def test_priced_buffers_raise_the_bound_to_the_optimum() -> None:
+    # Four tables on two cores: each core preloads one table and streams one, 10 + 30. Without the buffers
+    # every table preloads, and the bound is 4 x 10 / 2 = 20.
+    problem = _preload_or_stream(4, 2)
+    sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
+    held = [[o.parts * o.part_bytes for o in opts] for opts in problem.options]
+    assert dff_lower_bound(sizes, 2)[0] == 20
+    bound, name = dff_lower_bound(sizes, 2, held=held, capacity_bytes=100)
+    assert bound == 40 == exhaustive(problem) == lower_bound_units(problem)
+    assert name.endswith("+ buffers")
+
+
+def test_buffers_that_cannot_bind_leave_the_bound_alone() -> None:
+    # Room for every table's preload: the priced test finds nothing to add.
+    problem = _preload_or_stream(2, 2)
+    sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
+    held = [[o.parts * o.part_bytes for o in opts] for opts in problem.options]
+    assert dff_lower_bound(sizes, 2, held=held, capacity_bytes=100) == dff_lower_bound(sizes, 2)
+
+
+def test_buffers_no_choice_fits_leave_the_bound_finite() -> None:
+    # Every option preloads a whole buffer, three tables on two cores: no plan exists, which the placement
+    # reports; the bound stays that of the parts.
+    sizes = [[(1, 10)] for _ in range(3)]
+    held = [[100] for _ in range(3)]
+    assert dff_lower_bound(sizes, 2, held=held, capacity_bytes=100) == dff_lower_bound(sizes, 2)
+
+
+def test_priced_buffers_raise_some_random_bounds() -> None:
+    # The random instances of the exhaustive test above (their bounds, buffers included, never exceed the
+    # optimum): on some of them the buffers are what raises the bound.
+    raised = 0
+    for seed in range(150):
+        problem = random_problem(random.Random(1000 + seed))
+        sizes = [[(o.parts, o.part_units) for o in opts] for opts in problem.options]
+        raised += lower_bound_units(problem) > max(dff_lower_bound(sizes, problem.cores)[0], problem.work_bound)
+    assert raised > 0
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_plan_bound_with_buffers_never_exceeds_the_optimum_of_a_real_workload(seed: int) -> None:
+    """Small random workloads that CP-SAT solves to optimality, from the cost model: the plan's bound lies
+    below the optimum; with seed 9 the local buffers bind, and pricing them raises the bound by over 10%."""
+    rng = random.Random(seed)
+    target = tiny_target(cores=rng.randint(2, 4), local_bytes=rng.choice([16, 64, 256]) * 1024)
+    tables = tuple(
+        TableSpec(
+            name=f"t{i}",
+            rows=rng.choice([100, 1000, 5000, 20000]),
+            dim=rng.choice([8, 16, 32]),
+            pooling=rng.randint(1, 4),
+        )
+        for i in range(rng.randint(3, 6))
+    )
+    lowered = lower(WorkloadSpec(name="w", batch_size=64, tables=tables), target, preset_profile(target))
+    m = run(lowered, "profile,select-strategy,partition,assign-cores{time-limit=20},schedule")
+    assert m.solver is not None and m.solver.status == "OPTIMAL" and m.lower_bound_s is not None
+    start = m.cost_profile.core_start_s
+    optimum, bound = m.solver.objective_s - start, m.lower_bound_s - start
+    unpriced = lower_bound_s(m, buffers=False) - start
+    assert unpriced <= bound <= optimum * (1 + 1e-9)
+    assert (bound > unpriced * 1.1) == (seed == 9)
