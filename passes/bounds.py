@@ -144,15 +144,16 @@ class _Menus:
     def refutes_with_buffers(self, T: float, mix: Mix) -> bool:
         """`refutes`, with the local buffers priced in (see the module's docstring)."""
         w = self._weights(T, mix, None)
-        if self.held is None or not np.isfinite(np.minimum.reduceat(w, self.starts)).all():
+        fraction = self.held
+        if fraction is None or not np.isfinite(np.minimum.reduceat(w, self.starts)).all():
             return self.refutes(T, mix)  # no buffers to count, or some table has no option under T
 
         def at(price: float) -> tuple[float, float]:
             """The left side less the right at `price`, and the least bytes the chosen options hold less
             the cores' buffers (a slope of that difference in the price: > 0 means a higher price helps)."""
-            cost = w + price * self.held
+            cost = w + price * fraction
             least = np.minimum.reduceat(cost, self.starts)
-            chosen = np.where(cost <= least[self.group], self.held, np.inf)
+            chosen = np.where(cost <= least[self.group], fraction, np.inf)
             held = float(np.minimum.reduceat(chosen, self.starts).sum())
             return float(least.sum()) - self.cores * (1 + price), held - self.cores
 
