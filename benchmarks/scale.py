@@ -30,12 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from ir.loader import write_text_atomic  # noqa: E402
-from ir.module import Module, TableOptions  # noqa: E402
 from mapper.profiles import machine_key  # noqa: E402
-from passes.base import ModulePass  # noqa: E402
 
 TARGET = "ascend910"
 PASSES = ("profile", "select-strategy", "partition", "assign-cores", "schedule", "verify")
@@ -62,7 +58,6 @@ class Cell:
     peak_bytes: int | None = None
     start_bytes: int | None = None  # peak resident set before compiling: interpreter and libraries
     passes_s: dict[str, float] = field(default_factory=dict)
-    capacity_bound_s: float | None = None  # see `capacity_bound_s`, with the start-up like lower_bound_s
     error: str = ""
 
 
@@ -78,7 +73,7 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
     from passes import TimingInstrument
 
     start_bytes = peak_rss_bytes()
-    timing, menus = TimingInstrument(), _KeepOptions()
+    timing = TimingInstrument()
     start = time.perf_counter()
     plan = compile(
         workload(tables),
@@ -86,18 +81,10 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
         cores=cores,
         solver=SolverOptions(time_limit=time_limit, workers=1, seed=0),
         baselines=False,
-        instruments=[timing, menus],
+        instruments=[timing],
     )
     seconds = time.perf_counter() - start
     peak_bytes = peak_rss_bytes()
-    assert menus.options is not None
-    start_s = plan.cost_profile.core_start_s
-    capacity = capacity_bound_s(
-        menus.options,
-        plan.target.cores,
-        plan.target.local.capacity_bytes,
-        (plan.lower_bound_s - start_s, plan.makespan_s - start_s),
-    )
     return Cell(
         tables=tables,
         cores=cores,
@@ -110,62 +97,7 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
         peak_bytes=peak_bytes,
         start_bytes=start_bytes,
         passes_s=dict(timing.records),
-        capacity_bound_s=capacity + start_s,
     )
-
-
-class _KeepOptions:
-    """An instrument that keeps the partition menu (for `capacity_bound_s`)."""
-
-    options: tuple[TableOptions, ...] | None = None
-
-    def before_pass(self, pass_: ModulePass, module: Module) -> None:
-        pass
-
-    def after_pass(self, pass_: ModulePass, module: Module, seconds: float) -> None:
-        if pass_.name == "partition":
-            self.options = module.options
-
-
-def capacity_bound_s(
-    menus: Sequence[TableOptions], cores: int, capacity_bytes: int, known: tuple[float, float]
-) -> float:
-    """A lower bound on the slowest core's busy time that counts the local buffers, for comparison only (the
-    plans' own lower bound does not count them yet). A plan with makespan M picks, per table, an option
-    with no part above M; together they do at most cores x M of work and hold at most cores x capacity local
-    bytes, so for any price p >= 0 of a byte
-
-        sum over tables of  min over options with parts <= M of (work + p x bytes)  <=  cores x (M + p x capacity).
-
-    An M that some p breaks is impossible. Bisection between `known` (a lower bound, and a plan's busy time)
-    finds the largest M shown impossible, each M tried with the p that maximizes the left side less the right
-    (a concave function of p, searched by thirds): any p shows impossibility soundly, so a p short of the
-    best only weakens the bound."""
-    part = np.array([o.part_s for m in menus for o in m.options])
-    work = np.array([o.work_s for m in menus for o in m.options])
-    held = np.array([float(sum(o.local_bytes_per_part)) for m in menus for o in m.options])
-    starts = np.cumsum([0] + [len(m.options) for m in menus[:-1]])
-
-    def excess(makespan: float, price: float) -> float:
-        cost = np.where(part <= makespan, work + price * held, np.inf)
-        return float(np.minimum.reduceat(cost, starts).sum()) - cores * (makespan + price * capacity_bytes)
-
-    def impossible(makespan: float) -> bool:
-        if excess(makespan, 0.0) > 0:
-            return True
-        lo, hi = 0.0, float(work.max() / max(1.0, held[held > 0].min(initial=1.0)))
-        for _ in range(60):
-            a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
-            if excess(makespan, a) > 0 or excess(makespan, b) > 0:
-                return True
-            lo, hi = (a, hi) if excess(makespan, a) < excess(makespan, b) else (lo, b)
-        return False
-
-    lo, hi = known
-    while hi - lo > 1e-6 * hi:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if impossible(mid) else (lo, mid)
-    return lo
 
 
 def torchrec_cell(tables: int, ranks: int) -> float:
@@ -216,26 +148,21 @@ def _mib(n: int | None) -> str:
 def cell_table(cells: Sequence[Cell]) -> list[str]:
     out = [
         HEADER,
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         if c.error:
-            out.append(f"| {c.tables} | {c.cores} | {c.error} |" + " |" * 8)
+            out.append(f"| {c.tables} | {c.cores} | {c.error} |" + " |" * 6)
             continue
         assert c.plan_s is not None and c.gap is not None and c.makespan_s is not None and c.lower_bound_s is not None
-        assert c.capacity_bound_s is not None
         out.append(
             f"| {c.tables} | {c.cores} | {c.plan_s:.1f} s | {c.status} | {c.gap:.1%} | {c.makespan_s * 1e6:.1f} | "
-            f"{c.lower_bound_s * 1e6:.1f} | {c.capacity_bound_s * 1e6:.1f} | "
-            f"{1 - c.capacity_bound_s / c.makespan_s:.1%} | {c.items} | {_mib(c.peak_bytes)} |"
+            f"{c.lower_bound_s * 1e6:.1f} | {c.items} | {_mib(c.peak_bytes)} |"
         )
     return out
 
 
-HEADER = (
-    "| tables | cores | plan time | status | gap | makespan (us) | lower bound (us) | capacity bound (us) "
-    "| gap to it | items | peak memory |"
-)
+HEADER = "| tables | cores | plan time | status | gap | makespan (us) | lower bound (us) | items | peak memory |"
 
 
 def pass_table(cells: Sequence[Cell]) -> list[str]:
@@ -264,9 +191,7 @@ def report(cells: Sequence[Cell], time_limit: float, torchrec: str | None, heade
         f"one fresh process per cell (before compiling, a process's peak is {_mib(max(starts, default=None))}).",
         "",
         "Status, gap and lower bound are the plan's own (NOT_SOLVED: above `MAX_CPSAT_BOOLEANS` (table, option, core) "
-        "placements assign-cores does not build the CP-SAT model, and the greedy plan stands). The capacity bound also "
-        "counts the local buffers, which the plan's lower bound does not yet: it is computed here, for comparison "
-        "only (`capacity_bound_s`).",
+        "placements assign-cores does not build the CP-SAT model, and the greedy plan stands).",
         "",
         *cell_table(cells),
         "",
