@@ -215,8 +215,7 @@ def dff_lower_bound(
     if data.held is None:
         return best, name
     # Priced buffers cost a search on the price per T: only the single functions and the best mix.
-    singles = [(n, mix) for n, mix in MIXES if len(mix) == 1]
-    for mix_name, mix in [*singles, (name or MIXES[0][0], best_mix)]:
+    for mix_name, mix in [(n, mix) for n, mix in MIXES if len(mix) == 1 or mix == best_mix]:
         if data.refutes_with_buffers(best, mix):
             best, name = _first_unrefuted(data.refutes_with_buffers, mix, best + 1), f"{mix_name} + buffers"
     return best, name
