@@ -5,8 +5,14 @@ default, round-robin}: compile for `cpu`, run the three plans in turns on the sa
 beside measured batch latency (p50 of the best run, and of the median run). Ends with the median and worst
 absolute relative error against each.
 
-Usage: python benchmarks/prediction_error.py [--profile PROFILE.json] [--row-cap N] [--batches N] [--repeats N]
+Usage: python benchmarks/prediction_error.py [--profile PROFILE.json [--measurements CSV]] [--row-cap N]
+       [--batches N] [--repeats N] [--rounds N]
 (default profile: the one `--target cpu` uses, i.e. the shipped calibrated profile on this kind of machine)
+
+Before and after, a drift check measures again a sample of the calibration grid points behind the profile
+(`embmap calibrate --check`) and prints how much slower or faster the machine runs than when it was
+calibrated: on a shared machine, other tenants can slow every plan alike, and that is not the model's error.
+`--rounds N` spreads each plan's runs over N passes through all the workloads.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cost_models.calibrate import read_csv  # noqa: E402
 from ir.printer import fmt_s  # noqa: E402
 from ir.spec import Uniform, Zipf  # noqa: E402
 from mapper import SolverOptions, compile  # noqa: E402
-from mapper.profiles import load_profile, machine_key  # noqa: E402
+from mapper.calibration import check_drift  # noqa: E402
+from mapper.compiler import resolve_target  # noqa: E402
+from mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
 from runtime import RunConfig, run_interleaved  # noqa: E402
 from workloads import builtin_names  # noqa: E402
 
@@ -37,46 +46,69 @@ def main() -> None:
     parser.add_argument("--row-cap", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5, help="runs per plan, interleaved with the other pipelines")
+    parser.add_argument("--rounds", type=int, default=1, help="passes through all workloads, each with --repeats runs")
     parser.add_argument("--workloads", nargs="*", default=list(builtin_names()))
+    parser.add_argument(
+        "--measurements", type=Path, help="the CSV the profile was fitted to, for the drift check (default: shipped)"
+    )
     args = parser.parse_args()
     profile = load_profile(args.profile) if args.profile else None
+    reference = args.measurements or (None if args.profile else SHIPPED_MEASUREMENTS)
+    drift = [check_drift(resolve_target("cpu"), read_csv(reference))] if reference else []
     solver = SolverOptions(time_limit=2.0, workers=1, seed=0)
     config = RunConfig(batches=args.batches, warmup=5)
-    rows = []
-    for name, (dist_name, dist) in itertools.product(args.workloads, DISTRIBUTIONS.items()):
-        plans = [
-            compile(
-                name,
-                "cpu",
-                pipeline,
-                cost_profile=profile,
-                row_cap=args.row_cap,
-                distribution=dist,
-                solver=solver,
-                baselines=False,
-            )
-            for pipeline in PIPELINES
-        ]
-        reports = run_interleaved(plans, config, args.repeats)
-        rows += [
-            (name, dist_name, pipeline, plan, [r.p50_s for r in runs])
-            for pipeline, plan, runs in zip(PIPELINES, plans, reports, strict=True)
-        ]
+    cases = [
+        (
+            name,
+            dist_name,
+            [
+                compile(
+                    name,
+                    "cpu",
+                    pipeline,
+                    cost_profile=profile,
+                    row_cap=args.row_cap,
+                    distribution=dist,
+                    solver=solver,
+                    baselines=False,
+                )
+                for pipeline in PIPELINES
+            ],
+        )
+        for name, (dist_name, dist) in itertools.product(args.workloads, DISTRIBUTIONS.items())
+    ]
+    runs: dict[tuple[int, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for c, (_, _, plans) in enumerate(cases):
+            for p, reports in enumerate(run_interleaved(plans, config, args.repeats)):
+                runs.setdefault((c, p), []).extend(r.p50_s for r in reports)
+    if reference:
+        drift.append(check_drift(resolve_target("cpu"), read_csv(reference)))
+    rows = [
+        (name, dist_name, pipeline, plan, runs[c, p])
+        for c, (name, dist_name, plans) in enumerate(cases)
+        for p, (pipeline, plan) in enumerate(zip(PIPELINES, plans, strict=True))
+    ]
     print(
-        f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches x {args.repeats} runs; CP-SAT 2 s\n"
+        f"machine: {machine_key()}; row cap {args.row_cap:,}; {args.batches} batches x {args.repeats} runs "
+        f"x {args.rounds} round(s); CP-SAT 2 s\n"
     )
+    for when, d in zip(("before", "after"), drift, strict=False):
+        print(f"{when}: {d.text()}")
+    if drift:
+        print()
     print(
         "| workload | distribution | pipeline | predicted | measured p50: best run | median run | run spread | error (best) | error (median) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     best_errors, median_errors = [], []
-    for name, dist_name, pipeline, plan, runs in rows:
-        best, median = min(runs), float(np.median(runs))
+    for name, dist_name, pipeline, plan, times in rows:
+        best, median = min(times), float(np.median(times))
         best_errors.append(abs(plan.makespan_s - best) / best)
         median_errors.append(abs(plan.makespan_s - median) / median)
         print(
             f"| {name} | {dist_name} | {pipeline} | {fmt_s(plan.makespan_s)} | {fmt_s(best)} | {fmt_s(median)} "
-            f"| {max(runs) / best - 1:.0%} | {(plan.makespan_s - best) / best:+.1%} | {(plan.makespan_s - median) / median:+.1%} |"
+            f"| {max(times) / best - 1:.0%} | {(plan.makespan_s - best) / best:+.1%} | {(plan.makespan_s - median) / median:+.1%} |"
         )
     print(f"\nabsolute relative error over {len(rows)} plans")
     print(f"  against the best run:   median {np.median(best_errors):.1%}, worst {max(best_errors):.1%}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cost_models import preset_profile
 from cost_models.calibrate import CalibrationResult, Measurement, fit_profile
 from ir.cost_profile import CostProfile
+from ir.errors import SpecError
 from ir.lowering import lower
 from ir.module import Module, PartitionMode, Strategy, TableOptions
 from ir.plan import ExecutionPlan
@@ -179,3 +180,88 @@ def calibrate(
 
 def fit(measured: Iterable[Measurement], target: TargetSpec, command: str) -> CalibrationResult:
     return fit_profile(list(measured), target, preset_profile(target), command=command, machine=machine_key())
+
+
+# Has the machine changed since it was calibrated? --------------------------------------------------------
+
+DRIFT_POINTS = 48  # grid points re-measured by a drift check: about 10 seconds here
+DRIFT_MAX_TABLE_BYTES = 256 * 1024 * KiB  # the huge-table points take seconds each to materialise
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Items of calibration grid points measured again, beside what the calibration measured for them."""
+
+    points: int
+    then_s: tuple[float, ...]  # per item, from the calibration's measurements
+    now_s: tuple[float, ...]  # per item, measured again now
+
+    @property
+    def ratios(self) -> list[float]:
+        return [now / then for now, then in zip(self.now_s, self.then_s, strict=True)]
+
+    def quantile(self, q: float) -> float:
+        ratios = sorted(self.ratios)
+        return ratios[min(len(ratios) - 1, round(q * (len(ratios) - 1)))]
+
+    def text(self) -> str:
+        median = self.quantile(0.5)
+        if median > 1.1:
+            verdict = f"this machine runs {median - 1:.0%} slower than when it was calibrated"
+        elif median < 1 / 1.1:
+            verdict = f"this machine runs {1 - median:.0%} faster than when it was calibrated"
+        else:
+            verdict = "this machine runs as when it was calibrated (within 10%)"
+        return (
+            f"drift: {self.points} calibration grid points ({len(self.now_s)} items) measured again, now / then: "
+            f"median {median:.2f}x, quartiles {self.quantile(0.25):.2f}x-{self.quantile(0.75):.2f}x; {verdict}"
+        )
+
+
+def check_drift(
+    target: TargetSpec,
+    reference: Sequence[Measurement],
+    *,
+    points: int = DRIFT_POINTS,
+    config: RunConfig = CALIBRATION_RUN,
+) -> Drift:
+    """Measure again, as `calibrate` did, a sample of the grid points behind `reference` (the measurements a
+    profile was fitted to, e.g. the CSV `calibrate --save-csv` wrote), and compare item by item. The cost
+    model describes the machine as it was then; a machine whose other tenants now keep a core or the shared
+    cache busy runs every plan slower than predicted, and this says by how much."""
+    groups: dict[int, list[Measurement]] = {}
+    for m in reference:
+        if m.plan.startswith("grid-") and m.plan[5:].isdigit():
+            groups.setdefault(int(m.plan[5:]), []).append(m)
+    if not groups:
+        raise SpecError(
+            "--check",
+            "the measurements hold no calibration grid points (plan grid-N)",
+            "give the CSV that `embmap calibrate --target cpu --save-csv` wrote",
+        )
+    current = grid(target)
+    numbers = [n for n in sorted(groups) if n < len(current) and current[n].table.bytes <= DRIFT_MAX_TABLE_BYTES]
+    stride = max(1, len(numbers) // max(1, points))
+    chosen = numbers[::stride][:points]
+    profile = preset_profile(target)
+    then, now = [], []
+    for n in chosen:
+        plan, _ = point_plan(current[n], target, profile)
+        measured = measurements_of(plan, run_interleaved([plan], config, REPEATS)[0], f"grid-{n}")
+        key = {_item_key(m): m for m in groups[n]}
+        for m in measured:
+            old = key.get(_item_key(m))
+            if old is None:
+                raise SpecError(
+                    "--check",
+                    f"grid point {n} ({m.table.name} {m.strategy.value}) has an item the measurements lack",
+                    "the grid or the target changed since they were taken: calibrate again",
+                )
+            then.append(old.measured_s)
+            now.append(m.measured_s)
+    return Drift(points=len(chosen), then_s=tuple(then), now_s=tuple(now))
+
+
+def _item_key(m: Measurement) -> tuple[object, ...]:
+    t = m.table
+    return (m.strategy, t.rows, t.dim, t.dtype, t.pooling, t.distribution, m.batch_size, m.rows, m.samples)

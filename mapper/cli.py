@@ -199,7 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--save-csv", type=Path, help="also write the measurements as CSV")
     k.add_argument("--quick", action="store_true", help="a small grid (about a minute), for trying it out")
-    k.add_argument("-o", "--output", type=Path, required=True, help="where to write the profile JSON")
+    k.add_argument(
+        "--check",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="CSV",
+        help="write no profile: measure again a sample of the grid points behind a profile (default: the shipped "
+        "cpu profile's measurements) and say how much slower or faster this machine runs now",
+    )
+    k.add_argument("-o", "--output", type=Path, help="where to write the profile JSON")
 
     b = sub.add_parser("bench", help="every pipeline on the built-in workloads x distributions, predicted and measured")
     b.add_argument("--out", type=Path, default=Path("docs"), help="directory for RESULTS.md, results.csv, plots")
@@ -400,6 +409,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from mapper.planio import write_text_atomic
 
     target = resolve_target(args.target)
+    if args.check is not None:
+        return _check_drift(target, args)
+    if args.output is None:
+        raise SpecError("--output", "is required to write the profile", "add -o PROFILE.json (or --check to compare)")
     for flag, path in (("--output", args.output), ("--save-csv", args.save_csv)):
         if path is not None:
             check_writable(path, flag)  # fail before measuring for minutes, not after
@@ -434,6 +447,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     write_text_atomic(args.output, result.profile.model_dump_json(indent=1) + "\n")
     print(calibration_text(result, len(measured)))
     print(f"wrote {args.output}")
+    return 0
+
+
+def _check_drift(target: Any, args: argparse.Namespace) -> int:
+    from cost_models.calibrate import read_csv
+    from mapper.calibration import check_drift
+
+    if target.name != "cpu":
+        raise SpecError(
+            "--target", f"can only measure this machine (target cpu), not {target.name}", "use --target cpu"
+        )
+    if args.output is not None or args.from_csv is not None or args.save_csv is not None:
+        raise SpecError("--check", "measures and compares only", "leave out -o, --from-csv and --save-csv")
+    from mapper.profiles import SHIPPED_MEASUREMENTS
+
+    print(check_drift(target, read_csv(SHIPPED_MEASUREMENTS if args.check is True else args.check)).text())
     return 0
 
 

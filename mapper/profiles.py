@@ -15,6 +15,8 @@ from ir.spec import TargetSpec
 from ir.targets import usable_cpus
 
 SHIPPED_PROFILES = {"cpu": "cpu.json"}
+SHIPPED_MEASUREMENTS = Path(str(resources.files("cost_models").joinpath("profiles", "cpu-measurements.csv")))
+"""The measurements the shipped cpu profile was fitted to (`embmap calibrate --check` measures some again)."""
 
 
 def machine_key() -> str:
