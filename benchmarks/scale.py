@@ -190,7 +190,7 @@ def report(cells: Sequence[Cell], time_limit: float, torchrec: str | None, heade
         f"Target {TARGET} with its core count set per cell; CP-SAT time limit {time_limit:g} s, 1 worker, seed 0; "
         f"one fresh process per cell (before compiling, a process's peak is {_mib(max(starts, default=None))}).",
         "",
-        "Status, gap and lower bound are the plan's own (NOT_SOLVED: above `MAX_CPSAT_BOOLEANS` (table, option, core) "
+        "Status, gap and lower bound are the plan's own (NOT_SOLVED: above `cpsat_boolean_limit` (table, option, core) "
         "placements assign-cores does not build the CP-SAT model, and the greedy plan stands).",
         "",
         *cell_table(cells),

@@ -33,10 +33,19 @@ from passes.cpsat import SolverParams, solve
 from passes.progress import ProgressEvent, ProgressListener
 from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
-# CP-SAT's model has a boolean per (table, option, core), and Python builds them at about 20 us each: beyond
-# this many (e.g. 1000 tables x 25 options x 128 cores is 3.2 million) building the model alone outlasts the
-# default 10 s solve, so the cpsat method keeps its greedy plan and local search and reports NOT_SOLVED.
-MAX_CPSAT_BOOLEANS = 500_000
+# CP-SAT's model has a boolean per (table, option, core). Measured on ascend910 with a 10 s limit and 1 worker,
+# models above about 40,000 booleans end no better than their greedy hint, after 14 s (100 tables x 32 cores,
+# 47,000 booleans), 21 s (200 x 32, 121,000) and 24-35 s (100 x 128, 186,000; 500 x 32, 347,000) of building
+# and searching; the built-in workloads have 12,000-23,000 and CP-SAT improves or proves their plans. So the
+# cpsat method builds its model only up to `cpsat_boolean_limit(time_limit)` booleans, which grows with the time
+# given; above it the greedy plan (and local search) stands, reported NOT_SOLVED with its gap.
+MIN_CPSAT_BOOLEANS = 40_000
+CPSAT_BOOLEANS_PER_S = 4_000
+
+
+def cpsat_boolean_limit(time_limit: float) -> int:
+    """The largest CP-SAT model (in booleans) the cpsat method builds for a time limit of `time_limit` s."""
+    return max(MIN_CPSAT_BOOLEANS, int(CPSAT_BOOLEANS_PER_S * time_limit))
 
 
 def cpsat_booleans(problem: AssignmentProblem) -> int:
@@ -58,8 +67,8 @@ class AssignCoresPass(ModulePass):
     plan as hint and as fallback, so a time limit never returns worse than greedy); `greedy` is LPT;
     `round-robin` deals whole tables to cores in turn. With a previous placement on the module (re-planning),
     `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py). Above
-    `MAX_CPSAT_BOOLEANS`, `cpsat` does not build its model: the greedy plan stands, with status NOT_SOLVED and
-    the gap to the lower bound."""
+    `cpsat_boolean_limit(time-limit)` (table, option, core) booleans, `cpsat` does not build its model: the
+    greedy plan stands, with status NOT_SOLVED and the gap to the lower bound."""
 
     name = "assign-cores"
     summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
@@ -96,7 +105,7 @@ class AssignCoresPass(ModulePass):
             assignment = greedy(problem) if previous is None else replan_seeds(problem, previous, self.max_moves)[0]
             report = None
         else:
-            too_big = cpsat_booleans(problem) > MAX_CPSAT_BOOLEANS
+            too_big = cpsat_booleans(problem) > cpsat_boolean_limit(self.time_limit)
             try:
                 seeds = (
                     _seeds(problem, greedy(problem))

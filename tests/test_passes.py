@@ -134,6 +134,13 @@ def test_verify_pass_catches_a_broken_module(lowered: Module) -> None:
         VerifyPass().apply(broken)
 
 
+def test_the_cpsat_size_rule_grows_with_the_time_limit() -> None:
+    from passes.placement import MIN_CPSAT_BOOLEANS, cpsat_boolean_limit
+
+    assert cpsat_boolean_limit(1.0) == cpsat_boolean_limit(10.0) == MIN_CPSAT_BOOLEANS
+    assert cpsat_boolean_limit(60.0) == 240_000 > MIN_CPSAT_BOOLEANS
+
+
 def test_cpsat_above_the_size_rule_keeps_the_greedy_plan_and_says_so(
     lowered: Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,7 +148,8 @@ def test_cpsat_above_the_size_rule_keeps_the_greedy_plan_and_says_so(
 
     solved = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
     greedy = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{method=greedy}}")
-    monkeypatch.setattr(passes.placement, "MAX_CPSAT_BOOLEANS", 0)
+    monkeypatch.setattr(passes.placement, "MIN_CPSAT_BOOLEANS", 0)
+    monkeypatch.setattr(passes.placement, "CPSAT_BOOLEANS_PER_S", 0)
     skipped = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
     assert solved.solver is not None and greedy.solver is not None and skipped.solver is not None
     assert solved.solver.status == "OPTIMAL"
