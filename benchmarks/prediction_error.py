@@ -53,8 +53,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     profile = load_profile(args.profile) if args.profile else None
-    reference = args.measurements or (None if args.profile else SHIPPED_MEASUREMENTS)
-    drift = [check_drift(resolve_target("cpu"), read_csv(reference))] if reference else []
+    reference_csv = args.measurements or (None if args.profile else SHIPPED_MEASUREMENTS)
+    reference = read_csv(reference_csv) if reference_csv else None
+    target = resolve_target("cpu")
+    drift = [check_drift(target, reference)] if reference else []
     solver = SolverOptions(time_limit=2.0, workers=1, seed=0)
     config = RunConfig(batches=args.batches, warmup=5)
     cases = [
@@ -83,7 +85,7 @@ def main() -> None:
             for p, reports in enumerate(run_interleaved(plans, config, args.repeats)):
                 runs.setdefault((c, p), []).extend(r.p50_s for r in reports)
     if reference:
-        drift.append(check_drift(resolve_target("cpu"), read_csv(reference)))
+        drift.append(check_drift(target, reference))
     rows = [
         (name, dist_name, pipeline, plan, runs[c, p])
         for c, (name, dist_name, plans) in enumerate(cases)

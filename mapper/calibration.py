@@ -184,7 +184,7 @@ def fit(measured: Iterable[Measurement], target: TargetSpec, command: str) -> Ca
 
 # Has the machine changed since it was calibrated? --------------------------------------------------------
 
-DRIFT_POINTS = 48  # grid points re-measured by a drift check: about 10 seconds here
+DRIFT_POINTS = 48  # grid points re-measured by a drift check: about 20 seconds here
 DRIFT_MAX_TABLE_BYTES = 256 * 1024 * KiB  # the huge-table points take seconds each to materialise
 
 

@@ -433,12 +433,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
         result = fit(measured, target, command)
     else:
-        if target.name != "cpu":
-            raise SpecError(
-                "--target",
-                f"can only measure this machine (target cpu), not {target.name}",
-                "measure your hardware with your runtime and pass --from-csv FILE",
-            )
+        _require_this_machine(target, "measure your hardware with your runtime and pass --from-csv FILE")
         from mapper.calibration import calibrate
 
         result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress)
@@ -454,16 +449,19 @@ def _check_drift(target: Any, args: argparse.Namespace) -> int:
     from cost_models.calibrate import read_csv
     from mapper.calibration import check_drift
 
-    if target.name != "cpu":
-        raise SpecError(
-            "--target", f"can only measure this machine (target cpu), not {target.name}", "use --target cpu"
-        )
+    _require_this_machine(target, "use --target cpu")
     if args.output is not None or args.from_csv is not None or args.save_csv is not None:
         raise SpecError("--check", "measures and compares only", "leave out -o, --from-csv and --save-csv")
     from mapper.profiles import SHIPPED_MEASUREMENTS
 
     print(check_drift(target, read_csv(SHIPPED_MEASUREMENTS if args.check is True else args.check)).text())
     return 0
+
+
+def _require_this_machine(target: Any, fix: str) -> None:
+    """Measuring runs the reference runtime, so only target `cpu` (this machine) can be measured."""
+    if target.name != "cpu":
+        raise SpecError("--target", f"can only measure this machine (target cpu), not {target.name}", fix)
 
 
 def _progress_listener() -> ProgressBar | ProgressLog:
