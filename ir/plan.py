@@ -7,6 +7,7 @@ ordered schedule, and how good the plan provably is (solver report and an indepe
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final, Literal
 
 from pydantic import Field
@@ -81,6 +82,16 @@ class ExecutionPlan(Frozen):
             )
             for c in self.cores
         )
+
+    def work_digest(self) -> str:
+        """A digest of what a runtime executes: each core's items in order (table, strategy, rows, samples,
+        output). Two plans with the same digest run the same work the same way, whatever their predictions."""
+        by_id = {it.id: it for it in self.items}
+        work = [
+            [(it.table, it.strategy.value, it.rows, it.samples, it.output) for it in (by_id[i] for i in c.items)]
+            for c in sorted(self.cores, key=lambda c: c.core)
+        ]
+        return "sha256:" + hashlib.sha256(repr(work).encode()).hexdigest()[:16]
 
     def table_cost(self, name: str) -> CostBreakdown:
         total = CostBreakdown()

@@ -9,9 +9,12 @@ plots; `--quick` runs one small workload in seconds, to prove the whole path wor
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
+import math
 import platform
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -77,7 +80,8 @@ class BenchConfig:
     cpu_time_limit: float = 2.0
     row_cap: int = 1_000_000  # what fits this machine's memory when run for real
     batches: int = 30
-    repeats: int = 3
+    repeats: int = 5  # interleaved rounds: with 5, a loss beyond noise is one that held in every round
+    recheck_rounds: int = 9  # a measured loss beyond noise is measured again, embmap and the baseline alone
     measure: bool = True
 
 
@@ -97,6 +101,12 @@ class Row:
     measured_median_s: float | None  # p50 of the median run
     measured_spread: float | None  # slowest run / best run - 1
     correct: bool | None
+    measured_runs_s: tuple[float, ...] = ()  # p50 of each interleaved round, in round order
+    cpu_work_digest: str = ""  # equal for two pipelines whose cpu plans run the same work the same way
+    # Where embmap's plan measured slower than this baseline's beyond noise: both measured again, in
+    # `recheck_rounds` rounds of their own (embmap's p50 and this plan's, per round).
+    recheck_ours_s: tuple[float, ...] = ()
+    recheck_theirs_s: tuple[float, ...] = ()
 
 
 def run_bench(
@@ -140,10 +150,11 @@ def run_bench(
                 reports = run_interleaved([plan for plan, _ in cpu], run_config, config.repeats)
                 runs = [[r.p50_s for r in rs] for rs in reports]
                 correct = [all(r.correct for r in rs) for rs in reports]
+            case: list[Row] = []
             for i, pipeline in enumerate(config.pipelines):
                 (a_plan, a_s), (c_plan, c_s) = ascend[i], cpu[i]
                 best = min(runs[i]) if runs[i] else None
-                rows.append(
+                case.append(
                     Row(
                         workload=name,
                         scenario=sc.name,
@@ -159,8 +170,19 @@ def run_bench(
                         measured_median_s=sorted(runs[i])[len(runs[i]) // 2] if runs[i] else None,
                         measured_spread=max(runs[i]) / best - 1 if best else None,
                         correct=correct[i],
+                        measured_runs_s=tuple(runs[i]),
+                        cpu_work_digest=c_plan.work_digest(),
                     )
                 )
+            if config.measure and "embmap" in config.pipelines and config.recheck_rounds:
+                mine = config.pipelines.index("embmap")
+                for i, r in enumerate(case):
+                    paired = paired_speedup(case[mine], r) if i != mine else None
+                    if paired and paired.slower_beyond_noise:
+                        again = run_interleaved([cpu[mine][0], cpu[i][0]], run_config, config.recheck_rounds)
+                        ours_s, theirs_s = ([rep.p50_s for rep in reps] for reps in again)
+                        case[i] = dataclasses.replace(r, recheck_ours_s=tuple(ours_s), recheck_theirs_s=tuple(theirs_s))
+            rows += case
             if progress:
                 progress(f"{name} / {sc.name}: done")
     return rows, sample_plans
@@ -232,8 +254,15 @@ def rows_csv(rows: Sequence[Row]) -> str:
     writer.writerow(names)
     for r in rows:
         values = asdict(r)
-        writer.writerow(["" if values[n] is None else values[n] for n in names])
+        writer.writerow([_cell(values[n]) for n in names])
     return text.getvalue()
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: empty for None, and a tuple (a plan's per-round latencies) as its items separated by spaces."""
+    if value is None:
+        return ""
+    return " ".join(repr(v) for v in value) if isinstance(value, tuple) else value
 
 
 def write_outputs(
@@ -274,9 +303,74 @@ def _ratio(theirs: float | None, ours: float | None) -> str:
     return f"{theirs / ours:.2f}x" if theirs and ours else "-"
 
 
+CONFIDENCE = 0.9  # of the interval around a measured speedup's median
+
+
+@dataclass(frozen=True)
+class PairedSpeedup:
+    """A baseline's p50 over embmap's p50 in the same interleaved round (above 1: embmap faster): the median
+    over rounds, and an interval that holds the true median with probability CONFIDENCE, or None when there
+    are too few rounds for one. Pairing by round cancels what changes between rounds (another tenant's load)."""
+
+    median: float
+    interval: tuple[float, float] | None
+    rounds: int
+
+    @property
+    def slower_beyond_noise(self) -> bool:
+        return self.interval is not None and self.interval[1] < 1.0
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The narrowest pair of order statistics (x(k), x(n+1-k)) that holds the median of the distribution the
+    values were drawn from with probability >= `confidence`: 1 - 2 P(Binomial(n, 1/2) <= k - 1), the sign
+    test's interval, which assumes nothing about the distribution. None when even (min, max) holds it with less
+    (fewer than 5 values at 90%)."""
+    xs = sorted(values)
+    k = _interval_rank(len(xs), confidence)
+    return (xs[k - 1], xs[len(xs) - k]) if k else None
+
+
+def false_alarm(rounds: int, confidence: float = CONFIDENCE) -> float:
+    """The probability that two equally fast plans measure as a loss beyond noise in `rounds` rounds: that the
+    interval's upper end, x(n+1-k), falls below 1, i.e. P(Binomial(n, 1/2) <= k - 1)."""
+    k = _interval_rank(rounds, confidence)
+    return sum(math.comb(rounds, j) for j in range(k)) / 2.0**rounds if k else 0.0
+
+
+def _interval_rank(n: int, confidence: float) -> int:
+    """The largest k with 1 - 2 P(Binomial(n, 1/2) <= k - 1) >= confidence, or 0 if there is none."""
+    below, best = 0.0, 0
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1) / 2.0**n
+        if 1.0 - 2.0 * below < confidence:
+            break
+        best = k
+    return best
+
+
+def same_plan(ours: Row, theirs: Row) -> bool:
+    """Whether the two pipelines' cpu plans run the same work the same way (their measured ratio is noise)."""
+    return bool(ours.cpu_work_digest) and ours.cpu_work_digest == theirs.cpu_work_digest
+
+
+def paired_speedup(ours: Row, theirs: Row) -> PairedSpeedup | None:
+    """None where nothing was measured, or where both pipelines made the same plan."""
+    if same_plan(ours, theirs):
+        return None
+    return _paired(ours.measured_runs_s, theirs.measured_runs_s)
+
+
+def _paired(ours_s: Sequence[float], theirs_s: Sequence[float]) -> PairedSpeedup | None:
+    rounds = [t / o for o, t in zip(ours_s, theirs_s, strict=True) if o and t]
+    if not rounds:
+        return None
+    return PairedSpeedup(statistics.median(rounds), median_interval(rounds), len(rounds))
+
+
 def losses(rows: Sequence[Row]) -> list[str]:
     """Cases where embmap's plan is slower than a baseline's: predicted at all, or measured beyond run-to-run
-    noise (embmap's best run slower than the baseline's best run by more than either plan's runs spread)."""
+    noise (the whole interval of the paired speedup below 1)."""
     found = []
     for (w, s), case in _by_case(rows).items():
         ours = case.get("embmap")
@@ -293,25 +387,55 @@ def losses(rows: Sequence[Row]) -> list[str]:
                     found.append(
                         f"{w} / {s}: predicted on {target}, embmap {mine * 1e6:.1f} us vs {p} {theirs * 1e6:.1f} us"
                     )
-            if ours.measured_best_s and r.measured_best_s:
-                noise = max(ours.measured_spread or 0.0, r.measured_spread or 0.0)
-                if ours.measured_best_s > r.measured_best_s * (1 + noise):
-                    found.append(
-                        f"{w} / {s}: measured on this machine, embmap {ours.measured_best_s * 1e6:.0f} us vs {p} "
-                        f"{r.measured_best_s * 1e6:.0f} us (best runs), beyond the runs' spread of {noise:.0%}"
-                    )
+            paired = paired_speedup(ours, r)
+            if paired and paired.slower_beyond_noise and not _unconfirmed(r):
+                found.append(
+                    f"{w} / {s}: measured on this machine, embmap's plan takes {1 / paired.median:.2f}x the time "
+                    f"of {p}'s ({_paired_text(paired)})"
+                    + (f"; measured again: {_paired_text(again)}" if (again := _recheck(r)) else "")
+                )
     return found
 
 
+def unconfirmed_losses(rows: Sequence[Row]) -> list[str]:
+    """Measured losses beyond noise that did not hold when the two plans were measured again."""
+    found = []
+    for (w, s), case in _by_case(rows).items():
+        ours = case.get("embmap")
+        for p, r in case.items():
+            paired = paired_speedup(ours, r) if ours and p != "embmap" else None
+            if paired and paired.slower_beyond_noise and _unconfirmed(r):
+                again = _recheck(r)
+                assert again is not None
+                found.append(f"{w} / {s} vs {p}: {_paired_text(paired)}; measured again: {_paired_text(again)}")
+    return found
+
+
+def _recheck(theirs: Row) -> PairedSpeedup | None:
+    return _paired(theirs.recheck_ours_s, theirs.recheck_theirs_s)
+
+
+def _unconfirmed(theirs: Row) -> bool:
+    again = _recheck(theirs)
+    return again is not None and not again.slower_beyond_noise
+
+
+def _paired_text(paired: PairedSpeedup) -> str:
+    text = f"speedup {paired.median:.2f}x, median of {paired.rounds} rounds"
+    if paired.interval:
+        text += f", {CONFIDENCE:.0%} interval {paired.interval[0]:.3f}x-{paired.interval[1]:.3f}x"
+    return text
+
+
 def measured_slower(rows: Sequence[Row]) -> list[tuple[str, str, str, float]]:
-    """(workload, scenario, baseline, ratio) wherever embmap's best run was slower at all, noise or not."""
+    """(workload, scenario, baseline, speedup) wherever embmap's paired speedup is below 1, noise or not."""
     out = []
     for (w, s), case in _by_case(rows).items():
         ours = case.get("embmap")
         for p, r in case.items():
-            mine, theirs = (ours.measured_best_s if ours else None), r.measured_best_s
-            if p != "embmap" and mine and theirs and mine > theirs:
-                out.append((w, s, p, mine / theirs))
+            paired = paired_speedup(ours, r) if ours and p != "embmap" else None
+            if paired and paired.median < 1.0:
+                out.append((w, s, p, paired.median))
     return out
 
 
@@ -332,8 +456,11 @@ def report_markdown(
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {machine_key()} ({platform.machine()}, Python {platform.python_version()})",
         f"- CP-SAT: {config.ascend_time_limit:g} s on ascend910, {config.cpu_time_limit:g} s on cpu; 1 worker, seed 0",
-        f"- measured: rows capped at {config.row_cap:,} per table, {config.batches} batches x {config.repeats} "
-        "interleaved runs per plan; the best run's p50 batch latency",
+        f"- measured: rows capped at {config.row_cap:,} per table, {config.batches} batches per run, "
+        f"{config.repeats} interleaved rounds (each runs every plan of a case once, on the same data); a plan's "
+        "latency is its p50 batch latency. A measured speedup is the median over rounds of the baseline's "
+        f"latency / embmap's in the same round, and a loss counts as beyond noise when the whole {CONFIDENCE:.0%} "
+        "interval of that median (order statistics, the sign test's) lies below 1",
         "",
         "Scenarios: " + "; ".join(f"**{s.name}**: {s.description}" for s in config.scenarios) + ".",
         "",
@@ -365,8 +492,16 @@ def report_markdown(
     for (w, s), case in cases.items():
         ours = case["embmap"]
         predicted = [_ratio(case[b].ascend_makespan_s, ours.ascend_makespan_s) for b in baselines]
-        measured = [_ratio(case[b].measured_best_s, ours.measured_best_s) for b in baselines]
+        measured = [
+            "same plan" if same_plan(ours, case[b]) else _speedup_text(paired_speedup(ours, case[b])) for b in baselines
+        ]
         out.append(f"| {w} | {s} | {PAPER_RANGES[scenario[s].extreme]} | " + " | ".join(predicted + measured) + " |")
+    out += [
+        "",
+        f"Measured: the median paired speedup, with its {CONFIDENCE:.0%} interval in brackets where there are enough "
+        "rounds; *same plan* where both pipelines made cpu plans that run the same work the same way, so that "
+        "their measured ratio could only be noise.",
+    ]
     out += [
         "",
         "## Planning time and solver gap",
@@ -415,17 +550,34 @@ def report_markdown(
         if found
         else [
             "No case beyond noise: embmap's plan is never predicted slower than a baseline's, and never measured "
-            "slower by more than the run-to-run spread of the two plans."
+            f"slower with the whole {CONFIDENCE:.0%} interval of the paired speedup below 1."
         ]
     )
-    slower = measured_slower(rows)
-    if slower:
-        worst = max(slower, key=lambda x: x[3])
+    unconfirmed = unconfirmed_losses(rows)
+    if unconfirmed:
         out += [
             "",
-            f"Within noise, embmap's best run was slower than a baseline's best run in {len(slower)} of "
-            f"{sum(len(c) - 1 for c in cases.values())} comparisons, by at most {worst[3] - 1:.1%} "
+            f"Flagged, then not confirmed when the two plans were measured again in {config.recheck_rounds} rounds of "
+            f"their own (two equally fast plans are flagged with probability {false_alarm(config.repeats):.1%} in "
+            f"{config.repeats} rounds, so among this many comparisons some flags come by chance):",
+            "",
+            *[f"- {u}" for u in unconfirmed],
+        ]
+    slower = measured_slower(rows)
+    if slower:
+        worst = min(slower, key=lambda x: x[3])
+        out += [
+            "",
+            f"Within noise, the median paired speedup was below 1 in {len(slower)} of "
+            f"{sum(1 for c in cases.values() for b in c.values() if paired_speedup(c['embmap'], b))} comparisons of "
+            f"different plans, down to {worst[3]:.2f}x "
             f"({worst[0]} / {worst[1]} vs {worst[2]}).",
+        ]
+    if config.measure and config.repeats < 5:
+        out += [
+            "",
+            f"With {config.repeats} round(s) no interval reaches {CONFIDENCE:.0%}, so no measured loss can be "
+            "told from noise: run with --repeats 5 or more.",
         ]
     if plots:
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
@@ -458,6 +610,15 @@ def _paper_comparison(cases: dict[tuple[str, str], dict[str, Row]], scenario: di
     return lines
 
 
+def _speedup_text(paired: PairedSpeedup | None) -> str:
+    if paired is None:
+        return "-"
+    if paired.interval is None:
+        return f"{paired.median:.2f}x"
+    lo, hi = paired.interval
+    return f"{paired.median:.2f}x ({lo:.2f}-{hi:.2f})"
+
+
 def _us(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e6:.1f} us"
 
@@ -477,15 +638,19 @@ def _plots(rows: Sequence[Row], plans: dict[str, ExecutionPlan], out: Path) -> l
     baselines = [p for p in next(iter(cases.values())) if p != "embmap"]
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.55 * len(labels)), 8), sharex=True)
     width = 0.8 / max(1, len(baselines))
-    for ax, key, title in (
-        (axes[0], "ascend_makespan_s", "predicted on ascend910"),
-        (axes[1], "measured_best_s", "measured on this machine"),
+    for ax, measured, title in (
+        (axes[0], False, "predicted on ascend910"),
+        (axes[1], True, "measured on this machine (median paired speedup)"),
     ):
         for j, b in enumerate(baselines):
             values = []
             for case in cases.values():
-                ours, theirs = getattr(case["embmap"], key), getattr(case[b], key)
-                values.append(theirs / ours if ours and theirs else 0.0)
+                ours, theirs = case["embmap"], case[b]
+                if measured:
+                    paired = paired_speedup(ours, theirs)
+                    values.append(paired.median if paired else 0.0)
+                else:
+                    values.append(theirs.ascend_makespan_s / ours.ascend_makespan_s)
             ax.bar([i + j * width for i in range(len(labels))], values, width, label=f"vs {b}")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")

@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="one small workload in seconds, to prove the path works")
     b.add_argument("--workloads", nargs="+", help="built-in workloads (default: all of them)")
     b.add_argument("--no-measure", action="store_true", help="predict only; do not run the plans on this machine")
-    b.add_argument("--repeats", type=int, help="interleaved runs per plan (default 3, quick 1)")
+    b.add_argument("--repeats", type=int, help="interleaved rounds, each running every plan once (default 5, quick 1)")
 
     p = sub.add_parser("passes", help="list passes, their options and the named pipelines")
     p.add_argument("--json", action="store_true")
