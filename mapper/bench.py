@@ -573,11 +573,11 @@ def report_markdown(
             f"different plans, down to {worst[3]:.2f}x "
             f"({worst[0]} / {worst[1]} vs {worst[2]}).",
         ]
-    if config.measure and config.repeats < 5:
+    if config.measure and not _interval_rank(config.repeats, CONFIDENCE):
         out += [
             "",
             f"With {config.repeats} round(s) no interval reaches {CONFIDENCE:.0%}, so no measured loss can be "
-            "told from noise: run with --repeats 5 or more.",
+            "told from noise: run with more --repeats.",
         ]
     if plots:
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
@@ -648,7 +648,7 @@ def _plots(rows: Sequence[Row], plans: dict[str, ExecutionPlan], out: Path) -> l
                 ours, theirs = case["embmap"], case[b]
                 if measured:
                     paired = paired_speedup(ours, theirs)
-                    values.append(paired.median if paired else 0.0)
+                    values.append(1.0 if same_plan(ours, theirs) else (paired.median if paired else 0.0))
                 else:
                     values.append(theirs.ascend_makespan_s / ours.ascend_makespan_s)
             ax.bar([i + j * width for i in range(len(labels))], values, width, label=f"vs {b}")
