@@ -27,16 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ir.cost_profile import CostProfile  # noqa: E402
-from ir.lowering import lower  # noqa: E402
-from ir.module import PartitionMode, Strategy, TableOptions  # noqa: E402
+from ir.module import PartitionMode, Strategy  # noqa: E402
 from ir.plan import ExecutionPlan  # noqa: E402
 from ir.printer import fmt_s  # noqa: E402
 from ir.spec import TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf  # noqa: E402
-from mapper.backend import emit_plan  # noqa: E402
+from mapper.calibration import forced_plan  # noqa: E402
 from mapper.compiler import resolve_target  # noqa: E402
 from mapper.profiles import default_profile, load_profile, machine_key  # noqa: E402
-from passes import PassManager, parse_pipeline  # noqa: E402
-from passes.strategy import make_option  # noqa: E402
 from runtime import RunConfig, run_plan  # noqa: E402
 from runtime.executor import materialize_for  # noqa: E402
 
@@ -51,15 +48,7 @@ def table(name: str, mib: int, pooling: int, distribution: Zipf | Uniform) -> Ta
 def gm_plan(tables: list[TableSpec], target: TargetSpec, profile: CostProfile) -> ExecutionPlan:
     """Every table whole, GM, dealt to cores 0, 1, 0, 1, ... in the order given."""
     w = WorkloadSpec(name="neighbours", batch_size=BATCH, tables=tuple(tables))
-    m = PassManager(parse_pipeline("profile,select-strategy")).run(lower(w, target, profile))
-    options = tuple(
-        TableOptions(table=t.name, options=(make_option(m, t, Strategy.GM, PartitionMode.SAMPLES, 1),))
-        for t in m.workload.tables
-    )
-    m = PassManager(parse_pipeline("assign-cores{method=round-robin},schedule")).run(
-        m.model_copy(update={"options": options})
-    )
-    return emit_plan(m, "neighbours")
+    return forced_plan(w, target, profile, Strategy.GM, PartitionMode.SAMPLES, 1, "neighbours", "round-robin")[0]
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import math
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -370,7 +370,7 @@ def _paired(ours_s: Sequence[float], theirs_s: Sequence[float]) -> PairedSpeedup
 
 def losses(rows: Sequence[Row]) -> list[str]:
     """Cases where embmap's plan is slower than a baseline's: predicted at all, or measured beyond run-to-run
-    noise (the whole interval of the paired speedup below 1)."""
+    noise (the whole interval of the paired speedup below 1, and again when measured again)."""
     found = []
     for (w, s), case in _by_case(rows).items():
         ours = case.get("embmap")
@@ -387,37 +387,38 @@ def losses(rows: Sequence[Row]) -> list[str]:
                     found.append(
                         f"{w} / {s}: predicted on {target}, embmap {mine * 1e6:.1f} us vs {p} {theirs * 1e6:.1f} us"
                     )
-            paired = paired_speedup(ours, r)
-            if paired and paired.slower_beyond_noise and not _unconfirmed(r):
-                found.append(
-                    f"{w} / {s}: measured on this machine, embmap's plan takes {1 / paired.median:.2f}x the time "
-                    f"of {p}'s ({_paired_text(paired)})"
-                    + (f"; measured again: {_paired_text(again)}" if (again := _recheck(r)) else "")
-                )
+    for w, s, p, paired, again in _comparisons(rows):
+        if paired.slower_beyond_noise and (again is None or again.slower_beyond_noise):
+            found.append(
+                f"{w} / {s}: measured on this machine, embmap's plan takes {1 / paired.median:.2f}x the time "
+                f"of {p}'s ({_paired_text(paired)})" + (f"; measured again: {_paired_text(again)}" if again else "")
+            )
     return found
 
 
 def unconfirmed_losses(rows: Sequence[Row]) -> list[str]:
     """Measured losses beyond noise that did not hold when the two plans were measured again."""
-    found = []
+    return [
+        f"{w} / {s} vs {p}: {_paired_text(paired)}; measured again: {_paired_text(again)}"
+        for w, s, p, paired, again in _comparisons(rows)
+        if paired.slower_beyond_noise and again is not None and not again.slower_beyond_noise
+    ]
+
+
+def measured_slower(rows: Sequence[Row]) -> list[tuple[str, str, str, float]]:
+    """(workload, scenario, baseline, speedup) wherever embmap's paired speedup is below 1, noise or not."""
+    return [(w, s, p, paired.median) for w, s, p, paired, _ in _comparisons(rows) if paired.median < 1.0]
+
+
+def _comparisons(rows: Sequence[Row]) -> Iterator[tuple[str, str, str, PairedSpeedup, PairedSpeedup | None]]:
+    """(workload, scenario, baseline, paired speedup, the same measured again or None) for every measured
+    comparison of embmap's plan with a different plan."""
     for (w, s), case in _by_case(rows).items():
         ours = case.get("embmap")
         for p, r in case.items():
             paired = paired_speedup(ours, r) if ours and p != "embmap" else None
-            if paired and paired.slower_beyond_noise and _unconfirmed(r):
-                again = _recheck(r)
-                assert again is not None
-                found.append(f"{w} / {s} vs {p}: {_paired_text(paired)}; measured again: {_paired_text(again)}")
-    return found
-
-
-def _recheck(theirs: Row) -> PairedSpeedup | None:
-    return _paired(theirs.recheck_ours_s, theirs.recheck_theirs_s)
-
-
-def _unconfirmed(theirs: Row) -> bool:
-    again = _recheck(theirs)
-    return again is not None and not again.slower_beyond_noise
+            if paired:
+                yield w, s, p, paired, _paired(r.recheck_ours_s, r.recheck_theirs_s)
 
 
 def _paired_text(paired: PairedSpeedup) -> str:
@@ -425,18 +426,6 @@ def _paired_text(paired: PairedSpeedup) -> str:
     if paired.interval:
         text += f", {CONFIDENCE:.0%} interval {paired.interval[0]:.3f}x-{paired.interval[1]:.3f}x"
     return text
-
-
-def measured_slower(rows: Sequence[Row]) -> list[tuple[str, str, str, float]]:
-    """(workload, scenario, baseline, speedup) wherever embmap's paired speedup is below 1, noise or not."""
-    out = []
-    for (w, s), case in _by_case(rows).items():
-        ours = case.get("embmap")
-        for p, r in case.items():
-            paired = paired_speedup(ours, r) if ours and p != "embmap" else None
-            if paired and paired.median < 1.0:
-                out.append((w, s, p, paired.median))
-    return out
 
 
 def report_markdown(
@@ -569,7 +558,7 @@ def report_markdown(
         out += [
             "",
             f"Within noise, the median paired speedup was below 1 in {len(slower)} of "
-            f"{sum(1 for c in cases.values() for b in c.values() if paired_speedup(c['embmap'], b))} comparisons of "
+            f"{sum(1 for _ in _comparisons(rows))} comparisons of "
             f"different plans, down to {worst[3]:.2f}x "
             f"({worst[0]} / {worst[1]} vs {worst[2]}).",
         ]

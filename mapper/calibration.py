@@ -91,11 +91,28 @@ def point_plan(point: GridPoint, target: TargetSpec, profile: CostProfile) -> tu
     """A plan that serves one table with exactly the point's strategy, mode and parts."""
     tgt = target.model_copy(update={"cores": point.parts})
     w = WorkloadSpec(name=point.table.name, batch_size=point.batch_size, tables=(point.table,))
-    m = PassManager(parse_pipeline("profile,select-strategy")).run(lower(w, tgt, profile))
-    option = make_option(m, m.workload.tables[0], point.strategy, point.mode, point.parts)
-    m = m.model_copy(update={"options": (TableOptions(table=point.table.name, options=(option,)),)})
-    m = PassManager(parse_pipeline("assign-cores{method=greedy},schedule")).run(m)
-    return emit_plan(m, "calibration point"), m
+    return forced_plan(w, tgt, profile, point.strategy, point.mode, point.parts, "calibration point")
+
+
+def forced_plan(
+    workload: WorkloadSpec,
+    target: TargetSpec,
+    profile: CostProfile,
+    strategy: Strategy,
+    mode: PartitionMode,
+    parts: int,
+    name: str,
+    method: str = "greedy",
+) -> tuple[ExecutionPlan, Module]:
+    """A plan that serves every table with exactly this strategy, mode and part count, placed by the
+    assign-cores `method` (`round-robin` deals the tables to cores 0, 1, ... in their order)."""
+    m = PassManager(parse_pipeline("profile,select-strategy")).run(lower(workload, target, profile))
+    options = tuple(
+        TableOptions(table=t.name, options=(make_option(m, t, strategy, mode, parts),)) for t in m.workload.tables
+    )
+    m = m.model_copy(update={"options": options})
+    m = PassManager(parse_pipeline(f"assign-cores{{method={method}}},schedule")).run(m)
+    return emit_plan(m, name), m
 
 
 def measurements_of(plan: ExecutionPlan, reports: Sequence[RunReport], group: str) -> list[Measurement]:
