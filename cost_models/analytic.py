@@ -14,6 +14,12 @@ Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table 
          holds or not like any row (see `shared_cache_state`): beyond a few GiB of tables those lines no
          longer fit, and every walk adds a main-memory access.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
+Where the local memory is a cache rather than a buffer (`TargetSpec.local_is_cache`: a CPU core's L2), a GM
+read that finds its row there costs a local read, and an L1 read that does not costs a shared-cache read. The
+core runs its items one after another, so what an item finds there depends on the bytes its core's other
+items read between two of its runs (`TableProfile.neighbour_bytes`): alone, its hot rows stay from batch to
+batch; beside a large neighbour, it starts every batch cold and hits only on rows it draws again, and pays
+`item_evicted_s` to fetch its own code and data again (see `private_hit_ratio`).
   GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
          fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
   L1-UB  as GM-UB, streaming from the local buffer.
@@ -64,6 +70,9 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
     served = indices * row_frac  # lookups that fall in its rows (rows are a random subset of ranks)
     out_bytes = samples * table.dim * OUTPUT_BYTES
     terms = [Term("item_fixed_s", 1.0, "fixed")]
+    if target.local_is_cache:
+        evicted = min(1.0, stats.neighbour_bytes / target.local.capacity_bytes)
+        terms.append(Term("item_evicted_s", evicted, "fixed"))
     if row_frac < 1.0:
         terms.append(Term("combine_bytes_per_s", 2 * out_bytes, "combine"))
     else:
@@ -73,8 +82,11 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
     if row_frac < 1.0:
         terms.append(Term("shard_setup_s", 1.0, "lookup"))
     if shape.strategy is Strategy.GM:
-        from_main = served * (1.0 - _lru_hit_ratio(table, cache / rb))
-        from_cache = served - from_main
+        shared_hit = _lru_hit_ratio(table, cache / rb)
+        private_hit = private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes)
+        from_local = served * private_hit
+        from_main = served * (1.0 - max(shared_hit, private_hit))
+        from_cache = served - from_local - from_main
         terms += [
             Term("main_row_s", from_main, "lookup"),
             Term("main_bytes_per_s", from_main * rb, "lookup"),
@@ -82,6 +94,8 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             Term("cache_bytes_per_s", from_cache * rb, "lookup"),
             Term("scratch_bytes_per_s", served * rb, "lookup"),
         ]
+        if from_local > 0:
+            terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
         if target.tlb is not None:
             walks = served * walks_per_lookup(table, target.tlb)
             terms += [
@@ -89,7 +103,13 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
                 Term("page_walk_main_s", walks * (1.0 - stats.walk_hit_ratio), "lookup"),
             ]
     elif shape.strategy is Strategy.L1:
-        terms += [Term("local_row_s", served, "lookup"), Term("local_bytes_per_s", served * rb, "lookup")]
+        from_local = served * (
+            private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes) if target.local_is_cache else 1.0
+        )
+        from_cache = served - from_local  # a cache evicts the replica's rows to the shared cache
+        terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
+        if from_cache > 0:
+            terms += [Term("cache_row_s", from_cache, "lookup"), Term("cache_bytes_per_s", from_cache * rb, "lookup")]
     else:
         part_rows = shape.rows[1] - shape.rows[0]
         part_bytes = part_rows * rb
@@ -150,6 +170,41 @@ def item_cost(
 @lru_cache(maxsize=65536)
 def _lru_hit_ratio(table: TableSpec, cache_rows: float) -> float:
     return table_histogram(table).lru_hit_ratio(cache_rows)
+
+
+def private_hit_ratio(
+    table: TableSpec, indices: float, row_frac: float, target: TargetSpec, neighbour_bytes: float
+) -> float:
+    """Fraction of an item's row reads that hit its core's local memory where that is a cache (0 elsewhere).
+
+    The item reads `indices` draws (all of them filtered to its `row_frac` of the rows, a random subset) once
+    per batch, while the core's other items read `neighbour_bytes` between two of its runs. Its rows stay in
+    the cache from batch to batch only in the room the others leave: steady-state LRU hits (Che) in the
+    capacity less their bytes. With no room left, it starts each run cold and hits only on rows it draws
+    again within the run. It gets the better of the two."""
+    if not target.local_is_cache:
+        return 0.0
+    capacity = target.local.capacity_bytes
+    rows = capacity / table.row_bytes / row_frac  # the item's rows are a random subset: ranks of the whole table
+    left = max(0.0, capacity - neighbour_bytes) / table.row_bytes / row_frac
+    return _private_hit_ratio(table, float(indices), rows, left)
+
+
+@lru_cache(maxsize=65536)
+def _private_hit_ratio(table: TableSpec, draws: float, cache_rows: float, warm_rows: float) -> float:
+    if draws <= 0:
+        return 0.0
+    hist = table_histogram(table)
+    return max(hist.lru_hit_ratio(warm_rows), hist.cold_lru_hits(draws, cache_rows) / draws)
+
+
+def footprint_bytes(table: TableSpec, rows: tuple[int, int], samples: tuple[int, int]) -> float:
+    """Bytes one item reads per batch: its distinct rows (a random subset of ranks, thinned by its share of the
+    rows), its indices and its pooled outputs."""
+    indices = (samples[1] - samples[0]) * table.pooling
+    row_frac = (rows[1] - rows[0]) / table.rows
+    distinct = table_histogram(table).expected_distinct(indices) * row_frac
+    return distinct * table.row_bytes + indices * INDEX_BYTES + (samples[1] - samples[0]) * table.dim * OUTPUT_BYTES
 
 
 @lru_cache(maxsize=65536)

@@ -25,6 +25,9 @@ Measurements CSV (from any runtime; one measured work item per line):
   the shared cache (`cost_models.analytic.cache_shares`); an empty plan means the table ran alone
 - `cache_share_bytes` (optional): the bytes of the shared cache the table could use, overriding the share
   computed from its plan
+- `first_on_core` (optional): 1 (default) if the item was the first its core ran in the batch, else 0
+- `core` (optional): the core the item ran on in its plan; items of one plan and core take turns in that
+  core's private cache (`neighbour_bytes_of`); empty means the item was alone on its core
 
 Without a `table` column, the table of the measurement on line N is named `mN`.
 """
@@ -46,6 +49,7 @@ from cost_models.analytic import (
     CacheState,
     ItemShape,
     coefficient,
+    footprint_bytes,
     item_terms,
     shared_cache_state,
     table_histogram,
@@ -70,7 +74,7 @@ COLUMNS = (
     "distribution",
     "measured_s",
 )
-OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core")
+OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core", "core")
 NEGLIGIBLE_COEFFICIENT = 1e-18  # seconds per byte below which a bandwidth is stored as NEGLIGIBLE_BANDWIDTH
 NEGLIGIBLE_BANDWIDTH = 1e18
 CONFOUNDED_SV = 1e-9  # singular values below this fraction of the largest make a design rank deficient
@@ -92,6 +96,7 @@ class Measurement:
     cache_share_bytes: float | None = None  # None: the share its plan's tables leave it (all of it if alone)
     first_on_core: bool = True  # the first item its core ran in the batch: it pays the core's start-up
     plan: str = ""  # measurements of one plan share the cache; "" means the table ran alone
+    core: int | None = None  # the core it ran on in its plan; None: alone on its core
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,12 @@ class CalibrationResult:
 # The model's terms for a measurement --------------------------------------------------------------------
 
 
-def measurement_terms(m: Measurement, target: TargetSpec, cache: CacheState | None = None) -> dict[str, float]:
+def measurement_terms(
+    m: Measurement, target: TargetSpec, cache: CacheState | None = None, neighbour_bytes: float = 0.0
+) -> dict[str, float]:
     """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
     what the shared cache holds of its table (default: what it holds with the table alone in the whole
-    cache)."""
+    cache) and the bytes its core's other items read (default: none, alone on its core)."""
     _require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
@@ -123,6 +130,7 @@ def measurement_terms(m: Measurement, target: TargetSpec, cache: CacheState | No
         distinct_rows_per_batch=table_histogram(table).expected_distinct(lookups),
         cache_share_bytes=cache.share_bytes,
         walk_hit_ratio=cache.walk_hit_ratio,
+        neighbour_bytes=neighbour_bytes,
     )
     amounts: dict[str, float] = {}
     for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target):
@@ -157,6 +165,17 @@ def cache_states_of(measurements: Sequence[Measurement], target: TargetSpec, fra
             state = dataclasses.replace(state, share_bytes=m.cache_share_bytes * fraction)
         out.append(state)
     return out
+
+
+def neighbour_bytes_of(measurements: Sequence[Measurement]) -> list[float]:
+    """Per measurement, the bytes the other items of its core read per batch: the measurements of the same
+    plan and core (`cost_models.analytic.footprint_bytes`); 0 for an item without a core (alone)."""
+    cores: dict[tuple[str, int], float] = {}
+    own = [footprint_bytes(m.table, m.rows, m.samples) for m in measurements]
+    for m, b in zip(measurements, own, strict=True):
+        if m.core is not None:
+            cores[m.plan, m.core] = cores.get((m.plan, m.core), 0.0) + b
+    return [0.0 if m.core is None else cores[m.plan, m.core] - b for m, b in zip(measurements, own, strict=True)]
 
 
 def _problem(m: Measurement) -> Problem | None:
@@ -363,9 +382,10 @@ def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_frac
     for i, m in enumerate(measurements):
         _require_valid(m, f"measurements[{i}]")
     states = cache_states_of(measurements, target, cache_fraction)
+    neighbours = neighbour_bytes_of(measurements)
     rows = []
-    for m, state in zip(measurements, states, strict=True):
-        terms = measurement_terms(m, target, state)
+    for m, state, others in zip(measurements, states, neighbours, strict=True):
+        terms = measurement_terms(m, target, state, others)
         rows.append([terms.get(p, 0.0) for p in names])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 
@@ -570,6 +590,7 @@ def _parse_row(cells: list[str], columns: list[str], file: str, line: int) -> Me
         else None,
         first_on_core=_parse_flag(row.get("first_on_core", ""), where("first_on_core")),
         plan=row.get("plan", "").strip(),
+        core=_parse_int(row["core"], where("core"), 0) if row.get("core", "") else None,
     )
     problem = _problem(m)
     if problem is not None:
@@ -686,6 +707,7 @@ def _format_row(m: Measurement, index: int) -> list[str]:
         str(m.rows[0]), str(m.rows[1]), str(m.samples[0]), str(m.samples[1]),
         _format_distribution(t.distribution), repr(float(m.measured_s)),
         t.name if m.plan else "", m.plan, share, "1" if m.first_on_core else "0",
+        "" if m.core is None else str(m.core),
     ]  # fmt: skip
 
 

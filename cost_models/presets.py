@@ -55,6 +55,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
         sources={
             "item_fixed_s": f"assumption ({fixed * 1e6:g} us per item launch), uncalibrated",
             "core_start_s": f"assumption ({CORE_START_S * 1e6:g} us per core and batch), uncalibrated",
+            "item_evicted_s": "assumption: 0 (an evicted item starts as fast as a warm one), uncalibrated",
             "main_row_s": f"{sheet}: {main.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
             "main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "cache_row_s": f"{sheet}: {cache.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",

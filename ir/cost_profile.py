@@ -38,6 +38,12 @@ class CostProfile(Frozen):
     core_start_s: float = Field(
         0.0, ge=0, description="once per busy core and batch: joining the batch and starting its first item cold"
     )
+    item_evicted_s: float = Field(
+        0.0,
+        ge=0,
+        description="an item whose core's other work fills the core's private cache (a target whose local memory is "
+        "a cache): fetching its own code and data again, in proportion to the part of the cache the others filled",
+    )
     main_row_s: float = Field(ge=0, description="latency of one row read from main memory, after double-buffering")
     main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")

@@ -44,6 +44,22 @@ class RankHistogram:
             return 0.0
         if cache_rows >= self.rows:
             return 1.0
+        hit = -np.expm1(self._filling_draws(cache_rows) * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
+        return float(np.dot(self.counts * self.probs, hit))
+
+    def cold_lru_hits(self, draws: float, cache_rows: float) -> float:
+        """Expected hits among `draws` draws of an LRU cache of `cache_rows` rows that starts empty: every
+        distinct row misses once while the cache fills; once it is full (after T draws, the characteristic
+        time of `lru_hit_ratio`), draws hit at the steady-state ratio."""
+        if draws <= 0 or cache_rows <= 0:
+            return 0.0
+        if self.expected_distinct(draws) <= cache_rows:
+            return draws - self.expected_distinct(draws)
+        filling = self._filling_draws(cache_rows)
+        return max(0.0, filling - cache_rows) + (draws - filling) * self.lru_hit_ratio(cache_rows)
+
+    def _filling_draws(self, cache_rows: float) -> float:
+        """The draws after which `cache_rows` (< rows) distinct rows have been touched."""
         lo, hi = 0.0, 1.0
         while self.expected_distinct(hi) < cache_rows:
             hi *= 2.0
@@ -53,8 +69,7 @@ class RankHistogram:
                 lo = mid
             else:
                 hi = mid
-        hit = -np.expm1(hi * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
-        return float(np.dot(self.counts * self.probs, hit))
+        return hi
 
     def touched_groups(self, draws: float, per_group: int) -> float:
         """Expected groups touched among `draws` draws, when ids are hashed into groups of `per_group` rows

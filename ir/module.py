@@ -81,6 +81,12 @@ class TableProfile(Frozen):
     walk_hit_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="fraction of the table's page walks whose page-table line the cache holds"
     )
+    neighbour_bytes: float = Field(
+        0.0,
+        ge=0.0,
+        description="bytes the other work of the table's core reads per batch (where the local memory is a cache, "
+        "they evict the table's rows from it between batches)",
+    )
 
 
 class StrategyCandidate(Frozen):

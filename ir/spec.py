@@ -242,6 +242,11 @@ class TargetSpec(Frozen):
     shared_cache: MemorySpec | None = None
     main: MemorySpec
     tlb: TLBSpec | None = Field(None, description="per-core translation cache; absent where reads pay no walks")
+    local_is_cache: bool = Field(
+        False,
+        description="the local memory is a hardware cache (a CPU core's L2), not a buffer the program fills: "
+        "shared-table reads hit it where their rows are there, and the core's other work evicts them",
+    )
     calibrated: bool = False
     source: str = ""
 
@@ -252,7 +257,7 @@ class TargetSpec(Frozen):
 # Does a plan fit these tables? ----------------------------------------------------------------------------
 
 TABLE_FIELDS = ("rows", "dim", "dtype", "pooling", "distribution")
-TARGET_FIELDS = ("cores", "local", "scratch", "shared_cache", "main", "tlb")
+TARGET_FIELDS = ("cores", "local", "scratch", "shared_cache", "main", "tlb", "local_is_cache")
 
 
 def tables_difference(planned: Sequence[TableSpec], given: Sequence[TableSpec]) -> str:

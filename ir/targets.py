@@ -67,6 +67,7 @@ def cpu(
             latency_s=90e-9,
         ),
         tlb=_read_tlb(cpuinfo),
+        local_is_cache=True,
         calibrated=False,
         source=(
             "cores from sched_getaffinity, cache sizes from sysfs, memory and TLB size from /proc; bandwidths and "

@@ -131,6 +131,7 @@ def measurements_of(plan: ExecutionPlan, reports: Sequence[RunReport], group: st
             measured_s=min(r.item_p50_s(it.id) for r in reports),
             first_on_core=plan.cores[it.core].items[0] == it.id,
             plan=group,
+            core=it.core,
         )
         for it in plan.items
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import shared_cache_state, table_histogram
+from cost_models.analytic import footprint_bytes, shared_cache_state, table_histogram
 from ir.module import Module, TableProfile
 from passes.base import ModulePass, register
 
@@ -13,7 +13,10 @@ from passes.base import ModulePass, register
 @dataclasses.dataclass(frozen=True)
 class ProfilePass(ModulePass):
     name = "profile"
-    summary = "bytes, lookups and expected distinct rows per batch; what the shared cache holds of each table's rows and page tables"
+    summary = (
+        "bytes, lookups and expected distinct rows per batch; what the shared cache holds of each table's rows "
+        "and page tables; what a core's other work reads"
+    )
     ensures = ("table_profiles",)
 
     def apply(self, module: Module) -> Module:
@@ -23,6 +26,10 @@ class ProfilePass(ModulePass):
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
         fraction = module.cost_profile.cache_effective_fraction
         states = shared_cache_state(cache * fraction, tables, batch, module.target.tlb)
+        # Before placement, which tables share a core is not known: each core is taken to read an even share
+        # of the other tables' bytes (every table's whole batch, all of its rows).
+        footprints = [footprint_bytes(t, (0, t.rows), (0, batch)) for t in tables]
+        total, cores = sum(footprints), module.target.cores
         profiles = tuple(
             TableProfile(
                 table=t.name,
@@ -31,7 +38,8 @@ class ProfilePass(ModulePass):
                 distinct_rows_per_batch=table_histogram(t).expected_distinct(n),
                 cache_share_bytes=state.share_bytes,
                 walk_hit_ratio=state.walk_hit_ratio,
+                neighbour_bytes=(total - own) / cores,
             )
-            for t, n, state in zip(tables, lookups, states, strict=True)
+            for t, n, state, own in zip(tables, lookups, states, footprints, strict=True)
         )
         return module.model_copy(update={"table_profiles": profiles})

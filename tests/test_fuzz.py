@@ -321,6 +321,8 @@ CSV_CASES = {
     "hot-set-rows-text": (CSV_HEADER + "\n" + CSV_ROW.replace("zipf:1.05", "hot-set:x:0.5") + "\n", "distribution"),
     "first-on-core": (CSV_HEADER + ",first_on_core\n" + CSV_ROW + ",yes\n", "column first_on_core"),
     "cache-share-nan": (CSV_HEADER + ",cache_share_bytes\n" + CSV_ROW + ",nan\n", "column cache_share_bytes"),
+    "core-text": (CSV_HEADER + ",core\n" + CSV_ROW + ",first\n", "column core"),
+    "core-negative": (CSV_HEADER + ",core\n" + CSV_ROW + ",-1\n", "column core"),
 }
 
 
