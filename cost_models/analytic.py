@@ -14,17 +14,17 @@ Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table 
          holds or not like any row (see `shared_cache_state`): beyond a few GiB of tables those lines no
          longer fit, and every walk adds a main-memory access.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
+  GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
+         fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
+  L1-UB  as GM-UB, streaming from the local buffer.
+A row shard also filters all of the batch's indices to its range, and accumulates its partial sums into the
+output (read, add, write) instead of writing it: that is its combine cost.
 Where the local memory is a cache rather than a buffer (`TargetSpec.local_is_cache`: a CPU core's L2), a GM
 read that finds its row there costs a local read, and an L1 read that does not costs a shared-cache read. The
 core runs its items one after another, so what an item finds there depends on the bytes its core's other
 items read between two of its runs (`TableProfile.neighbour_bytes`): alone, its hot rows stay from batch to
 batch; beside a large neighbour, it starts every batch cold and hits only on rows it draws again, and pays
 `item_evicted_s` to fetch its own code and data again (see `private_hit_ratio`).
-  GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
-         fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
-  L1-UB  as GM-UB, streaming from the local buffer.
-A row shard also filters all of the batch's indices to its range, and accumulates its partial sums into the
-output (read, add, write) instead of writing it: that is its combine cost.
 """
 
 from __future__ import annotations
