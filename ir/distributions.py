@@ -44,7 +44,11 @@ class RankHistogram:
             return 0.0
         if cache_rows >= self.rows:
             return 1.0
-        hit = -np.expm1(self._filling_draws(cache_rows) * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
+        return self._steady_hit_ratio(self._filling_draws(cache_rows))
+
+    def _steady_hit_ratio(self, filling: float) -> float:
+        """Che's hit ratio for the characteristic time `filling` (draws)."""
+        hit = -np.expm1(filling * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
         return float(np.dot(self.counts * self.probs, hit))
 
     def cold_lru_hits(self, draws: float, cache_rows: float) -> float:
@@ -53,10 +57,11 @@ class RankHistogram:
         time of `lru_hit_ratio`), draws hit at the steady-state ratio."""
         if draws <= 0 or cache_rows <= 0:
             return 0.0
-        if self.expected_distinct(draws) <= cache_rows:
-            return draws - self.expected_distinct(draws)
+        distinct = self.expected_distinct(draws)
+        if distinct <= cache_rows:
+            return draws - distinct
         filling = self._filling_draws(cache_rows)
-        return max(0.0, filling - cache_rows) + (draws - filling) * self.lru_hit_ratio(cache_rows)
+        return max(0.0, filling - cache_rows) + (draws - filling) * self._steady_hit_ratio(filling)
 
     def _filling_draws(self, cache_rows: float) -> float:
         """The draws after which `cache_rows` (< rows) distinct rows have been touched."""

@@ -150,7 +150,8 @@ def test_solver_events_follow_the_search_without_changing_it(workers: int) -> No
         _skip_if_wall_clock_stopped(params.time_limit_s, watched.wall_s, plain.wall_s)
     assert watched.assignment == plain.assignment and watched.best_bound_units == plain.best_bound_units
     kinds = [e.kind for e in events]
-    assert kinds[0] == "hint" and kinds.count("solution") >= 3
+    # One worker's search is deterministic; with two, how many improvements it finds in 0.2 s depends on the load.
+    assert kinds[0] == "hint" and kinds.count("solution") >= (3 if workers == 1 else 1)
     _assert_only_improving(events)
     assert watched.objective_units is not None
     assert round(min(e.objective_s for e in events if e.objective_s) * 1e9) >= watched.objective_units
