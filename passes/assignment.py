@@ -12,7 +12,7 @@ import bisect
 import functools
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ir.errors import InfeasibleError, SpecError
@@ -198,6 +198,12 @@ def place_around(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> Ass
     of those in `fixed` (which keep their choice); the best of them, without local search, or None."""
     plans = _portfolio(problem, fixed)
     return plans[0] if plans else None
+
+
+def place_under(problem: AssignmentProblem, target: int) -> Assignment | None:
+    """The gap-filling placement of `greedy` for one target makespan (in units) and no price on local bytes,
+    without local search; None if some table finds no room."""
+    return _place_under_target(problem, target, _Ranking.of(problem, 0.0))
 
 
 def _portfolio(problem: AssignmentProblem, fixed: Mapping[int, Choice]) -> list[Assignment]:
@@ -563,11 +569,16 @@ def _fitting_row_cap(problem: AssignmentProblem, needs: list[tuple[int, int, int
         return sum(b * min(1.0, cap / rows[t]) for b, _, t in needs)
 
     largest = max(rows[t] for _, _, t in needs)
-    lo, hi = 0, largest
+    cap = last_true(0, largest, lambda cap: need(cap) <= have)
+    return cap if cap < largest else 0
+
+
+def last_true(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in [lo, hi] with ok(n), for ok true up to some n and false after it; lo if none is."""
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if need(mid) <= have:
+        if ok(mid):
             lo = mid
         else:
             hi = mid - 1
-    return lo if lo < largest else 0
+    return lo

@@ -83,6 +83,7 @@ BASE: tuple[tuple[str, Dff], ...] = (
     *((f"u({k})", rounded(k)) for k in range(1, 6)),
     *((f"phi({e:g})", staircase(e)) for e in (1 / 3, 0.25, 0.2, 0.125)),
 )
+IDENTITY = 0  # BASE's index of the identity: the work bound
 MIX = (0.25, 0.5, 0.75)
 
 
@@ -108,12 +109,25 @@ class _Menus:
         cores: int,
         held: Sequence[Sequence[int]] | None = None,
         capacity_bytes: int = 0,
+        flexible: Sequence[Sequence[int | None]] | None = None,
     ) -> None:
         self.cores = cores
         self.parts = np.array([k for menu in menus for k, _ in menu], dtype=np.float64)
         self.size = np.array([s for menu in menus for _, s in menu], dtype=np.float64)
         self.starts = np.cumsum([0] + [len(menu) for menu in menus[:-1]])
         self.group = np.repeat(np.arange(len(menus)), [len(menu) for menu in menus])
+        # Options whose parts may be cut to any sizes have the mean part as their size, which the identity
+        # counts exactly, and the least part any cut can have, which bounds every other (nondecreasing) function.
+        self.least = self.size
+        if flexible is not None:
+            least = [
+                s if f is None else f
+                for row, sizes in zip(flexible, menus, strict=True)
+                for f, (_, s) in zip(row, sizes, strict=True)
+            ]
+            self.least = np.array(least, dtype=np.float64)
+            if self.least.shape != self.size.shape:
+                raise ValueError("flexible must give one entry per option of every menu")
         # Bytes held as a fraction of one core's buffer; None where the buffers cannot bind.
         self.held: np.ndarray | None = None
         if held is not None and capacity_bytes > 0:
@@ -128,7 +142,8 @@ class _Menus:
     def images(self, T: float, which: Sequence[int]) -> dict[int, np.ndarray]:
         """k * f(part / T) per option for the base functions `which`."""
         x = np.minimum(1.0, np.maximum(0.0, self.size / T * (1 - _NUDGE)))
-        return {i: self.parts * BASE[i][1](x) for i in which}
+        least = np.minimum(1.0, np.maximum(0.0, self.least / T * (1 - _NUDGE)))
+        return {i: self.parts * BASE[i][1](x if i == IDENTITY else least) for i in which}
 
     def _weights(self, T: float, mix: Mix, images: dict[int, np.ndarray] | None) -> np.ndarray:
         images = images if images is not None else self.images(T, [i for _, i in mix])
@@ -192,6 +207,7 @@ def dff_lower_bound(
     *,
     held: Sequence[Sequence[int]] | None = None,
     capacity_bytes: int = 0,
+    flexible: Sequence[Sequence[int | None]] | None = None,
 ) -> tuple[int, str]:
     """The smallest integer makespan T >= start that no function of the family refutes, and the function that
     raised the bound most ("" if none beat `start`). `menus` lists, per table, (parts, part size) of each
@@ -202,7 +218,7 @@ def dff_lower_bound(
     then end in " + buffers"."""
     if not menus or cores <= 0:
         return start, ""
-    data = _Menus(menus, cores, held, capacity_bytes)
+    data = _Menus(menus, cores, held, capacity_bytes, flexible)
     best, name = max(start, 1), ""
     everything = range(len(BASE))
     images = data.images(best, everything)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Mapping
 
 from ir.errors import InfeasibleError, PipelineError
 from ir.module import (
@@ -297,11 +298,18 @@ def lower_bound_s(module: Module, *, buffers: bool = True) -> float:
 
 
 def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:
+    return place_items(module, dict(enumerate(assignment.choices)))
+
+
+def place_items(module: Module, choices: Mapping[int, Choice]) -> tuple[WorkItem, ...]:
+    """The work items of the tables in `choices` (by menu index), in menu order, numbered from 0: each part of
+    the chosen option on its core, over equal cuts of its samples or rows."""
     assert module.options is not None
     batch = module.workload.batch_size
     items: list[WorkItem] = []
-    for menu, choice in zip(module.options, assignment.choices, strict=True):
-        o = menu.options[choice.option]
+    for index in sorted(choices):
+        choice = choices[index]
+        o = module.options[index].options[choice.option]
         t = module.table(o.table)
         if o.mode is PartitionMode.SAMPLES:
             ranges = [((0, t.rows), s) for s in split_range(batch, o.parts)]
