@@ -17,8 +17,9 @@ def _pipeline(strategy: str, partition: str, assign: str) -> str:
 
 PIPELINES: dict[str, tuple[str, str]] = {
     "embmap": (
-        _pipeline("select-strategy", "partition", "assign-cores"),
-        "ours: all four strategies, replicate / split samples / shard rows, CP-SAT core assignment",
+        _pipeline("select-strategy", "partition", "assign-cores,balance"),
+        "ours: all four strategies, replicate / split samples / shard rows, CP-SAT core assignment, uneven cuts "
+        "of tables too long for one core",
     ),
     "default": (
         _pipeline("select-strategy{strategies=GM}", "partition{policy=split-all}", "assign-cores{method=greedy}"),

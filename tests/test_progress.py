@@ -283,7 +283,8 @@ def test_ctrl_c_stops_the_search_and_writes_the_best_plan(tmp_path: Path) -> Non
     assert plan.solver.interrupted and plan.solver.time_limit_s == 600.0 and plan.solver.seed == 3
     assert plan.solver.wall_s < 60.0 and plan.baselines_s  # the rest of the compile ran
     done = stderr.splitlines()[-2]
-    assert LOG_LINE.match(done) and done.endswith("  interrupted") and f"gap {plan.solver.gap:.2%}" in done
+    # The search's last line; the plan's gap is the one after `balance` re-cut it, said on the last line.
+    assert LOG_LINE.match(done) and done.endswith("  interrupted")
     assert stderr.splitlines()[-1].startswith("embmap: interrupted: stopped the search after ")
     assert f"at gap {plan.solver.gap:.2%}" in stderr and "wrote" in stdout
 

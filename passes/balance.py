@@ -1,0 +1,433 @@
+"""`balance`: split the batch of a table unevenly over its parts, so that the cores' loads level out.
+
+`assign-cores` cuts a table's samples into parts that differ by at most one sample, and places them. When a
+table is too long for one core it must be split anyway, and where its cuts fall is free: a part on a busy core
+can give samples to a part of the same table on an idle core. This is the wrap-around of McNaughton's rule for
+splittable jobs, run on the placement the solver chose. Only tables whose cheapest whole-table lookup takes
+longer than a core's average share of the work (`splittable_tables`) are re-cut, and only their sample
+splits: their parts keep their cores, strategy and count.
+
+The cut points come from successive linear programs: each part's time is linearized around its current number
+of samples, a linear program (GLOP) minimizes the largest core load under the trust region, the samples are
+rounded, and the exact cost model prices the new parts. A step is kept only if the exact makespan drops, so the
+pass never returns a slower plan.
+
+The lower bound follows the plans it allows. A part's time c(n) grows with its samples n and, on every
+built-in target, lies above the chord from (1, c(1)) to (N, c(N)) (a shared per-part cost, then a per-sample
+cost that hits more often in the caches as n grows). `SampleLine` finds, from c on a grid and its growth alone,
+a line a + b n below c on all of [1, N]; then k uneven parts of a table cost at least k a + b N. That enters the
+work bound as one more option per equal option, and the bin-packing bound (`passes.bounds`) with no image under
+its non-identity functions: uneven parts may be cut to any size, so nothing is known of how they pack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from ortools.linear_solver import pywraplp
+
+from cost_models.analytic import ItemShape, item_cost
+from ir.module import Module, PartitionMode, Strategy, TableSpec, WorkItem
+from passes.assignment import TIME_UNIT_S, AssignmentProblem, choice_lower_bound, last_true, place_under
+from passes.base import ModulePass, register
+from passes.bounds import dff_lower_bound
+from passes.placement import lower_bound_s, place_items
+
+MAX_GRID = 1024  # the most sample counts at which `SampleLine` reads a part's cost
+MAX_SPLITTABLE = 32  # the longest tables that may be cut unevenly (each line costs up to MAX_GRID cost calls)
+MAX_ROUNDS = 12  # linear programs per balance
+BENDS = (0.02, 0.1, math.inf)  # how much more two halves may cost than the whole for `wrap_around` to pour
+MIN_TRUST = 2  # samples: below this step the linearization is exact enough
+
+
+def splittable_tables(module: Module) -> frozenset[str]:
+    """The tables that may be split unevenly: those whose fastest whole-table option takes longer than the
+    makespan bound of plans with equal cuts (so that no such plan near the bound serves them whole); the
+    `MAX_SPLITTABLE` longest of them."""
+    assert module.options is not None
+    bound = lower_bound_s(module)
+    whole = {m.table: min((o.part_s for o in m.options if o.parts == 1), default=math.inf) for m in module.options}
+    long = sorted((t for t, s in whole.items() if s > bound), key=lambda t: (-whole[t], t))
+    return frozenset(long[:MAX_SPLITTABLE])
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleLine:
+    """c(n) >= a + b n for every n in [1, N]: a part of n samples of a table, read with one strategy, takes at
+    least that long (seconds)."""
+
+    a: float
+    b: float
+
+    @staticmethod
+    def of(module: Module, table: TableSpec, strategy: Strategy) -> SampleLine:
+        """The chord's slope b, and the largest a that keeps the line under c at every grid point and between
+        them: for g < n < g' (consecutive grid points), c(n) >= c(g) as c grows with n, and a + b n <= a + b (g'
+        - 1). Up to `MAX_GRID` samples the grid is every n, and the line is exact."""
+        n = module.workload.batch_size
+        cost = part_cost(module, table, strategy)
+        grid = np.unique(np.linspace(1, n, min(n, MAX_GRID)).round().astype(np.int64))
+        c = np.array([cost(int(g)) for g in grid])
+        b = max(0.0, float(c[-1] - c[0]) / (n - 1)) if n > 1 else 0.0
+        a = float(np.min(c - b * grid))
+        inside = np.diff(grid) > 1
+        if inside.any():
+            a = min(a, float(np.min(c[:-1][inside] - b * (grid[1:][inside] - 1))))
+        return SampleLine(a, b)
+
+    def work(self, parts: int, samples: int) -> float:
+        return parts * self.a + self.b * samples
+
+
+PartCost = Callable[[int], float]  # samples -> seconds
+
+
+def part_cost(module: Module, table: TableSpec, strategy: Strategy) -> PartCost:
+    """c(n): the predicted seconds of one part of `table` reading n samples of the batch with `strategy`."""
+    stats = module.table_profile(table.name)
+
+    def cost(samples: int) -> float:
+        shape = ItemShape(strategy, (0, table.rows), (0, samples))
+        return item_cost(shape, table, stats, module.target, module.cost_profile).total_s
+
+    return cost
+
+
+def uneven_strategies(module: Module, table: str) -> list[Strategy]:
+    """The strategies a table's parts may read with when cut unevenly: those of its sample-split options (their
+    cuts move in `rebalance`) and every strategy that holds no local bytes (`wrap_around` pours with one)."""
+    assert module.options is not None and module.candidates is not None
+    menu = next(m for m in module.options if m.table == table)
+    found = {o.strategy for o in menu.options if o.mode is PartitionMode.SAMPLES}
+    cands = next(c for c in module.candidates if c.table == table)
+    found |= {c.strategy for c in cands.candidates if not c.strategy.preloaded}
+    return sorted(found, key=lambda s: s.value)
+
+
+def uneven_lower_bound_s(module: Module, splittable: frozenset[str]) -> float:
+    """A lower bound on the makespan (start-up excluded) of every plan whose tables take an option of their
+    menu, where the tables in `splittable` may also cut a sample split's parts to any sizes."""
+    assert module.options is not None
+    batch = module.workload.batch_size
+    cores = module.target.cores
+    menus: list[list[tuple[float, float]]] = []
+    sizes: list[list[tuple[int, int]]] = []
+    held: list[list[int]] = []
+    flexible: list[list[int | None]] = []
+    for m in module.options:
+        t = module.table(m.table)
+        menu = [(o.part_s, o.work_s) for o in m.options]
+        size = [(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options]
+        bytes_ = [sum(o.local_bytes_per_part) for o in m.options]
+        flex: list[int | None] = [None] * len(m.options)
+        if m.table in splittable:
+            for strategy in uneven_strategies(module, m.table):
+                line = SampleLine.of(module, t, strategy)
+                for k in range(1, min(cores, batch) + 1):
+                    work = line.work(k, batch)
+                    # Some part has at least batch / k samples: the line there bounds the largest part.
+                    menu.append((line.a + line.b * math.ceil(batch / k), work))
+                    size.append((k, math.floor(max(0.0, work / k) / TIME_UNIT_S)))
+                    bytes_.append(k * t.bytes if strategy.preloaded else 0)
+                    flex.append(math.floor(max(0.0, line.a + line.b) / TIME_UNIT_S))  # a part of 1 sample
+        menus.append(menu)
+        sizes.append(size)
+        held.append(bytes_)
+        flexible.append(flex)
+    work = choice_lower_bound(menus, cores)
+    packed, _ = dff_lower_bound(
+        sizes,
+        cores,
+        math.floor(work / TIME_UNIT_S),
+        held=held,
+        capacity_bytes=module.target.local.capacity_bytes,
+        flexible=flexible,
+    )
+    return max(work, packed * TIME_UNIT_S)
+
+
+def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[str]) -> tuple[WorkItem, ...]:
+    """`items` with the sample cuts of the tables in `splittable` moved to lower the makespan (same items,
+    cores, strategies and counts; samples stay contiguous, in item order); `items` itself if no move helps."""
+    batch = module.workload.batch_size
+    groups: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        if it.table in splittable:
+            groups.setdefault(it.table, []).append(i)
+    free = {
+        name: idx
+        for name, idx in groups.items()
+        if len(idx) > 1 and all(items[i].rows == (0, module.table(name).rows) for i in idx)
+    }
+    if not free:
+        return tuple(items)
+    cores = module.target.cores
+    costs = {name: _memo(part_cost(module, module.table(name), items[idx[0]].strategy)) for name, idx in free.items()}
+    moving = {i for idx in free.values() for i in idx}
+    fixed = np.zeros(cores)
+    for i, it in enumerate(items):
+        if i not in moving:
+            fixed[it.core] += it.cost.total_s
+    counts = {i: items[i].samples[1] - items[i].samples[0] for i in moving}
+
+    def makespan(n: dict[int, int]) -> float:
+        load = fixed.copy()
+        for name, idx in free.items():
+            for i in idx:
+                load[items[i].core] += costs[name](n[i])
+        return float(load.max())
+
+    best, best_span = counts, makespan(counts)
+    trust = batch / 2
+    for _ in range(MAX_ROUNDS):
+        if trust < MIN_TRUST:
+            break
+        proposal = _lp_step(module, items, free, costs, fixed, best, trust)
+        span = makespan(proposal) if proposal is not None else math.inf
+        if proposal is not None and span < best_span * (1 - 1e-9):
+            best, best_span = proposal, span
+        else:
+            trust /= 4
+    if best is counts:
+        return tuple(items)
+    out = list(items)
+    for name, idx in free.items():
+        lo = 0
+        for i in idx:
+            hi = lo + best[i]
+            stats = module.table_profile(name)
+            t = module.table(name)
+            shape = ItemShape(items[i].strategy, (0, t.rows), (lo, hi))
+            cost = item_cost(shape, t, stats, module.target, module.cost_profile)
+            out[i] = items[i].model_copy(update={"samples": (lo, hi), "cost": cost})
+            lo = hi
+    return tuple(out)
+
+
+def wrap_around(
+    module: Module, splittable: frozenset[str], target_s: float, bend: float
+) -> tuple[WorkItem, ...] | None:
+    """A plan built for uneven cuts: the other tables placed by `greedy`, then each table in `splittable` poured,
+    longest first, into the room the cores have left under a makespan T, cut wherever a core fills up
+    (McNaughton's wrap-around), with T the least that takes everything (bisection). A poured table reads its
+    samples with its fastest strategy that holds no local bytes; tables with none stay with `greedy`. None when
+    nothing can be poured or `greedy` finds no packing."""
+    assert module.options is not None
+    batch, cores = module.workload.batch_size, module.target.cores
+    fluid: dict[int, Strategy] = {}
+    for index, m in enumerate(module.options):
+        if m.table not in splittable:
+            continue
+        t = module.table(m.table)
+        shared = [s for s in uneven_strategies(module, m.table) if not s.preloaded]
+        # Cut in two, a strategy shows what a cut costs it (a stream pays for the whole table in every part).
+        halves = {s: 2 * part_cost(module, t, s)(-(-batch // 2)) for s in shared}
+        if not halves:
+            continue
+        fastest = min(shared, key=lambda s: (halves[s], s.value))
+        # Only tables that a cut costs little against their fastest whole-table option (a cut of a table read
+        # with reuse in the caches loses the reuse: its row shards serve it better).
+        whole = min((o.part_s for o in m.options if o.parts == 1), default=math.inf)
+        if halves[fastest] <= (1 + bend) * whole:
+            fluid[index] = fastest
+    rest = [i for i in range(len(module.options)) if i not in fluid]
+    full = AssignmentProblem.from_module(module)
+    sub = AssignmentProblem(
+        tables=tuple(full.tables[i] for i in rest),
+        options=tuple(full.options[i] for i in rest),
+        cores=cores,
+        capacity_bytes=full.capacity_bytes,
+    )
+    # The other tables take their least-work options that fit under the target, on the least-loaded cores: the
+    # poured tables fill around them.
+    plan = place_under(sub, math.floor(target_s / TIME_UNIT_S)) if rest else None
+    if rest and plan is None:
+        return None
+    placed = dict(zip(rest, plan.choices, strict=True)) if plan else {}
+    items = list(place_items(module, placed))
+    load = np.zeros(cores)
+    for it in items:
+        load[it.core] += it.cost.total_s
+    costs = {i: _memo(part_cost(module, module.table(module.options[i].table), fluid[i])) for i in fluid}
+    order = sorted(fluid, key=lambda i: (-costs[i](batch), i))
+    min_part = max(1, batch // (4 * cores))  # no sliver: a part pays the per-part cost for little work
+
+    def pour(span: float) -> list[tuple[int, int, int]] | None:
+        """(table index, core, samples) of every poured part under makespan `span`, or None if it overflows."""
+        room = span - load
+        parts, core = [], 0
+        for i in order:
+            left, c = batch, costs[i]
+            while left:
+                if core >= cores:
+                    return None
+                n = _most_samples(c, room[core], left)
+                if n < min(min_part, left):
+                    core += 1
+                    continue
+                parts.append((i, core, n))
+                room[core] -= c(n)
+                left -= n
+                if left:
+                    core += 1
+        return parts
+
+    lo = float(load.max())
+    hi = lo + sum(c(batch) for c in costs.values())
+    best = pour(hi)
+    if best is None:
+        return None
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        got = pour(mid)
+        if got is None:
+            lo = mid
+        else:
+            hi, best = mid, got
+        if hi - lo <= 1e-4 * hi:
+            break
+    cut: dict[int, int] = {}
+    for i, core, n in best:
+        t = module.table(module.options[i].table)
+        lo_s = cut.get(i, 0)
+        shape = ItemShape(fluid[i], (0, t.rows), (lo_s, lo_s + n))
+        cost = item_cost(shape, t, module.table_profile(t.name), module.target, module.cost_profile)
+        items.append(
+            WorkItem(
+                id=len(items),
+                table=t.name,
+                strategy=fluid[i],
+                rows=(0, t.rows),
+                samples=(lo_s, lo_s + n),
+                core=core,
+                cost=cost,
+            )
+        )
+        cut[i] = lo_s + n
+    return tuple(items)
+
+
+def _most_samples(cost: PartCost, room: float, most: int) -> int:
+    """The most samples, up to `most`, whose part fits in `room` seconds (costs grow with samples); 0 if none."""
+    if cost(1) > room:
+        return 0
+    return last_true(1, most, lambda n: cost(n) <= room)
+
+
+def _memo(f: PartCost) -> PartCost:
+    cache: dict[int, float] = {}
+
+    def g(n: int) -> float:
+        if n not in cache:
+            cache[n] = f(n)
+        return cache[n]
+
+    return g
+
+
+def _lp_step(
+    module: Module,
+    items: Sequence[WorkItem],
+    free: dict[str, list[int]],
+    costs: dict[str, PartCost],
+    fixed: np.ndarray,
+    current: dict[int, int],
+    trust: float,
+) -> dict[int, int] | None:
+    """Samples per part minimizing the largest load of the linearized costs, within `trust` samples of
+    `current`; rounded to whole samples that still sum to the batch. None if GLOP fails."""
+    batch = module.workload.batch_size
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return None
+    scale = 1 / TIME_UNIT_S  # seconds -> units, so the LP's numbers are of order 1e3-1e6
+    span = solver.NumVar(0, solver.infinity(), "makespan")
+    n = {}
+    slope, offset = {}, {}
+    for name, idx in free.items():
+        for i in idx:
+            now = current[i]
+            lo, hi = max(1, now - trust), min(batch, now + trust)
+            n[i] = solver.NumVar(lo, hi, f"n{i}")
+            h = max(1, now // 8)
+            left, right = max(1, now - h), min(batch, now + h)
+            c = costs[name]
+            slope[i] = (c(right) - c(left)) / (right - left) * scale if right > left else 0.0
+            offset[i] = c(now) * scale - slope[i] * now
+        solver.Add(sum(n[i] for i in idx) == batch)
+    load: dict[int, list] = {}
+    for i in n:
+        load.setdefault(items[i].core, []).append(offset[i] + slope[i] * n[i])
+    for core, terms in load.items():
+        solver.Add(fixed[core] * scale + sum(terms) <= span)
+    solver.Minimize(span)
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        return None
+    out: dict[int, int] = {}
+    for idx in free.values():
+        values = [n[i].solution_value() for i in idx]
+        whole = [max(1, math.floor(v)) for v in values]
+        short = batch - sum(whole)
+        order = sorted(range(len(idx)), key=lambda j: (-(values[j] - math.floor(values[j])), j))
+        j = 0
+        while short != 0 and order:
+            k = order[j % len(order)]
+            step = 1 if short > 0 else -1
+            if whole[k] + step >= 1:
+                whole[k] += step
+                short -= step
+            j += 1
+        out.update(zip(idx, whole, strict=True))
+    return out
+
+
+def _makespan(items: Sequence[WorkItem]) -> float:
+    busy: dict[int, float] = {}
+    for it in items:
+        busy[it.core] = busy.get(it.core, 0.0) + it.cost.total_s
+    return max(busy.values(), default=0.0)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class BalancePass(ModulePass):
+    """Re-cut the sample splits of tables too long for one core so that the loads level out (see the module's
+    docstring); the plan's objective, bound and gap follow, and the bound covers the uneven cuts."""
+
+    name = "balance"
+    summary = "uneven sample cuts for tables too long for one core: level the cores' loads (linear programs)"
+    requires = ("items", "options")
+    ensures = ("items",)
+
+    def apply(self, module: Module) -> Module:
+        assert module.items is not None
+        splittable = splittable_tables(module)
+        if not splittable:
+            return module
+        candidates = [rebalance(module, module.items, splittable)]
+        if module.previous is None:  # a new cut of everything would move tables a re-plan should keep
+            bound = uneven_lower_bound_s(module, splittable)
+            for bend in BENDS:
+                poured = wrap_around(module, splittable, bound, bend)
+                if poured is not None:
+                    candidates.append(rebalance(module, poured, splittable))
+        items = min(candidates, key=_makespan)  # the re-cut plan first: it wins ties
+        if _makespan(items) >= _makespan(module.items) * (1 - 1e-9):
+            return module  # equal cuts stand, with the bound and gap of plans with equal cuts
+        start = module.cost_profile.core_start_s
+        objective = _makespan(items) + start
+        # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
+        bound = uneven_lower_bound_s(module, splittable) + start
+        gap = max(0.0, (objective - bound) / objective) if objective else 0.0
+        update: dict[str, object] = {"items": items, "lower_bound_s": bound}
+        if module.solver is not None:
+            status = module.solver.status
+            if status == "OPTIMAL" and gap > 0:
+                status = "FEASIBLE"  # optimal among equal cuts, and beaten by uneven ones
+            update["solver"] = module.solver.model_copy(
+                update={"objective_s": objective, "best_bound_s": bound, "gap": gap, "status": status}
+            )
+        return module.model_copy(update=update)
