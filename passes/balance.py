@@ -196,10 +196,9 @@ def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[s
     out = list(items)
     for name, idx in free.items():
         lo = 0
+        stats, t = module.table_profile(name), module.table(name)
         for i in idx:
             hi = lo + best[i]
-            stats = module.table_profile(name)
-            t = module.table(name)
             shape = ItemShape(items[i].strategy, (0, t.rows), (lo, hi))
             cost = item_cost(shape, t, stats, module.target, module.cost_profile)
             out[i] = items[i].model_copy(update={"samples": (lo, hi), "cost": cost})
@@ -399,7 +398,7 @@ class BalancePass(ModulePass):
 
     name = "balance"
     summary = "uneven sample cuts for tables too long for one core: level the cores' loads (linear programs)"
-    requires = ("items", "options")
+    requires = ("items", "options", "candidates")
     ensures = ("items",)
 
     def apply(self, module: Module) -> Module:
@@ -407,9 +406,9 @@ class BalancePass(ModulePass):
         splittable = splittable_tables(module)
         if not splittable:
             return module
+        bound = uneven_lower_bound_s(module, splittable)
         candidates = [rebalance(module, module.items, splittable)]
         if module.previous is None:  # a new cut of everything would move tables a re-plan should keep
-            bound = uneven_lower_bound_s(module, splittable)
             for bend in BENDS:
                 poured = wrap_around(module, splittable, bound, bend)
                 if poured is not None:
@@ -420,7 +419,7 @@ class BalancePass(ModulePass):
         start = module.cost_profile.core_start_s
         objective = _makespan(items) + start
         # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
-        bound = uneven_lower_bound_s(module, splittable) + start
+        bound += start
         gap = max(0.0, (objective - bound) / objective) if objective else 0.0
         update: dict[str, object] = {"items": items, "lower_bound_s": bound}
         if module.solver is not None:
