@@ -2,22 +2,24 @@
 
 `assign-cores` cuts a table's samples into parts that differ by at most one sample, and places them. When a
 table is too long for one core it must be split anyway, and where its cuts fall is free: a part on a busy core
-can give samples to a part of the same table on an idle core. This is the wrap-around of McNaughton's rule for
-splittable jobs, run on the placement the solver chose. Only tables whose cheapest whole-table lookup takes
-longer than a core's average share of the work (`splittable_tables`) are re-cut, and only their sample
-splits: their parts keep their cores, strategy and count.
+can give samples to a part of the same table on an idle core. Only tables whose fastest whole-table option is
+longer than the equal-cut lower bound (`splittable_tables`) are cut unevenly, and only by samples. Two
+candidates are tried:
 
-The cut points come from successive linear programs: each part's time is linearized around its current number
-of samples, a linear program (GLOP) minimizes the largest core load under the trust region, the samples are
-rounded, and the exact cost model prices the new parts. A step is kept only if the exact makespan drops, so the
-pass never returns a slower plan.
+- the placement the solver chose, re-cut (`rebalance`): parts keep their cores, strategy and count; each part's
+  time is linearized around its current samples, a linear program (GLOP) minimizes the largest core load under
+  a trust region, the samples are rounded, and the exact cost model prices the new parts; a step is kept only
+  if the exact makespan drops;
+- a wrap-around (`wrap_around`, McNaughton's rule for splittable jobs): the other tables placed by the greedy,
+  the long ones poured into the room left under a makespan found by bisection, then re-cut as above.
 
-The lower bound follows the plans it allows. A part's time c(n) grows with its samples n and, on every
-built-in target, lies above the chord from (1, c(1)) to (N, c(N)) (a shared per-part cost, then a per-sample
-cost that hits more often in the caches as n grows). `SampleLine` finds, from c on a grid and its growth alone,
-a line a + b n below c on all of [1, N]; then k uneven parts of a table cost at least k a + b N. That enters the
-work bound as one more option per equal option, and the bin-packing bound (`passes.bounds`) with no image under
-its non-identity functions: uneven parts may be cut to any size, so nothing is known of how they pack.
+The fastest stands only if it beats the equal-cut plan, so the pass never returns a slower plan.
+
+The lower bound follows the plans it allows. A part's time c(n) grows with its samples n. `SampleLine` reads c
+at every n (on a grid above `MAX_GRID`, using only that c grows) and finds a line a + b n under c on all of
+[1, N]; then k uneven parts of a table cost at least k a + b N, and the least of them a + b. These enter the
+work bound as extra options, and the bin-packing bound (`passes.bounds`) as flexible options: the identity
+counts their mean part, every other (nondecreasing) function their least part.
 """
 
 from __future__ import annotations
