@@ -25,7 +25,7 @@ from ir.plan import ExecutionPlan
 from ir.spec import TargetSpec, WorkloadSpec
 from mapper.backend import emit_plan
 from passes import PassManager, parse_pipeline
-from passes.placement import lower_bound_s
+from passes.placement import items_makespan_s, lower_bound_s
 
 ANALYSIS = "profile,select-strategy,partition"
 PIPELINE_TEXT = "torchrec:EmbeddingShardingPlanner{table_wise,row_wise,data_parallel},schedule,verify"
@@ -101,11 +101,8 @@ def torchrec_plan(workload: WorkloadSpec, target: TargetSpec, profile: CostProfi
     sharding, seconds = torchrec_sharding(workload, target.cores)
     module = PassManager(parse_pipeline(ANALYSIS)).run(lower(workload, target, profile))
     items = _items(module, sharding)
-    busy: dict[int, float] = {}
-    for it in items:
-        busy[it.core] = busy.get(it.core, 0.0) + it.cost.total_s
     start_s = profile.core_start_s
-    span = max(busy.values()) + start_s
+    span = items_makespan_s(items) + start_s
     bound = lower_bound_s(module) + start_s
     report = SolverReport(
         method="torchrec",

@@ -25,18 +25,18 @@ counts their mean part, every other (nondecreasing) function their least part.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from ortools.linear_solver import pywraplp
 
 from cost_models.analytic import ItemShape, item_cost
-from ir.module import Module, PartitionMode, Strategy, TableSpec, WorkItem
-from passes.assignment import TIME_UNIT_S, AssignmentProblem, choice_lower_bound, last_true, place_under
+from ir.module import CostBreakdown, Module, PartitionMode, Strategy, TableSpec, WorkItem
+from passes.assignment import TIME_UNIT_S, AssignmentProblem, last_true, place_under
 from passes.base import ModulePass, register
-from passes.bounds import dff_lower_bound
-from passes.placement import lower_bound_s, place_items
+from passes.placement import FlexibleOption, items_makespan_s, lower_bound_s, place_items
 
 MAX_GRID = 1024  # the most sample counts at which `SampleLine` reads a part's cost
 MAX_SPLITTABLE = 32  # the longest tables that may be cut unevenly (each line costs up to MAX_GRID cost calls)
@@ -89,13 +89,13 @@ PartCost = Callable[[int], float]  # samples -> seconds
 
 def part_cost(module: Module, table: TableSpec, strategy: Strategy) -> PartCost:
     """c(n): the predicted seconds of one part of `table` reading n samples of the batch with `strategy`."""
-    stats = module.table_profile(table.name)
+    return lambda samples: sample_part(module, table, strategy, (0, samples)).total_s
 
-    def cost(samples: int) -> float:
-        shape = ItemShape(strategy, (0, table.rows), (0, samples))
-        return item_cost(shape, table, stats, module.target, module.cost_profile).total_s
 
-    return cost
+def sample_part(module: Module, table: TableSpec, strategy: Strategy, samples: tuple[int, int]) -> CostBreakdown:
+    """The predicted cost of a part reading all of `table`'s rows for the samples in `samples`."""
+    shape = ItemShape(strategy, (0, table.rows), samples)
+    return item_cost(shape, table, module.table_profile(table.name), module.target, module.cost_profile)
 
 
 def uneven_strategies(module: Module, table: str) -> list[Strategy]:
@@ -111,44 +111,25 @@ def uneven_strategies(module: Module, table: str) -> list[Strategy]:
 
 def uneven_lower_bound_s(module: Module, splittable: frozenset[str]) -> float:
     """A lower bound on the makespan (start-up excluded) of every plan whose tables take an option of their
-    menu, where the tables in `splittable` may also cut a sample split's parts to any sizes."""
-    assert module.options is not None
-    batch = module.workload.batch_size
-    cores = module.target.cores
-    menus: list[list[tuple[float, float]]] = []
-    sizes: list[list[tuple[int, int]]] = []
-    held: list[list[int]] = []
-    flexible: list[list[int | None]] = []
-    for m in module.options:
-        t = module.table(m.table)
-        menu = [(o.part_s, o.work_s) for o in m.options]
-        size = [(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options]
-        bytes_ = [sum(o.local_bytes_per_part) for o in m.options]
-        flex: list[int | None] = [None] * len(m.options)
-        if m.table in splittable:
-            for strategy in uneven_strategies(module, m.table):
-                line = SampleLine.of(module, t, strategy)
-                for k in range(1, min(cores, batch) + 1):
-                    work = line.work(k, batch)
-                    # Some part has at least batch / k samples: the line there bounds the largest part.
-                    menu.append((line.a + line.b * math.ceil(batch / k), work))
-                    size.append((k, math.floor(max(0.0, work / k) / TIME_UNIT_S)))
-                    bytes_.append(k * t.bytes if strategy.preloaded else 0)
-                    flex.append(math.floor(max(0.0, line.a + line.b) / TIME_UNIT_S))  # a part of 1 sample
-        menus.append(menu)
-        sizes.append(size)
-        held.append(bytes_)
-        flexible.append(flex)
-    work = choice_lower_bound(menus, cores)
-    packed, _ = dff_lower_bound(
-        sizes,
-        cores,
-        math.floor(work / TIME_UNIT_S),
-        held=held,
-        capacity_bytes=module.target.local.capacity_bytes,
-        flexible=flexible,
-    )
-    return max(work, packed * TIME_UNIT_S)
+    menu, where the tables in `splittable` may also cut their samples into parts of any sizes."""
+    batch, cores = module.workload.batch_size, module.target.cores
+    flexible: dict[str, list[FlexibleOption]] = {}
+    for name in sorted(splittable):
+        t = module.table(name)
+        for strategy in uneven_strategies(module, name):
+            line = SampleLine.of(module, t, strategy)
+            flexible.setdefault(name, []).extend(
+                FlexibleOption(
+                    parts=k,
+                    # Some part has at least batch / k samples, and every part at least one.
+                    largest_s=line.a + line.b * math.ceil(batch / k),
+                    work_s=line.work(k, batch),
+                    least_s=line.a + line.b,
+                    held_bytes=k * t.bytes if strategy.preloaded else 0,
+                )
+                for k in range(1, min(cores, batch) + 1)
+            )
+    return lower_bound_s(module, flexible=flexible)
 
 
 def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[str]) -> tuple[WorkItem, ...]:
@@ -167,7 +148,10 @@ def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[s
     if not free:
         return tuple(items)
     cores = module.target.cores
-    costs = {name: _memo(part_cost(module, module.table(name), items[idx[0]].strategy)) for name, idx in free.items()}
+    costs = {
+        name: functools.cache(part_cost(module, module.table(name), items[idx[0]].strategy))
+        for name, idx in free.items()
+    }
     moving = {i for idx in free.values() for i in idx}
     fixed = np.zeros(cores)
     for i, it in enumerate(items):
@@ -197,27 +181,22 @@ def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[s
         return tuple(items)
     out = list(items)
     for name, idx in free.items():
-        lo = 0
-        stats, t = module.table_profile(name), module.table(name)
+        lo, t = 0, module.table(name)
         for i in idx:
             hi = lo + best[i]
-            shape = ItemShape(items[i].strategy, (0, t.rows), (lo, hi))
-            cost = item_cost(shape, t, stats, module.target, module.cost_profile)
+            cost = sample_part(module, t, items[i].strategy, (lo, hi))
             out[i] = items[i].model_copy(update={"samples": (lo, hi), "cost": cost})
             lo = hi
     return tuple(out)
 
 
-def wrap_around(
-    module: Module, splittable: frozenset[str], target_s: float, bend: float
-) -> tuple[WorkItem, ...] | None:
-    """A plan built for uneven cuts: the other tables placed by `greedy`, then each table in `splittable` poured,
-    longest first, into the room the cores have left under a makespan T, cut wherever a core fills up
-    (McNaughton's wrap-around), with T the least that takes everything (bisection). A poured table reads its
-    samples with its fastest strategy that holds no local bytes; tables with none stay with `greedy`. None when
-    nothing can be poured or `greedy` finds no packing."""
+def pourable(module: Module, splittable: frozenset[str], bend: float) -> dict[int, Strategy]:
+    """The tables `wrap_around` pours (by menu index), each with the strategy it reads with: of the tables in
+    `splittable`, those with a strategy that holds no local bytes and whose two halves cost at most `bend` more
+    than the table's fastest whole-table option (a cut of a table read with reuse in the caches loses the reuse:
+    its row shards serve it better). The strategy is the one whose halves cost least."""
     assert module.options is not None
-    batch, cores = module.workload.batch_size, module.target.cores
+    batch = module.workload.batch_size
     fluid: dict[int, Strategy] = {}
     for index, m in enumerate(module.options):
         if m.table not in splittable:
@@ -229,13 +208,25 @@ def wrap_around(
         if not halves:
             continue
         fastest = min(shared, key=lambda s: (halves[s], s.value))
-        # Only tables that a cut costs little against their fastest whole-table option (a cut of a table read
-        # with reuse in the caches loses the reuse: its row shards serve it better).
         whole = min((o.part_s for o in m.options if o.parts == 1), default=math.inf)
         if halves[fastest] <= (1 + bend) * whole:
             fluid[index] = fastest
+    return fluid
+
+
+def wrap_around(
+    module: Module, full: AssignmentProblem, fluid: dict[int, Strategy], target_s: float
+) -> tuple[WorkItem, ...] | None:
+    """A plan built for uneven cuts: the tables not in `fluid` placed by the greedy gap filling under
+    `target_s`, then each table in `fluid` poured, longest first, into the room the cores have left under a
+    makespan T, cut wherever a core fills up (McNaughton's wrap-around), with T the least that takes everything
+    (bisection). `full` is the module's assignment problem. None when nothing is poured or the greedy finds no
+    packing."""
+    assert module.options is not None
+    if not fluid:
+        return None
+    batch, cores = module.workload.batch_size, module.target.cores
     rest = [i for i in range(len(module.options)) if i not in fluid]
-    full = AssignmentProblem.from_module(module)
     sub = AssignmentProblem(
         tables=tuple(full.tables[i] for i in rest),
         options=tuple(full.options[i] for i in rest),
@@ -252,7 +243,7 @@ def wrap_around(
     load = np.zeros(cores)
     for it in items:
         load[it.core] += it.cost.total_s
-    costs = {i: _memo(part_cost(module, module.table(module.options[i].table), fluid[i])) for i in fluid}
+    costs = {i: functools.cache(part_cost(module, module.table(module.options[i].table), fluid[i])) for i in fluid}
     order = sorted(fluid, key=lambda i: (-costs[i](batch), i))
     min_part = max(1, batch // (4 * cores))  # no sliver: a part pays the per-part cost for little work
 
@@ -294,8 +285,7 @@ def wrap_around(
     for i, core, n in best:
         t = module.table(module.options[i].table)
         lo_s = cut.get(i, 0)
-        shape = ItemShape(fluid[i], (0, t.rows), (lo_s, lo_s + n))
-        cost = item_cost(shape, t, module.table_profile(t.name), module.target, module.cost_profile)
+        cost = sample_part(module, t, fluid[i], (lo_s, lo_s + n))
         items.append(
             WorkItem(
                 id=len(items),
@@ -318,22 +308,11 @@ def _most_samples(cost: PartCost, room: float, most: int) -> int:
     return last_true(1, most, lambda n: cost(n) <= room)
 
 
-def _memo(f: PartCost) -> PartCost:
-    cache: dict[int, float] = {}
-
-    def g(n: int) -> float:
-        if n not in cache:
-            cache[n] = f(n)
-        return cache[n]
-
-    return g
-
-
 def _lp_step(
     module: Module,
     items: Sequence[WorkItem],
     free: dict[str, list[int]],
-    costs: dict[str, PartCost],
+    costs: Mapping[str, PartCost],
     fixed: np.ndarray,
     current: dict[int, int],
     trust: float,
@@ -385,13 +364,6 @@ def _lp_step(
     return out
 
 
-def _makespan(items: Sequence[WorkItem]) -> float:
-    busy: dict[int, float] = {}
-    for it in items:
-        busy[it.core] = busy.get(it.core, 0.0) + it.cost.total_s
-    return max(busy.values(), default=0.0)
-
-
 @register
 @dataclasses.dataclass(frozen=True)
 class BalancePass(ModulePass):
@@ -411,15 +383,21 @@ class BalancePass(ModulePass):
         bound = uneven_lower_bound_s(module, splittable)
         candidates = [rebalance(module, module.items, splittable)]
         if module.previous is None:  # a new cut of everything would move tables a re-plan should keep
+            full = AssignmentProblem.from_module(module)
+            tried: list[dict[int, Strategy]] = []
             for bend in BENDS:
-                poured = wrap_around(module, splittable, bound, bend)
+                fluid = pourable(module, splittable, bend)
+                if fluid in tried:
+                    continue  # a wider bend that pours no other table builds the same plan
+                tried.append(fluid)
+                poured = wrap_around(module, full, fluid, bound)
                 if poured is not None:
                     candidates.append(rebalance(module, poured, splittable))
-        items = min(candidates, key=_makespan)  # the re-cut plan first: it wins ties
-        if _makespan(items) >= _makespan(module.items) * (1 - 1e-9):
+        items = min(candidates, key=items_makespan_s)  # the re-cut plan first: it wins ties
+        if items_makespan_s(items) >= items_makespan_s(module.items) * (1 - 1e-9):
             return module  # equal cuts stand, with the bound and gap of plans with equal cuts
         start = module.cost_profile.core_start_s
-        objective = _makespan(items) + start
+        objective = items_makespan_s(items) + start
         # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
         bound += start
         gap = max(0.0, (objective - bound) / objective) if objective else 0.0

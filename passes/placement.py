@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from ir.errors import InfeasibleError, PipelineError
 from ir.module import (
@@ -263,8 +264,13 @@ def _infeasible(
 
 
 def _makespan_s(module: Module, assignment: Assignment) -> float:
+    return items_makespan_s(build_items(module, assignment))
+
+
+def items_makespan_s(items: Iterable[WorkItem]) -> float:
+    """The largest core's busy time: the sum of its items' times (start-up excluded)."""
     busy: dict[int, float] = {}
-    for it in build_items(module, assignment):
+    for it in items:
         busy[it.core] = busy.get(it.core, 0.0) + it.cost.total_s
     return max(busy.values(), default=0.0)
 
@@ -278,21 +284,45 @@ def _seeds(problem: AssignmentProblem, greedy_plan: Assignment) -> list[Assignme
     return [rr, greedy_plan] if rr.makespan(problem) < greedy_plan.makespan(problem) else [greedy_plan, rr]
 
 
-def lower_bound_s(module: Module, *, buffers: bool = True) -> float:
+class FlexibleOption(NamedTuple):
+    """An option whose parts may be cut to any sizes, as a bound sees it (seconds): `parts` parts doing at
+    least `work_s` in all, the largest at least `largest_s`, each at least `least_s`; `held_bytes` in all."""
+
+    parts: int
+    largest_s: float
+    work_s: float
+    least_s: float
+    held_bytes: int
+
+
+def lower_bound_s(
+    module: Module, *, buffers: bool = True, flexible: Mapping[str, Sequence[FlexibleOption]] | None = None
+) -> float:
     """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds; without `buffers`, the
-    bound as if the local buffers were unlimited (to show what they add)."""
+    bound as if the local buffers were unlimited (to show what they add). `flexible` adds, per table, options
+    whose parts may be cut to any sizes: the work bound sees them as they are, the bin-packing bound with their
+    mean part under the identity and their least part under every other function."""
     assert module.options is not None
-    menus = [[(o.part_s, o.work_s) for o in m.options] for m in module.options]
+    extra = flexible or {}
+    menus, sizes, held, least = [], [], [], []
+    for m in module.options:
+        more = extra.get(m.table, ())
+        menus.append([(o.part_s, o.work_s) for o in m.options] + [(f.largest_s, f.work_s) for f in more])
+        # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
+        sizes.append(
+            [(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options]
+            + [(f.parts, math.floor(max(0.0, f.work_s / f.parts) / TIME_UNIT_S)) for f in more]
+        )
+        held.append([sum(o.local_bytes_per_part) for o in m.options] + [f.held_bytes for f in more])
+        least.append([None] * len(m.options) + [math.floor(max(0.0, f.least_s) / TIME_UNIT_S) for f in more])
     work = choice_lower_bound(menus, module.target.cores)
-    # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
-    sizes = [[(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options] for m in module.options]
-    held = [[sum(o.local_bytes_per_part) for o in m.options] for m in module.options] if buffers else None
     packed, _ = dff_lower_bound(
         sizes,
         module.target.cores,
         math.floor(work / TIME_UNIT_S),
-        held=held,
+        held=held if buffers else None,
         capacity_bytes=module.target.local.capacity_bytes,
+        flexible=least if extra else None,
     )
     return max(work, packed * TIME_UNIT_S)
 
