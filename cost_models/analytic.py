@@ -98,10 +98,15 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
         if target.tlb is not None:
             walks = served * walks_per_lookup(table, target.tlb)
+            # A walk whose line of page-table entries the core's own cache holds is one local read.
+            local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes)
+            far_walks = walks - local_walks
             terms += [
-                Term("page_walk_s", walks, "lookup"),
-                Term("page_walk_main_s", walks * (1.0 - stats.walk_hit_ratio), "lookup"),
+                Term("page_walk_s", far_walks, "lookup"),
+                Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio), "lookup"),
             ]
+            if local_walks > 0:
+                terms.append(Term("local_row_s", local_walks, "lookup"))
     elif shape.strategy is Strategy.L1:
         from_local = served * (
             private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes) if target.local_is_cache else 1.0
@@ -196,6 +201,59 @@ def _private_hit_ratio(table: TableSpec, draws: float, cache_rows: float, warm_r
         return 0.0
     hist = table_histogram(table)
     return max(hist.lru_hit_ratio(warm_rows), hist.cold_lru_hits(draws, cache_rows) / draws)
+
+
+def private_walk_hit_ratio(
+    table: TableSpec, indices: float, row_frac: float, target: TargetSpec, neighbour_bytes: float
+) -> float:
+    """Fraction of an item's page walks whose line of leaf page-table entries its core's local cache holds,
+    where that is a cache and the target has a TLB (0 elsewhere).
+
+    The lines compete with the item's rows for the cache (Che's approximation over both, as in
+    `shared_cache_state`). Between two of its runs the core's other items read `neighbour_bytes`; the item
+    gets the better of the steady state across batches in what they leave and a cold start within its own
+    run. A table whose page tables fit in the core's cache beside its rows (tens of MiB with 4 KiB pages and
+    a 1 MiB L2) thus walks at the cost of a local read; a table of GiBs walks to the shared cache or beyond."""
+    if not target.local_is_cache or target.tlb is None or indices <= 0:
+        return 0.0
+    rate = walks_per_lookup(table, target.tlb)
+    if rate <= 0:
+        return 0.0
+    # In units of the whole table: the item's rows are a random subset (`row_frac`) of its ranks.
+    capacity = target.local.capacity_bytes / row_frac
+    return _private_walk_hit_ratio(
+        table, float(indices), capacity, neighbour_bytes / row_frac, rate, rows_per_page_table_line(table, target.tlb)
+    )
+
+
+@lru_cache(maxsize=65536)
+def _private_walk_hit_ratio(
+    table: TableSpec, draws: float, capacity: float, neighbours: float, rate: float, per_line: int
+) -> float:
+    hist = table_histogram(table)
+
+    def own(t: float) -> float:  # the item's rows and page-table lines touched in t draws
+        return table.row_bytes * hist.expected_distinct(t) + LINE_BYTES * hist.touched_groups(t * rate, per_line)
+
+    def fill_time(per_draw: float) -> float:  # draws after which the cache is full (inf: it never fills)
+        if per_draw == 0 and own(1e3 * hist.rows + draws) <= capacity:
+            return math.inf
+        lo, hi = 0.0, max(1.0, draws)
+        while own(hi) + per_draw * hi < capacity:
+            lo, hi = hi, 2.0 * hi
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if own(mid) + per_draw * mid < capacity else (lo, mid)
+        return lo
+
+    walks = draws * rate
+    warm_t = fill_time(neighbours / draws)
+    warm = 1.0 if math.isinf(warm_t) else 1.0 - hist.group_miss_ratio(warm_t * rate, per_line)
+    cold_t = min(fill_time(0.0), draws)  # within one run, starting empty
+    misses = hist.touched_groups(cold_t * rate, per_line) + (draws - cold_t) * rate * hist.group_miss_ratio(
+        cold_t * rate, per_line
+    )
+    return max(warm, min(1.0, max(0.0, 1.0 - misses / walks)))
 
 
 def footprint_bytes(table: TableSpec, rows: tuple[int, int], samples: tuple[int, int]) -> float:

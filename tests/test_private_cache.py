@@ -10,13 +10,21 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cost_models.analytic import ItemShape, coefficient, item_terms, private_hit_ratio, table_histogram
+from cost_models.analytic import (
+    ItemShape,
+    coefficient,
+    item_terms,
+    private_hit_ratio,
+    private_walk_hit_ratio,
+    table_histogram,
+    walks_per_lookup,
+)
 from cost_models.calibrate import Measurement, fit_profile, neighbour_bytes_of, read_csv, write_csv
 from cost_models.presets import preset_profile
 from ir.cost_profile import CostProfile
 from ir.lowering import lower
 from ir.module import Strategy, TableProfile
-from ir.spec import TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
+from ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
 from ir.targets import ascend910
 from passes import PassManager, parse_pipeline
 
@@ -193,3 +201,81 @@ def test_the_fit_recovers_known_parameters_from_items_that_share_cores(cached: T
     assert any(m.core > 0 for m in out)
     for p in free:
         assert getattr(result.profile, p) == pytest.approx(getattr(truth, p), rel=1e-6), p
+
+
+# Page walks: a line of page-table entries the core's own cache holds ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def walking(cached: TargetSpec) -> TargetSpec:
+    """The cached target with a small TLB: 64 pages of 4 KiB (64 rows of 64 bytes each)."""
+    return cached.model_copy(update={"tlb": TLBSpec(entries=64, page_bytes=4096)})
+
+
+def simulated_private_walk_hits(rows: int, capacity_lines: int, entries: int, draws: int, seed: int = 0) -> float:
+    """Steady-state fraction of TLB misses whose line of page-table entries (8 pages per line) an LRU cache
+    of `capacity_lines` lines holds, when uniform draws of 64-byte rows (64 per page) also pass through it."""
+    cache: OrderedDict[tuple[str, int], None] = OrderedDict()
+    tlb: OrderedDict[int, None] = OrderedDict()
+    walks = hits = 0
+
+    def touch(key: tuple[str, int]) -> bool:
+        hit = key in cache
+        if hit:
+            cache.move_to_end(key)
+        else:
+            cache[key] = None
+            if len(cache) > capacity_lines:
+                cache.popitem(last=False)
+        return hit
+
+    for n, row in enumerate(np.random.default_rng(seed).integers(0, rows, size=draws)):
+        page = int(row) // 64
+        if page in tlb:
+            tlb.move_to_end(page)
+        else:
+            tlb[page] = None
+            if len(tlb) > entries:
+                tlb.popitem(last=False)
+            hit = touch(("pte", page // 8))
+            if n > draws // 3:  # past the warm-up
+                walks, hits = walks + 1, hits + hit
+        touch(("row", int(row)))
+    return hits / walks
+
+
+@pytest.mark.parametrize("pte_lines", [256, 1024, 4096])
+def test_private_walk_hits_match_a_simulated_lru(walking: TargetSpec, pte_lines: int) -> None:
+    capacity_lines = 1024
+    target = walking.model_copy(
+        update={"local": walking.local.model_copy(update={"capacity_bytes": capacity_lines * 64})}
+    )
+    rows = pte_lines * 8 * 64
+    table = TableSpec(name="t", rows=rows, dim=16, pooling=1, distribution=Uniform())
+    predicted = private_walk_hit_ratio(table, 4096, 1.0, target, 0.0)
+    simulated = simulated_private_walk_hits(rows, capacity_lines, 64, 60_000)
+    assert predicted == pytest.approx(simulated, abs=0.06)
+
+
+def test_private_walk_hits_fall_with_the_table_and_the_neighbours(walking: TargetSpec) -> None:
+    def ratio(rows: int, neighbours: float) -> float:
+        table = TableSpec(name="t", rows=rows, dim=16, pooling=8, distribution=Uniform())
+        return private_walk_hit_ratio(table, 8192, 1.0, walking, neighbours)
+
+    by_size = [ratio(rows, 0.0) for rows in (1 << 18, 1 << 20, 1 << 22, 1 << 24)]
+    assert all(a >= b for a, b in itertools.pairwise(by_size)) and by_size[0] > 0.9 > 0.3 > by_size[-1]
+    by_neighbours = [ratio(1 << 20, n * (256 << 10)) for n in range(8)]
+    assert all(a >= b for a, b in itertools.pairwise(by_neighbours)) and by_neighbours[0] > by_neighbours[-1]
+
+
+def test_walks_the_private_cache_holds_cost_a_local_read(walking: TargetSpec) -> None:
+    table = TableSpec(name="t", rows=1 << 20, dim=16, pooling=8, distribution=Uniform())  # 64 MiB
+    shape = ItemShape(Strategy.GM, (0, table.rows), (0, 1024))
+    got = amounts(shape, table, stats(table, 1024, 0.0, 0.0), walking)
+    walks = 1024 * 8 * walks_per_lookup(table, walking.tlb)  # type: ignore[arg-type]
+    local = walks * private_walk_hit_ratio(table, 1024 * 8, 1.0, walking, 0.0)
+    assert 0 < local < walks
+    row_hits = 1024 * 8 * private_hit_ratio(table, 1024 * 8, 1.0, walking, 0.0)
+    assert got["local_row_s"] == pytest.approx(local + row_hits)  # the walks, and the few rows drawn again
+    assert got["page_walk_s"] == pytest.approx(walks - local)
+    assert private_walk_hit_ratio(table, 1024, 1.0, ascend910(), 0.0) == 0.0  # no TLB, a buffer: no such hits
