@@ -164,6 +164,13 @@ def training_workloads(quick: bool) -> list[WorkloadSpec]:
                 tables=24, total_bytes=3e8, size_skew=1.3, pooling_mean=3, pooling_skew=0.8, seed=12, name="cal-mixed"
             )
         )
+        # Dozens of small one-hot tables (user and item attributes): many short items on each core, where the
+        # per-item launch, not the lookups, decides the time.
+        specs.append(
+            synthetic(
+                tables=32, total_bytes=2e6, size_skew=1.5, pooling_mean=1, dims=(16, 32), seed=15, name="cal-tiny"
+            )
+        )
         # Many lookups into tables far larger than the caches, evicting each other's hot rows.
         heavy = {"size_skew": 0.8, "pooling_mean": 12, "pooling_skew": 1.0, "dims": (64, 128)}
         specs.append(synthetic(tables=16, total_bytes=2e9, seed=13, name="cal-heavy", **heavy))  # type: ignore[arg-type]
