@@ -236,8 +236,8 @@ def _private_walk_hit_ratio(
         return table.row_bytes * hist.expected_distinct(t) + LINE_BYTES * hist.touched_groups(t * rate, per_line)
 
     def fill_time(per_draw: float) -> float:  # draws after which the cache is full (inf: it never fills)
-        if per_draw == 0 and own(1e3 * hist.rows + draws) <= capacity:
-            return math.inf
+        if per_draw == 0 and table.bytes + LINE_BYTES * hist.rows / per_line <= capacity:
+            return math.inf  # the whole table and its page tables fit
         lo, hi = 0.0, max(1.0, draws)
         while own(hi) + per_draw * hi < capacity:
             lo, hi = hi, 2.0 * hi
