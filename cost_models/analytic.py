@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from ir.cost_profile import CostProfile
-from ir.distributions import RankHistogram, histogram
+from ir.distributions import RankHistogram, crossing, histogram
 from ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
 from ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
@@ -238,13 +238,7 @@ def _private_walk_hit_ratio(
     def fill_time(per_draw: float) -> float:  # draws after which the cache is full (inf: it never fills)
         if per_draw == 0 and table.bytes + LINE_BYTES * hist.rows / per_line <= capacity:
             return math.inf  # the whole table and its page tables fit
-        lo, hi = 0.0, max(1.0, draws)
-        while own(hi) + per_draw * hi < capacity:
-            lo, hi = hi, 2.0 * hi
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if own(mid) + per_draw * mid < capacity else (lo, mid)
-        return lo
+        return crossing(lambda t: own(t) + per_draw * t < capacity, max(1.0, draws), 40)[0]
 
     walks = draws * rate
     warm_t = fill_time(neighbours / draws)
@@ -355,13 +349,5 @@ def shared_cache_state(
     page_table_bytes = sum(LINE_BYTES * math.ceil(t.rows / k) for t, (r, k) in zip(tables, walkers, strict=True) if r)
     if sum(t.bytes for t in tables) + page_table_bytes + per_lookup * traffic <= capacity:
         return [CacheState(float(t.bytes)) for t in tables]  # everything of a batch stays
-    lo, hi = 0.0, traffic
-    while filled(hi) < capacity:
-        lo, hi = hi, hi * 2.0
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        if filled(mid) < capacity:
-            lo = mid
-        else:
-            hi = mid
+    lo, _ = crossing(lambda draws: filled(draws) < capacity, traffic, 50)
     return [CacheState(share, hit) for share, hit in zip(occupancy(lo), walk_hits(lo), strict=True)]

@@ -8,6 +8,7 @@ among n lookups and the lookup mass of the hottest m rows (what a cache of m row
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,21 @@ from ir.spec import HotSet, Uniform, Zipf
 EXACT_ZIPF_ROWS = 65_536  # below this, one bucket per rank
 ZIPF_HEAD_ROWS = 4_096  # above it, exact head ranks, then geometric buckets
 ZIPF_BUCKET_RATIO = 1.01
+
+
+def crossing(below: Callable[[float], bool], hi: float, steps: int) -> tuple[float, float]:
+    """Where a nondecreasing quantity reaches its target: `hi` doubles while `below(hi)`, then `steps` bisections
+    of the bracket. Returns (lo, hi), with `below(lo)` and not `below(hi)` (lo is 0 if `below(hi)` never held)."""
+    lo = 0.0
+    while below(hi):
+        lo, hi = hi, 2.0 * hi
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if below(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -97,15 +113,7 @@ class RankHistogram:
         new pages at the characteristic time, where the touched pages fill the translation cache."""
         if float(self.counts.sum()) / max(1, rows_per_page) <= entries:
             return 0.0
-        lo, hi = 0.0, float(entries)
-        while self.touched_groups(hi, rows_per_page) < entries:
-            lo, hi = hi, 2.0 * hi
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if self.touched_groups(mid, rows_per_page) < entries:
-                lo = mid
-            else:
-                hi = mid
+        _, hi = crossing(lambda draws: self.touched_groups(draws, rows_per_page) < entries, float(entries), 60)
         return self.group_miss_ratio(hi, rows_per_page)
 
     def top_mass(self, rows: float) -> float:
