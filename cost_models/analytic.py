@@ -87,9 +87,14 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         from_local = served * private_hit
         from_main = served * (1.0 - max(shared_hit, private_hit))
         from_cache = served - from_local - from_main
+        # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
+        bags = (
+            samples * -math.expm1(table.pooling * math.log1p(-min(row_frac, 1.0 - 1e-16))) if row_frac < 1 else samples
+        )
         terms += [
             Term("main_row_s", from_main, "lookup"),
             Term("main_bytes_per_s", from_main * rb, "lookup"),
+            Term("main_bag_s", bags * from_main / served if served > 0 else 0.0, "lookup"),
             Term("cache_row_s", from_cache, "lookup"),
             Term("cache_bytes_per_s", from_cache * rb, "lookup"),
             Term("scratch_bytes_per_s", served * rb, "lookup"),
@@ -97,9 +102,10 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         if from_local > 0:
             terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
         if target.tlb is not None:
-            walks = served * walks_per_lookup(table, target.tlb)
+            rate = item_walks_per_lookup(table, indices, row_frac, target.tlb, stats.neighbour_pages)
+            walks = served * rate
             # A walk whose line of page-table entries the core's own cache holds is one local read.
-            local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes)
+            local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes, rate)
             far_walks = walks - local_walks
             terms += [
                 Term("page_walk_s", far_walks, "lookup"),
@@ -204,7 +210,12 @@ def _private_hit_ratio(table: TableSpec, draws: float, cache_rows: float, warm_r
 
 
 def private_walk_hit_ratio(
-    table: TableSpec, indices: float, row_frac: float, target: TargetSpec, neighbour_bytes: float
+    table: TableSpec,
+    indices: float,
+    row_frac: float,
+    target: TargetSpec,
+    neighbour_bytes: float,
+    rate: float | None = None,
 ) -> float:
     """Fraction of an item's page walks whose line of leaf page-table entries its core's local cache holds,
     where that is a cache and the target has a TLB (0 elsewhere).
@@ -213,10 +224,12 @@ def private_walk_hit_ratio(
     `shared_cache_state`). Between two of its runs the core's other items read `neighbour_bytes`; the item
     gets the better of the steady state across batches in what they leave and a cold start within its own
     run. A table whose page tables fit in the core's cache beside its rows (tens of MiB with 4 KiB pages and
-    a 1 MiB L2) thus walks at the cost of a local read; a table of GiBs walks to the shared cache or beyond."""
+    a 1 MiB L2) thus walks at the cost of a local read; a table of GiBs walks to the shared cache or beyond.
+    `rate` is the item's walks per lookup (default: the table's alone, `walks_per_lookup`)."""
     if not target.local_is_cache or target.tlb is None or indices <= 0:
         return 0.0
-    rate = walks_per_lookup(table, target.tlb)
+    if rate is None:
+        rate = walks_per_lookup(table, target.tlb)
     if rate <= 0:
         return 0.0
     # In units of the whole table: the item's rows are a random subset (`row_frac`) of its ranks.
@@ -266,8 +279,60 @@ def _page_miss_ratio(table: TableSpec, rows_per_page: int, entries: int) -> floa
 
 def walks_per_lookup(table: TableSpec, tlb: TLBSpec) -> float:
     """Page walks per row read of the table: the TLB's miss ratio times the pages one row spans."""
-    miss = _page_miss_ratio(table, max(1, tlb.page_bytes // table.row_bytes), tlb.entries)
-    return miss * math.ceil(table.row_bytes / tlb.page_bytes)
+    span = math.ceil(table.row_bytes / tlb.page_bytes)
+    return span * _page_miss_ratio(table, max(1, tlb.page_bytes // table.row_bytes), max(1, tlb.entries // span))
+
+
+def footprint_pages(table: TableSpec, rows: tuple[int, int], samples: tuple[int, int], tlb: TLBSpec | None) -> float:
+    """Pages one item touches per batch (translations it brings into its core's TLB); 0 without a TLB."""
+    if tlb is None:
+        return 0.0
+    indices = (samples[1] - samples[0]) * table.pooling
+    row_frac = (rows[1] - rows[0]) / table.rows
+    rows_per_page = max(1, tlb.page_bytes // table.row_bytes)
+    return (
+        table_histogram(table).touched_groups(indices, rows_per_page)
+        * row_frac
+        * math.ceil(table.row_bytes / tlb.page_bytes)
+    )
+
+
+def item_walks_per_lookup(
+    table: TableSpec, indices: float, row_frac: float, tlb: TLBSpec, neighbour_pages: float
+) -> float:
+    """Page walks per row read of one item, whose core's other items touch `neighbour_pages` pages between
+    two of its runs.
+
+    Alone, the item keeps its translations from batch to batch: the table's steady-state miss ratio
+    (`walks_per_lookup`). Beside neighbours, its translations stay only in the entries they leave; with none
+    left it starts every run with a cold TLB, and walks once for every page it touches until its own pages
+    fill the TLB, then at the steady-state ratio. It gets the better of the two, as rows do in the private
+    cache (`private_hit_ratio`). The item's rows are a random subset (`row_frac`) of the table's ranks, so
+    everything is counted in units of the whole table: the entries cover 1 / row_frac as many of its pages."""
+    if indices <= 0:
+        return 0.0
+    span = math.ceil(table.row_bytes / tlb.page_bytes)
+    rows_per_page = max(1, tlb.page_bytes // table.row_bytes)
+    entries = tlb.entries / span / row_frac  # in rows of pages: a row that spans pages takes `span` entries
+    left = max(0.0, tlb.entries - neighbour_pages) / span / row_frac
+    return span * _item_page_miss_ratio(table, float(indices), rows_per_page, entries, left)
+
+
+@lru_cache(maxsize=65536)
+def _item_page_miss_ratio(table: TableSpec, draws: float, rows_per_page: int, entries: float, left: float) -> float:
+    hist = table_histogram(table)
+    warm = 1.0 if left < 1.0 else _page_miss_ratio(table, rows_per_page, int(left))
+    if warm == 0.0:
+        return 0.0
+    if hist.rows / rows_per_page <= entries:
+        cold_t = draws  # its pages all fit: it never fills the TLB
+    else:
+        filled = crossing(lambda t: hist.touched_groups(t, rows_per_page) < entries, max(1.0, draws), 40)[1]
+        cold_t = min(filled, draws)  # within one run, starting empty
+    misses = hist.touched_groups(cold_t, rows_per_page)
+    if draws > cold_t:
+        misses += (draws - cold_t) * hist.group_miss_ratio(cold_t, rows_per_page)
+    return min(warm, misses / draws)
 
 
 def rows_per_page_table_line(table: TableSpec, tlb: TLBSpec) -> int:

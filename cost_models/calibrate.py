@@ -50,6 +50,7 @@ from cost_models.analytic import (
     ItemShape,
     coefficient,
     footprint_bytes,
+    footprint_pages,
     item_terms,
     shared_cache_state,
     table_histogram,
@@ -58,7 +59,7 @@ from ir.cost_profile import CostProfile, FitReport
 from ir.errors import SpecError
 from ir.loader import write_text_atomic
 from ir.module import Strategy, TableProfile
-from ir.spec import DType, HotSet, TableSpec, TargetSpec, Uniform, Zipf
+from ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 COLUMNS = (
     "strategy",
@@ -113,11 +114,15 @@ class CalibrationResult:
 
 
 def measurement_terms(
-    m: Measurement, target: TargetSpec, cache: CacheState | None = None, neighbour_bytes: float = 0.0
+    m: Measurement,
+    target: TargetSpec,
+    cache: CacheState | None = None,
+    neighbour_bytes: float = 0.0,
+    neighbour_pages: float = 0.0,
 ) -> dict[str, float]:
     """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
     what the shared cache holds of its table (default: what it holds with the table alone in the whole
-    cache) and the bytes its core's other items read (default: none, alone on its core)."""
+    cache) and the bytes and pages its core's other items read (default: none, alone on its core)."""
     _require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
@@ -131,6 +136,7 @@ def measurement_terms(
         cache_share_bytes=cache.share_bytes,
         walk_hit_ratio=cache.walk_hit_ratio,
         neighbour_bytes=neighbour_bytes,
+        neighbour_pages=neighbour_pages,
     )
     amounts: dict[str, float] = {}
     for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target):
@@ -170,8 +176,18 @@ def cache_states_of(measurements: Sequence[Measurement], target: TargetSpec, fra
 def neighbour_bytes_of(measurements: Sequence[Measurement]) -> list[float]:
     """Per measurement, the bytes the other items of its core read per batch: the measurements of the same
     plan and core (`cost_models.analytic.footprint_bytes`); 0 for an item without a core (alone)."""
+    return _neighbours([footprint_bytes(m.table, m.rows, m.samples) for m in measurements], measurements)
+
+
+def neighbour_pages_of(measurements: Sequence[Measurement], tlb: TLBSpec | None) -> list[float]:
+    """Per measurement, the pages the other items of its core touch per batch
+    (`cost_models.analytic.footprint_pages`); 0 for an item without a core (alone) or a target without a TLB."""
+    return _neighbours([footprint_pages(m.table, m.rows, m.samples, tlb) for m in measurements], measurements)
+
+
+def _neighbours(own: list[float], measurements: Sequence[Measurement]) -> list[float]:
+    """Per measurement, the sum of `own` over the other measurements of its plan and core."""
     cores: dict[tuple[str, int], float] = {}
-    own = [footprint_bytes(m.table, m.rows, m.samples) for m in measurements]
     for m, b in zip(measurements, own, strict=True):
         if m.core is not None:
             cores[m.plan, m.core] = cores.get((m.plan, m.core), 0.0) + b
@@ -383,9 +399,10 @@ def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_frac
         _require_valid(m, f"measurements[{i}]")
     states = cache_states_of(measurements, target, cache_fraction)
     neighbours = neighbour_bytes_of(measurements)
+    pages = neighbour_pages_of(measurements, target.tlb)
     rows = []
-    for m, state, others in zip(measurements, states, neighbours, strict=True):
-        terms = measurement_terms(m, target, state, others)
+    for m, state, others, other_pages in zip(measurements, states, neighbours, pages, strict=True):
+        terms = measurement_terms(m, target, state, others, other_pages)
         rows.append([terms.get(p, 0.0) for p in names])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 

@@ -46,6 +46,12 @@ class CostProfile(Frozen):
     )
     main_row_s: float = Field(ge=0, description="latency of one row read from main memory, after double-buffering")
     main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
+    main_bag_s: float = Field(
+        0.0,
+        ge=0,
+        description="a pooled bag whose rows come from main memory, in proportion to the share of them that do: "
+        "a core overlaps the reads of one bag better than reads across bags",
+    )
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")
     cache_bytes_per_s: float = Field(gt=0, description="per-core share of shared-cache bandwidth")
     page_walk_s: float = Field(

@@ -87,6 +87,12 @@ class TableProfile(Frozen):
         description="bytes the other work of the table's core reads per batch (where the local memory is a cache, "
         "they evict the table's rows from it between batches)",
     )
+    neighbour_pages: float = Field(
+        0.0,
+        ge=0.0,
+        description="pages the other work of the table's core touches per batch (on a target with a TLB, they "
+        "evict the table's translations from it between batches)",
+    )
 
 
 class StrategyCandidate(Frozen):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import footprint_bytes, shared_cache_state, table_histogram
+from cost_models.analytic import footprint_bytes, footprint_pages, shared_cache_state, table_histogram
 from ir.module import Module, TableProfile
 from passes.base import ModulePass, register
 
@@ -29,7 +29,8 @@ class ProfilePass(ModulePass):
         # Before placement, which tables share a core is not known: each core is taken to read an even share
         # of the other tables' bytes (every table's whole batch, all of its rows).
         footprints = [footprint_bytes(t, (0, t.rows), (0, batch)) for t in tables]
-        total, cores = sum(footprints), module.target.cores
+        pages = [footprint_pages(t, (0, t.rows), (0, batch), module.target.tlb) for t in tables]
+        total, total_pages, cores = sum(footprints), sum(pages), module.target.cores
         profiles = tuple(
             TableProfile(
                 table=t.name,
@@ -39,7 +40,8 @@ class ProfilePass(ModulePass):
                 cache_share_bytes=state.share_bytes,
                 walk_hit_ratio=state.walk_hit_ratio,
                 neighbour_bytes=(total - own) / cores,
+                neighbour_pages=(total_pages - own_pages) / cores,
             )
-            for t, n, state, own in zip(tables, lookups, states, footprints, strict=True)
+            for t, n, state, own, own_pages in zip(tables, lookups, states, footprints, pages, strict=True)
         )
         return module.model_copy(update={"table_profiles": profiles})

@@ -116,9 +116,12 @@ TABLE_SHAPES = (
 )
 
 
+TRUE_VALUES = {"main_bag_s": 20e-9}  # parameters whose preset is 0
+
+
 def true_profile(target: TargetSpec) -> CostProfile:
     base = preset_profile(target)
-    return base.model_copy(update={p: getattr(base, p) * f for p, f in TRUE_FACTORS.items()})
+    return base.model_copy(update={p: getattr(base, p) * f for p, f in TRUE_FACTORS.items()} | TRUE_VALUES)
 
 
 def capacity(target: TargetSpec) -> float:
@@ -181,9 +184,9 @@ def test_fit_recovers_known_parameters(ascend: TargetSpec, exact: list[Measureme
     fitted = result.profile
     exercised = [p for p in CostProfile.parameter_names() if fitted.sources[p].startswith("fit:")]
     # All but the private cache's, which only a target whose local memory is a cache has (test_private_cache.py).
-    assert set(TRUE_FACTORS) <= set(exercised) and set(CostProfile.parameter_names()) - set(exercised) == {
-        "item_evicted_s"
-    }
+    assert set(TRUE_FACTORS) | set(TRUE_VALUES) <= set(exercised) and set(CostProfile.parameter_names()) - set(
+        exercised
+    ) == {"item_evicted_s"}
     for p in exercised:
         assert getattr(fitted, p) == pytest.approx(getattr(truth, p), rel=0.01), p
         assert fitted.sources[p] == f"fit: NNLS on {result.report.points_fit} points (pytest synthetic)"
