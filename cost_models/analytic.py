@@ -10,9 +10,13 @@ Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table 
          cache under its index distribution (Che's approximation), and comes from main memory otherwise;
          every row is accumulated. On a target with a TLB, a read whose page the TLB misses (again Che's
          approximation, over pages of hashed rows) also pays a page walk: a hot row of a huge table is
-         cached, but its page is not. The walk reads the page's leaf page-table entry, which the shared cache
-         holds or not like any row (see `shared_cache_state`): beyond a few GiB of tables those lines no
-         longer fit, and every walk adds a main-memory access.
+         cached, but its page is not. The walk overlaps with a main-memory read of its row, not with a
+         cache hit, and its TLB starts cold where the core's other items touch more pages than it holds
+         (`item_walks_per_lookup`). The walk reads the page's leaf page-table entry, which the core's
+         private cache (`private_walk_hit_ratio`) and the shared cache hold or not like any row (see
+         `shared_cache_state`): beyond a few GiB of tables those lines no longer fit, and every walk adds a
+         main-memory access. A bag whose rows come from main memory also pays `main_bag_s`: a core overlaps
+         the reads within one bag better than across bags.
   L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
   GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
          fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
@@ -107,12 +111,15 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             # A walk whose line of page-table entries the core's own cache holds is one local read.
             local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes, rate)
             far_walks = walks - local_walks
+            # A walk overlaps with the main-memory read of its row (pages and rows are hashed alike, so a walk's
+            # row comes from main memory as often as any row); a walk for a cached row is paid in full.
+            to_main = from_main / served if served > 0 else 0.0
             terms += [
-                Term("page_walk_s", far_walks, "lookup"),
+                Term("page_walk_s", walks * (1.0 - to_main), "lookup"),
+                Term("page_walk_overlapped_s", walks * to_main, "lookup"),
+                Term("page_walk_cache_s", far_walks, "lookup"),
                 Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio), "lookup"),
             ]
-            if local_walks > 0:
-                terms.append(Term("local_row_s", local_walks, "lookup"))
     elif shape.strategy is Strategy.L1:
         from_local = served * (
             private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes) if target.local_is_cache else 1.0

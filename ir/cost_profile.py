@@ -55,7 +55,22 @@ class CostProfile(Frozen):
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")
     cache_bytes_per_s: float = Field(gt=0, description="per-core share of shared-cache bandwidth")
     page_walk_s: float = Field(
-        0.0, ge=0, description="a row read whose page the core's TLB does not hold: one page walk (TLB targets only)"
+        0.0,
+        ge=0,
+        description="a row read from a cache whose page the core's TLB does not hold: the page walk, which the "
+        "read cannot overlap (TLB targets only)",
+    )
+    page_walk_overlapped_s: float = Field(
+        0.0,
+        ge=0,
+        description="a row read from main memory whose page the core's TLB does not hold: what the walk adds to "
+        "the read, which overlaps it",
+    )
+    page_walk_cache_s: float = Field(
+        0.0,
+        ge=0,
+        description="a page walk whose page-table line the core's private cache (if any) does not hold: one "
+        "shared-cache access",
     )
     page_walk_main_s: float = Field(
         0.0,

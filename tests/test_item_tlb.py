@@ -157,8 +157,24 @@ def test_an_item_beside_neighbours_pays_a_walk_per_page_it_touches() -> None:
     shape = ItemShape(Strategy.GM, (0, t.rows), (0, 500))
     alone = amounts(shape, t, stats(t, 500, 0.0), target)
     crowded = amounts(shape, t, stats(t, 500, 1000.0), target)
-    assert alone.get("page_walk_s", 0.0) == 0.0
-    assert crowded["page_walk_s"] == pytest.approx(table_histogram(t).touched_groups(500, 64))
+    assert alone.get("page_walk_cache_s", 0.0) == 0.0
+    assert crowded["page_walk_cache_s"] == pytest.approx(table_histogram(t).touched_groups(500, 64))
+
+
+def test_a_walk_overlaps_with_a_main_memory_read_and_not_with_a_cached_one() -> None:
+    target = ascend910().model_copy(update={"tlb": TLB})
+    t = TableSpec(name="t", rows=1 << 22, dim=16, pooling=4, distribution=Uniform())  # 256 MiB, 16 TLB reaches
+    shape = ItemShape(Strategy.GM, (0, t.rows), (0, 512))
+    walks = 512 * 4 * walks_per_lookup(t, TLB)
+    assert walks > 0.9 * 512 * 4
+    uncached = amounts(shape, t, stats(t, 512, 0.0), target)  # every row from main memory
+    assert uncached["page_walk_overlapped_s"] == pytest.approx(walks) and uncached["page_walk_s"] == 0.0
+    cached = amounts(shape, t, stats(t, 512, 0.0).model_copy(update={"cache_share_bytes": float(t.bytes)}), target)
+    assert cached["page_walk_s"] == pytest.approx(walks) and cached["page_walk_overlapped_s"] == 0.0
+    half = amounts(shape, t, stats(t, 512, 0.0).model_copy(update={"cache_share_bytes": t.bytes / 2}), target)
+    to_main = half["main_row_s"] / (512 * 4)
+    assert 0.4 < to_main < 0.6 and half["page_walk_overlapped_s"] == pytest.approx(walks * to_main)
+    assert half["page_walk_s"] + half["page_walk_overlapped_s"] == pytest.approx(walks)
 
 
 def test_the_profile_pass_spreads_the_other_tables_pages_over_the_cores() -> None:

@@ -268,7 +268,7 @@ def test_private_walk_hits_fall_with_the_table_and_the_neighbours(walking: Targe
     assert all(a >= b for a, b in itertools.pairwise(by_neighbours)) and by_neighbours[0] > by_neighbours[-1]
 
 
-def test_walks_the_private_cache_holds_cost_a_local_read(walking: TargetSpec) -> None:
+def test_walks_the_private_cache_holds_do_not_read_the_shared_cache(walking: TargetSpec) -> None:
     table = TableSpec(name="t", rows=1 << 20, dim=16, pooling=8, distribution=Uniform())  # 64 MiB
     shape = ItemShape(Strategy.GM, (0, table.rows), (0, 1024))
     got = amounts(shape, table, stats(table, 1024, 0.0, 0.0), walking)
@@ -276,6 +276,32 @@ def test_walks_the_private_cache_holds_cost_a_local_read(walking: TargetSpec) ->
     local = walks * private_walk_hit_ratio(table, 1024 * 8, 1.0, walking, 0.0)
     assert 0 < local < walks
     row_hits = 1024 * 8 * private_hit_ratio(table, 1024 * 8, 1.0, walking, 0.0)
-    assert got["local_row_s"] == pytest.approx(local + row_hits)  # the walks, and the few rows drawn again
-    assert got["page_walk_s"] == pytest.approx(walks - local)
+    assert got["local_row_s"] == pytest.approx(row_hits)  # the few rows drawn again; a walk is no row read
+    assert got["page_walk_cache_s"] == pytest.approx(walks - local)
+    assert got["page_walk_s"] + got["page_walk_overlapped_s"] == pytest.approx(walks)  # every walk, once
     assert private_walk_hit_ratio(table, 1024, 1.0, ascend910(), 0.0) == 0.0  # no TLB, a buffer: no such hits
+
+
+def test_the_fit_separates_the_three_prices_of_a_walk(walking: TargetSpec) -> None:
+    """A walk for a cached row, a walk beside a main-memory read, and the shared-cache read of a page-table line
+    the private cache misses: items of tables from 1 to 256 MiB, in the whole cache or none of it."""
+    base = preset_profile(walking)
+    walk_prices = {"page_walk_s": 8e-9, "page_walk_overlapped_s": 1e-9, "page_walk_cache_s": 5e-9}
+    truth = base.model_copy(update=walk_prices)
+    out = []
+    for rows, dist, share in itertools.product(
+        (1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22), (Uniform(), Zipf(alpha=1.05)), (0.0, 1.0)
+    ):
+        table = TableSpec(name="t", rows=rows, dim=16, pooling=4, distribution=dist)
+        m = Measurement(Strategy.GM, table, 512, (0, rows), (0, 512), 1.0, share * table.bytes)
+        terms = item_terms(
+            ItemShape(Strategy.GM, m.rows, m.samples), table, stats(table, 512, 0.0, share * table.bytes), walking
+        )
+        seconds = sum(t.amount * coefficient(truth, t.param) for t in terms) + truth.core_start_s
+        out.append(dataclasses.replace(m, measured_s=seconds))
+    fixed = {p: getattr(truth, p) for p in CostProfile.parameter_names() if p not in walk_prices}
+    result = fit_profile(
+        out, walking, base, command="pytest", holdout_every=0, fixed=fixed | {"cache_effective_fraction": 1.0}
+    )
+    for p, value in walk_prices.items():
+        assert getattr(result.profile, p) == pytest.approx(value, rel=1e-6), p
