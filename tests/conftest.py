@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cost_models import preset_profile
+from cost_models.analytic import ItemShape, item_terms
 from ir.lowering import lower
-from ir.module import Module
+from ir.module import Module, TableProfile
 from ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
 from passes import PassManager, parse_pipeline
 
@@ -85,3 +86,11 @@ def workload() -> WorkloadSpec:
 @pytest.fixture
 def lowered(workload: WorkloadSpec, target: TargetSpec) -> Module:
     return lower(workload, target, preset_profile(target))
+
+
+def amounts(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> dict[str, float]:
+    """Parameter -> total amount of an item's cost-model terms."""
+    out: dict[str, float] = {}
+    for term in item_terms(shape, table, stats, target):
+        out[term.param] = out.get(term.param, 0.0) + term.amount
+    return out

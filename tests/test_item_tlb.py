@@ -13,7 +13,6 @@ import pytest
 from cost_models.analytic import (
     ItemShape,
     footprint_pages,
-    item_terms,
     item_walks_per_lookup,
     table_histogram,
     walks_per_lookup,
@@ -25,6 +24,7 @@ from ir.module import Strategy, TableProfile
 from ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
 from ir.targets import ascend910
 from passes import PassManager, parse_pipeline
+from tests.conftest import amounts
 
 TLB = TLBSpec(entries=256, page_bytes=4096)  # 64 rows of 64 bytes per page
 
@@ -142,13 +142,6 @@ def stats(tab: TableSpec, batch: int, neighbour_pages: float) -> TableProfile:
         cache_share_bytes=0.0,
         neighbour_pages=neighbour_pages,
     )
-
-
-def amounts(shape: ItemShape, tab: TableSpec, s: TableProfile, target: TargetSpec) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for term in item_terms(shape, tab, s, target):
-        out[term.param] = out.get(term.param, 0.0) + term.amount
-    return out
 
 
 def test_an_item_beside_neighbours_pays_a_walk_per_page_it_touches() -> None:

@@ -27,6 +27,7 @@ from ir.module import Strategy, TableProfile
 from ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
 from ir.targets import ascend910
 from passes import PassManager, parse_pipeline
+from tests.conftest import amounts
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +80,6 @@ def stats(table: TableSpec, batch: int, neighbour_bytes: float, cache_share: flo
         cache_share_bytes=cache_share,
         neighbour_bytes=neighbour_bytes,
     )
-
-
-def amounts(shape: ItemShape, table: TableSpec, s: TableProfile, target: TargetSpec) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for term in item_terms(shape, table, s, target):
-        out[term.param] = out.get(term.param, 0.0) + term.amount
-    return out
 
 
 @pytest.mark.parametrize("strategy", [Strategy.GM, Strategy.L1])
