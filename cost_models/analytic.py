@@ -92,9 +92,7 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         from_main = served * (1.0 - max(shared_hit, private_hit))
         from_cache = served - from_local - from_main
         # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
-        bags = (
-            samples * -math.expm1(table.pooling * math.log1p(-min(row_frac, 1.0 - 1e-16))) if row_frac < 1 else samples
-        )
+        bags = samples * (1.0 - (1.0 - row_frac) ** table.pooling)
         terms += [
             Term("main_row_s", from_main, "lookup"),
             Term("main_bytes_per_s", from_main * rb, "lookup"),
@@ -108,7 +106,7 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         if target.tlb is not None:
             rate = item_walks_per_lookup(table, indices, row_frac, target.tlb, stats.neighbour_pages)
             walks = served * rate
-            # A walk whose line of page-table entries the core's own cache holds is one local read.
+            # A walk whose line of page-table entries the core's own cache holds does not read the shared cache.
             local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes, rate)
             far_walks = walks - local_walks
             # A walk overlaps with the main-memory read of its row (pages and rows are hashed alike, so a walk's
@@ -231,7 +229,7 @@ def private_walk_hit_ratio(
     `shared_cache_state`). Between two of its runs the core's other items read `neighbour_bytes`; the item
     gets the better of the steady state across batches in what they leave and a cold start within its own
     run. A table whose page tables fit in the core's cache beside its rows (tens of MiB with 4 KiB pages and
-    a 1 MiB L2) thus walks at the cost of a local read; a table of GiBs walks to the shared cache or beyond.
+    a 1 MiB L2) thus walks without reading the shared cache; a table of GiBs walks to it or beyond.
     `rate` is the item's walks per lookup (default: the table's alone, `walks_per_lookup`)."""
     if not target.local_is_cache or target.tlb is None or indices <= 0:
         return 0.0
