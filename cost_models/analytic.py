@@ -284,8 +284,13 @@ def _page_miss_ratio(table: TableSpec, rows_per_page: int, entries: int) -> floa
 
 def walks_per_lookup(table: TableSpec, tlb: TLBSpec) -> float:
     """Page walks per row read of the table: the TLB's miss ratio times the pages one row spans."""
-    span = math.ceil(table.row_bytes / tlb.page_bytes)
-    return span * _page_miss_ratio(table, max(1, tlb.page_bytes // table.row_bytes), max(1, tlb.entries // span))
+    rows_per_page, span = page_geometry(table, tlb)
+    return span * _page_miss_ratio(table, rows_per_page, max(1, tlb.entries // span))
+
+
+def page_geometry(table: TableSpec, tlb: TLBSpec) -> tuple[int, int]:
+    """(rows per page, pages per row): rows share a page, or a row wider than a page spans several."""
+    return max(1, tlb.page_bytes // table.row_bytes), math.ceil(table.row_bytes / tlb.page_bytes)
 
 
 def footprint_pages(table: TableSpec, rows: tuple[int, int], samples: tuple[int, int], tlb: TLBSpec | None) -> float:
@@ -294,12 +299,8 @@ def footprint_pages(table: TableSpec, rows: tuple[int, int], samples: tuple[int,
         return 0.0
     indices = (samples[1] - samples[0]) * table.pooling
     row_frac = (rows[1] - rows[0]) / table.rows
-    rows_per_page = max(1, tlb.page_bytes // table.row_bytes)
-    return (
-        table_histogram(table).touched_groups(indices, rows_per_page)
-        * row_frac
-        * math.ceil(table.row_bytes / tlb.page_bytes)
-    )
+    rows_per_page, span = page_geometry(table, tlb)
+    return table_histogram(table).touched_groups(indices, rows_per_page) * row_frac * span
 
 
 def item_walks_per_lookup(
@@ -316,8 +317,7 @@ def item_walks_per_lookup(
     everything is counted in units of the whole table: the entries cover 1 / row_frac as many of its pages."""
     if indices <= 0:
         return 0.0
-    span = math.ceil(table.row_bytes / tlb.page_bytes)
-    rows_per_page = max(1, tlb.page_bytes // table.row_bytes)
+    rows_per_page, span = page_geometry(table, tlb)
     entries = tlb.entries / span / row_frac  # in rows of pages: a row that spans pages takes `span` entries
     left = max(0.0, tlb.entries - neighbour_pages) / span / row_frac
     return span * _item_page_miss_ratio(table, float(indices), rows_per_page, entries, left)
@@ -327,8 +327,8 @@ def item_walks_per_lookup(
 def _item_page_miss_ratio(table: TableSpec, draws: float, rows_per_page: int, entries: float, left: float) -> float:
     hist = table_histogram(table)
     warm = 1.0 if left < 1.0 else _page_miss_ratio(table, rows_per_page, int(left))
-    if warm == 0.0:
-        return 0.0
+    if warm == 0.0 or left >= entries:
+        return warm  # alone, a cold start misses at least as often: new pages only get rarer as a run goes on
     if hist.rows / rows_per_page <= entries:
         cold_t = draws  # its pages all fit: it never fills the TLB
     else:
@@ -342,7 +342,7 @@ def _item_page_miss_ratio(table: TableSpec, draws: float, rows_per_page: int, en
 
 def rows_per_page_table_line(table: TableSpec, tlb: TLBSpec) -> int:
     """Rows mapped by one cache line of leaf page-table entries."""
-    return max(1, tlb.page_bytes // table.row_bytes) * (LINE_BYTES // PTE_BYTES)
+    return page_geometry(table, tlb)[0] * (LINE_BYTES // PTE_BYTES)
 
 
 def table_histogram(table: TableSpec) -> RankHistogram:
