@@ -31,10 +31,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ir.loader import write_text_atomic  # noqa: E402
+from mapper.pipelines import pipeline_for  # noqa: E402
 from mapper.profiles import machine_key  # noqa: E402
+from passes import parse_pipeline  # noqa: E402
 
 TARGET = "ascend910"
-PASSES = ("profile", "select-strategy", "partition", "assign-cores", "schedule", "verify")
+# The columns of the per-pass table: every pass of the pipeline the cells compile with.
+PASSES = tuple(p.name for p in parse_pipeline(pipeline_for("embmap")))
 QUICK_CELLS = ((50, 8), (300, 128))  # CP-SAT solves the first; the second is above its size rule
 TORCHREC_CELL = (500, 32)
 
