@@ -88,15 +88,16 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
     if shape.strategy is Strategy.GM:
         shared_hit = _lru_hit_ratio(table, cache / rb)
         private_hit = private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes)
+        to_main = 1.0 - max(shared_hit, private_hit)  # the share of its reads that go to main memory
         from_local = served * private_hit
-        from_main = served * (1.0 - max(shared_hit, private_hit))
+        from_main = served * to_main
         from_cache = served - from_local - from_main
         # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
         bags = samples * (1.0 - (1.0 - row_frac) ** table.pooling)
         terms += [
             Term("main_row_s", from_main, "lookup"),
             Term("main_bytes_per_s", from_main * rb, "lookup"),
-            Term("main_bag_s", bags * from_main / served if served > 0 else 0.0, "lookup"),
+            Term("main_bag_s", bags * to_main, "lookup"),
             Term("cache_row_s", from_cache, "lookup"),
             Term("cache_bytes_per_s", from_cache * rb, "lookup"),
             Term("scratch_bytes_per_s", served * rb, "lookup"),
@@ -111,7 +112,6 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             far_walks = walks - local_walks
             # A walk overlaps with the main-memory read of its row (pages and rows are hashed alike, so a walk's
             # row comes from main memory as often as any row); a walk for a cached row is paid in full.
-            to_main = from_main / served if served > 0 else 0.0
             terms += [
                 Term("page_walk_s", walks * (1.0 - to_main), "lookup"),
                 Term("page_walk_overlapped_s", walks * to_main, "lookup"),
