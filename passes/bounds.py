@@ -21,6 +21,11 @@ all cores' buffers, found by bisection on p (any p refutes soundly, so one short
 bound). That is a Lagrangian price of the buffer: it sees that tables which would save most by preloading cannot
 all be preloaded.
 
+An option whose parts may be cut to any sizes (a table whose samples are split unevenly) gives its parts'
+least size and their work W. The identity counts W; every other function, being nondecreasing, counts each part
+at the least size it can have, and its parts in order: with every part at most T, the j-th largest is at least
+(W - (j - 1) T) / (k - j + 1). Two parts of a table of 18 under T = 13 are at least 9 and 5, however it is cut.
+
 For a fixed f the test only gets easier as T grows (parts shrink relative to T, and more options qualify), so
 the smallest T it cannot refute is found by a galloping then binary search. Part sizes are nudged down before f
 is applied, so float rounding can only weaken the bound, never make it wrong.
@@ -28,14 +33,21 @@ is applied, so float rounding can only weaken the bound, never make it wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 Dff = Callable[[np.ndarray], np.ndarray]  # x in [0, 1] (part / T) -> f(x) in [0, 1]
 
+MAX_RANKED = 8  # of an option cut to any sizes, the largest parts counted one by one (more cost time)
 _NUDGE = 1e-12  # relative: x is shrunk by this before any f is applied
 _SUM_TOL = 1e-9  # relative: the images must exceed the cores by more than this to refute T
+
+
+def _fraction(size: np.ndarray, T: float) -> np.ndarray:
+    """size / T in [0, 1], nudged down so that float rounding can only weaken a bound."""
+    return np.minimum(1.0, np.maximum(0.0, size / T * (1 - _NUDGE)))
 
 
 def identity(x: np.ndarray) -> np.ndarray:
@@ -117,7 +129,8 @@ class _Menus:
         self.starts = np.cumsum([0] + [len(menu) for menu in menus[:-1]])
         self.group = np.repeat(np.arange(len(menus)), [len(menu) for menu in menus])
         # Options whose parts may be cut to any sizes have the mean part as their size, which the identity
-        # counts exactly, and the least part any cut can have, which bounds every other (nondecreasing) function.
+        # counts exactly, and the least part any cut can have, which with the work bounds every other
+        # (nondecreasing) function (`_ranked_least`).
         self.least = self.size
         if flexible is not None:
             least = [
@@ -128,6 +141,7 @@ class _Menus:
             self.least = np.array(least, dtype=np.float64)
             if self.least.shape != self.size.shape:
                 raise ValueError("flexible must give one entry per option of every menu")
+        self.cut = self.least < self.size  # options whose parts may differ: their ranked parts count too
         # Bytes held as a fraction of one core's buffer; None where the buffers cannot bind.
         self.held: np.ndarray | None = None
         if held is not None and capacity_bytes > 0:
@@ -140,10 +154,41 @@ class _Menus:
                 self.held = fraction
 
     def images(self, T: float, which: Sequence[int]) -> dict[int, np.ndarray]:
-        """k * f(part / T) per option for the base functions `which`."""
-        x = np.minimum(1.0, np.maximum(0.0, self.size / T * (1 - _NUDGE)))
-        least = np.minimum(1.0, np.maximum(0.0, self.least / T * (1 - _NUDGE)))
-        return {i: self.parts * BASE[i][1](x if i == IDENTITY else least) for i in which}
+        """k * f(part / T) per option for the base functions `which`; for options cut to any sizes, the sum of
+        f over the least sizes their parts can have in order (`_ranked_least`)."""
+        x = _fraction(self.size, T)
+        out = {IDENTITY: self.parts * identity(x)} if IDENTITY in which else {}
+        others = [i for i in which if i != IDENTITY]
+        if not others:
+            return out
+        least, ranked = self._ranked_least(T)
+        for i in others:
+            f = BASE[i][1]
+            floor = f(least)
+            images = self.parts * floor
+            if ranked:
+                extra = sum(f(r) - floor[self.cut] for r in ranked)
+                images[self.cut] += extra
+            out[i] = images
+        return out
+
+    def _ranked_least(self, T: float) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The least size / T of every part of an option at makespan T, and for the options cut to any sizes
+        the least size / T of their j-th largest part, j = 1, 2, ..., at most `MAX_RANKED` (a part not counted
+        on its own counts at the least size, which only weakens the bound).
+
+        k parts doing work W, each at most T: the j - 1 largest hold at most (j - 1) T, the k - j + 1 others
+        at most (k - j + 1) times the j-th largest, so that one is at least (W - (j - 1) T) / (k - j + 1); the
+        smallest (j = k) at least W - (k - 1) T. Past j = W / T the bound is below zero."""
+        work = self.parts * self.size
+        least = np.maximum(self.least, work - (self.parts - 1) * T)
+        ranked: list[np.ndarray] = []
+        if self.cut.any():
+            k, w, low = self.parts[self.cut], work[self.cut], least[self.cut]
+            for j in range(1, int(min(k.max(), math.ceil(w.max() / T), MAX_RANKED)) + 1):
+                bound = np.where(j <= k, (w - (j - 1) * T) / np.maximum(1.0, k - j + 1), 0.0)
+                ranked.append(_fraction(np.maximum(low, bound), T))
+        return _fraction(least, T), ranked
 
     def _weights(self, T: float, mix: Mix, images: dict[int, np.ndarray] | None) -> np.ndarray:
         images = images if images is not None else self.images(T, [i for _, i in mix])

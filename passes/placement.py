@@ -301,7 +301,7 @@ def lower_bound_s(
     """The same bound as `lower_bound_units`, from exact (unrounded) costs in seconds; without `buffers`, the
     bound as if the local buffers were unlimited (to show what they add). `flexible` adds, per table, options
     whose parts may be cut to any sizes: the work bound sees them as they are, the bin-packing bound with their
-    mean part under the identity and their least part under every other function."""
+    work under the identity and their parts at the least sizes they can have under every other function."""
     assert module.options is not None
     extra = flexible or {}
     menus, sizes, held, least = [], [], [], []

@@ -4,6 +4,7 @@ small for every table that would preload)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -173,3 +174,54 @@ def test_plan_bound_with_buffers_never_exceeds_the_optimum_of_a_real_workload(se
     unpriced = lower_bound_s(m, buffers=False) - start
     assert unpriced <= bound <= optimum * (1 + 1e-9)
     assert (bound > unpriced * 1.1) == (seed == 9)
+
+
+def _exhaustive_with_cuts(fixed: list[int], cut: tuple[int, int, int], cores: int) -> int:
+    """The least makespan of whole parts `fixed` (one core each) and one table cut into k parts of any integer
+    sizes, each at least `least`, doing `a * k + b` in all (cut = (a, b, least)), on `cores` cores."""
+    a, b, least = cut
+    best = sum(fixed) + a + b
+    for k in range(1, cores + 1):
+        work = a * k + b
+        for sizes in itertools.product(range(least, work + 1), repeat=k):
+            if sum(sizes) != work:
+                continue
+            for place in itertools.product(range(cores), repeat=len(fixed)):
+                for spread in itertools.permutations(range(cores), k):
+                    load = [0] * cores
+                    for core, size in zip(place, fixed, strict=True):
+                        load[core] += size
+                    for core, size in zip(spread, sizes, strict=True):
+                        load[core] += size
+                    best = min(best, max(load))
+    return best
+
+
+def _cut_menus(fixed: list[int], cut: tuple[int, int, int], cores: int) -> tuple[list, list]:
+    """The menus `dff_lower_bound` sees: the fixed parts as they are; the cut table's k parts as their mean
+    (rounded down) with the least size a part can have."""
+    a, b, least = cut
+    menus = [[(1, s)] for s in fixed] + [[(k, (a * k + b) // k) for k in range(1, cores + 1)]]
+    flexible = [[None] for _ in fixed] + [[None] + [least] * (cores - 1)]
+    return menus, flexible
+
+
+def test_the_ranked_parts_of_a_cut_table_raise_the_bound_to_the_optimum() -> None:
+    # Two whole parts of 10 on three cores, and a table of 3 per part + 12 cut in any sizes of at least 4. At
+    # T = 13 its least part (4) is small, but of two parts doing 18 the larger is at least 9 and the smaller
+    # at least 18 - 13 = 5, so both cannot sit beside a 10: the optimum is 14 (10 + 4 beside a 14).
+    fixed, cut, cores = [10, 10], (3, 12, 4), 3
+    menus, flexible = _cut_menus(fixed, cut, cores)
+    assert _exhaustive_with_cuts(fixed, cut, cores) == 14
+    assert dff_lower_bound(menus, cores, flexible=flexible)[0] == 14
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bound_with_cut_tables_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
+    rng = random.Random(7000 + seed)
+    cores = rng.randint(2, 3)
+    fixed = [rng.randint(2, 12) for _ in range(rng.randint(1, 3))]
+    a, b = rng.randint(0, 4), rng.randint(1, 12)
+    cut = (a, b, a + rng.randint(1, 2))
+    menus, flexible = _cut_menus(fixed, cut, cores)
+    assert dff_lower_bound(menus, cores, flexible=flexible)[0] <= _exhaustive_with_cuts(fixed, cut, cores)
