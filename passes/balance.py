@@ -21,7 +21,8 @@ The lower bound follows the plans it allows. A part's time c(n) grows with its s
 at every n (on a grid above `MAX_GRID`, using only that c grows) and finds a line a + b n under c on all of
 [1, N]; then k uneven parts of a table cost at least k a + b N, and the least of them a + b. These enter the
 work bound as extra options, and the bin-packing bound (`passes.bounds`) as flexible options: the identity
-counts their mean part, every other (nondecreasing) function their least part.
+counts their work, every other (nondecreasing) function each part at the least size it can have in order (with
+every part at most T, the largest at least W / k, the next at least (W - T) / (k - 1), ...; each at least a + b).
 """
 
 from __future__ import annotations
@@ -193,11 +194,14 @@ def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[s
     return tuple(out)
 
 
-def pourable(module: Module, splittable: frozenset[str], bend: float) -> dict[int, Strategy]:
+def pourable(module: Module, splittable: frozenset[str], bend: float, span_s: float) -> dict[int, Strategy]:
     """The tables `wrap_around` pours (by menu index), each with the strategy it reads with: of the tables in
-    `splittable`, those with a strategy that holds no local bytes and whose two halves cost at most `bend` more
-    than the table's fastest whole-table option (a cut of a table read with reuse in the caches loses the reuse:
-    its row shards serve it better). The strategy is the one whose halves cost least."""
+    `splittable`, those with a strategy that holds no local bytes, whose one-sample part fits under `span_s`, and
+    whose two halves cost at most `bend` more than the cheapest the menu serves it under `span_s` (its least-work
+    option with parts that short; its fastest whole-table option if none is). A cut of a table read with reuse
+    in the caches loses the reuse, and its row shards serve it better; a table the menu must cut anyway loses
+    only what a part's fixed cost adds. The strategy is the one whose halves cost least. `span_s` is the
+    makespan of the plan with equal cuts: a wrap-around must beat it to matter."""
     assert module.options is not None
     batch = module.workload.batch_size
     fluid: dict[int, Strategy] = {}
@@ -211,8 +215,11 @@ def pourable(module: Module, splittable: frozenset[str], bend: float) -> dict[in
         if not halves:
             continue
         fastest = min(shared, key=lambda s: (halves[s], s.value))
+        if part_cost(module, t, fastest)(1) >= span_s:
+            continue  # every part would take a core and more
         whole = min((o.part_s for o in m.options if o.parts == 1), default=math.inf)
-        if halves[fastest] <= (1 + bend) * whole:
+        cheapest = min((o.work_s for o in m.options if o.part_s <= span_s), default=whole)
+        if halves[fastest] <= (1 + bend) * cheapest:
             fluid[index] = fastest
     return fluid
 
@@ -410,7 +417,7 @@ class BalancePass(ModulePass):
             full = AssignmentProblem.from_module(module)
             tried: list[dict[int, Strategy]] = []
             for bend in BENDS:
-                fluid = pourable(module, splittable, bend)
+                fluid = pourable(module, splittable, bend, items_makespan_s(module.items))
                 if fluid in tried:
                     continue  # a wider bend that pours no other table builds the same plan
                 tried.append(fluid)
