@@ -25,6 +25,8 @@ An option whose parts may be cut to any sizes (a table whose samples are split u
 least size and their work W. The identity counts W; every other function, being nondecreasing, counts each part
 at the least size it can have, and its parts in order: with every part at most T, the j-th largest is at least
 (W - (j - 1) T) / (k - j + 1). Two parts of a table of 18 under T = 13 are at least 9 and 5, however it is cut.
+And as f lies above its convex hull h (nondecreasing too), k parts' images are at least k h(W / (k T)): many
+small parts dodge U^eps's threshold one by one, not all together.
 
 For a fixed f the test only gets easier as T grows (parts shrink relative to T, and more options qualify), so
 the smallest T it cannot refute is found by a galloping then binary search. Part sizes are nudged down before f
@@ -96,6 +98,26 @@ BASE: tuple[tuple[str, Dff], ...] = (
     *((f"phi({e:g})", staircase(e)) for e in (1 / 3, 0.25, 0.2, 0.125)),
 )
 IDENTITY = 0  # BASE's index of the identity: the work bound
+
+
+def convex_hull(f: Dff, grid: int = 4096) -> Dff:
+    """A convex function under the nondecreasing f on [0, 1]: the lower convex hull of the points (x_i, f(x_(i-1)))
+    on a grid, which lie under f between x_(i-1) and x_i."""
+    x = np.linspace(0.0, 1.0, grid + 1)
+    y = np.concatenate([[f(x[:1])[0]], f(x[:-1])])
+    hx: list[float] = []
+    hy: list[float] = []
+    for px, py in zip(x.tolist(), y.tolist(), strict=True):
+        while len(hx) >= 2 and (hy[-1] - hy[-2]) * (px - hx[-2]) >= (py - hy[-2]) * (hx[-1] - hx[-2]):
+            hx.pop()
+            hy.pop()
+        hx.append(px)
+        hy.append(py)
+    xs, ys = np.array(hx), np.array(hy)
+    return lambda v: np.interp(v, xs, ys)
+
+
+HULLS: tuple[Dff, ...] = tuple(convex_hull(f) for _, f in BASE)
 MIX = (0.25, 0.5, 0.75)
 
 
@@ -154,21 +176,24 @@ class _Menus:
                 self.held = fraction
 
     def images(self, T: float, which: Sequence[int]) -> dict[int, np.ndarray]:
-        """k * f(part / T) per option for the base functions `which`; for options cut to any sizes, the sum of
-        f over the least sizes their parts can have in order (`_ranked_least`)."""
+        """k * f(part / T) per option for the base functions `which`; for options cut to any sizes, the larger of
+        two lower bounds on their parts' images: f at the least sizes their parts can have in order
+        (`_ranked_least`), and k times f's convex hull at their mean part (Jensen's inequality)."""
         x = _fraction(self.size, T)
         out = {IDENTITY: self.parts * identity(x)} if IDENTITY in which else {}
         others = [i for i in which if i != IDENTITY]
         if not others:
             return out
         least, ranked = self._ranked_least(T)
+        mean, k = _fraction(self.size[self.cut], T), self.parts[self.cut]
         for i in others:
             f = BASE[i][1]
             floor = f(least)
             images = self.parts * floor
             if ranked:
-                extra = sum(f(r) - floor[self.cut] for r in ranked)
-                images[self.cut] += extra
+                in_order = images[self.cut] + sum(f(r) - floor[self.cut] for r in ranked)
+                # f is at least its convex hull, so k parts' images are at least k times the hull at their mean.
+                images[self.cut] = np.maximum(in_order, k * HULLS[i](mean))
             out[i] = images
         return out
 

@@ -14,7 +14,7 @@ from cost_models import preset_profile
 from ir.lowering import lower
 from ir.spec import TableSpec, WorkloadSpec
 from passes.assignment import AssignmentProblem, OptionData, choice_lower_bound, lower_bound_units
-from passes.bounds import BASE, MIXES, _Menus, dff_lower_bound
+from passes.bounds import BASE, HULLS, MIXES, _Menus, dff_lower_bound
 from passes.placement import lower_bound_s
 from tests.conftest import run, tiny_target
 from tests.test_cpsat import exhaustive, random_problem
@@ -214,6 +214,26 @@ def test_the_ranked_parts_of_a_cut_table_raise_the_bound_to_the_optimum() -> Non
     menus, flexible = _cut_menus(fixed, cut, cores)
     assert _exhaustive_with_cuts(fixed, cut, cores) == 14
     assert dff_lower_bound(menus, cores, flexible=flexible)[0] == 14
+
+
+def test_many_small_parts_of_a_cut_table_cannot_all_dodge_a_threshold() -> None:
+    # Two whole parts of 11 on three cores, and a table of 2 per part + 12 cut in any sizes of at least 3. At
+    # T = 13 its parts can each stay under U(0.25)'s threshold, but not all of them together: by the convex
+    # hull of the function at their mean part, the optimum (14) is refuted at 13.
+    fixed, cut, cores = [11, 11], (2, 12, 3), 3
+    menus, flexible = _cut_menus(fixed, cut, cores)
+    assert _exhaustive_with_cuts(fixed, cut, cores) == 14
+    assert dff_lower_bound(menus, cores, flexible=flexible)[0] == 14
+
+
+@pytest.mark.parametrize("index", range(len(BASE)))
+def test_every_hull_is_convex_and_lies_under_its_function(index: int) -> None:
+    x = np.sort(np.concatenate([np.linspace(0, 1, 100_001), np.random.default_rng(index).random(10_000)]))
+    f, hull = BASE[index][1], HULLS[index]
+    assert np.all(hull(x) <= f(x) + 1e-12)
+    grid = np.linspace(0, 1, 1001)
+    assert np.all(np.diff(hull(grid), 2) >= -1e-12), "convex"
+    assert np.all(np.diff(hull(grid)) >= -1e-12), "nondecreasing"
 
 
 @pytest.mark.parametrize("seed", range(40))
