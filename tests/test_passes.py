@@ -97,6 +97,16 @@ def test_prune_dominated_keeps_exactly_the_pareto_front() -> None:
     assert prune_dominated([f, e, d, c, b, a]) == [a, e, b]
 
 
+def test_an_option_the_solver_cannot_tell_apart_in_time_but_holding_bytes_is_dropped() -> None:
+    # A replica predicted 0.1 ps faster than the shared table: both take the same whole nanoseconds in the
+    # solver, which would pick either; the one that holds no local bytes stands.
+    shared, replica = _option(1, 21.3314e-6, 0), _option(1, 21.3314e-6 - 1e-16, 4096)
+    assert prune_dominated([replica, shared]) == [shared]
+    # A whole nanosecond faster, the replica is a choice of its own.
+    faster = _option(1, 21.3314e-6 - 1e-9, 4096)
+    assert prune_dominated([faster, shared]) == [faster, shared]
+
+
 def test_assign_cores_methods_give_verified_items(lowered: Module) -> None:
     for method in ("cpsat", "greedy"):
         m = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{method={method},time-limit=5}}")
