@@ -35,6 +35,7 @@ is applied, so float rounding can only weaken the bound, never make it wrong.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -117,7 +118,10 @@ def convex_hull(f: Dff, grid: int = 4096) -> Dff:
     return lambda v: np.interp(v, xs, ys)
 
 
-HULLS: tuple[Dff, ...] = tuple(convex_hull(f) for _, f in BASE)
+@functools.cache
+def hull(i: int) -> Dff:
+    """The convex hull of base function i, built on first use (not at import: most commands never bound)."""
+    return convex_hull(BASE[i][1])
 MIX = (0.25, 0.5, 0.75)
 
 
@@ -193,7 +197,7 @@ class _Menus:
             if ranked:
                 in_order = images[self.cut] + sum(f(r) - floor[self.cut] for r in ranked)
                 # f is at least its convex hull, so k parts' images are at least k times the hull at their mean.
-                images[self.cut] = np.maximum(in_order, k * HULLS[i](mean))
+                images[self.cut] = np.maximum(in_order, k * hull(i)(mean))
             out[i] = images
         return out
 
