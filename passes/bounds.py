@@ -122,6 +122,8 @@ def convex_hull(f: Dff, grid: int = 4096) -> Dff:
 def hull(i: int) -> Dff:
     """The convex hull of base function i, built on first use (not at import: most commands never bound)."""
     return convex_hull(BASE[i][1])
+
+
 MIX = (0.25, 0.5, 0.75)
 
 
