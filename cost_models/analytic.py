@@ -63,8 +63,11 @@ class Term(NamedTuple):  # a tuple, not a dataclass: an item has about ten, and 
     category: Category
 
 
-def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec) -> list[Term]:
-    """The item's cost as (parameter, amount) terms, given the table's share of the shared cache (`stats`)."""
+def item_terms(
+    shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, window: float = 1.0
+) -> list[Term]:
+    """The item's cost as (parameter, amount) terms, given the table's share of the shared cache (`stats`) and
+    the row reads a core overlaps with a main-memory access (`window`, the profile's `main_window_rows`)."""
     cache = stats.cache_share_bytes if target.shared_cache else 0.0
     assert table.distribution is not None, "tables must be effective (distribution explicit)"
     rb = table.row_bytes
@@ -92,12 +95,16 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
         from_local = served * private_hit
         from_main = served * to_main
         from_cache = served - from_local - from_main
+        # What the reads from main memory cost: a stretch of `window` reads with any miss in it waits about one
+        # round trip, so the reads pay as if `exposed` of them missed (all of them where every read misses).
+        exposed = main_exposure(to_main, window)
+        stretch = exposed / to_main if to_main > 0 else 1.0  # how much longer a main-memory access waits
         # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
         bags = samples * (1.0 - (1.0 - row_frac) ** table.pooling)
         terms += [
-            Term("main_row_s", from_main, "lookup"),
-            Term("main_bytes_per_s", from_main * rb, "lookup"),
-            Term("main_bag_s", bags * to_main, "lookup"),
+            Term("main_row_s", served * exposed, "lookup"),
+            Term("main_bytes_per_s", served * exposed * rb, "lookup"),
+            Term("main_bag_s", bags * exposed, "lookup"),
             Term("cache_row_s", from_cache, "lookup"),
             Term("cache_bytes_per_s", from_cache * rb, "lookup"),
             Term("scratch_bytes_per_s", served * rb, "lookup"),
@@ -116,7 +123,8 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
                 Term("page_walk_s", walks * (1.0 - to_main), "lookup"),
                 Term("page_walk_overlapped_s", walks * to_main, "lookup"),
                 Term("page_walk_cache_s", far_walks, "lookup"),
-                Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio), "lookup"),
+                # A walk to main memory waits like a read from it: alone among hits, it is not overlapped.
+                Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio) * stretch, "lookup"),
             ]
     elif shape.strategy is Strategy.L1:
         from_local = served * (
@@ -147,6 +155,21 @@ def item_terms(shape: ItemShape, table: TableSpec, stats: TableProfile, target: 
             ]
         terms += [Term("scratch_row_s", served, "lookup"), Term("scratch_bytes_per_s", served * rb, "lookup")]
     return terms
+
+
+def main_exposure(miss_ratio: float, window: float) -> float:
+    """The share of a run of row reads that pays as a main-memory read, when `miss_ratio` of them miss the
+    caches (independently) and a core overlaps the misses among `window` consecutive reads.
+
+    The reads go in stretches of `window`; a stretch with at least one miss takes one main-memory round trip,
+    which a stretch of misses only shares. So a stretch costs what `window` misses cost if any of its reads
+    misses: the share is 1 - (1 - m)^window, which is m with window 1 (every miss overlaps with the others),
+    1 where every read misses, and about window x m for rare misses. On this kind of machine, items of a
+    512 MiB table whose reads hit a few hot rows with probability h take a main-memory time that falls as
+    1 - h^W with W between 1.5 and 3.25, not as 1 - h (`benchmarks/hot_set_ladder.py`, docs/calibration.md)."""
+    if miss_ratio <= 0.0:
+        return 0.0
+    return 1.0 - (1.0 - min(1.0, miss_ratio)) ** window
 
 
 def evaluate(terms: list[Term], profile: CostProfile) -> CostBreakdown:
@@ -180,7 +203,7 @@ def coefficients(profile: CostProfile) -> dict[str, float]:
 def item_cost(
     shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, profile: CostProfile
 ) -> CostBreakdown:
-    return evaluate(item_terms(shape, table, stats, target), profile)
+    return evaluate(item_terms(shape, table, stats, target, profile.main_window_rows), profile)
 
 
 @lru_cache(maxsize=65536)

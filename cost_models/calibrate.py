@@ -119,10 +119,12 @@ def measurement_terms(
     cache: CacheState | None = None,
     neighbour_bytes: float = 0.0,
     neighbour_pages: float = 0.0,
+    window: float = 1.0,
 ) -> dict[str, float]:
     """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
     what the shared cache holds of its table (default: what it holds with the table alone in the whole
-    cache) and the bytes and pages its core's other items read (default: none, alone on its core)."""
+    cache), the bytes and pages its core's other items read (default: none, alone on its core) and the
+    profile's `main_window_rows` (`window`)."""
     _require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
@@ -139,7 +141,7 @@ def measurement_terms(
         neighbour_pages=neighbour_pages,
     )
     amounts: dict[str, float] = {}
-    for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target):
+    for term in item_terms(ItemShape(m.strategy, m.rows, m.samples), table, stats, target, window):
         amounts[term.param] = amounts.get(term.param, 0.0) + max(0.0, term.amount)  # no negative rounding dust
     if m.first_on_core:
         amounts["core_start_s"] = 1.0
@@ -326,36 +328,62 @@ def fit_profile(
 
     Measurement i is held out when i % holdout_every == 2 (none when holdout_every is 0). Parameters in
     `fixed` (profile units) and parameters the fitted measurements do not exercise are not fitted; the
-    latter keep their base value. The effective cache fraction, the one parameter the model is not linear
-    in, is chosen by a grid search around the linear fit (unless `fixed` holds it).
+    latter keep their base value. The model is not linear in two parameters, the effective cache fraction
+    and the main-memory window; unless `fixed` holds them, they are chosen by a coordinate search over their
+    grids around the linear fit: the fraction at window 1 (the linear model), the window at that fraction,
+    then the fraction again at that window. A window that changes no prediction (no measured read from main
+    memory) stays 1.
     """
     fixed = dict(fixed or {})
-    if "cache_effective_fraction" in fixed or target.shared_cache is None:
-        fraction = float(fixed.pop("cache_effective_fraction", base.cache_effective_fraction))
-        return _fit_linear(measurements, target, base, fraction, command, machine, holdout_every, fixed)[0]
-    fits = [_fit_linear(measurements, target, base, f, command, machine, holdout_every, fixed) for f in CACHE_FRACTIONS]
-    best, _ = min(fits, key=lambda fit: fit[1])
-    return best
+    fraction = fixed.pop("cache_effective_fraction", None)
+    window = fixed.pop("main_window_rows", None)
+    if fraction is None and target.shared_cache is None:
+        fraction = base.cache_effective_fraction
+    fractions = CACHE_FRACTIONS if fraction is None else (float(fraction),)
+    windows = MAIN_WINDOWS if window is None else (float(window),)
+    searched = {
+        name: f"fit: grid search over {len(grid)} values ({command})"
+        if len(grid) > 1
+        else f"fixed in the fit ({command})"
+        for name, grid in (("cache_effective_fraction", fractions), ("main_window_rows", windows))
+    }
+    fits: dict[tuple[float, float], tuple[CalibrationResult, float]] = {}
+
+    def fit(f: float, w: float) -> tuple[CalibrationResult, float]:
+        if (f, w) not in fits:
+            fits[f, w] = _fit_linear(
+                measurements, target, base, (f, w), searched, command, holdout_every, fixed, machine
+            )
+        return fits[f, w]
+
+    f = min(fractions, key=lambda f: fit(f, windows[0])[1])
+    w = min(windows, key=lambda w: fit(f, w)[1])
+    f = min(fractions, key=lambda f: fit(f, w)[1])
+    return fit(f, w)[0]
 
 
 CACHE_FRACTIONS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05, 0.03)
+MAIN_WINDOWS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
 
 def _fit_linear(
     measurements: Sequence[Measurement],
     target: TargetSpec,
     base: CostProfile,
-    fraction: float,
+    nonlinear: tuple[float, float],
+    searched: Mapping[str, str],
     command: str,
-    machine: str,
     holdout_every: int,
     fixed: Mapping[str, float],
+    machine: str,
 ) -> tuple[CalibrationResult, float]:
-    """The linear fit for one effective cache fraction, and its training sum of squared relative errors."""
+    """The linear fit for one (effective cache fraction, main-memory window), and its training sum of squared
+    relative errors; `searched` gives the two parameters' sources."""
+    fraction, window = nonlinear
     fixed_coef = _fixed_coefficients(fixed)
     held = _held_out(len(measurements), holdout_every)
     names = CostProfile.parameter_names()
-    amounts = _amounts(measurements, target, fraction)
+    amounts = _amounts(measurements, target, fraction, window)
     measured = np.array([m.measured_s for m in measurements], dtype=float)
     a, b = amounts[~held], measured[~held]
     free = [p for j, p in enumerate(names) if a[:, j].any() and p not in fixed_coef]
@@ -369,8 +397,12 @@ def _fit_linear(
     profile = profile.model_copy(
         update={
             "cache_effective_fraction": fraction,
+            "main_window_rows": window,
             "sources": profile.sources
-            | {"cache_effective_fraction": f"fit: grid search over {len(CACHE_FRACTIONS)} values ({command})"},
+            | {
+                "cache_effective_fraction": searched["cache_effective_fraction"],
+                "main_window_rows": searched["main_window_rows"],
+            },
         }
     )
     predicted = amounts @ np.array([coefficient(profile, p) for p in names])
@@ -392,7 +424,9 @@ def _held_out(n: int, every: int) -> np.ndarray:
     return np.array([every > 0 and i % every == 2 for i in range(n)], dtype=bool)
 
 
-def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_fraction: float = 1.0) -> np.ndarray:
+def _amounts(
+    measurements: Sequence[Measurement], target: TargetSpec, cache_fraction: float = 1.0, window: float = 1.0
+) -> np.ndarray:
     """The design matrix: one row per measurement, one column per profile parameter (amounts, not seconds)."""
     names = CostProfile.parameter_names()
     for i, m in enumerate(measurements):
@@ -402,7 +436,7 @@ def _amounts(measurements: Sequence[Measurement], target: TargetSpec, cache_frac
     pages = neighbour_pages_of(measurements, target.tlb)
     rows = []
     for m, state, others, other_pages in zip(measurements, states, neighbours, pages, strict=True):
-        terms = measurement_terms(m, target, state, others, other_pages)
+        terms = measurement_terms(m, target, state, others, other_pages, window)
         rows.append([terms.get(p, 0.0) for p in names])
     return np.array(rows, dtype=float).reshape(len(rows), len(names))
 

@@ -81,5 +81,6 @@ def preset_profile(target: TargetSpec) -> CostProfile:
             "output_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "combine_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
             "cache_effective_fraction": "assumption: the whole shared cache holds hot rows, uncalibrated",
+            "main_window_rows": "assumption: 1 (misses overlap with each other however rare), uncalibrated",
         },
     )

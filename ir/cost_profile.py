@@ -52,6 +52,14 @@ class CostProfile(Frozen):
         description="a pooled bag whose rows come from main memory, in proportion to the share of them that do: "
         "a core overlaps the reads of one bag better than reads across bags",
     )
+    main_window_rows: float = Field(
+        1.0,
+        ge=1.0,
+        le=64.0,
+        description="consecutive row reads whose main-memory accesses a core overlaps: a stretch of that many "
+        "reads with any from main memory takes about one round trip, so a miss among hits is paid as if the whole "
+        "stretch missed (1: every miss overlaps with the others, the linear model)",
+    )
     cache_row_s: float = Field(ge=0, description="latency of one row read that hits the shared cache")
     cache_bytes_per_s: float = Field(gt=0, description="per-core share of shared-cache bandwidth")
     page_walk_s: float = Field(

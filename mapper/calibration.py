@@ -3,7 +3,8 @@
 Each grid point is a one-table plan with one chosen strategy, split mode and part count, run for real; every
 work item of it becomes one measurement (strategy, table, rows, samples, measured seconds). Items of whole
 plans of synthetic workloads are measured too, so the fit also sees tables sharing a core and cores sharing
-the caches. The fit itself (non-negative least squares on relative error, with held-out points) lives in
+the caches, and so are hot-set ladders: huge tables whose reads hit a few hot rows with a growing
+probability, which show how a core overlaps its misses with its hits. The fit itself (non-negative least squares on relative error, with held-out points) lives in
 `cost_models.calibrate`.
 """
 
@@ -20,7 +21,7 @@ from ir.errors import SpecError
 from ir.lowering import lower
 from ir.module import Module, PartitionMode, Strategy, TableOptions
 from ir.plan import ExecutionPlan
-from ir.spec import Distribution, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
+from ir.spec import Distribution, HotSet, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
 from mapper.backend import emit_plan
 from mapper.compiler import compile as compile_plan
 from mapper.profiles import machine_key
@@ -189,6 +190,49 @@ def measure_whole_plans(target: TargetSpec, quick: bool, config: RunConfig) -> l
     return out
 
 
+HOT_MASSES = (0.25, 0.5, 0.75, 0.9, 0.97)  # beside a uniform table: the rungs of a hot-set ladder
+HOT_ROWS = 64  # few enough to stay in a core's L1d and L2 beside anything
+LADDER_TABLE_BYTES = 512 * 1024 * KiB  # 16 times the shared cache: nearly every other read misses it
+LADDERS = ((16, 1, 1024), (128, 1, 1024), (64, 8, 128))  # (dim, pooling, samples per core)
+
+
+def hot_set_ladders(target: TargetSpec, quick: bool) -> list[WorkloadSpec]:
+    """Workloads of tables far larger than the caches, alike but for the share h of their reads that hit
+    `HOT_ROWS` hot rows (0 for the uniform table, then `HOT_MASSES`). The other reads miss every cache, so an
+    item's main-memory time is measured against its share of misses 1 - h: linear if a core overlaps every
+    miss with the others, flatter if a miss among hits waits alone (`main_window_rows`). Whole plans of
+    mixed tables cannot separate the two from what the caches hold. None in a quick calibration (each ladder
+    holds 3 GiB of tables)."""
+    if quick:
+        return []
+    out = []
+    for dim, pooling, samples in LADDERS:
+        rows = LADDER_TABLE_BYTES // (dim * 4)
+        tables = tuple(
+            TableSpec(
+                name=f"h{round(h * 100)}_d{dim}_p{pooling}",
+                rows=rows,
+                dim=dim,
+                pooling=pooling,
+                distribution=HotSet(hot_rows=HOT_ROWS, hot_mass=h) if h else Uniform(),
+            )
+            for h in (0.0, *HOT_MASSES)
+        )
+        out.append(WorkloadSpec(name=f"ladder-d{dim}-p{pooling}", batch_size=samples * target.cores, tables=tables))
+    return out
+
+
+def measure_hot_set_ladders(target: TargetSpec, quick: bool, config: RunConfig) -> list[Measurement]:
+    """Every table of a ladder cut by samples over all cores, read from main memory (GM): each core runs
+    every rung in turn."""
+    out: list[Measurement] = []
+    profile = preset_profile(target)
+    for w in hot_set_ladders(target, quick):
+        plan, _ = forced_plan(w, target, profile, Strategy.GM, PartitionMode.SAMPLES, target.cores, w.name)
+        out += measurements_of(plan, run_interleaved([plan], config, REPEATS)[0], w.name)
+    return out
+
+
 def calibrate(
     target: TargetSpec,
     *,
@@ -200,6 +244,7 @@ def calibrate(
     points = grid(target, quick)
     measured = measure_grid(target, points, config, progress)
     measured += measure_whole_plans(target, quick, config)
+    measured += measure_hot_set_ladders(target, quick, config)
     return fit(measured, target, command), measured
 
 

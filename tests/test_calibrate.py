@@ -10,6 +10,7 @@ import pytest
 
 from cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
 from cost_models.calibrate import (
+    MAIN_WINDOWS,
     Measurement,
     fit_profile,
     measurement_terms,
@@ -385,3 +386,22 @@ def test_fit_minimizes_relative_not_absolute_error(ascend: TargetSpec) -> None:
     # min over c of (c/1 - 1)^2 + (c/3 - 1)^2 (in microseconds) is c = 1.2; absolute least squares would give 2
     assert result.profile.item_fixed_s == pytest.approx(1.2e-6, rel=1e-9)
     assert result.report.train_max_rel_error == pytest.approx(0.6, rel=1e-6)
+
+
+def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
+    """Measurements made where a miss among hits waits for a stretch of 2.5 reads: the coordinate search
+    finds that window (and the whole shared cache) again, and with them every linear parameter."""
+    truth = true_profile(ascend).model_copy(update={"main_window_rows": 2.5})
+    measured = synthetic(ascend, truth)
+    given = {"page_walk_overlapped_s": truth.page_walk_overlapped_s}
+    result = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given)
+    fitted = result.profile
+    assert fitted.main_window_rows == 2.5 and fitted.cache_effective_fraction == 1.0
+    assert fitted.sources["main_window_rows"] == f"fit: grid search over {len(MAIN_WINDOWS)} values (c)"
+    for p in ("main_row_s", "main_bytes_per_s", "main_bag_s", "page_walk_main_s", "cache_row_s"):
+        assert getattr(fitted, p) == pytest.approx(getattr(truth, p), rel=0.01), p
+    assert result.report.holdout_max_rel_error < 1e-6
+    # The linear model (window 1) cannot fit the same measurements.
+    linear = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given | {"main_window_rows": 1})
+    assert linear.report.train_max_rel_error > 0.01
+    assert linear.profile.sources["main_window_rows"] == "fixed in the fit (c)"

@@ -14,14 +14,16 @@ from cost_models.analytic import (
     cache_shares,
     coefficient,
     evaluate,
+    main_exposure,
     shared_cache_state,
     table_histogram,
 )
 from ir.cost_profile import CostProfile
 from ir.distributions import histogram
 from ir.module import Module, Strategy
-from ir.spec import TableSpec, TLBSpec, Uniform, Zipf
+from ir.spec import HotSet, TableSpec, TLBSpec, Uniform, Zipf
 from ir.targets import ascend910
+from mapper.compiler import resolve_target
 from runtime.data import sample_ranks
 from tests.conftest import run
 
@@ -95,9 +97,42 @@ def test_skew_makes_gm_cheaper_through_the_shared_cache() -> None:
     assert gm_cost(1.2) < 0.7 * gm_cost(None)
 
 
+@pytest.mark.parametrize("window", [1.0, 2.0, 3.0])
+def test_main_exposure_counts_stretches_with_a_miss(window: float) -> None:
+    """Reads in stretches of `window`, each missing with probability m: the share of reads in stretches
+    with a miss, counted on 200,000 simulated stretches, is the exposure."""
+    rng = np.random.default_rng(int(window))
+    for m in (0.02, 0.1, 0.5, 0.9):
+        misses = rng.random((200_000, int(window))) < m
+        assert main_exposure(m, window) == pytest.approx(misses.any(axis=1).mean(), abs=0.005)
+    assert main_exposure(0.0, window) == 0.0 and main_exposure(1.0, window) == 1.0
+    assert main_exposure(0.3, 1.0) == pytest.approx(0.3)
+    assert main_exposure(1e-4, window) == pytest.approx(window * 1e-4, rel=1e-3)
+
+
+def test_a_miss_among_hits_pays_for_its_stretch() -> None:
+    """A 512 MiB table whose reads hit 64 hot rows with probability 0.9: with a window of 2.5 reads, its
+    reads from main memory cost 1 - 0.9^2.5 = 23% of the uniform table's, not 10% as in the linear model."""
+    target = resolve_target("cpu")
+    from ir.lowering import lower
+    from ir.spec import WorkloadSpec
+
+    def main_amount(distribution: Uniform | HotSet, window: float) -> float:
+        table = TableSpec(name="t", rows=1 << 20, dim=128, distribution=distribution)
+        profile = preset_profile(target).model_copy(update={"main_window_rows": window})
+        m = run(lower(WorkloadSpec(name="w", batch_size=1024, tables=(table,)), target, profile), "profile")
+        shape = ItemShape(Strategy.GM, (0, table.rows), (0, 1024))
+        terms = item_terms(shape, table, m.table_profile("t"), target, window)
+        return sum(t.amount for t in terms if t.param == "main_row_s")
+
+    for window, share in ((1.0, 0.1), (2.5, 1 - 0.9**2.5)):
+        ratio = main_amount(HotSet(hot_rows=64, hot_mass=0.9), window) / main_amount(Uniform(), window)
+        assert ratio == pytest.approx(share, rel=0.05), window
+
+
 def test_preset_records_a_source_for_every_parameter() -> None:
     p = preset_profile(ascend910())
-    assert set(p.sources) == {*CostProfile.parameter_names(), "cache_effective_fraction"}
+    assert set(p.sources) == {*CostProfile.parameter_names(), "cache_effective_fraction", "main_window_rows"}
     assert not p.calibrated
     assert p.main_bytes_per_s == pytest.approx(1.2e12 / 32)
 
