@@ -22,8 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ir.module import PartitionMode, Strategy  # noqa: E402
-from ir.spec import HotSet, TableSpec, Uniform, WorkloadSpec  # noqa: E402
-from mapper.calibration import HOT_MASSES, HOT_ROWS, LADDER_TABLE_BYTES, forced_plan  # noqa: E402
+from mapper.calibration import HOT_MASSES, forced_plan, ladder_workload  # noqa: E402
 from mapper.compiler import resolve_target  # noqa: E402
 from mapper.profiles import default_profile  # noqa: E402
 from runtime import RunConfig, run_interleaved  # noqa: E402
@@ -58,23 +57,16 @@ def main() -> None:
     print(f"|---|{'---|' * len(masses)}---|---|---|")
     for spec in args.ladders:
         dim, pooling, samples = (int(v) for v in spec.split(":"))
-        tables = tuple(
-            TableSpec(
-                name=f"h{round(h * 100)}",
-                rows=LADDER_TABLE_BYTES // (dim * 4),
-                dim=dim,
-                pooling=pooling,
-                distribution=HotSet(hot_rows=HOT_ROWS, hot_mass=float(h)) if h else Uniform(),
-            )
-            for h in masses
-        )
-        w = WorkloadSpec(name="ladder", batch_size=samples * target.cores, tables=tables)
+        w = ladder_workload(target, dim, pooling, samples)
         plan, _ = forced_plan(
             w, target, default_profile(target), Strategy.GM, PartitionMode.SAMPLES, target.cores, "ladder"
         )
         reports = run_interleaved([plan], RunConfig(batches=args.batches, warmup=5), args.repeats)[0]
         times = np.array(
-            [max(min(r.item_p50_s(it.id) for r in reports) for it in plan.items if it.table == t.name) for t in tables]
+            [
+                max(min(r.item_p50_s(it.id) for r in reports) for it in plan.items if it.table == t.name)
+                for t in w.tables
+            ]
         )
         window, at_w, linear = best_window(masses, times * 1e6)
         cells = " | ".join(f"{v * 1e6:.1f} us" for v in times)

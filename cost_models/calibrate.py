@@ -337,6 +337,12 @@ def fit_profile(
     fixed = dict(fixed or {})
     fraction = fixed.pop("cache_effective_fraction", None)
     window = fixed.pop("main_window_rows", None)
+    if window is not None and not 1.0 <= window <= 64.0:
+        raise SpecError(
+            "fixed.main_window_rows",
+            f"must be between 1 and 64, got {window}",
+            "give the consecutive reads whose misses a core overlaps, e.g. 2 (1: the linear model)",
+        )
     if fraction is None and target.shared_cache is None:
         fraction = base.cache_effective_fraction
     fractions = CACHE_FRACTIONS if fraction is None else (float(fraction),)

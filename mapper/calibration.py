@@ -203,23 +203,22 @@ def hot_set_ladders(target: TargetSpec, quick: bool) -> list[WorkloadSpec]:
     miss with the others, flatter if a miss among hits waits alone (`main_window_rows`). Whole plans of
     mixed tables cannot separate the two from what the caches hold. None in a quick calibration (each ladder
     holds 3 GiB of tables)."""
-    if quick:
-        return []
-    out = []
-    for dim, pooling, samples in LADDERS:
-        rows = LADDER_TABLE_BYTES // (dim * 4)
-        tables = tuple(
-            TableSpec(
-                name=f"h{round(h * 100)}_d{dim}_p{pooling}",
-                rows=rows,
-                dim=dim,
-                pooling=pooling,
-                distribution=HotSet(hot_rows=HOT_ROWS, hot_mass=h) if h else Uniform(),
-            )
-            for h in (0.0, *HOT_MASSES)
+    return [] if quick else [ladder_workload(target, dim, pooling, samples) for dim, pooling, samples in LADDERS]
+
+
+def ladder_workload(target: TargetSpec, dim: int, pooling: int, samples: int) -> WorkloadSpec:
+    """One hot-set ladder: a uniform table and one per hot mass, `samples` samples per core."""
+    tables = tuple(
+        TableSpec(
+            name=f"h{round(h * 100)}_d{dim}_p{pooling}",
+            rows=LADDER_TABLE_BYTES // (dim * 4),
+            dim=dim,
+            pooling=pooling,
+            distribution=HotSet(hot_rows=HOT_ROWS, hot_mass=h) if h else Uniform(),
         )
-        out.append(WorkloadSpec(name=f"ladder-d{dim}-p{pooling}", batch_size=samples * target.cores, tables=tables))
-    return out
+        for h in (0.0, *HOT_MASSES)
+    )
+    return WorkloadSpec(name=f"ladder-d{dim}-p{pooling}", batch_size=samples * target.cores, tables=tables)
 
 
 def measure_hot_set_ladders(target: TargetSpec, quick: bool, config: RunConfig) -> list[Measurement]:

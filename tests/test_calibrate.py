@@ -405,3 +405,8 @@ def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
     linear = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given | {"main_window_rows": 1})
     assert linear.report.train_max_rel_error > 0.01
     assert linear.profile.sources["main_window_rows"] == "fixed in the fit (c)"
+
+
+def test_a_fixed_window_outside_its_range_is_an_error(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    with pytest.raises(SpecError, match=r"fixed\.main_window_rows: must be between 1 and 64, got 0.5"):
+        fit_profile(exact, ascend, preset_profile(ascend), command="c", fixed={"main_window_rows": 0.5})
