@@ -4,8 +4,8 @@ Each grid point is a one-table plan with one chosen strategy, split mode and par
 work item of it becomes one measurement (strategy, table, rows, samples, measured seconds). Items of whole
 plans of synthetic workloads are measured too, so the fit also sees tables sharing a core and cores sharing
 the caches, and so are hot-set ladders: huge tables whose reads hit a few hot rows with a growing
-probability, which show how a core overlaps its misses with its hits. The fit itself (non-negative least squares on relative error, with held-out points) lives in
-`cost_models.calibrate`.
+probability, which show how a core overlaps its misses with its hits. The fit itself (non-negative least
+squares on relative error, with held-out points) lives in `cost_models.calibrate`.
 """
 
 from __future__ import annotations
