@@ -50,12 +50,19 @@ class Fault:
 class RunConfig:
     batches: int = 50
     warmup: int = 5
-    index_batches: int = 8
+    # Batches of indices drawn; the run cycles through them. None: one per batch run, warm-up included, so
+    # that no batch reads rows a recent one read (as fresh queries would not): a few batches cycled would let
+    # their rows settle in the caches, and a "uniform" table would run at the speed of a small working set.
+    index_batches: int | None = None
     seed: int = 0
     backend: str = "auto"  # torch | numpy | auto
     timeout_s: float = 120.0  # a run in which no core passes a barrier for this long has a hung core
     memory_fraction: float = 0.7  # of MemAvailable that tables, replicas and indices may use
     fault: Fault | None = None  # test-only fault injection; None (the default) in every real run
+
+    @property
+    def index_batch_count(self) -> int:
+        return self.warmup + self.batches if self.index_batches is None else self.index_batches
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
             f"running it needs about {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB are available",
             f"recompile with a row cap, e.g. --row-cap {max(1, int(biggest.rows * config.memory_fraction * available / need))}",
         )
-    if config.batches < 1 or config.warmup < 0 or config.index_batches < 1:
+    if config.batches < 1 or config.warmup < 0 or config.index_batch_count < 1:
         raise SpecError("run", "batches must be >= 1, warmup >= 0, index batches >= 1", "check --batches")
     if not config.timeout_s > 0:
         raise SpecError("run.timeout_s", f"must be positive, got {config.timeout_s}", "give seconds, e.g. 120")
@@ -147,7 +154,7 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materia
         for w in workers:
             w.start()
         _supervise(plan, workers, shared, config.timeout_s)
-        correct, err, tol = _check(plan, data, (total - 1) % config.index_batches)
+        correct, err, tol = _check(plan, data, (total - 1) % config.index_batch_count)
         return _report(plan, shared, backend, cpus, config, correct, err, tol)
     finally:
         _stop(workers)
@@ -182,7 +189,7 @@ def run_interleaved(
 def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Materialized:
     """The plan's tables, index batches and outputs, as `run_plan` would make them (close it when done)."""
     check_runnable(plan, config)
-    return materialize(plan.workload.tables, plan.workload.batch_size, config.index_batches, config.seed)
+    return materialize(plan.workload.tables, plan.workload.batch_size, config.index_batch_count, config.seed)
 
 
 def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
@@ -190,10 +197,10 @@ def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> N
     difference = tables_difference(plan.workload.tables, tables)  # type: ignore[arg-type]
     if not difference and batch_size != plan.workload.batch_size:
         difference = f"has batch size {batch_size} where the plan has {plan.workload.batch_size}"
-    if not difference and (index_batches, seed) != (config.index_batches, config.seed):
+    if not difference and (index_batches, seed) != (config.index_batch_count, config.seed):
         difference = (
             f"has {index_batches} index batches of seed {seed} where the run config asks "
-            f"{config.index_batches} of seed {config.seed}"
+            f"{config.index_batch_count} of seed {config.seed}"
         )
     if difference:
         raise SpecError(
@@ -277,6 +284,7 @@ def _worker(
                 lock=locks[t.name],
             )
             _prefault(item_data.weights[it.rows[0] : it.rows[1]])
+            _prefault(item_data.indices)
             kernels.append(build_kernel(it, item_data, backend))
         owned = [data.outputs[t].array for t in _zeroing_duty(plan, core)]
         zeroing = any(it.output == "accumulate" for it in plan.items)  # then every core waits for the zeroing
@@ -291,7 +299,7 @@ def _worker(
         fault = config.fault if config.fault is not None and config.fault.core == core else None
         fault_batch = fault.batch if fault is not None else -1
         for b in range(total):
-            ib = b % config.index_batches
+            ib = b % config.index_batch_count
             if zeroing:
                 for out in owned:
                     out[:] = 0.0
@@ -502,5 +510,5 @@ def _report(
 def _bytes_needed(plan: ExecutionPlan, config: RunConfig) -> int:
     tables = sum(t.bytes for t in plan.workload.tables)
     replicas = sum(it.local_bytes for it in plan.items)
-    index = sum(config.index_batches * plan.workload.batch_size * t.pooling * 8 for t in plan.workload.tables)
+    index = sum(config.index_batch_count * plan.workload.batch_size * t.pooling * 8 for t in plan.workload.tables)
     return tables + replicas + index

@@ -19,7 +19,7 @@ from ir.targets import cpu
 from mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan
 from mapper.cli import main
 from mapper.planio import load_plan, save_plan
-from runtime import RunConfig, run_plan
+from runtime import RunConfig, materialize_for, run_plan
 from runtime import kernels as kernels_module
 from runtime.data import make_indices, permutation_params, reference_lookup
 from runtime.executor import usable_cpus
@@ -205,3 +205,19 @@ def test_calibrate_check_and_output_errors(capsys: pytest.CaptureFixture[str]) -
     assert "--check: measures and compares only" in capsys.readouterr().err
     assert main(["calibrate", "--target", "cpu"]) == 2
     assert "--output: is required" in capsys.readouterr().err
+
+
+def test_by_default_no_batch_reads_the_indices_of_another() -> None:
+    """A run cycling through a few batches of indices would let their rows settle in the caches; by default
+    each batch run, warm-up included, draws its own."""
+    plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
+    config = RunConfig(batches=4, warmup=2)
+    assert config.index_batch_count == 6 and RunConfig(batches=4, index_batches=3).index_batch_count == 3
+    data = materialize_for(plan, config)
+    try:
+        indices = data.indices["t"].array
+        assert indices.shape[0] == 6
+        assert len({indices[b].tobytes() for b in range(6)}) == 6
+        assert run_plan(plan, config, data).correct
+    finally:
+        data.close()
