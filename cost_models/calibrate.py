@@ -4,9 +4,11 @@ The analytic model is linear in its parameters (`cost_models.analytic.item_terms
 linear equation: sum over parameters of amount x coefficient = measured seconds, where the coefficient is the
 parameter itself for latencies (`_s`) and its inverse for bandwidths (`_bytes_per_s`). `fit_profile` solves
 these equations for the coefficients, each row divided by its measured time so that small and large items
-weigh alike (relative error), with every coefficient kept non-negative (a cost cannot be negative). Every
-`holdout_every`-th measurement is held out of the fit, so the resulting `FitReport` says how well the profile
-predicts items it has not seen. The format of the measurements, and the fit, are explained in
+weigh alike (relative error), with every coefficient kept non-negative (a cost cannot be negative). The loss
+is Huber's by default (`HUBER_K`): squares for small relative errors, linear beyond, so that items measured
+while another tenant slowed their core (a shared machine's noise is one-sided) do not pull every parameter up;
+`loss="squares"` gives plain least squares. Every `holdout_every`-th measurement is held out of the fit, so
+the resulting `FitReport` says how well the profile predicts items it has not seen. The format of the measurements, and the fit, are explained in
 docs/calibration.md.
 
 Measurements CSV (from any runtime; one measured work item per line):
@@ -79,6 +81,13 @@ OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core", "core
 NEGLIGIBLE_COEFFICIENT = 1e-18  # seconds per byte below which a bandwidth is stored as NEGLIGIBLE_BANDWIDTH
 NEGLIGIBLE_BANDWIDTH = 1e18
 CONFOUNDED_SV = 1e-9  # singular values below this fraction of the largest make a design rank deficient
+LOSSES = ("huber", "squares")
+# Huber's threshold, in relative error: a point off by more than this weighs as k / |error| of one that fits.
+# 0.15 is 1.345 (the usual 95%-efficiency constant) times the spread of the shipped fit's errors (a robust
+# standard deviation, 1.4826 x MAD, of about 0.11).
+HUBER_K = 0.15
+IRLS_MAX_ITER = 50  # reweighting rounds of the Huber fit (it settles in 10-20 on the shipped measurements)
+IRLS_TOL = 1e-4  # the weights move less than this: settled
 DISTRIBUTION_FIX = "write uniform, zipf:ALPHA (e.g. zipf:1.05) or hot-set:ROWS:MASS (e.g. hot-set:16:0.9)"
 
 Problem = tuple[str, str, str]  # (field, problem, fix), the field a CSV column name
@@ -323,17 +332,21 @@ def fit_profile(
     machine: str = "",
     holdout_every: int = 5,
     fixed: Mapping[str, float] | None = None,
+    loss: str = "huber",
 ) -> CalibrationResult:
-    """Fit `base`'s parameters to the measurements (relative least squares, non-negative coefficients).
+    """Fit `base`'s parameters to the measurements (relative errors, non-negative coefficients; Huber's loss
+    by iteratively reweighted least squares, or plain squares with `loss="squares"`).
 
     Measurement i is held out when i % holdout_every == 2 (none when holdout_every is 0). Parameters in
     `fixed` (profile units) and parameters the fitted measurements do not exercise are not fitted; the
     latter keep their base value. The model is not linear in two parameters, the effective cache fraction
     and the main-memory window; unless `fixed` holds them, they are chosen by a coordinate search over their
     grids around the linear fit: the fraction at window 1 (the linear model), the window at that fraction,
-    then the fraction again at that window. A window that changes no prediction (no measured read from main
-    memory) stays 1.
+    then the fraction again at that window, each (fraction, window) judged by the loss of its linear fit. A
+    window that changes no prediction (no measured read from main memory) stays 1.
     """
+    if loss not in LOSSES:
+        raise SpecError("loss", f"unknown loss {loss!r}", f"use one of {', '.join(LOSSES)}")
     fixed = dict(fixed or {})
     fraction = fixed.pop("cache_effective_fraction", None)
     window = fixed.pop("main_window_rows", None)
@@ -358,7 +371,7 @@ def fit_profile(
     def fit(f: float, w: float) -> tuple[CalibrationResult, float]:
         if (f, w) not in fits:
             fits[f, w] = _fit_linear(
-                measurements, target, base, (f, w), searched, command, holdout_every, fixed, machine
+                measurements, target, base, (f, w), searched, command, holdout_every, fixed, machine, loss
             )
         return fits[f, w]
 
@@ -382,8 +395,9 @@ def _fit_linear(
     holdout_every: int,
     fixed: Mapping[str, float],
     machine: str,
+    loss: str,
 ) -> tuple[CalibrationResult, float]:
-    """The linear fit for one (effective cache fraction, main-memory window), and its training sum of squared
+    """The linear fit for one (effective cache fraction, main-memory window), and its training loss over the
     relative errors; `searched` gives the two parameters' sources."""
     fraction, window = nonlinear
     fixed_coef = _fixed_coefficients(fixed)
@@ -396,9 +410,10 @@ def _fit_linear(
     _require_enough_points(len(b), free)
     offset = a @ np.array([fixed_coef.get(p, 0.0) for p in names])
     scaled, norms = _relative_design(a[:, [names.index(p) for p in free]], b)
-    coefs = _solve(scaled, (b - offset) / b) / norms
+    coefs = _irls(scaled, (b - offset) / b, loss) / norms
+    how = f"{'Huber' if loss == 'huber' else 'least-squares'} NNLS on {len(b)} points"
     profile = _fitted_profile(
-        base, target, dict(zip(free, coefs, strict=True)), _confounded(scaled, free), fixed, len(b), command
+        base, target, dict(zip(free, coefs, strict=True)), _confounded(scaled, free), fixed, how, command
     )
     profile = profile.model_copy(
         update={
@@ -413,14 +428,39 @@ def _fit_linear(
     )
     predicted = amounts @ np.array([coefficient(profile, p) for p in names])
     report = _report(predicted, measured, held, command, machine)
-    sse = float((((predicted - measured) / measured)[~held] ** 2).sum())
+    objective = float(_loss(((predicted - measured) / measured)[~held], loss).sum())
     result = CalibrationResult(
         profile.model_copy(update={"fit": report}),
         tuple(float(v) for v in predicted),
         tuple(bool(h) for h in held),
         report,
     )
-    return result, sse
+    return result, objective
+
+
+def _loss(errors: np.ndarray, loss: str) -> np.ndarray:
+    """Each relative error's loss: Huber's (squares up to HUBER_K, linear beyond), or its square."""
+    if loss == "squares":
+        return errors**2
+    e = np.abs(errors)
+    return np.where(e <= HUBER_K, e**2, 2 * HUBER_K * e - HUBER_K**2)
+
+
+def _irls(scaled: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
+    """min over x >= 0 of the loss of scaled @ x - target: plain NNLS for squares; for Huber, NNLS again and
+    again with each row weighted by min(1, k / |its error|), until the weights settle."""
+    x = _solve(scaled, target)
+    if loss == "squares" or scaled.shape[1] == 0:
+        return x
+    weights = np.ones(len(target))
+    for _ in range(IRLS_MAX_ITER):
+        error = np.abs(scaled @ x - target)
+        new = np.sqrt(np.minimum(1.0, HUBER_K / np.maximum(error, 1e-300)))  # rows scale by the root
+        if np.max(np.abs(new - weights)) < IRLS_TOL:
+            break
+        weights = new
+        x = _solve(scaled * weights[:, None], target * weights)
+    return x
 
 
 def _held_out(n: int, every: int) -> np.ndarray:
@@ -512,7 +552,7 @@ def _fitted_profile(
     coefs: dict[str, float],
     confounded: dict[str, list[str]],
     fixed: Mapping[str, float],
-    points: int,
+    how: str,
     command: str,
 ) -> CostProfile:
     """The base profile with fitted and fixed values substituted, and every value's source written down."""
@@ -524,7 +564,7 @@ def _fitted_profile(
             sources[name] = f"fixed at {float(fixed[name])!r} for the fit ({command})"
         elif name in coefs:
             values[name], negligible = _profile_value(name, coefs[name])
-            sources[name] = f"fit: NNLS on {points} points ({command})"
+            sources[name] = f"fit: {how} ({command})"
             if negligible:
                 sources[name] += "; the fit found it negligible"
             if name in confounded:

@@ -239,16 +239,19 @@ def calibrate(
     command: str = "embmap calibrate --target cpu",
     config: RunConfig = CALIBRATION_RUN,
     progress: Callable[[str], None] | None = None,
+    loss: str = "huber",
 ) -> tuple[CalibrationResult, list[Measurement]]:
     points = grid(target, quick)
     measured = measure_grid(target, points, config, progress)
     measured += measure_whole_plans(target, quick, config)
     measured += measure_hot_set_ladders(target, quick, config)
-    return fit(measured, target, command), measured
+    return fit(measured, target, command, loss), measured
 
 
-def fit(measured: Iterable[Measurement], target: TargetSpec, command: str) -> CalibrationResult:
-    return fit_profile(list(measured), target, preset_profile(target), command=command, machine=machine_key())
+def fit(measured: Iterable[Measurement], target: TargetSpec, command: str, loss: str = "huber") -> CalibrationResult:
+    return fit_profile(
+        list(measured), target, preset_profile(target), command=command, machine=machine_key(), loss=loss
+    )
 
 
 # Has the machine changed since it was calibrated? --------------------------------------------------------

@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write no profile: measure again a sample of the grid points behind a profile (default: the shipped "
         "cpu profile's measurements) and say how much slower or faster this machine runs now",
     )
+    k.add_argument(
+        "--loss",
+        choices=("huber", "squares"),
+        default="huber",
+        help="the fit's loss over relative errors: huber (default; a point measured while another tenant slowed "
+        "its core weighs less) or squares (plain least squares)",
+    )
     k.add_argument("-o", "--output", type=Path, help="where to write the profile JSON")
 
     b = sub.add_parser("bench", help="every pipeline on the built-in workloads x distributions, predicted and measured")
@@ -431,12 +438,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{args.from_csv.name} has a header but no measurements",
                 "add one line per measured work item",
             )
-        result = fit(measured, target, command)
+        result = fit(measured, target, command, args.loss)
     else:
         _require_this_machine(target, "measure your hardware with your runtime and pass --from-csv FILE")
         from mapper.calibration import calibrate
 
-        result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress)
+        result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress, loss=args.loss)
     if args.save_csv:
         write_csv(measured, args.save_csv)
     write_text_atomic(args.output, result.profile.model_dump_json(indent=1) + "\n")

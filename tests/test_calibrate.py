@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
 from cost_models.calibrate import (
+    HUBER_K,
     MAIN_WINDOWS,
     Measurement,
     fit_profile,
@@ -193,7 +195,7 @@ def test_fit_recovers_known_parameters(ascend: TargetSpec, exact: list[Measureme
     ) - set(exercised) == {"item_evicted_s"} | set(given)
     for p in exercised:
         assert getattr(fitted, p) == pytest.approx(getattr(truth, p), rel=0.01), p
-        assert fitted.sources[p] == f"fit: NNLS on {result.report.points_fit} points (pytest synthetic)"
+        assert fitted.sources[p] == f"fit: Huber NNLS on {result.report.points_fit} points (pytest synthetic)"
     assert fitted.calibrated and fitted.target == "ascend910" and fitted.fit == result.report
     assert result.report.points_held_out == sum(result.held_out) == len(range(2, len(exact), 5))
     assert result.held_out[2] and not result.held_out[3] and result.held_out[7]
@@ -382,10 +384,51 @@ def test_fit_minimizes_relative_not_absolute_error(ascend: TargetSpec) -> None:
     ms = [Measurement(Strategy.L1, t, 8, (0, 100), (0, 8), s) for s in (1e-6, 3e-6)]
     others = {p: 1e18 if p.endswith("_bytes_per_s") else 0.0 for p in CostProfile.parameter_names()}
     del others["item_fixed_s"]
-    result = fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=others)
+    result = fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=others, loss="squares")
     # min over c of (c/1 - 1)^2 + (c/3 - 1)^2 (in microseconds) is c = 1.2; absolute least squares would give 2
     assert result.profile.item_fixed_s == pytest.approx(1.2e-6, rel=1e-9)
     assert result.report.train_max_rel_error == pytest.approx(0.6, rel=1e-6)
+    assert result.profile.sources["item_fixed_s"] == "fit: least-squares NNLS on 2 points (c)"
+
+
+def test_huber_fit_is_the_weighted_median_beyond_its_threshold(ascend: TargetSpec) -> None:
+    """One parameter, three points 1, 1 and 3 us: Huber's loss takes c where the derivative vanishes. With
+    c near 1 the two small points are within HUBER_K and the large one beyond it: 2 (c - 1) = k / 3 gives
+    c = 1 + k / 6 (relative errors c - 1 and c / 3 - 1), where squares would give (2 + 1/3) / (2 + 1/9)."""
+    t = TableSpec(name="t", rows=100, dim=4, distribution=Uniform())
+    ms = [Measurement(Strategy.L1, t, 8, (0, 100), (0, 8), s) for s in (1e-6, 1e-6, 3e-6)]
+    others = {p: 1e18 if p.endswith("_bytes_per_s") else 0.0 for p in CostProfile.parameter_names()}
+    del others["item_fixed_s"]
+    huber = fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=others)
+    assert huber.profile.item_fixed_s == pytest.approx((1 + HUBER_K / 6) * 1e-6, rel=1e-6)
+    squares = fit_profile(
+        ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=others, loss="squares"
+    )
+    assert squares.profile.item_fixed_s == pytest.approx((2 + 1 / 3) / (2 + 1 / 9) * 1e-6, rel=1e-9)
+
+
+def test_huber_fit_sees_through_slowed_measurements(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    """A shared machine's noise is one-sided: one measurement in eight taken while another tenant slowed its
+    core by 30-100%. Least squares pulls the predictions up by the slowed points' weight; Huber's loss stays
+    less than half as far from the true times."""
+    rng = np.random.default_rng(7)
+    slowed = rng.random(len(exact)) < 1 / 8
+    factors = np.where(slowed, 1.3 + 0.7 * rng.random(len(exact)), 1.0)
+    measured = [dataclasses.replace(m, measured_s=m.measured_s * f) for m, f in zip(exact, factors, strict=True)]
+    given = {"page_walk_overlapped_s": true_profile(ascend).page_walk_overlapped_s, "main_window_rows": 1.0}
+    true_s = np.array([m.measured_s for m in exact])
+
+    def error(loss: str) -> float:  # median relative error against the true, unslowed times
+        result = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given, loss=loss)
+        return float(np.median(np.abs(np.array(result.predicted_s) / true_s - 1)))
+
+    huber, squares = error("huber"), error("squares")
+    assert huber < 0.015 and squares > 0.02 and huber < 0.5 * squares
+
+
+def test_an_unknown_loss_is_an_error(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    with pytest.raises(SpecError, match=r"loss: unknown loss 'l1'"):
+        fit_profile(exact, ascend, preset_profile(ascend), command="c", loss="l1")
 
 
 def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
