@@ -6,10 +6,10 @@ parameter itself for latencies (`_s`) and its inverse for bandwidths (`_bytes_pe
 these equations for the coefficients, each row divided by its measured time so that small and large items
 weigh alike (relative error), with every coefficient kept non-negative (a cost cannot be negative). The loss
 is Huber's by default (`HUBER_K`): squares for small relative errors, linear beyond, so that items measured
-while another tenant slowed their core (a shared machine's noise is one-sided) do not pull every parameter up;
-`loss="squares"` gives plain least squares. Every `holdout_every`-th measurement is held out of the fit, so
-the resulting `FitReport` says how well the profile predicts items it has not seen. The format of the measurements, and the fit, are explained in
-docs/calibration.md.
+while another tenant slowed their core (a shared machine's noise is one-sided) do not pull every parameter
+up; `loss="squares"` gives plain least squares. Every `holdout_every`-th measurement is held out of the fit,
+so the resulting `FitReport` says how well the profile predicts items it has not seen. The format of the
+measurements, and the fit, are explained in docs/calibration.md.
 
 Measurements CSV (from any runtime; one measured work item per line):
 
