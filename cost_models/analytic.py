@@ -444,3 +444,25 @@ def shared_cache_state(
         return [CacheState(float(t.bytes)) for t in tables]  # everything of a batch stays
     lo, _ = crossing(lambda draws: filled(draws) < capacity, traffic, 50)
     return [CacheState(share, hit) for share, hit in zip(occupancy(lo), walk_hits(lo), strict=True)]
+
+
+def together_cache_share(
+    capacity: float, table: TableSpec, batch_size: int, tlb: TLBSpec | None, share: float
+) -> float:
+    """The bytes of `table`'s rows that the shared cache, in effect, holds while every core reads the table and
+    no other (its parts on all cores, read together), given its batch-wide `share`.
+
+    The table then has the cache to itself (`capacity` less its page tables and streams: its share when
+    alone), but only for its own turn: the other tables' rows fill the cache when it starts. Counted as if
+    the turn started cold (`RankHistogram.cold_lru_hits` over the batch's lookups of the table), or with what
+    stayed from the last batch (`share`), whichever hits more; the result is the steady-state share with that
+    hit ratio."""
+    if share >= table.bytes:
+        return share
+    alone = shared_cache_state(capacity, [table], batch_size, tlb)[0].share_bytes
+    hist = table_histogram(table)
+    draws = float(batch_size * table.pooling)
+    cold = hist.cold_lru_hits(draws, alone / table.row_bytes) / draws
+    if cold <= hist.lru_hit_ratio(share / table.row_bytes):
+        return share
+    return max(share, hist.cache_rows_for(cold) * table.row_bytes)

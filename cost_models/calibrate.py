@@ -40,6 +40,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,12 @@ from cost_models.analytic import (
     item_terms,
     shared_cache_state,
     table_histogram,
+    together_cache_share,
 )
 from ir.cost_profile import CostProfile, FitReport
 from ir.errors import SpecError
 from ir.loader import write_text_atomic
-from ir.module import Strategy, TableProfile
+from ir.module import Strategy, TableProfile, reads_together
 from ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 COLUMNS = (
@@ -159,18 +161,26 @@ def measurement_terms(
 
 def cache_states_of(measurements: Sequence[Measurement], target: TargetSpec, fraction: float) -> list[CacheState]:
     """What `fraction` of the shared cache holds of each measured table, as the `profile` pass computes it
-    for a plan: with the other tables of its plan (the measurements with the same `plan`), or alone. A
-    given `cache_share_bytes` replaces the computed row share, scaled by the fraction."""
+    for a plan: with the other tables of its plan (the measurements with the same `plan`), or alone; a table
+    with a part on every core of the target, read by the cores together, gets the better of that and the
+    cache to itself (`TableProfile.read_together`). A given `cache_share_bytes` replaces the computed row
+    share, scaled by the fraction."""
     capacity = (target.shared_cache.capacity_bytes if target.shared_cache else 0) * fraction
     plans: dict[str, dict[str, tuple[TableSpec, int]]] = {}
     for m in measurements:
         if m.plan:
             plans.setdefault(m.plan, {}).setdefault(m.table.name, (m.table, m.batch_size))
+    parts = Counter((m.plan, m.table.name) for m in measurements if m.plan)
     states: dict[str, dict[str, CacheState]] = {}
     for plan, tables in plans.items():
         specs = [t for t, _ in tables.values()]
         batch = next(iter(tables.values()))[1]
         states[plan] = dict(zip(tables, shared_cache_state(capacity, specs, batch, target.tlb), strict=True))
+        for name, (table, _) in tables.items():
+            if len(tables) > 1 and reads_together(parts[plan, name], target.cores):  # as Module.part_profile
+                state = states[plan][name]
+                share = together_cache_share(capacity, table, batch, target.tlb, state.share_bytes)
+                states[plan][name] = dataclasses.replace(state, share_bytes=share)
     out = []
     for m in measurements:
         state = (

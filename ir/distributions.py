@@ -62,6 +62,15 @@ class RankHistogram:
             return 1.0
         return self._steady_hit_ratio(self._filling_draws(cache_rows))
 
+    def cache_rows_for(self, hit_ratio: float) -> float:
+        """The inverse of `lru_hit_ratio`: the rows of an LRU cache whose steady-state hit ratio is `hit_ratio`."""
+        if hit_ratio <= 0:
+            return 0.0
+        if hit_ratio >= 1:
+            return float(self.rows)
+        _, filling = crossing(lambda draws: self._steady_hit_ratio(draws) < hit_ratio, 1.0, 60)
+        return min(float(self.rows), self.expected_distinct(filling))
+
     def _steady_hit_ratio(self, filling: float) -> float:
         """Che's hit ratio for the characteristic time `filling` (draws)."""
         hit = -np.expm1(filling * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))

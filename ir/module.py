@@ -93,6 +93,19 @@ class TableProfile(Frozen):
         description="pages the other work of the table's core touches per batch (on a target with a TLB, they "
         "evict the table's translations from it between batches)",
     )
+    together_share_bytes: float | None = Field(
+        None,
+        ge=0.0,
+        description="bytes of the table's rows the shared cache holds, in effect, while every core reads this "
+        "table and no other (its parts on all cores, read together; `cost_models.analytic.together_cache_share`); "
+        "None: as cache_share_bytes",
+    )
+
+    def read_together(self) -> TableProfile:
+        """The facts of a part of the table while every core reads a part of it at the same time
+        (`passes.placement.SchedulePass` runs such parts side by side)."""
+        share = max(self.cache_share_bytes, self.together_share_bytes or 0.0)
+        return self.model_copy(update={"cache_share_bytes": share})
 
 
 class StrategyCandidate(Frozen):
@@ -264,6 +277,12 @@ class Module(Frozen):
     def table_profile(self, name: str) -> TableProfile:
         return self._table_profiles[name]
 
+    def part_profile(self, name: str, parts: int) -> TableProfile:
+        """The facts of one of a table's `parts` parts: where they cover every core, the cores read them together
+        (`TableProfile.read_together`)."""
+        stats = self.table_profile(name)
+        return stats.read_together() if reads_together(parts, self.target.cores) else stats
+
     @cached_property
     def _table_profiles(self) -> dict[str, TableProfile]:
         if self.table_profiles is None:
@@ -275,6 +294,12 @@ class Module(Frozen):
         if self.schedules is None:
             return None
         return max((s.finish_s[-1] for s in self.schedules if s.finish_s), default=0.0)
+
+
+def reads_together(parts: int, cores: int) -> bool:
+    """Whether a table cut into `parts` parts has one on every core, so that the cores read it at the same
+    time: the schedule runs such tables first, in the same order on every core."""
+    return 1 < parts == cores
 
 
 def stream_chunk_rows(scratch_bytes: int, row_bytes: int) -> int:

@@ -140,7 +140,7 @@ def _items(module: Module, sharding: dict[str, Any]) -> tuple[WorkItem, ...]:
                 f"sharding type {kind} has no embmap form",
                 "allow only table_wise, row_wise, data_parallel",
             )
-        stats = module.table_profile(t.name)
+        stats = module.part_profile(t.name, len({core for _, _, core in parts}))
         for rows, samples, core in parts:
             items.append(
                 WorkItem(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from ir.module import (
     PartitionMode,
     SolverReport,
     WorkItem,
+    reads_together,
     split_range,
 )
 from ir.verify import verify_module
@@ -368,19 +370,33 @@ def place_items(module: Module, choices: Mapping[int, Choice]) -> tuple[WorkItem
 @register
 @dataclasses.dataclass(frozen=True)
 class SchedulePass(ModulePass):
-    """Order each core's items, longest first (a stable order that front-loads the long streams), and
-    predict start and finish times; an item waits for the items it depends on, if any."""
+    """Order each core's items and predict start and finish times; an item waits for the items it depends
+    on, if any. First come the tables with a part on every core, heaviest first, in the same order on every
+    core, so that the cores read each of them together (as their costs assume, `Module.part_profile`); then
+    the other items, longest first (a stable order that front-loads the long streams)."""
 
     name = "schedule"
-    summary = "per-core order (longest first) and predicted start/finish times"
+    summary = "per-core order (tables split over all cores first, read together; then longest first) and times"
     requires = ("items",)
     ensures = ("schedules",)
 
     def apply(self, module: Module) -> Module:
         assert module.items is not None
+        cores: dict[str, set[int]] = {}
+        work: dict[str, float] = {}
+        for it in module.items:
+            cores.setdefault(it.table, set()).add(it.core)
+            work[it.table] = work.get(it.table, 0.0) + it.cost.total_s
+        parts = Counter(it.table for it in module.items)
+        together = {
+            t for t, on in cores.items() if reads_together(parts[t], module.target.cores) and len(on) == parts[t]
+        }
+        first = {t: n for n, t in enumerate(sorted(together, key=lambda t: (-work[t], t)))}
 
-        def rank(it: WorkItem) -> tuple[float, int]:
-            return (-it.cost.total_s, it.id)
+        def rank(it: WorkItem) -> tuple[int, float, int]:
+            if it.table in first:
+                return (first[it.table], 0.0, it.id)
+            return (len(first), -it.cost.total_s, it.id)
 
         queues: list[list[WorkItem]] = [[] for _ in range(module.target.cores)]
         for it in module.items:

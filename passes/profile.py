@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import footprint_bytes, footprint_pages, shared_cache_state, table_histogram
+from cost_models.analytic import (
+    footprint_bytes,
+    footprint_pages,
+    shared_cache_state,
+    table_histogram,
+    together_cache_share,
+)
 from ir.module import Module, TableProfile
 from passes.base import ModulePass, register
 
@@ -15,7 +21,8 @@ class ProfilePass(ModulePass):
     name = "profile"
     summary = (
         "bytes, lookups and expected distinct rows per batch; what the shared cache holds of each table's rows "
-        "and page tables; what a core's other work reads"
+        "and page tables, over the batch and while all cores read the table together; what a core's other work "
+        "reads"
     )
     ensures = ("table_profiles",)
 
@@ -26,6 +33,14 @@ class ProfilePass(ModulePass):
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
         fraction = module.cost_profile.cache_effective_fraction
         states = shared_cache_state(cache * fraction, tables, batch, module.target.tlb)
+        # While all cores read one table's parts together (passes.placement.SchedulePass), it has the cache to
+        # itself for that turn.
+        together = [
+            together_cache_share(cache * fraction, t, batch, module.target.tlb, state.share_bytes)
+            if module.target.cores > 1
+            else state.share_bytes
+            for t, state in zip(tables, states, strict=True)
+        ]
         # Before placement, which tables share a core is not known: each core is taken to read an even share
         # of the other tables' bytes (every table's whole batch, all of its rows).
         footprints = [footprint_bytes(t, (0, t.rows), (0, batch)) for t in tables]
@@ -41,7 +56,10 @@ class ProfilePass(ModulePass):
                 walk_hit_ratio=state.walk_hit_ratio,
                 neighbour_bytes=(total - own) / cores,
                 neighbour_pages=(total_pages - own_pages) / cores,
+                together_share_bytes=alone,
             )
-            for t, n, state, own, own_pages in zip(tables, lookups, states, footprints, pages, strict=True)
+            for t, n, state, alone, own, own_pages in zip(
+                tables, lookups, states, together, footprints, pages, strict=True
+            )
         )
         return module.model_copy(update={"table_profiles": profiles})

@@ -194,7 +194,7 @@ class OptionShape:
 
 def option_shape(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode, parts: int) -> OptionShape:
     batch = module.workload.batch_size
-    stats = module.table_profile(t.name)
+    stats = module.part_profile(t.name, parts)
     runs = []
     for size, n in _sizes(batch if mode is PartitionMode.SAMPLES else t.rows, parts):
         if mode is PartitionMode.SAMPLES:
