@@ -35,7 +35,7 @@ class ProfilePass(ModulePass):
         states = shared_cache_state(cache * fraction, tables, batch, module.target.tlb)
         # While all cores read one table's parts together (passes.placement.SchedulePass), it has the cache to
         # itself for that turn.
-        together = [
+        together_shares = [
             together_cache_share(cache * fraction, t, batch, module.target.tlb, state.share_bytes)
             if module.target.cores > 1
             else state.share_bytes
@@ -56,10 +56,10 @@ class ProfilePass(ModulePass):
                 walk_hit_ratio=state.walk_hit_ratio,
                 neighbour_bytes=(total - own) / cores,
                 neighbour_pages=(total_pages - own_pages) / cores,
-                together_share_bytes=alone,
+                together_share_bytes=together,
             )
-            for t, n, state, alone, own, own_pages in zip(
-                tables, lookups, states, together, footprints, pages, strict=True
+            for t, n, state, together, own, own_pages in zip(
+                tables, lookups, states, together_shares, footprints, pages, strict=True
             )
         )
         return module.model_copy(update={"table_profiles": profiles})
