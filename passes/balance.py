@@ -39,7 +39,14 @@ from cost_models.analytic import ItemShape, item_cost
 from ir.module import CostBreakdown, Module, PartitionMode, Strategy, TableSpec, WorkItem
 from passes.assignment import TIME_UNIT_S, AssignmentProblem, last_true, place_under
 from passes.base import ModulePass, register
-from passes.placement import FlexibleOption, items_makespan_s, lower_bound_s, place_items
+from passes.placement import (
+    PATTERN_GAP,
+    FlexibleOption,
+    items_makespan_s,
+    lower_bound_s,
+    pattern_bound_units,
+    place_items,
+)
 
 MAX_GRID = 1024  # the most sample counts at which `SampleLine` reads a part's cost
 MAX_SPLITTABLE = 32  # the longest tables that may be cut unevenly (each line costs up to MAX_GRID cost calls)
@@ -113,15 +120,16 @@ def uneven_strategies(module: Module, table: str) -> list[Strategy]:
     return sorted(found, key=lambda s: s.value)
 
 
-def uneven_lower_bound_s(module: Module, splittable: frozenset[str]) -> float:
+def uneven_lower_bound_s(
+    module: Module, splittable: frozenset[str], lines: Mapping[str, list[tuple[Strategy, SampleLine]]] | None = None
+) -> float:
     """A lower bound on the makespan (start-up excluded) of every plan whose tables take an option of their
     menu, where the tables in `splittable` may also cut their samples into parts of any sizes."""
     batch, cores = module.workload.batch_size, module.target.cores
     flexible: dict[str, list[FlexibleOption]] = {}
-    for name in sorted(splittable):
+    for name, found in (lines if lines is not None else uneven_lines(module, splittable)).items():
         t = module.table(name)
-        for strategy in uneven_strategies(module, name):
-            line = SampleLine.of(module, t, strategy)
+        for strategy, line in found:
             flexible.setdefault(name, []).extend(
                 FlexibleOption(
                     parts=k,
@@ -134,6 +142,14 @@ def uneven_lower_bound_s(module: Module, splittable: frozenset[str]) -> float:
                 for k in range(1, min(cores, batch) + 1)
             )
     return lower_bound_s(module, flexible=flexible)
+
+
+def uneven_lines(module: Module, splittable: frozenset[str]) -> dict[str, list[tuple[Strategy, SampleLine]]]:
+    """Per table in `splittable`, the line under its part cost for each strategy it may be cut unevenly with."""
+    return {
+        name: [(s, SampleLine.of(module, module.table(name), s)) for s in uneven_strategies(module, name)]
+        for name in sorted(splittable)
+    }
 
 
 def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[str]) -> tuple[WorkItem, ...]:
@@ -411,7 +427,8 @@ class BalancePass(ModulePass):
         splittable = splittable_tables(module)
         if not splittable:
             return module
-        bound = uneven_lower_bound_s(module, splittable)
+        lines = uneven_lines(module, splittable)
+        bound = uneven_lower_bound_s(module, splittable, lines)
         candidates = [rebalance(module, module.items, splittable)]
         if module.previous is None:  # a new cut of everything would move tables a re-plan should keep
             full = AssignmentProblem.from_module(module)
@@ -428,6 +445,13 @@ class BalancePass(ModulePass):
         start = module.cost_profile.core_start_s
         objective = items_makespan_s(items) + start
         # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
+        # Where assign-cores ran CP-SAT and a gap is left, the configuration LP with the tables' pieces.
+        solved = module.solver is not None and module.solver.method == "cpsat" and module.solver.status != "NOT_SOLVED"
+        busy = items_makespan_s(items)
+        if solved and busy - bound > PATTERN_GAP * objective:
+            pieces = {name: [(line.a, line.b) for _, line in found] for name, found in lines.items()}
+            upper = math.floor(busy / TIME_UNIT_S)
+            bound = max(bound, pattern_bound_units(module, bound, upper, pieces) * TIME_UNIT_S)
         bound += start
         gap = max(0.0, (objective - bound) / objective) if objective else 0.0
         update: dict[str, object] = {"items": items, "lower_bound_s": bound}

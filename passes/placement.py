@@ -34,6 +34,7 @@ from passes.assignment import (
 from passes.base import NOT_AN_OPTION, ModulePass, register
 from passes.bounds import dff_lower_bound
 from passes.cpsat import SolverParams, solve
+from passes.patterns import PatternMenu, pattern_lower_bound
 from passes.progress import ProgressEvent, ProgressListener
 from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
@@ -45,6 +46,11 @@ from passes.replan import move_report, moves, previous_choices, replan_seeds, un
 # given; above it the greedy plan (and local search) stands, reported NOT_SOLVED with its gap.
 MIN_CPSAT_BOOLEANS = 40_000
 CPSAT_BOOLEANS_PER_S = 4_000
+
+
+# Where the plan's gap after CP-SAT is above this, the configuration LP (passes/patterns.py) is tried for a
+# higher bound; below it, the LP's cost (up to a second) buys little.
+PATTERN_GAP = 0.002
 
 
 def cpsat_boolean_limit(time_limit: float) -> int:
@@ -102,6 +108,7 @@ class AssignCoresPass(ModulePass):
     def apply(self, module: Module) -> Module:
         problem = AssignmentProblem.from_module(module)
         lb_units = lower_bound_units(problem)
+        patterns = 0  # the configuration LP's bound, in units, where it was computed
         previous = self._previous(module)
         if self.method is AssignMethod.ROUND_ROBIN:
             assignment, report = round_robin(problem), None
@@ -124,6 +131,11 @@ class AssignCoresPass(ModulePass):
                 assignment, report = _fastest(module, seeds, previous), None
             else:
                 assignment, report = self._solve(module, problem, seeds, previous)
+                # Where CP-SAT's bound leaves a gap, the configuration LP, searched up to the plan's makespan.
+                if report.gap > PATTERN_GAP:
+                    upper = math.floor(_makespan_s(module, assignment) / TIME_UNIT_S)
+                    patterns = pattern_bound_units(module, lower_bound_s(module), upper)
+                    report = _with_bound(report, patterns * TIME_UNIT_S)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -139,7 +151,7 @@ class AssignCoresPass(ModulePass):
             report = report.model_copy(update={"moves": move_report(problem, assignment, previous, self.max_moves)})
         items = build_items(module, assignment)
         start = module.cost_profile.core_start_s
-        lb_s = lower_bound_s(module) + start
+        lb_s = max(lower_bound_s(module), patterns * TIME_UNIT_S) + start
         report = _shifted(report, start)
         if self.progress is not None and report.method == "cpsat":
             self.progress(_done_event(report))
@@ -211,6 +223,14 @@ class AssignCoresPass(ModulePass):
             interrupted=result.interrupted,
         )
         return chosen, report
+
+
+def _with_bound(report: SolverReport, bound_s: float) -> SolverReport:
+    """The report with its best bound raised to `bound_s` (seconds, start-up excluded) if that is higher."""
+    if bound_s <= report.best_bound_s:
+        return report
+    gap = max(0.0, (report.objective_s - bound_s) / report.objective_s) if report.objective_s else 0.0
+    return report.model_copy(update={"best_bound_s": bound_s, "gap": gap})
 
 
 def _fastest(module: Module, plans: list[Assignment], previous: tuple[Choice | None, ...] | None) -> Assignment:
@@ -327,6 +347,29 @@ def lower_bound_s(
         flexible=least if extra else None,
     )
     return max(work, packed * TIME_UNIT_S)
+
+
+def pattern_bound_units(
+    module: Module,
+    known_s: float,
+    upper_units: int,
+    lines: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+) -> int:
+    """The configuration LP's bound (`passes.patterns`) in units, searched from `known_s` (a bound already
+    proven for the same plans) up to `upper_units` (a plan's makespan): parts at their least sizes, and per
+    table in `lines` the lines (a, b) in seconds under the time of a part of n samples, for the tables that
+    may be cut unevenly (the bound then covers such cuts)."""
+    assert module.options is not None
+    extra = lines or {}
+    menus = [
+        PatternMenu(
+            options=tuple((o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options),
+            lines=tuple((a / TIME_UNIT_S, b / TIME_UNIT_S) for a, b in extra.get(m.table, ())),
+            samples=module.workload.batch_size,
+        )
+        for m in module.options
+    ]
+    return pattern_lower_bound(menus, module.target.cores, math.floor(known_s / TIME_UNIT_S), upper_units)
 
 
 def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:
