@@ -443,11 +443,11 @@ class BalancePass(ModulePass):
         if items_makespan_s(items) >= items_makespan_s(module.items) * (1 - 1e-9):
             return module  # equal cuts stand, with the bound and gap of plans with equal cuts
         start = module.cost_profile.core_start_s
-        objective = items_makespan_s(items) + start
+        busy = items_makespan_s(items)
+        objective = busy + start
         # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
         # Where assign-cores ran CP-SAT and a gap is left, the configuration LP with the tables' pieces.
         solved = module.solver is not None and module.solver.method == "cpsat" and module.solver.status != "NOT_SOLVED"
-        busy = items_makespan_s(items)
         if solved and busy - bound > PATTERN_GAP * objective:
             pieces = {name: [(line.a, line.b) for _, line in found] for name, found in lines.items()}
             upper = math.floor(busy / TIME_UNIT_S)

@@ -108,7 +108,7 @@ class AssignCoresPass(ModulePass):
     def apply(self, module: Module) -> Module:
         problem = AssignmentProblem.from_module(module)
         lb_units = lower_bound_units(problem)
-        patterns = 0  # the configuration LP's bound, in units, where it was computed
+        bound_s = lower_bound_s(module)  # the same bound in seconds, from unrounded costs
         previous = self._previous(module)
         if self.method is AssignMethod.ROUND_ROBIN:
             assignment, report = round_robin(problem), None
@@ -134,8 +134,8 @@ class AssignCoresPass(ModulePass):
                 # Where CP-SAT's bound leaves a gap, the configuration LP, searched up to the plan's makespan.
                 if report.gap > PATTERN_GAP:
                     upper = math.floor(_makespan_s(module, assignment) / TIME_UNIT_S)
-                    patterns = pattern_bound_units(module, lower_bound_s(module), upper)
-                    report = _with_bound(report, patterns * TIME_UNIT_S)
+                    bound_s = max(bound_s, pattern_bound_units(module, bound_s, upper) * TIME_UNIT_S)
+                    report = _with_bound(report, bound_s)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -151,7 +151,7 @@ class AssignCoresPass(ModulePass):
             report = report.model_copy(update={"moves": move_report(problem, assignment, previous, self.max_moves)})
         items = build_items(module, assignment)
         start = module.cost_profile.core_start_s
-        lb_s = max(lower_bound_s(module), patterns * TIME_UNIT_S) + start
+        lb_s = bound_s + start
         report = _shifted(report, start)
         if self.progress is not None and report.method == "cpsat":
             self.progress(_done_event(report))
