@@ -124,7 +124,7 @@ def _refutes(menus: Sequence[PatternMenu], cores: int, T: int, pool: _Pool, max_
         for t, key, amount in pattern:
             cover[t, key].SetCoefficient(var, amount)
 
-    for (t, key), _ in cover.items():  # every part alone on a core: the LP is feasible from the start
+    for t, key in cover:  # every part alone on a core: the LP is feasible from the start
         if key[0] == "o":
             add(((t, key, 1.0),))
         else:

@@ -3,18 +3,18 @@ feasible function, and what it does to the plans of built-in workloads."""
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
 
+from passes.assignment import AssignmentProblem, OptionData
 from passes.bounds import dff_lower_bound
 from passes.patterns import PatternMenu, pattern_lower_bound
 from tests.test_bounds import _exhaustive_with_cuts
 from tests.test_cpsat import exhaustive, random_problem
 
 
-def _menus(problem) -> list[PatternMenu]:  # type: ignore[no-untyped-def]
+def _menus(problem: AssignmentProblem) -> list[PatternMenu]:
     return [PatternMenu(tuple((o.parts, o.part_units) for o in opts)) for opts in problem.options]
 
 
@@ -27,24 +27,19 @@ def test_bound_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
     assert pattern_lower_bound(_menus(problem), problem.cores, 0, int(optimum)) <= optimum
 
 
-def _one_part_optimum(items: list[int], cores: int) -> int:
-    best = sum(items)
-    for place in itertools.product(range(cores), repeat=len(items)):
-        loads = [0] * cores
-        for core, size in zip(place, items, strict=True):
-            loads[core] += size
-        best = min(best, max(loads))
-    return best
-
-
 def test_parts_that_do_not_add_up_under_T_raise_the_bound_above_every_dff() -> None:
     # Parts of 3, 13, 15 and 16 on two cores. Under T = 27 the 16 has room for the 3 alone, which leaves 13 and
     # 15 (28) for the other core: the optimum is 28. Every DFF sees the parts one by one, and stops at 27.
     items, cores = [3, 13, 15, 16], 2
-    menus = [[(1, s)] for s in items]
-    assert _one_part_optimum(items, cores) == 28
-    assert dff_lower_bound(menus, cores)[0] == 27
-    assert pattern_lower_bound([PatternMenu(((1, s),)) for s in items], cores, 27, 28) == 28
+    problem = AssignmentProblem(
+        tables=tuple(f"t{i}" for i in range(len(items))),
+        options=tuple((OptionData(parts=1, part_units=s, part_bytes=0),) for s in items),
+        cores=cores,
+        capacity_bytes=0,
+    )
+    assert exhaustive(problem) == 28
+    assert dff_lower_bound([[(1, s)] for s in items], cores)[0] == 27
+    assert pattern_lower_bound(_menus(problem), cores, 27, 28) == 28
 
 
 @pytest.mark.parametrize("seed", range(40))
