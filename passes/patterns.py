@@ -1,4 +1,4 @@
-"""A lower bound on the makespan from the configuration LP: column generation over core patterns.
+"""A lower bound on the makespan from the configuration LP: column generation over core patterns, branched.
 
 A pattern is what one core may hold under a makespan T: at most one part of each table, their sizes summing
 to at most T. Every plan with makespan at most T covers each table's chosen option with one pattern per core,
@@ -27,9 +27,25 @@ Sizes are rounded down to the grid and T with them, so a pattern of the real siz
 grid's, and the bound can only weaken, never be wrong. An option's parts count at its least part's size.
 
 A table that may be cut unevenly (`passes.balance`) also has lines a + b n under the time of a part of n
-samples, for n in [1, N]: its pieces enter patterns at any n >= 1 (fractional, which only weakens the bound),
-and cover its N samples together. In the dynamic program a piece fills whatever room it is given, so its
-value is a running maximum along the grid.
+samples, for n in [1, N]. Cut into exactly k pieces with one line's strategy, it is one more option: k pieces
+(a row counting them, = k y) holding N samples together (a row counting samples, >= N y). A piece of a
+pattern holds as many samples as its room allows, fractions included (which only weakens the bound); in the
+dynamic program its value is a running maximum along the grid. Two pieces of a table on one core are one
+piece, so every plan is one of these options. Of two lines, one below the other on all of [1, N] is dropped:
+its pieces are never larger.
+
+The LP alone mixes options a plan cannot mix: half a table in 3 parts and half in 32 pieces, a table in 1.7
+pieces that each fill a core. So T is refuted by branch and bound over the options: where the LP fits in
+`cores`, the table whose y is most spread is restricted to the parts or the pieces (when it has both), else
+to the part counts up to the mean its y gives and those above, and T is refuted when every branch is. Every
+plan lies in one branch, so the bound stays valid; a branch the rounds run out on refutes nothing. Branching
+pays where the LP spreads few tables (`MAX_SPREAD`) and is tried for a few branches (`MAX_NODES`) and rounds
+(`ROUNDS_PER_MAKESPAN`) per makespan: a makespan it cannot refute soon it would not refute in a compile's time.
+
+The master LP is over the grid's patterns (pieces included, with the room the grid gives them), so pricing
+solves it exactly and the search does not stall on patterns a hair larger than those it has. Between the
+LP's duals and the best ones found so far it prices at their mean first (Wentges' smoothing), which damps the
+duals' swings from round to round.
 
 The search tests makespans between the bound already known and a plan's makespan by bisection; every T it
 refutes is impossible, so the result is valid whatever the search misses. The work is counted in pricing
@@ -47,8 +63,16 @@ from ortools.linear_solver import pywraplp
 
 GRID = 4000  # grid cells under T: sizes rounded down lose at most one cell each, about 0.025% of T
 MAX_ROUNDS = 1500  # pricing rounds over the whole search
+ROUNDS_PER_MAKESPAN = 100  # of them for one makespan, all its branches together
+MAX_NODES = 9  # branches per makespan: a makespan the LP cannot refute soon would take a full tree
+MAX_SPREAD = 3  # no branching where the first LP spreads more tables than this over options: too many to split
 PRECISION = 1e-3  # the search stops when the bracket is this narrow (relative)
 _TOL = 1e-7  # relative: Farley's bound must exceed the cores by this to refute T
+_SPREAD = 1e-6  # a y below this is taken as 0 when choosing what to branch on
+SMOOTHING = 0.5  # the weight of the best duals so far in the duals priced first (Wentges)
+
+Key = tuple[str, int, int]  # ("o", parts, 0): an option's part; ("f", line, k): a piece of a cut in k pieces
+Pattern = tuple[tuple[int, Key, float], ...]  # (table, key, amount): 1 per part, the samples of a piece
 
 
 @dataclass(frozen=True)
@@ -64,10 +88,15 @@ class PatternMenu:
 
 @dataclass
 class _Pool:
-    """Patterns found at any makespan, kept for the next: (load in units, ((table, key, amount), ...))."""
+    """Patterns found at any makespan and in any branch, kept for the next: (load in units, pattern)."""
 
-    patterns: list[tuple[float, tuple[tuple[int, tuple[str, int], float], ...]]] = field(default_factory=list)
+    patterns: list[tuple[float, Pattern]] = field(default_factory=list)
     rounds: int = 0
+    nodes: int = 0  # linear programs solved for the makespan under test
+
+
+# A branch: per table, the options it may take (every option where absent).
+_Branch = dict[int, frozenset[Key]]
 
 
 def pattern_lower_bound(
@@ -77,91 +106,240 @@ def pattern_lower_bound(
     pricing rounds tell (lo when it refutes nothing, or there is nothing to bisect)."""
     if cores <= 0 or not menus or hi <= lo:
         return lo
+    menus = [_undominated(m) for m in menus]
     pool = _Pool()
     while lo < hi and hi - lo > PRECISION * hi and pool.rounds < max_rounds:
         mid = (lo + hi) // 2
-        if _refutes(menus, cores, mid, pool, max_rounds):
+        pool.nodes = 0
+        if _branch_refutes(menus, cores, mid, pool, min(max_rounds, pool.rounds + ROUNDS_PER_MAKESPAN), {}):
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-def _refutes(menus: Sequence[PatternMenu], cores: int, T: int, pool: _Pool, max_rounds: int) -> bool:
-    """Whether no plan has makespan <= T, by column generation (False when undecided within the rounds)."""
+def _undominated(menu: PatternMenu) -> PatternMenu:
+    """The menu without lines that lie on or above another of its lines at both ends of [1, N]."""
+    n = menu.samples
+    lines = sorted(set(menu.lines))
+
+    def above(line: tuple[float, float], other: tuple[float, float]) -> bool:
+        return other != line and all(other[0] + other[1] * x <= line[0] + line[1] * x for x in (1, n))
+
+    return PatternMenu(menu.options, tuple(ln for ln in lines if not any(above(ln, o) for o in lines)), n)
+
+
+def _branch_refutes(
+    menus: Sequence[PatternMenu], cores: int, T: int, pool: _Pool, max_rounds: int, branch: _Branch
+) -> bool:
+    """Whether no plan in `branch` has makespan <= T: the LP refutes it, or it refutes both halves of a split
+    of the table whose y is most spread (depth first, so a branch it cannot refute ends the search)."""
+    pool.nodes += 1
+    refuted, y = _refutes(menus, cores, T, pool, max_rounds, branch)
+    if refuted or y is None or pool.nodes >= MAX_NODES:
+        return refuted
+    spread = {t: w for t, w in y.items() if sum(v > _SPREAD for v in w.values()) > 1}
+    if not spread or (not branch and len(spread) > MAX_SPREAD):
+        return False  # every table takes one option (the LP fits them in the cores), or too many tables do not
+    t = max(sorted(spread), key=lambda t: 1.0 - max(spread[t].values()))
+    return all(_branch_refutes(menus, cores, T, pool, max_rounds, {**branch, t: half}) for half in _halves(spread[t]))
+
+
+def _halves(weights: dict[Key, float]) -> tuple[frozenset[Key], frozenset[Key]]:
+    """A table's options split in two, each with some the LP uses: parts against pieces where it uses both,
+    else the counts up to the mean its y gives against those above, else (one count) by line."""
+    used = {key: v for key, v in weights.items() if v > _SPREAD}
+    counts = {key: key[1] if key[0] == "o" else key[2] for key in weights}
+    if len({key[0] for key in used}) > 1:
+        first = frozenset(key for key in weights if key[0] == "o")
+    elif len({counts[key] for key in used}) > 1:
+        mean = sum(v * counts[key] for key, v in used.items()) / sum(used.values())
+        cut = max(min(counts[key] for key in used), math.floor(mean))
+        first = frozenset(key for key in weights if counts[key] <= cut)
+    else:
+        line = min(key[1] for key in used)
+        first = frozenset(key for key in weights if key[0] == "f" and key[1] <= line)
+    return first, frozenset(weights) - first
+
+
+def _refutes(
+    menus: Sequence[PatternMenu], cores: int, T: int, pool: _Pool, max_rounds: int, branch: _Branch
+) -> tuple[bool, dict[int, dict[Key, float]] | None]:
+    """Whether no plan in `branch` has makespan <= T, by column generation; when not refuted, each table's y
+    where the LP was solved within the cores (None when undecided within the rounds)."""
     q = max(1, T // GRID)
     cells = T // q
-    # Per table, per part count, the least size: the only option of that count that prices can favour.
+    # Per table, per part count, the least size: the only option of that count that prices can favour; and
+    # the cuts in k pieces whose largest piece (at least N / k samples) fits under T.
     usable: list[dict[int, int]] = []
-    for m in menus:
+    cuts: list[list[Key]] = []
+    for t, m in enumerate(menus):
+        allowed = branch.get(t)
         best: dict[int, int] = {}
         for parts, size in m.options:
-            if size <= T and size < best.get(parts, T + 1):
+            if size <= T and size < best.get(parts, T + 1) and (allowed is None or ("o", parts, 0) in allowed):
                 best[parts] = size
-        lines = [(a, b) for a, b in m.lines if a + b <= T]
-        if not best and not lines:
-            return True  # some table fits under T in no way
+        pieces = [
+            ("f", line, k)
+            for line, (a, b) in enumerate(m.lines)
+            for k in range(1, min(cores, m.samples) + 1)
+            if a + b * math.ceil(m.samples / k) <= T and (allowed is None or ("f", line, k) in allowed)
+        ]
+        if not best and not pieces:
+            return True, None  # some table fits under T in no way
         usable.append(best)
+        cuts.append(pieces)
     solver = pywraplp.Solver.CreateSolver("GLOP")
-    ones, cover = [], {}
+    ones, cover, count, ys = [], {}, {}, {}
     for t, m in enumerate(menus):
         one = solver.Constraint(1, 1)
         ones.append(one)
-        keys = [(("o", parts), parts) for parts in usable[t]]
-        keys += [(("f", k), m.samples) for k, (a, b) in enumerate(m.lines) if a + b <= T]
+        keys: list[tuple[Key, int]] = [(("o", parts, 0), parts) for parts in usable[t]]
+        keys += [(key, m.samples) for key in cuts[t]]
         for key, need in keys:
             y = solver.NumVar(0, solver.infinity(), "")  # no upper bound: y <= 1 would add degenerate duals
             one.SetCoefficient(y, 1)
             row = solver.Constraint(0, solver.infinity())
             row.SetCoefficient(y, -need)
             cover[t, key] = row
+            ys[t, key] = y
+            if key[0] == "f":
+                exact = solver.Constraint(0, 0)  # exactly k pieces
+                exact.SetCoefficient(y, -key[2])
+                count[t, key] = exact
     objective = solver.Objective()
     objective.SetMinimization()
 
-    def add(pattern: tuple[tuple[int, tuple[str, int], float], ...]) -> None:
+    def add(pattern: Pattern) -> None:
         var = solver.NumVar(0, solver.infinity(), "")
         objective.SetCoefficient(var, 1)
         for t, key, amount in pattern:
             cover[t, key].SetCoefficient(var, amount)
+            if key[0] == "f":
+                count[t, key].SetCoefficient(var, 1)
 
     for t, key in cover:  # every part alone on a core: the LP is feasible from the start
         if key[0] == "o":
             add(((t, key, 1.0),))
-        else:
+        else:  # a piece alone holds what the grid gives it, as in `_price`
             a, b = menus[t].lines[key[1]]
-            add(((t, key, min(float(menus[t].samples), (T - a) / b)),))
+            add(((t, key, min(float(menus[t].samples), ((cells + 1) * q - a) / b)),))
     for load, pattern in pool.patterns:
         if load <= T and all((t, key) in cover for t, key, _ in pattern):
             add(pattern)
+    centre: tuple[float, np.ndarray, list[list[tuple[float, float]]]] | None = None  # best duals: bound, alpha, prices
     while pool.rounds < max_rounds:
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
-            return False
-        if objective.Value() <= cores * (1 + _TOL):
-            return False  # these patterns already fit the cores
-        alpha = np.array([one.dual_value() for one in ones])
-        value, pattern, load = _price(menus, usable, alpha, q, cells)
-        pool.rounds += 1
-        if float(alpha.sum()) / max(1.0, value) > cores * (1 + _TOL):
-            return True  # Farley: every plan needs more than `cores` cores
-        if value <= 1 + _TOL:
-            return False  # the LP is solved, within the cores
-        pool.patterns.append((load, pattern))
-        add(pattern)
-    return False
+            return False, None
+        solved = objective.Value() <= cores * (1 + _TOL)
+        if not solved:
+            alpha = np.array([one.dual_value() for one in ones])
+            prices = _piece_prices(menus, cuts, alpha, cover, count)
+            # Price at duals between the best found so far and the LP's (Wentges' smoothing): the LP's own
+            # duals swing from round to round, and a pattern found between them is more often one it needs.
+            tries = [(alpha, prices)]
+            if centre is not None:
+                tries.insert(0, _mixed(centre[1], centre[2], alpha, prices, SMOOTHING))
+            for duals in tries:
+                value, pattern, load = _price(menus, usable, cuts, *duals, q, cells)
+                pool.rounds += 1
+                bound = float(duals[0].sum()) / max(1.0, value)
+                if bound > cores * (1 + _TOL):
+                    return True, None  # Farley: every plan in the branch needs more than `cores` cores
+                if centre is None or bound > centre[0]:
+                    centre = (bound, *duals)
+                if _worth(pattern, alpha, prices, cuts) > 1 + _TOL:
+                    pool.patterns.append((load, pattern))
+                    add(pattern)
+                    break
+            else:
+                solved = True  # no pattern is worth more than 1 at the LP's duals: it is solved, within the cores
+        if solved:
+            weights: dict[int, dict[Key, float]] = {}
+            for (t, key), y in ys.items():
+                weights.setdefault(t, {})[key] = y.solution_value()
+            return False, weights
+    return False, None
+
+
+def _mixed(
+    alpha: np.ndarray,
+    prices: list[list[tuple[float, float]]],
+    alpha2: np.ndarray,
+    prices2: list[list[tuple[float, float]]],
+    w: float,
+) -> tuple[np.ndarray, list[list[tuple[float, float]]]]:
+    """w of the first duals and 1 - w of the second: feasible for every y as both are (the rows are linear)."""
+    mixed = [
+        [(w * p[0] + (1 - w) * p2[0], w * p[1] + (1 - w) * p2[1]) for p, p2 in zip(row, row2, strict=True)]
+        for row, row2 in zip(prices, prices2, strict=True)
+    ]
+    return w * alpha + (1 - w) * alpha2, mixed
+
+
+def _worth(
+    pattern: Pattern, alpha: np.ndarray, prices: list[list[tuple[float, float]]], cuts: Sequence[Sequence[Key]]
+) -> float:
+    """The pattern's value at the duals `alpha` and `prices` (parts at alpha_t / k, pieces at their prices)."""
+    total = 0.0
+    for t, key, amount in pattern:
+        if key[0] == "o":
+            total += alpha[t] / key[1]
+        else:
+            per_sample, per_piece = prices[t][cuts[t].index(key)]
+            total += per_sample * amount + per_piece
+    return total
+
+
+def _piece_prices(
+    menus: Sequence[PatternMenu],
+    cuts: Sequence[Sequence[Key]],
+    alpha: np.ndarray,
+    cover: dict[tuple[int, Key], pywraplp.Constraint],
+    count: dict[tuple[int, Key], pywraplp.Constraint],
+) -> list[list[tuple[float, float]]]:
+    """Per table, per cut in k pieces, (per sample, per piece): the LP's dual of its samples row, and the least
+    per-piece price its y allows (N per-sample + k per-piece >= alpha_t). No higher than the LP's duals, it
+    finds no pattern they would not, and it keeps Farley's bound valid however the solver rounded."""
+    prices = []
+    for t, m in enumerate(menus):
+        row = []
+        for key in cuts[t]:
+            per_sample = max(0.0, cover[t, key].dual_value())
+            row.append((per_sample, (alpha[t] - m.samples * per_sample) / key[2]))
+        prices.append(row)
+    return prices
+
+
+def _envelope(slopes: np.ndarray, offsets: np.ndarray, lo: float, hi: float) -> list[int]:
+    """The lines slope n + offset that are highest somewhere on [lo, hi] (of equal ones, the first): only their
+    pieces can be worth most."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossings = (offsets[None, :] - offsets[:, None]) / (slopes[:, None] - slopes[None, :])
+    inside = crossings[np.isfinite(crossings) & (crossings > lo) & (crossings < hi)]
+    at = np.concatenate(([lo, hi], inside))
+    values = slopes[:, None] * at[None, :] + offsets[:, None]
+    return sorted(set(values.argmax(axis=0).tolist()))
 
 
 def _price(
-    menus: Sequence[PatternMenu], usable: Sequence[dict[int, int]], alpha: np.ndarray, q: int, cells: int
-) -> tuple[float, tuple[tuple[int, tuple[str, int], float], ...], float]:
+    menus: Sequence[PatternMenu],
+    usable: Sequence[dict[int, int]],
+    cuts: Sequence[Sequence[Key]],
+    alpha: np.ndarray,
+    prices: Sequence[Sequence[tuple[float, float]]],
+    q: int,
+    cells: int,
+) -> tuple[float, Pattern, float]:
     """The pattern of most value under `cells` grid cells of q units, where a part of an option with k parts
-    is worth alpha_t / k and a piece of n samples of a table cut unevenly alpha_t n / N; its value, and the
-    pattern with its load in units (pieces at the sizes of their lines)."""
+    is worth alpha_t / k and a piece of n samples per-sample n + per-piece; an upper bound on its value, and
+    the pattern with its load in units (pieces at the sizes of their lines)."""
     dp = np.zeros(cells + 1)
     index = np.arange(cells + 1)
     steps = []
     for t, m in enumerate(menus):
         new = dp.copy()
-        pick = np.full(cells + 1, -1, dtype=np.int64)  # -1: nothing of table t; k >= 0: a part count; else line
+        pick = np.full(cells + 1, -1, dtype=np.int64)  # -1: nothing of table t; k >= 0: a part count; else cut
         start = index.copy()  # the cell the pattern stood at before table t
         worth = alpha[t]
         if worth > 0:
@@ -172,21 +350,36 @@ def _price(
                 new[s:] = np.where(better, take, new[s:])
                 pick[s:] = np.where(better, parts, pick[s:])
                 start[s:] = np.where(better, index[: cells + 1 - s], start[s:])
-            for k, (a, b) in enumerate(m.lines):
-                # A piece from cell x to cell c holds n = ((c - x + 1) q - a) / b samples (at least 1): the
-                # pattern's real sizes leave it at least that room (each was rounded down by under a cell).
-                per_cell = worth * q / (b * m.samples)
-                shift = max(0, math.ceil((a + b) / q - 1 - 1e-9))
-                if shift > cells:
-                    continue
-                base = dp - per_cell * index
-                running = np.maximum.accumulate(base)
-                where = np.maximum.accumulate(np.where(base >= running, index, 0))
-                take = running[: cells + 1 - shift] + worth * ((index[shift:] + 1) * q - a) / (b * m.samples)
-                better = take > new[shift:]
-                new[shift:] = np.where(better, take, new[shift:])
-                pick[shift:] = np.where(better, -2 - k, pick[shift:])
-                start[shift:] = np.where(better, where[: cells + 1 - shift], start[shift:])
+        for line, (a, b) in enumerate(m.lines):
+            # A piece from cell x to cell c holds n = ((c - x + 1) q - a) / b samples (at least 1): the
+            # pattern's real sizes leave it at least that room (each was rounded down by under a cell). Its
+            # value is at most per-sample min(n, N) + per-piece, so at most both of: the running maximum of
+            # dp[x] - per-sample x q / b, plus per-sample ((c + 1) q - a) / b; and dp[c] + per-sample N.
+            which = [i for i, key in enumerate(cuts[t]) if key[1] == line]
+            shift = max(0, math.ceil((a + b) / q - 1 - 1e-9))
+            if not which or shift > cells:
+                continue
+            slopes = np.array([prices[t][i][0] for i in which])
+            offsets = np.array([prices[t][i][1] for i in which])
+            which = [which[i] for i in _envelope(slopes, offsets, 1.0, float(m.samples))]
+            per_sample = np.array([prices[t][i][0] for i in which])[:, None]
+            per_piece = np.array([prices[t][i][1] for i in which])[:, None]
+            base = dp[None, :] - per_sample * (q / b) * index[None, :]
+            running = np.maximum.accumulate(base, axis=1)
+            where = np.maximum.accumulate(np.where(base >= running, index[None, :], 0), axis=1)
+            room = ((index[shift:] + 1) * q - a) / b
+            take = np.minimum(
+                running[:, : cells + 1 - shift] + per_sample * room[None, :],
+                dp[None, shift:] + per_sample * m.samples,
+            )
+            take += per_piece
+            top = take.argmax(axis=0)
+            span = np.arange(cells + 1 - shift)
+            value = take[top, span]
+            better = value > new[shift:]
+            new[shift:] = np.where(better, value, new[shift:])
+            pick[shift:] = np.where(better, -2 - np.array(which)[top], pick[shift:])
+            start[shift:] = np.where(better, where[top, span], start[shift:])
         dp = new
         steps.append((pick, start))
     c, pattern, load = cells, [], 0.0
@@ -194,12 +387,13 @@ def _price(
         pick, start = steps[t]
         chosen, x = int(pick[c]), int(start[c])
         if chosen >= 0:
-            pattern.append((t, ("o", chosen), 1.0))
+            pattern.append((t, ("o", chosen, 0), 1.0))
             load += usable[t][chosen]
         elif chosen <= -2:
-            a, b = menus[t].lines[-2 - chosen]
+            key = cuts[t][-2 - chosen]
+            a, b = menus[t].lines[key[1]]
             n = max(1.0, min(float(menus[t].samples), ((c - x + 1) * q - a) / b))
-            pattern.append((t, ("f", -2 - chosen), n))
+            pattern.append((t, key, n))
             load += a + b * n
         c = x
     return float(dp[cells]), tuple(reversed(pattern)), load
