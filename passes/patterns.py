@@ -31,7 +31,7 @@ samples, for n in [1, N]. Cut into exactly k pieces with one line's strategy, it
 (a row counting them, = k y) holding N samples together (a row counting samples, >= N y). A piece of a
 pattern holds as many samples as its room allows, fractions included (which only weakens the bound); in the
 dynamic program its value is a running maximum along the grid. Two pieces of a table on one core are one
-piece, so every plan is one of these options. Of two lines, one below the other on all of [1, N] is dropped:
+piece, so every plan is one of these options. Of two lines, one above the other on all of [1, N] is dropped:
 its pieces are never larger.
 
 The LP alone mixes options a plan cannot mix: half a table in 3 parts and half in 32 pieces, a table in 1.7
@@ -361,9 +361,9 @@ def _price(
                 continue
             slopes = np.array([prices[t][i][0] for i in which])
             offsets = np.array([prices[t][i][1] for i in which])
-            which = [which[i] for i in _envelope(slopes, offsets, 1.0, float(m.samples))]
-            per_sample = np.array([prices[t][i][0] for i in which])[:, None]
-            per_piece = np.array([prices[t][i][1] for i in which])[:, None]
+            keep = _envelope(slopes, offsets, 1.0, float(m.samples))
+            which = [which[i] for i in keep]
+            per_sample, per_piece = slopes[keep][:, None], offsets[keep][:, None]
             base = dp[None, :] - per_sample * (q / b) * index[None, :]
             running = np.maximum.accumulate(base, axis=1)
             where = np.maximum.accumulate(np.where(base >= running, index[None, :], 0), axis=1)

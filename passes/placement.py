@@ -49,7 +49,7 @@ CPSAT_BOOLEANS_PER_S = 4_000
 
 
 # Where the plan's gap after CP-SAT is above this, the configuration LP (passes/patterns.py) is tried for a
-# higher bound; below it, the LP's cost (up to a second) buys little.
+# higher bound; below it, the LP's cost (up to a few seconds) buys little.
 PATTERN_GAP = 0.002
 
 

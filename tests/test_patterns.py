@@ -19,6 +19,13 @@ def _menus(problem: AssignmentProblem) -> list[PatternMenu]:
     return [PatternMenu(tuple((o.parts, o.part_units) for o in opts)) for opts in problem.options]
 
 
+def _cut_menu(a: int, samples: int, cores: int, line: bool = True) -> PatternMenu:
+    """A table whose part of n samples takes a + n: its equal cuts as options (their least part has samples // k
+    samples) and, with `line`, its line for any cut."""
+    equal = tuple((k, a + samples // k) for k in range(1, cores + 1))
+    return PatternMenu(equal, ((float(a), 1.0),) if line else (), samples)
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_bound_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
     problem = random_problem(random.Random(3000 + seed))
@@ -51,9 +58,7 @@ def test_bound_with_a_table_cut_in_any_sizes_never_exceeds_the_exhaustive_optimu
     a, samples = rng.randint(0, 4), rng.randint(4, 14)
     cut = (a, samples, a + 1)  # a part of n samples takes a + n: at least a + 1, a k + samples for k parts
     optimum = _exhaustive_with_cuts(fixed, cut, cores)
-    # Its equal cuts as options (their least part has samples // k samples), and its line for any cut.
-    cut_menu = PatternMenu(tuple((k, a + samples // k) for k in range(1, cores + 1)), ((float(a), 1.0),), samples)
-    menus = [PatternMenu(((1, s),)) for s in fixed] + [cut_menu]
+    menus = [PatternMenu(((1, s),)) for s in fixed] + [_cut_menu(a, samples, cores)]
     assert pattern_lower_bound(menus, cores, 0, optimum) <= optimum
 
 
@@ -64,10 +69,9 @@ def test_a_table_cut_in_any_sizes_lowers_the_bound_to_cover_its_cuts() -> None:
     # cuts may claim; with the table's line the LP stays at or under 12.
     fixed, cores = [10, 10], 3
     assert _exhaustive_with_cuts(fixed, (1, 12, 2), cores) == 12
-    equal = tuple((k, 1 + 12 // k) for k in range(1, cores + 1))
     whole = [PatternMenu(((1, s),)) for s in fixed]
-    assert pattern_lower_bound([*whole, PatternMenu(equal, (), 12)], cores, 0, 13) == 13
-    assert pattern_lower_bound([*whole, PatternMenu(equal, ((1.0, 1.0),), 12)], cores, 0, 13) <= 12
+    assert pattern_lower_bound([*whole, _cut_menu(1, 12, cores, line=False)], cores, 0, 13) == 13
+    assert pattern_lower_bound([*whole, _cut_menu(1, 12, cores)], cores, 0, 13) <= 12
 
 
 def test_branching_on_the_options_refutes_what_the_lp_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,8 +80,7 @@ def test_branching_on_the_options_refutes_what_the_lp_alone_does_not(monkeypatch
     # and stops at 14; split into plans with the table whole and plans with it cut, neither fits 14.
     fixed, cores = [3, 13], 2
     assert _exhaustive_with_cuts(fixed, (3, 11, 4), cores) == 16
-    menus = [PatternMenu(((1, s),)) for s in fixed]
-    menus.append(PatternMenu(tuple((k, 3 + 11 // k) for k in range(1, cores + 1)), ((3.0, 1.0),), 11))
+    menus = [PatternMenu(((1, s),)) for s in fixed] + [_cut_menu(3, 11, cores)]
     branched = pattern_lower_bound(menus, cores, 0, 16)
     monkeypatch.setattr(patterns, "MAX_NODES", 1)
     alone = pattern_lower_bound(menus, cores, 0, 16)
