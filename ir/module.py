@@ -232,6 +232,9 @@ class SolverReport(Frozen):
     hint_objective_s: float | None = Field(
         None, description="objective of the heuristic plan used as hint (greedy, or the warm start when re-planning)"
     )
+    packed_objective_s: float | None = Field(
+        None, description="objective of the plan the pattern dive found (passes/packing.py), where it ran and found one"
+    )
     options_considered: int = 0
     moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
     interrupted: bool = Field(

@@ -84,6 +84,8 @@ def explain_text(plan: ExecutionPlan) -> str:
         if s.hint_objective_s is None
         else f", {'warm-start' if s.moves else 'greedy'} hint {fmt_s(s.hint_objective_s)}"
     )
+    if s.packed_objective_s is not None:
+        hint += f", pattern dive {fmt_s(s.packed_objective_s)}"
     note = _status_note(s.status, s.method, s.interrupted)
     lines = [
         f"plan: {d['workload']} on {d['target']} ({d['cores_total']} cores), batch {d['batch_size']}",

@@ -100,8 +100,9 @@ def test_a_table_that_fits_under_T_in_no_way_refutes_it() -> None:
 
 
 def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
-    """On ascend910 the configuration LP proves Avazu's plan and KuaiRec's (cut unevenly) within 1% and halves
-    the Huawei-like gap; the bounds stay under the plans (verify checks that on every compile)."""
+    """On ascend910 the configuration LP proves Avazu's plan and KuaiRec's (cut unevenly) within 1%; on the
+    Huawei-like workload, where CP-SAT keeps the greedy plan (3.4% above the bound), the pattern dive finds one
+    within 1.5%. The bounds stay under the plans (verify checks that on every compile)."""
     from mapper import compile
 
     avazu = compile("avazu", "ascend910", baselines=False)
@@ -109,5 +110,7 @@ def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
     kuairec = compile("kuairec-big", "ascend910", baselines=False)
     assert kuairec.solver is not None and kuairec.solver.gap <= 0.01
     huawei = compile("huawei-25mb-like", "ascend910", baselines=False)
-    assert huawei.solver is not None and huawei.solver.gap <= 0.04
+    assert huawei.solver is not None and huawei.solver.gap <= 0.015
+    assert huawei.solver.packed_objective_s is not None
+    assert huawei.solver.objective_s <= huawei.solver.packed_objective_s <= huawei.solver.hint_objective_s
     assert huawei.lower_bound_s <= huawei.makespan_s
