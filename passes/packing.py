@@ -9,10 +9,11 @@ whole cores. This module turns it into plans. For a makespan T:
   buffer, with sizes and bytes rounded *up* to the grid: every pattern found fits for real (the bound of
   `passes.patterns` rounds down instead, to stay a bound). A part of an option with k parts is priced at
   alpha_t / k, as there;
-- diving: the LP's most used pattern is fixed on floor(lambda) cores (at least one), which fixes its tables'
-  options and lowers what they still need, and the LP of what remains is solved again. Depth first, with up to
-  `WIDTH` patterns tried per level: a level whose LP needs more cores than are left is abandoned. When nothing
-  remains, the fixed patterns are the plan, one per core.
+- diving: every pattern the LP uses whole is fixed on floor(lambda) cores at once, which fixes its tables'
+  options and lowers what they still need, and the LP of what remains is solved again; where it uses none
+  whole, its most used pattern is fixed on one core. Depth first, with up to `WIDTH` single patterns tried
+  per level after that: a level whose LP needs more cores than are left is abandoned. When nothing remains,
+  the fixed patterns are the plan, one per core.
 
 The makespans tried are bisected between a bound and the plan to beat; a dive that fails says nothing about
 T (it is a heuristic), it only moves the bisection up. The work is counted in pricing rounds, so the plan is
@@ -63,6 +64,7 @@ def pack(problem: AssignmentProblem, lo: int, hi: int, max_rounds: int = MAX_ROU
         return None
     pool: set[Pattern] = set()
     best, rounds = None, 0
+    lo = max(lo, 1)  # the grid divides T
     hi -= 1  # a plan must beat the one given
     while lo <= hi and rounds < max_rounds and (best is None or hi - lo > PRECISION * hi):
         T = (lo + hi) // 2
