@@ -82,7 +82,8 @@ class AssignCoresPass(ModulePass):
     `round-robin` deals whole tables to cores in turn. With a previous placement on the module (re-planning),
     `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py). Above
     `cpsat_boolean_limit(time-limit)` (table, option, core) booleans, `cpsat` does not build its model: the
-    greedy plan stands, with status NOT_SOLVED and the gap to the lower bound."""
+    greedy plan stands, with status NOT_SOLVED and the gap to the lower bound. Where CP-SAT's plan is still more
+    than `PACK_GAP` above the bound, the pattern dive (passes/packing.py) looks for a faster one."""
 
     name = "assign-cores"
     summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
@@ -149,7 +150,7 @@ class AssignCoresPass(ModulePass):
                 status="NOT_SOLVED",
                 objective_s=span * TIME_UNIT_S,
                 best_bound_s=lb_units * TIME_UNIT_S,
-                gap=max(0.0, (span - lb_units) / span) if span else 0.0,
+                gap=_gap(span, lb_units),
                 wall_s=0.0,
                 options_considered=sum(len(o) for o in problem.options),
             )
@@ -219,7 +220,7 @@ class AssignCoresPass(ModulePass):
             status=result.status,  # type: ignore[arg-type]
             objective_s=objective * TIME_UNIT_S,
             best_bound_s=bound * TIME_UNIT_S,
-            gap=max(0.0, (objective - bound) / objective) if objective else 0.0,
+            gap=_gap(objective, bound),
             wall_s=result.wall_s,
             workers=self.workers,
             seed=self.seed,
@@ -243,15 +244,19 @@ def _packed(
     report = report.model_copy(update={"packed_objective_s": objective_s})
     if _makespan_s(module, packed) >= _makespan_s(module, assignment):
         return assignment, report
-    gap = max(0.0, (objective_s - report.best_bound_s) / objective_s) if objective_s else 0.0
-    return packed, report.model_copy(update={"objective_s": objective_s, "gap": gap})
+    return packed, report.model_copy(update={"objective_s": objective_s, "gap": _gap(objective_s, report.best_bound_s)})
+
+
+def _gap(objective: float, bound: float) -> float:
+    """(objective - bound) / objective, at least 0 (and 0 for an empty plan)."""
+    return max(0.0, (objective - bound) / objective) if objective else 0.0
 
 
 def _with_bound(report: SolverReport, bound_s: float) -> SolverReport:
     """The report with its best bound raised to `bound_s` (seconds, start-up excluded) if that is higher."""
     if bound_s <= report.best_bound_s:
         return report
-    gap = max(0.0, (report.objective_s - bound_s) / report.objective_s) if report.objective_s else 0.0
+    gap = _gap(report.objective_s, bound_s)
     return report.model_copy(update={"best_bound_s": bound_s, "gap": gap})
 
 
@@ -283,7 +288,7 @@ def _shifted(report: SolverReport, start_s: float) -> SolverReport:
         update={
             "objective_s": objective,
             "best_bound_s": bound,
-            "gap": max(0.0, (objective - bound) / objective) if objective else 0.0,
+            "gap": _gap(objective, bound),
             "hint_objective_s": None if report.hint_objective_s is None else report.hint_objective_s + start_s,
             "packed_objective_s": None if report.packed_objective_s is None else report.packed_objective_s + start_s,
         }
