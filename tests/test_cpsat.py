@@ -102,10 +102,13 @@ def test_solver_matches_exhaustive_search_on_random_instances(seed: int) -> None
 
 
 def _assert_valid(problem: AssignmentProblem, a: Assignment) -> None:
+    """Each table's parts on as many distinct cores of the target, and every core's local bytes within its
+    buffer."""
     used = [0] * problem.cores
     for opts, ch in zip(problem.options, a.choices, strict=True):
         o = opts[ch.option]
         assert len(set(ch.cores)) == len(ch.cores) == o.parts
+        assert all(0 <= c < problem.cores for c in ch.cores)
         for c in ch.cores:
             used[c] += o.part_bytes
     assert max(used) <= problem.capacity_bytes

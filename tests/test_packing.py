@@ -6,21 +6,9 @@ import random
 
 import pytest
 
-from passes.assignment import Assignment, AssignmentProblem, OptionData, greedy
+from passes.assignment import AssignmentProblem, OptionData, greedy
 from passes.packing import pack
-from tests.test_cpsat import exhaustive, random_problem
-
-
-def _check(problem: AssignmentProblem, plan: Assignment) -> None:
-    """Each table's parts on as many distinct cores, and every core's local bytes within its buffer."""
-    held = [0] * problem.cores
-    for opts, choice in zip(problem.options, plan.choices, strict=True):
-        option = opts[choice.option]
-        assert len(set(choice.cores)) == len(choice.cores) == option.parts
-        assert all(0 <= c < problem.cores for c in choice.cores)
-        for c in choice.cores:
-            held[c] += option.part_bytes
-    assert max(held) <= problem.capacity_bytes
+from tests.test_cpsat import _assert_valid, exhaustive, random_problem
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -32,7 +20,7 @@ def test_every_plan_found_is_a_plan_no_better_than_the_optimum(seed: int) -> Non
         return
     plan = pack(problem, 0, int(optimum) + 1)  # asked to beat a plan one unit above the optimum
     if plan is not None:
-        _check(problem, plan)
+        _assert_valid(problem, plan)
         assert plan.makespan(problem) == optimum
 
 
@@ -48,7 +36,7 @@ def test_the_dive_finds_the_packing_greedy_misses() -> None:
     assert greedy(problem).makespan(problem) == 700
     plan = pack(problem, 500, 700)
     assert plan is not None
-    _check(problem, plan)
+    _assert_valid(problem, plan)
     assert plan.makespan(problem) == 600
 
 
@@ -64,7 +52,7 @@ def test_the_dive_keeps_the_local_buffers() -> None:
     )
     plan = pack(problem, 0, 200)
     assert plan is not None
-    _check(problem, plan)
+    _assert_valid(problem, plan)
     assert plan.makespan(problem) == exhaustive(problem) == 90
 
 
