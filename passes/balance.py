@@ -42,9 +42,9 @@ from passes.base import ModulePass, register
 from passes.placement import (
     PATTERN_GAP,
     FlexibleOption,
+    configuration_bound_s,
     items_makespan_s,
     lower_bound_s,
-    pattern_bound_units,
     place_items,
 )
 
@@ -450,8 +450,7 @@ class BalancePass(ModulePass):
         solved = module.solver is not None and module.solver.method == "cpsat" and module.solver.status != "NOT_SOLVED"
         if solved and busy - bound > PATTERN_GAP * objective:
             pieces = {name: [(line.a, line.b) for _, line in found] for name, found in lines.items()}
-            upper = math.floor(busy / TIME_UNIT_S)
-            bound = max(bound, pattern_bound_units(module, bound, upper, pieces) * TIME_UNIT_S)
+            bound = configuration_bound_s(module, bound, busy, pieces)
         bound += start
         gap = max(0.0, (objective - bound) / objective) if objective else 0.0
         update: dict[str, object] = {"items": items, "lower_bound_s": bound}

@@ -138,8 +138,7 @@ class AssignCoresPass(ModulePass):
                 assignment, report = self._solve(module, problem, seeds, previous)
                 # Where CP-SAT's bound leaves a gap, the configuration LP, searched up to the plan's makespan.
                 if report.gap > PATTERN_GAP:
-                    upper = math.floor(_makespan_s(module, assignment) / TIME_UNIT_S)
-                    bound_s = max(bound_s, pattern_bound_units(module, bound_s, upper) * TIME_UNIT_S)
+                    bound_s = configuration_bound_s(module, bound_s, _makespan_s(module, assignment))
                     report = _with_bound(report, bound_s)
                 if _shifted(report, module.cost_profile.core_start_s).gap > PACK_GAP and previous is None:
                     assignment, report = _packed(module, problem, assignment, report, bound_s)
@@ -377,16 +376,33 @@ def lower_bound_s(
     return max(work, packed * TIME_UNIT_S)
 
 
+def configuration_bound_s(
+    module: Module, known_s: float, busy_s: float, lines: Mapping[str, Sequence[tuple[float, float]]] | None = None
+) -> float:
+    """The configuration LP's bound in seconds (start-up excluded), searched from `known_s` (a bound already
+    proven for the same plans) up to `busy_s` (a plan's makespan): with time alone, and where the plan is still
+    more than `PACK_GAP` above that (start-up included), again with the local buffers in the patterns (a
+    round costs about ten times more). `lines` as for `pattern_bound_units`."""
+    upper = math.floor(busy_s / TIME_UNIT_S)
+    bound = max(known_s, pattern_bound_units(module, known_s, upper, lines) * TIME_UNIT_S)
+    start = module.cost_profile.core_start_s
+    if _gap(busy_s + start, bound + start) > PACK_GAP:
+        bound = max(bound, pattern_bound_units(module, bound, upper, lines, buffers=True) * TIME_UNIT_S)
+    return bound
+
+
 def pattern_bound_units(
     module: Module,
     known_s: float,
     upper_units: int,
     lines: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    buffers: bool = False,
 ) -> int:
     """The configuration LP's bound (`passes.patterns`) in units, searched from `known_s` (a bound already
-    proven for the same plans) up to `upper_units` (a plan's makespan): parts at their least sizes, and per
-    table in `lines` the lines (a, b) in seconds under the time of a part of n samples, for the tables that
-    may be cut unevenly (the bound then covers such cuts)."""
+    proven for the same plans) up to `upper_units` (a plan's makespan): parts at their least sizes (and with
+    `buffers`, least local bytes, which the patterns must fit in the local buffer), and per table in `lines`
+    the lines (a, b) in seconds under the time of a part of n samples, for the tables that may be cut unevenly
+    (the bound then covers such cuts)."""
     assert module.options is not None
     extra = lines or {}
     menus = [
@@ -394,10 +410,15 @@ def pattern_bound_units(
             options=tuple((o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options),
             lines=tuple((a / TIME_UNIT_S, b / TIME_UNIT_S) for a, b in extra.get(m.table, ())),
             samples=module.workload.batch_size,
+            part_bytes=tuple(min(o.local_bytes_per_part) for o in m.options),
         )
         for m in module.options
     ]
-    return pattern_lower_bound(menus, module.target.cores, math.floor(known_s / TIME_UNIT_S), upper_units)
+    known = math.floor(known_s / TIME_UNIT_S)
+    capacity = module.target.local.capacity_bytes
+    return pattern_lower_bound(
+        menus, module.target.cores, known, upper_units, capacity_bytes=capacity if buffers else None
+    )
 
 
 def build_items(module: Module, assignment: Assignment) -> tuple[WorkItem, ...]:

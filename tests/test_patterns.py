@@ -35,6 +35,39 @@ def test_bound_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
     assert pattern_lower_bound(_menus(problem), problem.cores, 0, int(optimum)) <= optimum
 
 
+def _menus_with_bytes(problem: AssignmentProblem) -> list[PatternMenu]:
+    return [
+        PatternMenu(tuple((o.parts, o.part_units) for o in opts), part_bytes=tuple(o.part_bytes for o in opts))
+        for opts in problem.options
+    ]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_bound_with_the_local_buffers_never_exceeds_the_exhaustive_optimum(seed: int) -> None:
+    problem = random_problem(random.Random(5000 + seed))
+    optimum = exhaustive(problem)  # with the buffers: no core holds more than 100 bytes
+    if optimum == float("inf"):
+        return
+    bound = pattern_lower_bound(_menus_with_bytes(problem), problem.cores, 0, int(optimum), capacity_bytes=100)
+    assert bound <= optimum
+
+
+def test_the_local_buffers_raise_the_bound_where_preloaded_parts_do_not_fit_together() -> None:
+    # Four tables, each one part of 10 units preloaded (60 of the 100 bytes a core holds) or of 14 without, on
+    # two cores. Time alone sees four 10s: 20. But a core holds one preloaded part at most, so the best is a
+    # 10 and a 14 per core: 24, which the LP sees once the buffer is a dimension of its patterns.
+    option_sets = tuple((OptionData(1, 10, 60), OptionData(1, 14, 0)) for _ in range(4))
+    problem = AssignmentProblem(tables=("a", "b", "c", "d"), options=option_sets, cores=2, capacity_bytes=100)
+    assert exhaustive(problem) == 24
+    assert pattern_lower_bound(_menus_with_bytes(problem), 2, 0, 28) == 20
+    assert pattern_lower_bound(_menus_with_bytes(problem), 2, 0, 28, capacity_bytes=100) == 24
+
+
+def test_a_menu_with_bytes_for_other_options_is_refused() -> None:
+    with pytest.raises(ValueError, match="part_bytes has 1 entries for 2 options"):
+        PatternMenu(((1, 5), (2, 3)), part_bytes=(7,))
+
+
 def test_parts_that_do_not_add_up_under_T_raise_the_bound_above_every_dff() -> None:
     # Parts of 3, 13, 15 and 16 on two cores. Under T = 27 the 16 has room for the 3 alone, which leaves 13 and
     # 15 (28) for the other core: the optimum is 28. Every DFF sees the parts one by one, and stops at 27.
@@ -101,8 +134,9 @@ def test_a_table_that_fits_under_T_in_no_way_refutes_it() -> None:
 
 def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
     """On ascend910 the configuration LP proves Avazu's plan and KuaiRec's (cut unevenly) within 1%; on the
-    Huawei-like workload, where CP-SAT keeps the greedy plan (3.4% above the bound), the pattern dive finds one
-    within 1.5%. The bounds stay under the plans (verify checks that on every compile)."""
+    Huawei-like workload, where CP-SAT keeps the greedy plan, the pattern dive finds a faster one, and the LP
+    with the local buffers in its patterns proves it within 1%. The bounds stay under the plans (verify checks
+    that on every compile)."""
     from mapper import compile
 
     avazu = compile("avazu", "ascend910", baselines=False)
@@ -110,7 +144,7 @@ def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
     kuairec = compile("kuairec-big", "ascend910", baselines=False)
     assert kuairec.solver is not None and kuairec.solver.gap <= 0.01
     huawei = compile("huawei-25mb-like", "ascend910", baselines=False)
-    assert huawei.solver is not None and huawei.solver.gap <= 0.015
+    assert huawei.solver is not None and huawei.solver.gap <= 0.01
     assert huawei.solver.packed_objective_s is not None
     assert huawei.solver.objective_s <= huawei.solver.packed_objective_s <= huawei.solver.hint_objective_s
     assert huawei.lower_bound_s <= huawei.makespan_s
