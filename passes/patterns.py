@@ -72,7 +72,7 @@ from ortools.linear_solver import pywraplp
 
 GRID = 4000  # grid cells under T: sizes rounded down lose at most one cell each, about 0.025% of T
 BYTE_GRID = 64  # cells of the local buffer, where it is a second dimension: bytes rounded down lose under one each
-BYTE_TIME_GRID = 1000  # grid cells under T beside the buffer's (the dynamic program updates BYTE_GRID times more)
+BYTE_TIME_GRID = 1000  # grid cells under T beside the buffer's: fewer than GRID, as the buffer's cells multiply them
 BYTE_ROUNDS = 600  # pricing rounds of a search with the buffer
 MAX_ROUNDS = 1500  # pricing rounds over the whole search
 ROUNDS_PER_MAKESPAN = 100  # of them for one makespan, all its branches together
