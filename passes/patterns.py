@@ -141,6 +141,19 @@ class _Pool:
 _Branch = dict[int, frozenset[Key]]
 
 
+@dataclass(frozen=True)
+class _Trial:
+    """A makespan under test: `menus` on `cores` cores under T, on `grid`, with the patterns of `pool` and
+    until it has counted `max_rounds` rounds."""
+
+    menus: Sequence[PatternMenu]
+    cores: int
+    T: int
+    grid: _Grid
+    pool: _Pool
+    max_rounds: int
+
+
 def pattern_lower_bound(
     menus: Sequence[PatternMenu],
     cores: int,
@@ -165,8 +178,10 @@ def pattern_lower_bound(
     while lo < hi and hi - lo > PRECISION * hi and pool.rounds < max_rounds:
         mid = (lo + hi) // 2
         pool.nodes = 0
-        budget = min(max_rounds, pool.rounds + ROUNDS_PER_MAKESPAN)
-        if _branch_refutes(menus, cores, mid, pool, budget, {}, capacity):
+        trial = _Trial(
+            menus, cores, mid, _Grid.under(mid, capacity), pool, min(max_rounds, pool.rounds + ROUNDS_PER_MAKESPAN)
+        )
+        if _branch_refutes(trial, {}):
             lo = mid + 1
         else:
             hi = mid
@@ -184,28 +199,18 @@ def _undominated(menu: PatternMenu) -> PatternMenu:
     return dataclasses.replace(menu, lines=tuple(ln for ln in lines if not any(above(ln, o) for o in lines)))
 
 
-def _branch_refutes(
-    menus: Sequence[PatternMenu],
-    cores: int,
-    T: int,
-    pool: _Pool,
-    max_rounds: int,
-    branch: _Branch,
-    capacity: int | None = None,
-) -> bool:
+def _branch_refutes(trial: _Trial, branch: _Branch) -> bool:
     """Whether no plan in `branch` has makespan <= T: the LP refutes it, or it refutes both halves of a split
     of the table whose y is most spread (depth first, so a branch it cannot refute ends the search)."""
-    pool.nodes += 1
-    refuted, y = _refutes(menus, cores, T, pool, max_rounds, branch, capacity)
-    if refuted or y is None or pool.nodes >= MAX_NODES:
+    trial.pool.nodes += 1
+    refuted, y = _refutes(trial, branch)
+    if refuted or y is None or trial.pool.nodes >= MAX_NODES:
         return refuted
     spread = {t: w for t, w in y.items() if sum(v > _SPREAD for v in w.values()) > 1}
     if not spread or (not branch and len(spread) > MAX_SPREAD):
         return False  # every table takes one option (the LP fits them in the cores), or too many tables do not
     t = max(sorted(spread), key=lambda t: 1.0 - max(spread[t].values()))
-    return all(
-        _branch_refutes(menus, cores, T, pool, max_rounds, {**branch, t: half}, capacity) for half in _halves(spread[t])
-    )
+    return all(_branch_refutes(trial, {**branch, t: half}) for half in _halves(spread[t]))
 
 
 def _halves(weights: dict[Key, float]) -> tuple[frozenset[Key], frozenset[Key]]:
@@ -225,18 +230,17 @@ def _halves(weights: dict[Key, float]) -> tuple[frozenset[Key], frozenset[Key]]:
     return first, frozenset(weights) - first
 
 
-def _refutes(
-    menus: Sequence[PatternMenu],
-    cores: int,
-    T: int,
-    pool: _Pool,
-    max_rounds: int,
-    branch: _Branch,
-    capacity: int | None = None,
-) -> tuple[bool, dict[int, dict[Key, float]] | None]:
+def _refutes(trial: _Trial, branch: _Branch) -> tuple[bool, dict[int, dict[Key, float]] | None]:
     """Whether no plan in `branch` has makespan <= T, by column generation; when not refuted, each table's y
     where the LP was solved within the cores (None when undecided within the rounds)."""
-    grid = _Grid.under(T, capacity)
+    menus, cores, T, grid, pool, max_rounds = (
+        trial.menus,
+        trial.cores,
+        trial.T,
+        trial.grid,
+        trial.pool,
+        trial.max_rounds,
+    )
     q, cells = grid.q, grid.cells
     # Per table, per part count, its sizes and byte cells that no other option of that count beats in both
     # (prices favour no option of a count over another, so the least size where bytes do not count); and the
