@@ -170,7 +170,7 @@ def pattern_lower_bound(
     if cores <= 0 or not menus or hi <= lo:
         return lo
     menus = [_undominated(m) for m in menus]
-    held = sum(max((m.held(o) for o in range(len(m.options))), default=0) for m in menus)
+    held = sum(max(m.part_bytes, default=0) for m in menus)  # one part per table at most
     capacity = capacity_bytes if capacity_bytes is not None and held > capacity_bytes else None
     if max_rounds is None:
         max_rounds = MAX_ROUNDS if capacity is None else BYTE_ROUNDS
