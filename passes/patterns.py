@@ -74,6 +74,11 @@ GRID = 4000  # grid cells under T: sizes rounded down lose at most one cell each
 BYTE_GRID = 64  # cells of the local buffer, where it is a second dimension: bytes rounded down lose under one each
 BYTE_TIME_GRID = 1000  # grid cells under T beside the buffer's: fewer than GRID, as the buffer's cells multiply them
 BYTE_ROUNDS = 600  # pricing rounds of a search with the buffer
+# With the buffer, each round first prices on a coarse grid with sizes and bytes rounded *up* (every pattern it
+# finds fits for real, so it is one of the fine grid's too): 16 times fewer cells. Only where that finds no
+# pattern worth adding does the round price on the fine grid, which alone gives Farley's bound.
+COARSE_TIME_GRID = 250
+COARSE_BYTE_GRID = 16
 MAX_ROUNDS = 1500  # pricing rounds over the whole search
 ROUNDS_PER_MAKESPAN = 100  # of them for one makespan, all its branches together
 MAX_NODES = 9  # branches per makespan: a makespan the LP cannot refute soon would take a full tree
@@ -124,8 +129,18 @@ class _Grid:
             return _Grid(q, T // q)
         return _Grid(q, T // q, capacity, min(BYTE_GRID, capacity))
 
+    def coarse(self, T: int) -> _Grid | None:
+        """The coarse grid under T priced first where the buffer is a dimension (None where it is not)."""
+        if not self.byte_cells:
+            return None
+        q = max(1, T // COARSE_TIME_GRID)
+        return _Grid(q, T // q, self.capacity, min(COARSE_BYTE_GRID, self.capacity))
+
     def bytes_cells(self, held: int) -> int:
         return held * self.byte_cells // self.capacity if self.byte_cells else 0
+
+    def bytes_cells_up(self, held: int) -> int:
+        return -(-held * self.byte_cells // self.capacity) if self.byte_cells else 0
 
 
 @dataclass
@@ -247,14 +262,20 @@ def _refutes(trial: _Trial, branch: _Branch) -> tuple[bool, dict[int, dict[Key, 
     # cuts in k pieces whose largest piece (at least N / k samples) fits under T.
     usable: list[dict[int, list[tuple[int, int]]]] = []
     cuts: list[list[Key]] = []
+    coarse = grid.coarse(T)
+    rough: list[dict[int, list[tuple[int, int]]]] = []  # as `usable` on the coarse grid, rounded up
     for t, m in enumerate(menus):
         allowed = branch.get(t)
         best: dict[int, list[tuple[int, int]]] = {}
+        up: dict[int, list[tuple[int, int]]] = {}
         for o, (parts, size) in enumerate(m.options):
             held = grid.bytes_cells(m.held(o))
             if size <= T and held <= grid.byte_cells and (allowed is None or ("o", parts, 0) in allowed):
                 best.setdefault(parts, []).append((size, held))
+                if coarse is not None and m.held(o) <= coarse.capacity:
+                    up.setdefault(parts, []).append((-(-size // coarse.q) * coarse.q, coarse.bytes_cells_up(m.held(o))))
         best = {parts: _pareto(sizes) for parts, sizes in best.items()}
+        rough.append({parts: _pareto(sizes) for parts, sizes in up.items()})
         pieces = [
             ("f", line, k)
             for line, (a, b) in enumerate(m.lines)
@@ -316,6 +337,13 @@ def _refutes(trial: _Trial, branch: _Branch) -> tuple[bool, dict[int, dict[Key, 
             tries = [(alpha, prices)]
             if centre is not None:
                 tries.insert(0, _mixed(centre[1], centre[2], alpha, prices, SMOOTHING))
+            if coarse is not None:
+                _, pattern, load = _price(menus, rough, [[] for _ in menus], *tries[0], coarse)
+                pool.rounds += 1
+                if _worth(pattern, alpha, prices, cuts) > 1 + _TOL:
+                    pool.patterns.append((load, pattern))
+                    add(pattern)
+                    continue
             for duals in tries:
                 value, pattern, load = _price(menus, usable, cuts, *duals, grid)
                 pool.rounds += 1

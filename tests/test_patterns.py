@@ -148,3 +148,18 @@ def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
     assert huawei.solver.packed_objective_s is not None
     assert huawei.solver.objective_s <= huawei.solver.packed_objective_s <= huawei.solver.hint_objective_s
     assert huawei.lower_bound_s <= huawei.makespan_s
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_coarse_pricing_changes_no_bound(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the buffer, a round prices first on a coarse grid rounded up: a shortcut to patterns the fine grid
+    also has. A coarse pattern that did not fit would weaken the bound (the LP would lean on it); one the fine
+    grid has leaves the LP, and the bound, as they were."""
+    problem = random_problem(random.Random(5000 + seed))
+    optimum = exhaustive(problem)
+    if optimum == float("inf"):
+        return
+    menus = _menus_with_bytes(problem)
+    with_coarse = pattern_lower_bound(menus, problem.cores, 0, int(optimum), capacity_bytes=100)
+    monkeypatch.setattr(patterns._Grid, "coarse", lambda self, T: None)
+    assert pattern_lower_bound(menus, problem.cores, 0, int(optimum), capacity_bytes=100) == with_coarse
