@@ -7,7 +7,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test bench bench-scale bench-quick bench-torchrec lint typecheck schema clean
+.PHONY: help demo test bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: $(STAMP)  ## run the test suite
 bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
 	$(VENV)/bin/embmap bench --out docs
 	$(SCALE_BENCH)
+
+bench-compile: $(STAMP)  ## compile time (median of 3), gap and plan of every built-in workload on ascend910: docs/COMPILE.md
+	$(PY) benchmarks/compile_report.py --out docs/COMPILE.md
 
 bench-torchrec: $(STAMP)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
 	$(PY) benchmarks/torchrec_dmp.py

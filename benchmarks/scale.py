@@ -34,6 +34,7 @@ from ir.loader import write_text_atomic  # noqa: E402
 from mapper.pipelines import pipeline_for  # noqa: E402
 from mapper.profiles import machine_key  # noqa: E402
 from passes import parse_pipeline  # noqa: E402
+from passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
 
 TARGET = "ascend910"
 # The columns of the per-pass table: every pass of the pipeline the cells compile with.
@@ -221,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=_ints, default=(100, 500, 1000, 5000), help="e.g. 100,500,1000,5000")
     parser.add_argument("--cores", type=_ints, default=(32, 128, 512), help="e.g. 32,128,512")
-    parser.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT time limit per cell (seconds)")
+    parser.add_argument(
+        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="CP-SAT time limit per cell (seconds)"
+    )
     parser.add_argument("--cell-timeout", type=float, default=900.0, help="stop a cell after this many seconds")
     parser.add_argument("--torchrec", action="store_true", help="also time TorchRec's planner on 500 tables x 32")
     parser.add_argument("--torchrec-timeout", type=float, default=600.0, help="stop TorchRec's planner after this")

@@ -25,6 +25,7 @@ from ir.plan import ExecutionPlan
 from ir.spec import HotSet, HotTables, Uniform, Zipf
 from mapper.compiler import SolverOptions, compile
 from mapper.profiles import machine_key
+from passes.cpsat import DEFAULT_TIME_LIMIT_S
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class BenchConfig:
     scenarios: tuple[Scenario, ...] = SCENARIOS
     pipelines: tuple[str, ...] = field(default_factory=default_pipelines)
     planning_cases: tuple[str, ...] = PLANNING_CASES
-    ascend_time_limit: float = 10.0
+    ascend_time_limit: float = DEFAULT_TIME_LIMIT_S
     cpu_time_limit: float = 2.0
     row_cap: int = 1_000_000  # what fits this machine's memory when run for real
     batches: int = 30

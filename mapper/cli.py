@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-limit",
         type=float,
         help="CP-SAT time limit in seconds (of the solver's deterministic time, so a stopped search repeats "
-        "exactly; default 10); Ctrl-C stops the search sooner and keeps the best plan found so far",
+        "exactly; default 2); Ctrl-C stops the search sooner and keeps the best plan found so far",
     )
     c.add_argument("--workers", type=int, help="CP-SAT workers (default 1)")
     c.add_argument("--seed", type=int, help="CP-SAT random seed; the same seed and workers give the same plan")

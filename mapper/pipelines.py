@@ -17,7 +17,7 @@ def _pipeline(strategy: str, partition: str, assign: str) -> str:
 
 PIPELINES: dict[str, tuple[str, str]] = {
     "embmap": (
-        _pipeline("select-strategy", "partition", "assign-cores,balance"),
+        _pipeline("select-strategy", "partition", "assign-cores,balance,pack"),
         "ours: all four strategies, replicate / split samples / shard rows, CP-SAT core assignment, uneven cuts "
         "of tables too long for one core",
     ),

@@ -3,7 +3,7 @@
 Importing this package registers every pass.
 """
 
-from passes import balance, placement, profile, strategy  # noqa: F401  (registration)
+from passes import balance, packing, placement, profile, strategy  # noqa: F401  (registration)
 from passes.base import REGISTRY, ModulePass
 from passes.pipeline import PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
 

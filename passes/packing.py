@@ -18,17 +18,31 @@ whole cores. This module turns it into plans. For a makespan T:
 The makespans tried are bisected between a bound and the plan to beat; a dive that fails says nothing about
 T (it is a heuristic), it only moves the bisection up. The work is counted in pricing rounds, so the plan is
 the same on every run.
+
+The `pack` pass runs both searches where the plan is still more than `PACK_GAP` from its bound after
+`assign-cores` and `balance`: first the configuration LP with the local buffers in its patterns (a higher
+bound, `passes.patterns`), then the dive from that bound. It comes last because it costs seconds, and uneven
+cuts (`balance`) often close the gap for less.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from passes.assignment import Assignment, AssignmentProblem, Choice, held_bytes
+from ir.module import Module
+from passes.assignment import TIME_UNIT_S, Assignment, AssignmentProblem, Choice, held_bytes
+from passes.balance import splittable_tables, uneven_lines
+from passes.base import ModulePass, register
+from passes.placement import build_items, configuration_bound_s, items_makespan_s
+
+# Where a plan is more than this above its bound (start-up included; the bar a plan is held to), `pack` runs:
+# up to tens of seconds on a tight packing, so not for plans already this close.
+PACK_GAP = 0.01
 
 GRID = 1000  # cells under T (or T of them, one unit each, if fewer): parts are rounded up by under a cell
 BYTE_GRID = 32  # cells of the local buffer (or one per byte, if fewer), where the buffers can bind
@@ -57,9 +71,12 @@ class _Search:
     byte_cells: int = 0
 
 
-def pack(problem: AssignmentProblem, lo: int, hi: int, max_rounds: int = MAX_ROUNDS) -> Assignment | None:
+def pack(
+    problem: AssignmentProblem, lo: int, hi: int, max_rounds: int = MAX_ROUNDS, goal: int | None = None
+) -> Assignment | None:
     """The best plan a dive finds with makespan below `hi`, trying makespans from `lo` up by bisection (None if
-    it finds none, or the problem is too big for the dynamic program)."""
+    it finds none, or the problem is too big for the dynamic program). With a `goal`, a makespan good enough
+    for the caller: the first makespan tried is at most the goal, and a plan at or under it ends the search."""
     if lo >= hi or problem.cores <= 0 or packing_cells(problem) > MAX_CELLS:
         return None
     pool: set[Pattern] = set()
@@ -67,7 +84,11 @@ def pack(problem: AssignmentProblem, lo: int, hi: int, max_rounds: int = MAX_ROU
     lo = max(lo, 1)  # the grid divides T
     hi -= 1  # a plan must beat the one given
     while lo <= hi and rounds < max_rounds and (best is None or hi - lo > PRECISION * hi):
+        if best is not None and goal is not None and best.makespan(problem) <= goal:
+            break
         T = (lo + hi) // 2
+        if goal is not None and lo <= goal < T:
+            T = goal  # a dive at the goal, where a plan is good enough, before any below it
         search = _Search(problem, T, min(ROUNDS_PER_MAKESPAN, max_rounds - rounds), pool)
         plan = _dive(search)
         rounds += search.rounds
@@ -252,3 +273,63 @@ def _price(search: _Search, prices: dict[Item, float]) -> tuple[float, Pattern]:
                 a, b, here = a - da, b - db, before[a - da, b - db]
                 break
     return float(best), tuple(sorted(pattern))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PackPass(ModulePass):
+    """Where the plan is still more than `PACK_GAP` above its bound (start-up included) after CP-SAT: the
+    configuration LP with the local buffers in its patterns for a higher bound, then the pattern dive for a
+    faster plan (equal cuts), which replaces the plan where it is faster in seconds. The bound covers uneven
+    cuts where the plan has them (`balance`). Not when re-planning (the dive would move every table), nor
+    where CP-SAT did not run."""
+
+    name = "pack"
+    summary = "where a plan is over 1% from its bound: configuration LP with the local buffers, pattern dive"
+    requires = ("items", "options")
+    ensures = ("items",)
+
+    def apply(self, module: Module) -> Module:
+        assert module.items is not None and module.lower_bound_s is not None
+        report = module.solver
+        if report is None or report.method != "cpsat" or report.status == "NOT_SOLVED" or report.gap <= PACK_GAP:
+            return module
+        if module.previous is not None:
+            return module
+        start = module.cost_profile.core_start_s
+        busy = items_makespan_s(module.items)
+        lines = None
+        if cut_unevenly(module):
+            found = uneven_lines(module, splittable_tables(module))
+            lines = {name: [(line.a, line.b) for _, line in ls] for name, ls in found.items()}
+        bound = configuration_bound_s(module, module.lower_bound_s - start, busy, lines, buffers=True)
+        problem = AssignmentProblem.from_module(module)
+        # A plan of at most `goal` units (seconds: at most the units) is within PACK_GAP of the bound.
+        goal = math.floor(((bound + start) / (1 - PACK_GAP) - start) / TIME_UNIT_S)
+        packed = pack(problem, math.floor(bound / TIME_UNIT_S), math.ceil(busy / TIME_UNIT_S) + 1, goal=goal)
+        update: dict[str, object] = {}
+        items = module.items
+        if packed is not None:
+            update["packed_objective_s"] = packed.makespan(problem) * TIME_UNIT_S + start
+            candidate = build_items(module, packed)
+            if items_makespan_s(candidate) < busy:
+                items = candidate
+        objective = items_makespan_s(items) + start
+        lower = bound + start
+        gap = max(0.0, (objective - lower) / objective) if objective else 0.0
+        update |= {"objective_s": objective, "best_bound_s": lower, "gap": gap}
+        if report.status == "OPTIMAL" and gap > 0:
+            update["status"] = "FEASIBLE"
+        return module.model_copy(
+            update={"items": items, "lower_bound_s": lower, "solver": report.model_copy(update=update)}
+        )
+
+
+def cut_unevenly(module: Module) -> bool:
+    """Whether some table's sample cuts differ by more than one sample (`balance` re-cut them)."""
+    assert module.items is not None
+    sizes: dict[str, list[int]] = {}
+    for it in module.items:
+        if it.samples != (0, module.workload.batch_size):
+            sizes.setdefault(it.table, []).append(it.samples[1] - it.samples[0])
+    return any(max(n) - min(n) > 1 for n in sizes.values())

@@ -33,8 +33,7 @@ from passes.assignment import (
 )
 from passes.base import NOT_AN_OPTION, ModulePass, register
 from passes.bounds import dff_lower_bound
-from passes.cpsat import SolverParams, solve
-from passes.packing import pack
+from passes.cpsat import DEFAULT_TIME_LIMIT_S, SolverParams, solve
 from passes.patterns import PatternMenu, pattern_lower_bound
 from passes.progress import ProgressEvent, ProgressListener
 from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
@@ -50,11 +49,9 @@ CPSAT_BOOLEANS_PER_S = 4_000
 
 
 # Where the plan's gap after CP-SAT is above this, the configuration LP (passes/patterns.py) is tried for a
-# higher bound; below it, the LP's cost (up to a few seconds) buys little.
+# higher bound; below it, the LP's cost (up to a second) buys little. The `pack` pass does more where a plan
+# is still over 1% from its bound (passes/packing.py).
 PATTERN_GAP = 0.002
-# Where it is still above this (the bar a plan is held to), the pattern dive (passes/packing.py) looks for a
-# better plan than CP-SAT's: up to tens of seconds on a tight packing, so not for plans already this close.
-PACK_GAP = 0.01
 
 
 def cpsat_boolean_limit(time_limit: float) -> int:
@@ -82,15 +79,15 @@ class AssignCoresPass(ModulePass):
     `round-robin` deals whole tables to cores in turn. With a previous placement on the module (re-planning),
     `cpsat` and `greedy` start from it and move at most `max-moves` tables (passes/replan.py). Above
     `cpsat_boolean_limit(time-limit)` (table, option, core) booleans, `cpsat` does not build its model: the
-    greedy plan stands, with status NOT_SOLVED and the gap to the lower bound. Where CP-SAT's plan is still more
-    than `PACK_GAP` above the bound, the pattern dive (passes/packing.py) looks for a faster one."""
+    greedy plan stands, with status NOT_SOLVED and the gap to the lower bound. Where CP-SAT's plan is more than
+    `PATTERN_GAP` above that bound, the configuration LP (time alone) raises it."""
 
     name = "assign-cores"
     summary = "choose option and cores per table: CP-SAT makespan minimization (or greedy / round-robin)"
     requires = ("options",)
     ensures = ("items",)
     method: AssignMethod = AssignMethod.CPSAT
-    time_limit: float = 10.0
+    time_limit: float = DEFAULT_TIME_LIMIT_S
     workers: int = 1
     seed: int = 0
     relative_gap: float = 0.0
@@ -140,8 +137,6 @@ class AssignCoresPass(ModulePass):
                 if report.gap > PATTERN_GAP:
                     bound_s = configuration_bound_s(module, bound_s, _makespan_s(module, assignment))
                     report = _with_bound(report, bound_s)
-                if _shifted(report, module.cost_profile.core_start_s).gap > PACK_GAP and previous is None:
-                    assignment, report = _packed(module, problem, assignment, report, bound_s)
         if report is None:
             span = assignment.makespan(problem)
             report = SolverReport(
@@ -229,21 +224,6 @@ class AssignCoresPass(ModulePass):
             interrupted=result.interrupted,
         )
         return chosen, report
-
-
-def _packed(
-    module: Module, problem: AssignmentProblem, assignment: Assignment, report: SolverReport, bound_s: float
-) -> tuple[Assignment, SolverReport]:
-    """The pattern dive's plan where it is faster in seconds than `assignment`, with the report's objective and
-    gap following it; the report says what the dive found either way."""
-    packed = pack(problem, math.floor(bound_s / TIME_UNIT_S), assignment.makespan(problem))
-    if packed is None:
-        return assignment, report
-    objective_s = packed.makespan(problem) * TIME_UNIT_S
-    report = report.model_copy(update={"packed_objective_s": objective_s})
-    if _makespan_s(module, packed) >= _makespan_s(module, assignment):
-        return assignment, report
-    return packed, report.model_copy(update={"objective_s": objective_s, "gap": _gap(objective_s, report.best_bound_s)})
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -377,18 +357,17 @@ def lower_bound_s(
 
 
 def configuration_bound_s(
-    module: Module, known_s: float, busy_s: float, lines: Mapping[str, Sequence[tuple[float, float]]] | None = None
+    module: Module,
+    known_s: float,
+    busy_s: float,
+    lines: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    buffers: bool = False,
 ) -> float:
     """The configuration LP's bound in seconds (start-up excluded), searched from `known_s` (a bound already
-    proven for the same plans) up to `busy_s` (a plan's makespan): with time alone, and where the plan is still
-    more than `PACK_GAP` above that (start-up included), again with the local buffers in the patterns (a
-    round costs about ten times more). `lines` as for `pattern_bound_units`."""
+    proven for the same plans) up to `busy_s` (a plan's makespan). `lines` and `buffers` as for
+    `pattern_bound_units` (with the buffers a round costs about ten times more)."""
     upper = math.floor(busy_s / TIME_UNIT_S)
-    bound = max(known_s, pattern_bound_units(module, known_s, upper, lines) * TIME_UNIT_S)
-    start = module.cost_profile.core_start_s
-    if _gap(busy_s + start, bound + start) > PACK_GAP:
-        bound = max(bound, pattern_bound_units(module, bound, upper, lines, buffers=True) * TIME_UNIT_S)
-    return bound
+    return max(known_s, pattern_bound_units(module, known_s, upper, lines, buffers) * TIME_UNIT_S)
 
 
 def pattern_bound_units(

@@ -90,7 +90,7 @@ def test_cores_overrides_the_targets_and_is_checked_like_the_file(
 
 def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["passes"], capsys)
-    assert code == 0 and "assign-cores" in out and "time-limit=10.0" in out and "round-robin" in out
+    assert code == 0 and "assign-cores" in out and "time-limit=2.0" in out and "round-robin" in out
     code, out, _ = run_cli(["targets"], capsys)
     assert code == 0 and "ascend910" in out and "cpu" in out
     code, out, _ = run_cli(["workloads", "--json"], capsys)

@@ -6,8 +6,13 @@ import random
 
 import pytest
 
+from ir.verify import verify_module
+from passes import packing
 from passes.assignment import AssignmentProblem, OptionData, greedy
-from passes.packing import pack
+from passes.packing import PACK_GAP, cut_unevenly, pack
+from passes.placement import items_makespan_s
+from tests.conftest import run
+from tests.test_balance import ASSIGN, ONE_LONG, _module, _same_plan
 from tests.test_cpsat import _assert_valid, exhaustive, random_problem
 
 
@@ -57,8 +62,64 @@ def test_the_dive_keeps_the_local_buffers() -> None:
 
 
 def test_a_problem_too_big_for_the_grid_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from passes import packing
-
     problem = random_problem(random.Random(3))
     monkeypatch.setattr(packing, "MAX_CELLS", 0)
     assert pack(problem, 0, 10**6) is None
+
+
+def _three_threes_and_twos() -> AssignmentProblem:
+    return AssignmentProblem(
+        tables=tuple("abcde"),
+        options=tuple((OptionData(1, size * 100, 0),) for size in (3, 3, 2, 2, 2)),
+        cores=2,
+        capacity_bytes=0,
+    )
+
+
+def _makespans_tried(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    tried: list[int] = []
+    dive = packing._dive
+
+    def recording(search: packing._Search) -> object:
+        tried.append(search.T)
+        return dive(search)
+
+    monkeypatch.setattr(packing, "_dive", recording)
+    return tried
+
+
+def test_a_plan_within_the_goal_ends_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bisection alone would first dive at 1249; with a goal of 650 the first dive is there, finds the optimum
+    (600), and no other dive follows."""
+    tried = _makespans_tried(monkeypatch)
+    plan = pack(_three_threes_and_twos(), 500, 2000, goal=650)
+    assert plan is not None and plan.makespan(_three_threes_and_twos()) == 600
+    assert tried == [650]
+
+
+def test_a_goal_below_every_plan_leaves_the_bisection_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried = _makespans_tried(monkeypatch)
+    problem = _three_threes_and_twos()
+    plan = pack(problem, 500, 2000, goal=550)  # no plan is under 600
+    assert tried[0] == 550 and len(tried) > 1
+    assert plan is not None and plan.makespan(problem) == 600
+
+
+def test_the_pack_pass_leaves_a_plan_within_one_percent_alone() -> None:
+    module = run(_module(256, 4, ONE_LONG), ASSIGN + ",balance")
+    assert module.solver is not None and module.solver.gap <= PACK_GAP
+    assert _same_plan(run(module, "pack"), module)
+
+
+def test_the_pack_pass_bounds_a_plan_cut_unevenly_with_its_cuts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made to run on a plan `balance` cut unevenly: its bound (with the buffers) must still cover uneven cuts,
+    as the verifier checks after the pass; a dive plan replaces the plan only where it is faster."""
+    monkeypatch.setattr(packing, "PACK_GAP", -1.0)
+    balanced = run(_module(256, 4, ONE_LONG), ASSIGN + ",balance")
+    assert cut_unevenly(balanced)
+    packed = run(balanced, "pack")
+    verify_module(packed)
+    assert packed.solver is not None and packed.lower_bound_s is not None
+    assert packed.lower_bound_s >= balanced.lower_bound_s
+    assert items_makespan_s(packed.items) <= items_makespan_s(balanced.items)
+    assert not cut_unevenly(packed) or packed.items == balanced.items

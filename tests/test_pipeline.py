@@ -50,7 +50,16 @@ def test_bad_pipelines_fail_before_running(text: str, words: str) -> None:
 
 
 def test_registry_names_are_kebab_case_and_complete() -> None:
-    assert set(REGISTRY) == {"profile", "select-strategy", "partition", "assign-cores", "balance", "schedule", "verify"}
+    assert set(REGISTRY) == {
+        "profile",
+        "select-strategy",
+        "partition",
+        "assign-cores",
+        "balance",
+        "pack",
+        "schedule",
+        "verify",
+    }
     assert all(name == name.lower() and " " not in name and "_" not in name for name in REGISTRY)
 
 
