@@ -278,11 +278,11 @@ def _price(search: _Search, prices: dict[Item, float]) -> tuple[float, Pattern]:
 @register
 @dataclasses.dataclass(frozen=True)
 class PackPass(ModulePass):
-    """Where the plan is still more than `PACK_GAP` above its bound (start-up included) after CP-SAT: the
-    configuration LP with the local buffers in its patterns for a higher bound, then the pattern dive for a
-    faster plan (equal cuts), which replaces the plan where it is faster in seconds. The bound covers uneven
-    cuts where the plan has them (`balance`). Not when re-planning (the dive would move every table), nor
-    where CP-SAT did not run."""
+    """Where the plan is still more than `PACK_GAP` above its bound (start-up included) after CP-SAT and
+    `balance`: the configuration LP with the local buffers in its patterns for a higher bound, then the
+    pattern dive for a faster plan (equal cuts), which replaces the plan where it is faster in seconds. The
+    bound covers uneven cuts where the plan has them. Not when re-planning (the dive would move every table),
+    nor where CP-SAT did not run."""
 
     name = "pack"
     summary = "where a plan is over 1% from its bound: configuration LP with the local buffers, pattern dive"
@@ -292,9 +292,8 @@ class PackPass(ModulePass):
     def apply(self, module: Module) -> Module:
         assert module.items is not None and module.lower_bound_s is not None
         report = module.solver
-        if report is None or report.method != "cpsat" or report.status == "NOT_SOLVED" or report.gap <= PACK_GAP:
-            return module
-        if module.previous is not None:
+        solved = report is not None and report.method == "cpsat" and report.status != "NOT_SOLVED"
+        if report is None or not solved or report.gap <= PACK_GAP or module.previous is not None:
             return module
         start = module.cost_profile.core_start_s
         busy = items_makespan_s(module.items)
