@@ -43,9 +43,11 @@ from passes.placement import (
     PATTERN_GAP,
     FlexibleOption,
     configuration_bound_s,
+    cpsat_ran,
     items_makespan_s,
     lower_bound_s,
     place_items,
+    with_plan,
 )
 
 MAX_GRID = 1024  # the most sample counts at which `SampleLine` reads a part's cost
@@ -150,6 +152,11 @@ def uneven_lines(module: Module, splittable: frozenset[str]) -> dict[str, list[t
         name: [(s, SampleLine.of(module, module.table(name), s)) for s in uneven_strategies(module, name)]
         for name in sorted(splittable)
     }
+
+
+def line_pieces(lines: Mapping[str, list[tuple[Strategy, SampleLine]]]) -> dict[str, list[tuple[float, float]]]:
+    """Per table, its lines as the configuration LP takes them: (a, b) in seconds."""
+    return {name: [(line.a, line.b) for _, line in found] for name, found in lines.items()}
 
 
 def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[str]) -> tuple[WorkItem, ...]:
@@ -442,23 +449,10 @@ class BalancePass(ModulePass):
         items = min(candidates, key=items_makespan_s)  # the re-cut plan first: it wins ties
         if items_makespan_s(items) >= items_makespan_s(module.items) * (1 - 1e-9):
             return module  # equal cuts stand, with the bound and gap of plans with equal cuts
-        start = module.cost_profile.core_start_s
         busy = items_makespan_s(items)
-        objective = busy + start
+        objective = busy + module.cost_profile.core_start_s
         # The plan now has uneven cuts: its bound must cover such plans too (verify checks it against the plan).
         # Where assign-cores ran CP-SAT and a gap is left, the configuration LP with the tables' pieces.
-        solved = module.solver is not None and module.solver.method == "cpsat" and module.solver.status != "NOT_SOLVED"
-        if solved and busy - bound > PATTERN_GAP * objective:
-            pieces = {name: [(line.a, line.b) for _, line in found] for name, found in lines.items()}
-            bound = configuration_bound_s(module, bound, busy, pieces)
-        bound += start
-        gap = max(0.0, (objective - bound) / objective) if objective else 0.0
-        update: dict[str, object] = {"items": items, "lower_bound_s": bound}
-        if module.solver is not None:
-            status = module.solver.status
-            if status == "OPTIMAL" and gap > 0:
-                status = "FEASIBLE"  # optimal among equal cuts, and beaten by uneven ones
-            update["solver"] = module.solver.model_copy(
-                update={"objective_s": objective, "best_bound_s": bound, "gap": gap, "status": status}
-            )
-        return module.model_copy(update=update)
+        if cpsat_ran(module.solver) and busy - bound > PATTERN_GAP * objective:
+            bound = configuration_bound_s(module, bound, busy, line_pieces(lines))
+        return with_plan(module, items, bound)

@@ -36,9 +36,9 @@ from ortools.linear_solver import pywraplp
 
 from ir.module import Module
 from passes.assignment import TIME_UNIT_S, Assignment, AssignmentProblem, Choice, held_bytes
-from passes.balance import splittable_tables, uneven_lines
+from passes.balance import line_pieces, splittable_tables, uneven_lines
 from passes.base import ModulePass, register
-from passes.placement import build_items, configuration_bound_s, items_makespan_s
+from passes.placement import build_items, configuration_bound_s, cpsat_ran, items_makespan_s, with_plan
 
 # Where a plan is more than this above its bound (start-up included; the bar a plan is held to), `pack` runs:
 # up to tens of seconds on a tight packing, so not for plans already this close.
@@ -292,36 +292,21 @@ class PackPass(ModulePass):
     def apply(self, module: Module) -> Module:
         assert module.items is not None and module.lower_bound_s is not None
         report = module.solver
-        solved = report is not None and report.method == "cpsat" and report.status != "NOT_SOLVED"
-        if report is None or not solved or report.gap <= PACK_GAP or module.previous is not None:
+        if report is None or not cpsat_ran(report) or report.gap <= PACK_GAP or module.previous is not None:
             return module
         start = module.cost_profile.core_start_s
         busy = items_makespan_s(module.items)
-        lines = None
-        if cut_unevenly(module):
-            found = uneven_lines(module, splittable_tables(module))
-            lines = {name: [(line.a, line.b) for _, line in ls] for name, ls in found.items()}
+        lines = line_pieces(uneven_lines(module, splittable_tables(module))) if cut_unevenly(module) else None
         bound = configuration_bound_s(module, module.lower_bound_s - start, busy, lines, buffers=True)
         problem = AssignmentProblem.from_module(module)
         # A plan of at most `goal` units (seconds: at most the units) is within PACK_GAP of the bound.
         goal = math.floor(((bound + start) / (1 - PACK_GAP) - start) / TIME_UNIT_S)
         packed = pack(problem, math.floor(bound / TIME_UNIT_S), math.ceil(busy / TIME_UNIT_S) + 1, goal=goal)
-        update: dict[str, object] = {}
-        items = module.items
-        if packed is not None:
-            update["packed_objective_s"] = packed.makespan(problem) * TIME_UNIT_S + start
-            candidate = build_items(module, packed)
-            if items_makespan_s(candidate) < busy:
-                items = candidate
-        objective = items_makespan_s(items) + start
-        lower = bound + start
-        gap = max(0.0, (objective - lower) / objective) if objective else 0.0
-        update |= {"objective_s": objective, "best_bound_s": lower, "gap": gap}
-        if report.status == "OPTIMAL" and gap > 0:
-            update["status"] = "FEASIBLE"
-        return module.model_copy(
-            update={"items": items, "lower_bound_s": lower, "solver": report.model_copy(update=update)}
-        )
+        if packed is None:
+            return with_plan(module, module.items, bound)
+        candidate = build_items(module, packed)
+        items = candidate if items_makespan_s(candidate) < busy else module.items
+        return with_plan(module, items, bound, packed_objective_s=packed.makespan(problem) * TIME_UNIT_S + start)
 
 
 def cut_unevenly(module: Module) -> bool:

@@ -231,6 +231,27 @@ def _gap(objective: float, bound: float) -> float:
     return max(0.0, (objective - bound) / objective) if objective else 0.0
 
 
+def cpsat_ran(report: SolverReport | None) -> bool:
+    """Whether assign-cores ran CP-SAT, so that a gap left is worth the configuration LP's time."""
+    return report is not None and report.method == "cpsat" and report.status != "NOT_SOLVED"
+
+
+def with_plan(module: Module, items: tuple[WorkItem, ...], bound_s: float, **solver: object) -> Module:
+    """The module with `items` as its plan and `bound_s` (start-up excluded) as its bound; the solver report's
+    objective, bound and gap follow, with the fields in `solver`. OPTIMAL becomes FEASIBLE where a gap is
+    left: optimal among the plans CP-SAT saw, and beaten by others."""
+    start = module.cost_profile.core_start_s
+    objective, bound = items_makespan_s(items) + start, bound_s + start
+    update: dict[str, object] = {"items": items, "lower_bound_s": bound}
+    if module.solver is not None:
+        gap = _gap(objective, bound)
+        status = "FEASIBLE" if module.solver.status == "OPTIMAL" and gap > 0 else module.solver.status
+        update["solver"] = module.solver.model_copy(
+            update={"objective_s": objective, "best_bound_s": bound, "gap": gap, "status": status, **solver}
+        )
+    return module.model_copy(update=update)
+
+
 def _with_bound(report: SolverReport, bound_s: float) -> SolverReport:
     """The report with its best bound raised to `bound_s` (seconds, start-up excluded) if that is higher."""
     if bound_s <= report.best_bound_s:
