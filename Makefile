@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
+NATIVE := $(VENV)/.native-built
 DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
@@ -20,40 +21,45 @@ $(STAMP): pyproject.toml
 	# wheels must come without their dependencies (they name the CUDA build of FBGEMM).
 	$(PY) -m pip install --quiet --no-deps fbgemm-gpu-cpu==1.8.0 torchrec==1.8.0
 	$(PY) -m pip install --quiet tensordict torchmetrics==1.0.3 tqdm pyre-extensions
-	touch $(STAMP)
+	touch $(STAMP) $(NATIVE)
 
-demo: $(STAMP)  ## compile a built-in workload for ascend910 and explain the plan
+# The native executor (runtime/_native.cpp) is compiled by the install above; rebuilt when its source changes.
+$(NATIVE): runtime/_native.cpp setup.py | $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(NATIVE)
+
+demo: $(STAMP) $(NATIVE)  ## compile a built-in workload for ascend910 and explain the plan
 	@mkdir -p $(OUT)
 	$(VENV)/bin/embmap compile $(DEMO_WORKLOAD) --target $(DEMO_TARGET) -o $(OUT)/$(DEMO_WORKLOAD).plan.json
 	$(VENV)/bin/embmap explain $(OUT)/$(DEMO_WORKLOAD).plan.json
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP) $(NATIVE)  ## run the test suite
 	$(PY) -m pytest
 
-bench: $(STAMP)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
+bench: $(STAMP) $(NATIVE)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
 	$(VENV)/bin/embmap bench --out docs
 	$(SCALE_BENCH)
 
-bench-compile: $(STAMP)  ## compile time (median of 3), gap and plan of every built-in workload on ascend910: docs/COMPILE.md
+bench-compile: $(STAMP) $(NATIVE)  ## compile time (median of 3), gap and plan of every built-in workload on ascend910: docs/COMPILE.md
 	$(PY) benchmarks/compile_report.py --out docs/COMPILE.md
 
-bench-torchrec: $(STAMP)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
+bench-torchrec: $(STAMP) $(NATIVE)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
 	$(PY) benchmarks/torchrec_dmp.py
 
-bench-quick: $(STAMP)  ## the same on one small workload, in seconds (CI runs it as a test)
+bench-quick: $(STAMP) $(NATIVE)  ## the same on one small workload, in seconds (CI runs it as a test)
 	@mkdir -p $(OUT)/bench
 	$(VENV)/bin/embmap bench --quick --out $(OUT)/bench
 
 SCALE_BENCH = $(PY) benchmarks/scale.py --torchrec --out docs/SCALE.md
 
-bench-scale: $(STAMP)  ## plan time, gap and peak memory, synthetic 100-5000 tables x 32-512 cores: docs/SCALE.md
+bench-scale: $(STAMP) $(NATIVE)  ## plan time, gap and peak memory, synthetic 100-5000 tables x 32-512 cores: docs/SCALE.md
 	$(SCALE_BENCH)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP) $(NATIVE)  ## ruff and mypy
 	$(VENV)/bin/ruff check ir passes cost_models mapper workloads runtime tests tools benchmarks
 	$(VENV)/bin/mypy
 
-schema: $(STAMP)  ## regenerate docs/plan.schema.json and docs/example-plan.json
+schema: $(STAMP) $(NATIVE)  ## regenerate docs/plan.schema.json and docs/example-plan.json
 	$(PY) tools/export_schema.py
 
 clean:  ## remove the virtual environment and outputs

@@ -7,7 +7,10 @@ proportional share of the lookups.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
+import mmap
 import zlib
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
@@ -41,16 +44,50 @@ class SharedArray:
             self.shm.unlink()
 
 
+HUGE_PAGE_BYTES = 2 << 20
+
+
+@dataclass
+class LocalArray:
+    """A numpy array in this process's own memory, with SharedArray's interface: what threads share."""
+
+    array: np.ndarray
+
+    @staticmethod
+    def create(shape: tuple[int, ...], dtype: np.dtype | type) -> LocalArray:
+        return LocalArray(huge_page_array(shape, dtype))
+
+    def close(self, unlink: bool) -> None:
+        del self.array
+
+
+def huge_page_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """An array whose memory the kernel may back with 2 MiB pages (transparent huge pages, asked for by
+    madvise), as a serving process would hold its tables: a random read of a table far larger than the TLB's
+    reach then costs no page walk. Small arrays, and systems without the advice, get ordinary memory. The
+    memory is freed with the last view of the array."""
+    count = int(np.prod(shape))
+    nbytes = count * np.dtype(dtype).itemsize
+    if nbytes < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape, dtype=dtype)
+    region = mmap.mmap(-1, nbytes + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    pad = -start % HUGE_PAGE_BYTES
+    with contextlib.suppress(OSError):  # no transparent huge pages here: ordinary pages, the same array
+        region.madvise(mmap.MADV_HUGEPAGE, pad, nbytes - nbytes % HUGE_PAGE_BYTES)
+    return np.frombuffer(region, dtype=dtype, count=count, offset=pad).reshape(shape)
+
+
 @dataclass
 class Materialized:
     """Tables [rows, dim], index batches [n, batch, pooling] and pooled outputs [batch, dim] per table."""
 
-    tables: dict[str, SharedArray] = field(default_factory=dict)
-    indices: dict[str, SharedArray] = field(default_factory=dict)
-    outputs: dict[str, SharedArray] = field(default_factory=dict)
+    tables: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
+    indices: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
+    outputs: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     made_for: tuple[object, ...] = ()  # (tables, batch size, index batches, seed)
 
-    def arrays(self) -> list[SharedArray]:
+    def arrays(self) -> list[SharedArray | LocalArray]:
         return [*self.tables.values(), *self.indices.values(), *self.outputs.values()]
 
     def close(self, unlink: bool = True) -> None:
@@ -98,15 +135,19 @@ def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
         out[lo:hi] = rng.random((hi - lo, table.dim), dtype=np.float32)
 
 
-def materialize(tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int) -> Materialized:
+def materialize(
+    tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int, shared: bool = True
+) -> Materialized:
+    """Tables, index batches and outputs; in shared memory (`shared`, for worker processes) or not."""
     m = Materialized(made_for=(tables, batch_size, index_batches, seed))
+    make = SharedArray.create if shared else LocalArray.create
     try:
         for t in tables:
-            m.tables[t.name] = SharedArray.create((t.rows, t.dim), NUMPY_DTYPES[t.dtype])
+            m.tables[t.name] = make((t.rows, t.dim), NUMPY_DTYPES[t.dtype])
             fill_table(t, m.tables[t.name].array, seed)
-            m.indices[t.name] = SharedArray.create((index_batches, batch_size, t.pooling), INDEX_DTYPE)
+            m.indices[t.name] = make((index_batches, batch_size, t.pooling), INDEX_DTYPE)
             m.indices[t.name].array[:] = make_indices(t, index_batches, batch_size, seed)
-            m.outputs[t.name] = SharedArray.create((batch_size, t.dim), np.float32)
+            m.outputs[t.name] = make((batch_size, t.dim), np.float32)
             m.outputs[t.name].array[:] = 0.0
     except BaseException:
         m.close()

@@ -27,8 +27,10 @@ from ir.errors import RunFault, SpecError
 from ir.plan import ExecutionPlan
 from ir.spec import DType, tables_difference
 from ir.targets import meminfo_bytes, usable_cpus
+from runtime import native
 from runtime.data import Materialized, SharedArray, materialize, reference_lookup
-from runtime.kernels import ItemData, backend_name, build_kernel
+from runtime.kernels import ItemData, build_kernel
+from runtime.kernels import backend_name as kernels_backend
 
 SPIN_CHECK_EVERY = 4096
 POLL_S = 0.05  # how often the parent looks at the barrier counters while it waits
@@ -55,7 +57,9 @@ class RunConfig:
     # their rows settle in the caches, and a "uniform" table would run at the speed of a small working set.
     index_batches: int | None = None
     seed: int = 0
-    backend: str = "auto"  # torch | numpy | auto
+    # native (compiled kernels, one thread per core) | torch | numpy (the reference executor: one process per
+    # core, kernels called from Python) | auto (native where it is built)
+    backend: str = "auto"
     timeout_s: float = 120.0  # a run in which no core passes a barrier for this long has a hung core
     memory_fraction: float = 0.7  # of MemAvailable that tables, replicas and indices may use
     fault: Fault | None = None  # test-only fault injection; None (the default) in every real run
@@ -127,19 +131,60 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
         raise SpecError("run.fault.core", f"is {config.fault.core}, the plan has {plan.target.cores} cores", "")
 
 
+def backend_name(config: RunConfig) -> str:
+    """The executor a run uses: `auto` is the native one where it is built, except for a run with an injected
+    fault (a test of the reference executor's supervision)."""
+    requested = config.backend
+    if requested == "native" and not native.available():
+        raise RuntimeError("backend native requested but the native executor is not built; reinstall embmap")
+    if requested == "auto" and config.fault is None and native.available():
+        return "native"
+    if requested == "native" and config.fault is not None:
+        raise SpecError("run.fault", "faults are injected into the reference executor only", "use backend torch")
+    return kernels_backend(requested)
+
+
 def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materialized | None = None) -> RunReport:
     """Run the plan and check its output. `data` (from `materialize_for`) lets several plans of the same
     tables run on the same materialized data: the caller then owns and closes it."""
     check_runnable(plan, config)
-    backend = backend_name(config.backend)
+    backend = backend_name(config)
     cpus = tuple(usable_cpus()[: plan.target.cores])
-    tables = plan.workload.tables
-    total = config.warmup + config.batches
     owned = data is None
     if data is None:
         data = materialize_for(plan, config)
     else:
         _check_data(plan, config, data)
+    if backend == "native":
+        try:
+            return _run_native(plan, config, data, cpus)
+        finally:
+            if owned:
+                data.close()
+    return _run_reference(plan, config, data, cpus, backend, owned)
+
+
+def _run_native(plan: ExecutionPlan, config: RunConfig, data: Materialized, cpus: tuple[int, ...]) -> RunReport:
+    tables = [
+        (data.tables[t.name].array, data.indices[t.name].array, data.outputs[t.name].array)
+        for t in plan.workload.tables
+    ]
+    timings = native.run(plan, tables, cpus, config.warmup, config.batches, config.index_batch_count)
+    correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
+    return _report(plan, timings.starts, timings.ends, timings.items, "native", cpus, config, correct, err, tol)
+
+
+def _run_reference(
+    plan: ExecutionPlan,
+    config: RunConfig,
+    data: Materialized,
+    cpus: tuple[int, ...],
+    backend: str,
+    owned: bool,
+) -> RunReport:
+    """One forked worker process per core, kernels called from Python, data in shared memory."""
+    tables = plan.workload.tables
+    total = config.warmup + config.batches
     shared = _Shared.create(plan, total)
     ctx = mp.get_context("fork")
     locks = {t.name: ctx.Lock() for t in tables}
@@ -155,7 +200,8 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materia
             w.start()
         _supervise(plan, workers, shared, config.timeout_s)
         correct, err, tol = _check(plan, data, (total - 1) % config.index_batch_count)
-        return _report(plan, shared, backend, cpus, config, correct, err, tol)
+        arrays = shared.starts.array, shared.ends.array, shared.items.array
+        return _report(plan, *arrays, backend, cpus, config, correct, err, tol)
     finally:
         _stop(workers)
         shared.close()
@@ -187,9 +233,13 @@ def run_interleaved(
 
 
 def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Materialized:
-    """The plan's tables, index batches and outputs, as `run_plan` would make them (close it when done)."""
+    """The plan's tables, index batches and outputs, as `run_plan` would make them (close it when done): in
+    shared memory for the reference executor's worker processes, in this process's memory for the native one."""
     check_runnable(plan, config)
-    return materialize(plan.workload.tables, plan.workload.batch_size, config.index_batch_count, config.seed)
+    shared = backend_name(config) != "native"
+    return materialize(
+        plan.workload.tables, plan.workload.batch_size, config.index_batch_count, config.seed, shared=shared
+    )
 
 
 def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
@@ -478,7 +528,9 @@ def tolerance(pooling: int, dtype: DType) -> float:
 
 def _report(
     plan: ExecutionPlan,
-    shared: _Shared,
+    starts_ns: np.ndarray,
+    ends_ns: np.ndarray,
+    items_ns: np.ndarray,
     backend: str,
     cpus: tuple[int, ...],
     config: RunConfig,
@@ -487,9 +539,9 @@ def _report(
     tol: float,
 ) -> RunReport:
     measured = slice(config.warmup, config.warmup + config.batches)
-    starts = shared.starts.array[measured].astype(np.float64)
-    ends = shared.ends.array[measured].astype(np.float64)
-    items = shared.items.array[measured].astype(np.float64) * 1e-9
+    starts = starts_ns[measured].astype(np.float64)
+    ends = ends_ns[measured].astype(np.float64)
+    items = items_ns[measured].astype(np.float64) * 1e-9
     lookups = plan.workload.batch_size * sum(t.pooling for t in plan.workload.tables)
     read = plan.workload.batch_size * sum(t.pooling * t.row_bytes for t in plan.workload.tables)
     return RunReport(

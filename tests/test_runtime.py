@@ -19,22 +19,28 @@ from ir.targets import cpu
 from mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan
 from mapper.cli import main
 from mapper.planio import load_plan, save_plan
-from runtime import RunConfig, materialize_for, run_plan
+from runtime import RunConfig, materialize_for, native, run_plan
 from runtime import kernels as kernels_module
 from runtime.data import make_indices, permutation_params, reference_lookup
 from runtime.executor import usable_cpus
 from workloads import builtin_names
 
 FEW = RunConfig(batches=3, warmup=1, index_batches=2)
-BACKENDS = ["numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
+BACKENDS = ["native", "numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
 TWO_CORES = len(usable_cpus()) >= 2
 
 
 def plan_for(
-    strategy: Strategy, mode: PartitionMode, parts: int, rows: int = 3000, dtype: DType = DType.FP32
+    strategy: Strategy,
+    mode: PartitionMode,
+    parts: int,
+    rows: int = 3000,
+    dtype: DType = DType.FP32,
+    pooling: int = 3,
+    dim: int = 8,
 ) -> ExecutionPlan:
     target = cpu()
-    table = TableSpec(name="t", rows=rows, dim=8, dtype=dtype, pooling=3, distribution=Zipf(alpha=1.1))
+    table = TableSpec(name="t", rows=rows, dim=dim, dtype=dtype, pooling=pooling, distribution=Zipf(alpha=1.1))
     plan, _ = point_plan(GridPoint(table, 96, strategy, mode, parts), target, preset_profile(target))
     return plan
 
@@ -59,6 +65,54 @@ def test_row_shards_accumulate_correctly(strategy: Strategy, backend: str) -> No
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="needs two cores")
+@pytest.mark.parametrize("dim", [16, 128, 24])  # widths fixed at compile time, and one that is not
+@pytest.mark.parametrize("pooling", [1, 8, 100])
+@pytest.mark.parametrize("dtype", [DType.FP32, DType.FP16])
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_native_kernels_match_the_reference(strategy: Strategy, dtype: DType, pooling: int, dim: int) -> None:
+    """Every native kernel, whole and as row shards, in fp32 and fp16 (accumulated in fp32) at poolings up to
+    100, checked against the float64 reference lookup."""
+    for mode, parts in ((PartitionMode.SAMPLES, 2), (PartitionMode.ROWS, 2)):
+        plan = plan_for(strategy, mode, parts, rows=2000, dtype=dtype, pooling=pooling, dim=dim)
+        report = run_plan(plan, RunConfig(batches=2, warmup=1, index_batches=2, backend="native"))
+        assert report.backend == "native"
+        assert report.correct, (mode, report.max_abs_error, report.tolerance)
+
+
+def test_native_row_shards_sum_every_shard_once() -> None:
+    """Row shards combine without a lock: each writes its partial sums and the last to finish adds them up.
+    Batch after batch the sums must be whole: a shard counted twice or missed would show in every output."""
+    if not TWO_CORES:
+        pytest.skip("needs two cores")
+    plan = plan_for(Strategy.GM, PartitionMode.ROWS, 2, rows=50, pooling=40)
+    config = RunConfig(batches=20, warmup=0, index_batches=3, backend="native")
+    data = materialize_for(plan, config)
+    try:
+        for _ in range(3):
+            assert run_plan(plan, config, data).correct
+            out = data.outputs["t"].array
+            expected = reference_lookup(data.tables["t"].array, data.indices["t"].array[(20 - 1) % 3])
+            assert np.abs(out - expected).max() < 1e-4
+    finally:
+        data.close()
+
+
+def test_native_kernel_called_directly_matches_the_reference() -> None:
+    plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
+    data = materialize_for(plan, RunConfig(batches=1, warmup=0, index_batches=2, backend="native"))
+    try:
+        t = plan.workload.tables[0]
+        out = data.outputs["t"].array
+        seconds = native.kernel_loop(
+            data.tables["t"].array, t.dtype, data.indices["t"].array, out, "GM", (0, t.rows), (0, 96), 4096, 0, 3
+        )
+        assert seconds.shape == (3,) and (seconds > 0).all()
+        assert np.allclose(out, reference_lookup(data.tables["t"].array, data.indices["t"].array[0]), atol=1e-5)
+    finally:
+        data.close()
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs two cores")
 def test_sample_split_and_fp16() -> None:
     assert run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 2), FEW).correct
     assert run_plan(plan_for(Strategy.L1_UB, PartitionMode.SAMPLES, 1, dtype=DType.FP16), FEW).correct
@@ -71,13 +125,14 @@ def test_a_wrong_kernel_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         return lambda b: None
 
     monkeypatch.setattr("runtime.executor.build_kernel", lazy)
-    report = run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 1), FEW)
+    report = run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 1), dataclasses.replace(FEW, backend="numpy"))
     assert not report.correct and report.max_abs_error > report.tolerance
 
 
-def test_report_statistics_are_consistent() -> None:
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_report_statistics_are_consistent(backend: str) -> None:
     plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 1)
-    report = run_plan(plan, RunConfig(batches=6, warmup=1, index_batches=2))
+    report = run_plan(plan, RunConfig(batches=6, warmup=1, index_batches=2, backend=backend))
     assert len(report.e2e_s) == 6 and len(report.core_s) == 1 and len(report.item_s) == 1
     for b in range(6):
         assert report.e2e_s[b] >= report.core_s[0][b] >= report.item_s[0][b] > 0
