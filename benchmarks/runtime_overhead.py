@@ -1,17 +1,21 @@
-"""Runtime overhead: a one-task plan through the runtime vs calling the same kernel directly.
+"""Runtime overhead: a one-item plan through an executor vs calling the same kernel directly.
 
-Both sides run the same kernel (`runtime.kernels.build_kernel`) on the same shared tables and index batches,
-pinned to the same CPU with one torch thread; the direct side is a plain loop in this process. The runtime
-side is the plan's end-to-end batch latency (barriers, output zeroing and timing included). Medians over the
-same number of batches, measured back to back in one run.
+For each case, on the same tables and index batches, pinned to the same CPU:
+- native: `run_plan` on the native executor (its thread, barrier and per-item timing included) against the
+  same compiled kernel called in a loop (`runtime.native.kernel_loop`);
+- reference: `run_plan` on the reference executor (a worker process, barriers, output zeroing) against its
+  Python kernel (`runtime.kernels.build_kernel`) called in a loop, one torch thread.
+Each side's p50 batch latency, in `--rounds` rounds that take turns; the ratio is the median over rounds of
+runtime / direct in the same round.
 
-Usage: python benchmarks/runtime_overhead.py [--batches 200]
+Usage: python benchmarks/runtime_overhead.py [--batches 200] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cost_models import preset_profile  # noqa: E402
 from ir.module import PartitionMode, Strategy  # noqa: E402
+from ir.plan import ExecutionPlan  # noqa: E402
 from ir.printer import fmt_s  # noqa: E402
 from ir.spec import TableSpec, Uniform  # noqa: E402
 from ir.targets import cpu  # noqa: E402
 from mapper.calibration import GridPoint, point_plan  # noqa: E402
-from runtime import RunConfig, run_plan  # noqa: E402
-from runtime.data import materialize  # noqa: E402
+from runtime import RunConfig, materialize_for, native, run_plan  # noqa: E402
+from runtime.data import Materialized  # noqa: E402
 from runtime.executor import usable_cpus  # noqa: E402
 from runtime.kernels import ItemData, backend_name, build_kernel  # noqa: E402
 
@@ -37,58 +42,88 @@ CASES = [  # (rows, dim, batch, pooling, strategy)
     (2_000, 16, 1024, 1, Strategy.L1),
     (4_000, 16, 512, 2, Strategy.L1_UB),
 ]
+INDEX_BATCHES = 8
+WARMUP = 5
 
 
-def direct(plan, batches: int, index_batches: int) -> float:  # type: ignore[no-untyped-def]
+def native_direct(plan: ExecutionPlan, data: Materialized, batches: int) -> float:
+    t, it = plan.workload.tables[0], plan.items[0]
+    seconds = native.kernel_loop(
+        data.tables[t.name].array,
+        t.dtype,
+        data.indices[t.name].array,
+        data.outputs[t.name].array,
+        it.strategy.value,
+        it.rows,
+        it.samples,
+        plan.target.scratch.capacity_bytes,
+        usable_cpus()[0],
+        WARMUP + batches,
+    )
+    return float(np.median(seconds[WARMUP:]))
+
+
+def reference_direct(plan: ExecutionPlan, data: Materialized, batches: int) -> float:
     backend = backend_name("auto")
     if backend == "torch":
         import torch
 
         torch.set_num_threads(1)
-    t = plan.workload.tables[0]
-    data = materialize(plan.workload.tables, plan.workload.batch_size, index_batches, seed=0)
-    try:
-        it = plan.items[0]
-        kernel = build_kernel(
-            it,
-            ItemData(
-                t,
-                data.tables[t.name].array,
-                data.indices[t.name].array,
-                data.outputs[t.name].array,
-                plan.target.scratch.capacity_bytes,
-            ),
-            backend,
-        )
-        times = []
-        for b in range(batches + 5):
-            start = time.perf_counter_ns()
-            kernel(b % index_batches)
-            times.append(time.perf_counter_ns() - start)
-        return float(np.median(times[5:])) * 1e-9
-    finally:
-        data.close()
+    t, it = plan.workload.tables[0], plan.items[0]
+    item_data = ItemData(
+        t,
+        data.tables[t.name].array,
+        data.indices[t.name].array,
+        data.outputs[t.name].array,
+        plan.target.scratch.capacity_bytes,
+    )
+    kernel = build_kernel(it, item_data, backend)
+    times = []
+    for b in range(WARMUP + batches):
+        start = time.perf_counter_ns()
+        kernel(b % INDEX_BATCHES)
+        times.append(time.perf_counter_ns() - start)
+    return float(np.median(times[WARMUP:])) * 1e-9
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     os.sched_setaffinity(0, {usable_cpus()[0]})
     target = cpu().model_copy(update={"cores": 1})
-    print("| table | strategy | lookups | direct p50 | runtime p50 | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.batches} batches per run, {args.rounds} rounds; ratio: median over rounds of runtime / direct\n")
+    print("| table | strategy | lookups | executor | direct p50 | runtime p50 | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for rows, dim, batch, pooling, strategy in CASES:
         table = TableSpec(name="t", rows=rows, dim=dim, pooling=pooling, distribution=Uniform())
         plan, _ = point_plan(
             GridPoint(table, batch, strategy, PartitionMode.SAMPLES, 1), target, preset_profile(target)
         )
-        d = direct(plan, args.batches, 8)
-        r = run_plan(plan, RunConfig(batches=args.batches, warmup=5, index_batches=8)).p50_s
-        print(
-            f"| {rows:,} x {dim} | {strategy.value} | {batch * pooling:,} | {fmt_s(d)} | {fmt_s(r)} | {r / d:.2f}x |",
-            flush=True,
-        )
+        for executor, direct in (("native", native_direct), ("reference", reference_direct)):
+            config = RunConfig(
+                batches=args.batches, warmup=WARMUP, index_batches=INDEX_BATCHES, backend=_backend(executor)
+            )
+            data = materialize_for(plan, config)
+            try:
+                pairs = [
+                    (direct(plan, data, args.batches), run_plan(plan, config, data).p50_s) for _ in range(args.rounds)
+                ]
+            finally:
+                data.close()
+            d = statistics.median(p[0] for p in pairs)
+            r = statistics.median(p[1] for p in pairs)
+            ratio = statistics.median(p[1] / p[0] for p in pairs)
+            print(
+                f"| {rows:,} x {dim} | {strategy.value} | {batch * pooling:,} | {executor} | {fmt_s(d)} | {fmt_s(r)} "
+                f"| {ratio:.2f}x |",
+                flush=True,
+            )
+
+
+def _backend(executor: str) -> str:
+    return "native" if executor == "native" else backend_name("auto")
 
 
 if __name__ == "__main__":

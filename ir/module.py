@@ -172,8 +172,8 @@ class WorkItem(Frozen):
     """A unit of work on one core: a table's row range x sample range read with one strategy.
 
     An item that owns all rows writes its samples' pooled outputs; a row shard accumulates its partial sums
-    into them (an atomic-add DMA on an NPU, a per-table lock on a CPU), so no separate combine step, and no
-    barrier, is needed: the output is zeroed when the batch starts.
+    into them (an atomic-add DMA on an NPU; on a CPU, the last shard to finish adds every shard's partials),
+    so no separate combine step, and no barrier, is needed.
     """
 
     id: int = Field(ge=0)

@@ -37,10 +37,15 @@ def ascend910() -> TargetSpec:
     )
 
 
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+HUGE_PAGE_BYTES = 2 * MiB
+
+
 def cpu(
     sysfs: Path = Path("/sys/devices/system/cpu"),
     meminfo: Path = Path("/proc/meminfo"),
     cpuinfo: Path = Path("/proc/cpuinfo"),
+    thp: Path = THP_SETTING,
 ) -> TargetSpec:
     """This machine: usable cores, L2 as the local buffer, L1d as the scratchpad, L3 and DRAM shared."""
     caches = _read_caches(sysfs / "cpu0" / "cache")
@@ -66,7 +71,7 @@ def cpu(
             bandwidth_bytes_per_s=20e9,
             latency_s=90e-9,
         ),
-        tlb=_read_tlb(cpuinfo),
+        tlb=_read_tlb(cpuinfo, thp),
         local_is_cache=True,
         calibrated=False,
         source=(
@@ -76,17 +81,29 @@ def cpu(
     )
 
 
-def _read_tlb(cpuinfo: Path) -> TLBSpec:
+def _read_tlb(cpuinfo: Path, thp: Path = THP_SETTING) -> TLBSpec:
     """The per-core TLB as /proc/cpuinfo states it (e.g. `TLB size : 2560 4K pages`); 1,536 4K pages (a
-    common second-level TLB) where it does not."""
+    common second-level TLB) where it does not. Where the kernel grants transparent huge pages on request
+    (`always` or `madvise`), the runtime holds its tables on 2 MiB pages (`runtime.data.huge_page_array`),
+    and the TLB's entries translate those instead."""
     try:
         text = cpuinfo.read_text()
     except OSError:
         text = ""
     match = re.search(r"^TLB size\s*:\s*(\d+)\s+(\d+)K pages", text, re.MULTILINE)
-    if match and int(match.group(1)) > 0:
-        return TLBSpec(entries=int(match.group(1)), page_bytes=int(match.group(2)) * KiB)
-    return TLBSpec(entries=1536, page_bytes=4 * KiB)
+    entries, page = (
+        (int(match.group(1)), int(match.group(2)) * KiB) if match and int(match.group(1)) > 0 else (1536, 4 * KiB)
+    )
+    return TLBSpec(entries=entries, page_bytes=HUGE_PAGE_BYTES if huge_pages_granted(thp) else page)
+
+
+def huge_pages_granted(thp: Path = THP_SETTING) -> bool:
+    """Whether transparent huge pages are granted to memory that asks for them (`[always]` or `[madvise]`)."""
+    try:
+        setting = thp.read_text()
+    except OSError:
+        return False
+    return "[always]" in setting or "[madvise]" in setting
 
 
 def _read_caches(cache_dir: Path) -> dict[tuple[int, str], int]:

@@ -5,6 +5,18 @@ index batches the plan's workload describes, runs one pinned worker process per 
 outputs against a plain reference lookup, and reports measured times beside the plan's predictions.
 """
 
-from runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan
+from runtime.baselines import FRAMEWORKS, BaselineReport, run_baseline
+from runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan, run_rounds
 
-__all__ = ["Fault", "RunConfig", "RunReport", "materialize_for", "run_interleaved", "run_plan"]
+__all__ = [
+    "FRAMEWORKS",
+    "BaselineReport",
+    "Fault",
+    "RunConfig",
+    "RunReport",
+    "materialize_for",
+    "run_baseline",
+    "run_interleaved",
+    "run_plan",
+    "run_rounds",
+]

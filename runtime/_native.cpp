@@ -541,12 +541,76 @@ py::array_t<double> kernel_loop(py::array weights, int dtype, py::array indices,
   return seconds;
 }
 
+// ---- the machine's limits -------------------------------------------------------------------------------
+
+// Run `work(thread, cpu)` on one pinned thread per CPU, all starting together; seconds from the common start
+// to the last thread's end.
+template <typename Work>
+double timed_on_all(const std::vector<int>& cpus, Work work) {
+  std::atomic<bool> stop{false};
+  Barrier start(uint32_t(cpus.size()) + 1, 1000000000, &stop);
+  std::vector<int64_t> ends(cpus.size());
+  std::vector<std::thread> threads;
+  for (size_t c = 0; c < cpus.size(); ++c)
+    threads.emplace_back([&, c] {
+      pin(cpus[c]);
+      start.wait();
+      work(c);
+      ends[c] = now_ns();
+    });
+  start.wait();
+  const int64_t began = now_ns();
+  for (auto& t : threads) t.join();
+  return double(*std::max_element(ends.begin(), ends.end()) - began) * 1e-9;
+}
+
+// STREAM's copy on every CPU: each thread copies its slice of `src` into `dst`. Seconds of the best repeat.
+double copy_seconds(py::array src, py::array dst, std::vector<int> cpus, int repeats) {
+  const char* from = data_of<char>(src, "src");
+  char* to = data_of<char>(dst, "dst");
+  const int64_t bytes = int64_t(src.nbytes()), n = int64_t(cpus.size());
+  double best = 1e30;
+  py::gil_scoped_release nogil;
+  for (int r = 0; r < repeats; ++r)
+    best = std::min(best, timed_on_all(cpus, [&](size_t c) {
+      const int64_t lo = bytes * int64_t(c) / n / 64 * 64, hi = c + 1 == size_t(n) ? bytes : bytes * int64_t(c + 1) / n / 64 * 64;
+      std::memcpy(to + lo, from + lo, size_t(hi - lo));
+    }));
+  return best;
+}
+
+// Random gather on every CPU: each thread sums the rows its slice of `indices` names (fp32 rows of `table`),
+// prefetching every line of the row `prefetch` lookups ahead. Seconds of the best repeat.
+double gather_seconds(py::array table, py::array_t<int64_t, py::array::c_style> indices, std::vector<int> cpus,
+                      int prefetch, int repeats) {
+  const float* base = data_of<float>(table, "table");
+  const int64_t dim = table.shape(1), rb = dim * 4, n = indices.size(), threads = int64_t(cpus.size());
+  const int64_t* ix = indices.data();
+  std::vector<float> sink(size_t(threads) * 16);
+  double best = 1e30;
+  py::gil_scoped_release nogil;
+  for (int r = 0; r < repeats; ++r)
+    best = std::min(best, timed_on_all(cpus, [&](size_t c) {
+      const int64_t lo = n * int64_t(c) / threads, hi = n * int64_t(c + 1) / threads;
+      std::vector<float> acc(size_t(dim), 0.0f);
+      for (int64_t k = lo; k < hi; ++k) {
+        if (prefetch > 0 && k + prefetch < hi) prefetch_row(reinterpret_cast<const char*>(base + ix[k + prefetch] * dim), rb);
+        const float* row = base + ix[k] * dim;
+        for (int64_t d = 0; d < dim; ++d) acc[d] += row[d];
+      }
+      sink[c * 16] = acc[0];  // keeps the sums alive
+    }));
+  return best;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "embmap's native executor: a plan's work items in compiled code, one pinned thread per core";
   m.def("run_plan", &run_plan);
   m.def("kernel_loop", &kernel_loop);
+  m.def("copy_seconds", &copy_seconds);
+  m.def("gather_seconds", &gather_seconds);
   m.attr("STRATEGIES") = py::make_tuple("GM", "L1", "GM-UB", "L1-UB");
 #if defined(__AVX512F__)
   m.attr("VECTOR_ISA") = "avx512";

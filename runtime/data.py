@@ -12,6 +12,7 @@ import ctypes
 import math
 import mmap
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ir.distributions import histogram
 from ir.spec import DType, TableSpec
+from ir.targets import HUGE_PAGE_BYTES
 
 NUMPY_DTYPES = {DType.FP32: np.float32, DType.FP16: np.float16}
 INDEX_DTYPE = np.int64
@@ -42,9 +44,6 @@ class SharedArray:
         self.shm.close()
         if unlink:
             self.shm.unlink()
-
-
-HUGE_PAGE_BYTES = 2 << 20
 
 
 @dataclass
@@ -158,6 +157,29 @@ def materialize(
 def reference_lookup(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """The plain definition: for each sample, the sum of its rows (float64 accumulation)."""
     return table[indices].astype(np.float64).sum(axis=1)
+
+
+def check_outputs(
+    tables: tuple[TableSpec, ...], outputs: Mapping[str, np.ndarray], data: Materialized, index_batch: int
+) -> tuple[bool, float, float]:
+    """(all within tolerance, the worst error, its tolerance): every table's pooled output of index batch
+    `index_batch` against the reference lookup."""
+    worst, worst_tol, ok = 0.0, 0.0, True
+    for t in tables:
+        ref = reference_lookup(data.tables[t.name].array, data.indices[t.name].array[index_batch])
+        err = float(np.abs(np.asarray(outputs[t.name], dtype=np.float64) - ref).max())
+        tol = tolerance(t.pooling, t.dtype)
+        ok = ok and err <= tol
+        if err / tol >= (worst / worst_tol if worst_tol else 0.0):
+            worst, worst_tol = err, tol
+    return ok, worst, worst_tol
+
+
+def tolerance(pooling: int, dtype: DType) -> float:
+    """Bound on the rounding error of a float32 sum of `pooling` values in [0, 1), in any order: each of the
+    pooling - 1 additions errs by at most eps times a partial sum below `pooling`."""
+    eps = 2.0**-24
+    return max(pooling - 1, 1) * pooling * eps * 2.0 + (1e-3 if dtype is DType.FP16 else 0.0)
 
 
 def _stable_hash(name: str) -> int:

@@ -18,6 +18,7 @@ import multiprocessing.connection
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +29,8 @@ from ir.plan import ExecutionPlan
 from ir.spec import DType, tables_difference
 from ir.targets import meminfo_bytes, usable_cpus
 from runtime import native
-from runtime.data import Materialized, SharedArray, materialize, reference_lookup
+from runtime.baselines import BaselineReport, run_baseline
+from runtime.data import Materialized, SharedArray, check_outputs, materialize
 from runtime.kernels import ItemData, build_kernel
 from runtime.kernels import backend_name as kernels_backend
 
@@ -215,21 +217,45 @@ def run_interleaved(
     """Run plans of the same tables `repeats` times each on data materialized once, taking turns, so that a
     noisy moment of the machine hits one run of each plan rather than every run of one. A wrong output
     fails the whole call."""
+    return run_rounds(plans, config, repeats)[0]
+
+
+def run_rounds(
+    plans: Sequence[ExecutionPlan], config: RunConfig, repeats: int, baselines: Sequence[str] = ()
+) -> tuple[list[list[RunReport]], list[list[BaselineReport]]]:
+    """As `run_interleaved`, with the named baselines (`runtime.baselines`: what users run instead) taking
+    their turn in every round too, on the same tables and index batches, with one thread per plan core."""
     reports: list[list[RunReport]] = [[] for _ in plans]
+    measured: list[list[BaselineReport]] = [[] for _ in baselines]
     data = materialize_for(plans[0], config)
     try:
         for _ in range(repeats):
             for i, plan in enumerate(plans):
                 report = run_plan(plan, config, data)
-                if not report.correct:
-                    raise RuntimeError(
-                        f"plan {plan.pipeline} of {plan.workload.name}: wrong output "
-                        f"(max error {report.max_abs_error:.3g} > tolerance {report.tolerance:.3g})"
-                    )
+                _require_correct(f"plan {plan.pipeline}", plan, report.correct, report.max_abs_error, report.tolerance)
                 reports[i].append(report)
+            for k, name in enumerate(baselines):
+                b = run_baseline(
+                    name, plans[0].workload.tables, data, config.warmup, config.batches, len(plans[0].cores)
+                )
+                _require_correct(name, plans[0], b.correct, b.max_abs_error, b.tolerance)
+                measured[k].append(b)
+                time.sleep(BASELINE_COOLDOWN_S)
     finally:
         data.close()
-    return reports
+    return reports, measured
+
+
+# After a baseline's last parallel region, its OpenMP threads spin for a while before they sleep: the next
+# run waits that out rather than share its cores with them.
+BASELINE_COOLDOWN_S = 0.05
+
+
+def _require_correct(what: str, plan: ExecutionPlan, correct: bool, error: float, tolerance: float) -> None:
+    if not correct:
+        raise RuntimeError(
+            f"{what} of {plan.workload.name}: wrong output (max error {error:.3g} > tolerance {tolerance:.3g})"
+        )
 
 
 def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Materialized:
@@ -508,22 +534,8 @@ def _stop(workers: list[Any]) -> None:
 
 def _check(plan: ExecutionPlan, data: Materialized, index_batch: int) -> tuple[bool, float, float]:
     """Compare every table's pooled output of the last batch with the reference lookup."""
-    worst, worst_tol, ok = 0.0, 0.0, True
-    for t in plan.workload.tables:
-        ref = reference_lookup(data.tables[t.name].array, data.indices[t.name].array[index_batch])
-        err = float(np.abs(data.outputs[t.name].array - ref).max())
-        tol = tolerance(t.pooling, t.dtype)
-        ok = ok and err <= tol
-        if err / tol >= (worst / worst_tol if worst_tol else 0.0):
-            worst, worst_tol = err, tol
-    return ok, worst, worst_tol
-
-
-def tolerance(pooling: int, dtype: DType) -> float:
-    """Bound on the rounding error of a float32 sum of `pooling` values in [0, 1), in any order: each of the
-    pooling - 1 additions errs by at most eps times a partial sum below `pooling`."""
-    eps = 2.0**-24
-    return max(pooling - 1, 1) * pooling * eps * 2.0 + (1e-3 if dtype is DType.FP16 else 0.0)
+    outputs = {t.name: data.outputs[t.name].array for t in plan.workload.tables}
+    return check_outputs(plan.workload.tables, outputs, data, index_batch)
 
 
 def _report(

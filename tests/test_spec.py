@@ -8,7 +8,7 @@ import pytest
 
 from ir.errors import SpecError
 from ir.loader import read_document, validate
-from ir.spec import DType, HotSet, HotTables, TableSpec, TargetSpec, WorkloadSpec, Zipf
+from ir.spec import DType, HotSet, HotTables, TableSpec, TargetSpec, TLBSpec, WorkloadSpec, Zipf
 from ir.targets import ascend910, builtin_target, cpu
 from workloads import builtin_names, builtin_workload, resolve_workload
 
@@ -156,6 +156,22 @@ def test_cpu_target_reads_sysfs(tmp_path: Path) -> None:
     assert t.local.capacity_bytes == 1024 * 1024
     assert t.shared_cache is not None and t.shared_cache.capacity_bytes == 32 * 1024 * 1024
     assert t.main.capacity_bytes == 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("setting", "page_bytes"),
+    [("always [madvise] never", 2 << 20), ("[always] madvise never", 2 << 20), ("always madvise [never]", 4096)],
+)
+def test_cpu_target_translates_huge_pages_where_the_kernel_grants_them(
+    tmp_path: Path, setting: str, page_bytes: int
+) -> None:
+    """The runtime asks for 2 MiB pages for its tables; the TLB translates those where the kernel grants them."""
+    cpuinfo, thp = tmp_path / "cpuinfo", tmp_path / "enabled"
+    cpuinfo.write_text("processor\t: 0\nTLB size\t: 3584 4K pages\n")
+    thp.write_text(setting + "\n")
+    t = cpu(cpuinfo=cpuinfo, thp=thp)
+    assert t.tlb is not None and (t.tlb.entries, t.tlb.page_bytes) == (3584, page_bytes)
+    assert cpu(cpuinfo=cpuinfo, thp=tmp_path / "missing").tlb == TLBSpec(entries=3584, page_bytes=4096)
 
 
 def test_builtin_workloads_match_their_sources() -> None:

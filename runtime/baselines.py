@@ -1,0 +1,151 @@
+"""What a CPU user runs instead of a plan: the yardsticks a plan is measured against, on the same data.
+
+- `torch`: PyTorch's `embedding_bag` (mode sum) called per table, with `torch.set_num_threads(cores)`: what
+  an unsharded EmbeddingBagCollection does in a forward pass.
+- `fbgemm-tbe`: FBGEMM's fused table-batched forward on CPU, all tables in one call with the same threads.
+  It is `torch.ops.fbgemm.split_embedding_codegen_forward_cpu`, the kernel that
+  `SplitTableBatchedEmbeddingBagsCodegen` calls on CPU, here without the module's Python wrapper (bounds
+  checks, autograd, argument packing), which only adds time (`benchmarks/fbgemm_paths.py` measures the
+  paths); the indices of each batch are laid out as TBE wants them (one flat tensor and offsets) before
+  anything is timed, as a KeyedJaggedTensor arriving from the data loader would be.
+
+Each runs the same index batches as a plan (`RunConfig`: warm-up, batches, index batches cycled), reads the
+same table memory (the TBE baseline copies it once into its single weights tensor, on huge pages like the
+tables), times each batch end to end, and has its last batch's outputs checked against the reference lookup.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ir.spec import DType, TableSpec
+from runtime.data import Materialized, check_outputs, huge_page_array
+
+FRAMEWORKS = ("torch", "fbgemm-tbe")
+
+
+def available(name: str) -> bool:
+    """Whether this machine can run the baseline (torch, and for fbgemm-tbe FBGEMM's GPU-less build)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if name == "fbgemm-tbe":
+        return importlib.util.find_spec("fbgemm_gpu") is not None
+    return name == "torch"
+
+
+@dataclass(frozen=True)
+class BaselineReport:
+    """Measured batch latencies of one baseline run, and whether its outputs were right."""
+
+    name: str
+    threads: int
+    batches: int
+    correct: bool
+    max_abs_error: float
+    tolerance: float
+    e2e_s: tuple[float, ...]  # per measured batch
+
+    @property
+    def p50_s(self) -> float:
+        return float(np.percentile(self.e2e_s, 50))
+
+
+def run_baseline(
+    name: str,
+    tables: tuple[TableSpec, ...],
+    data: Materialized,
+    warmup: int,
+    batches: int,
+    threads: int,
+) -> BaselineReport:
+    """Run `name` over the materialized tables and index batches (cycled as a plan's run cycles them)."""
+    import torch
+
+    if name not in FRAMEWORKS:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(FRAMEWORKS)}")
+    index_batches = next(iter(data.indices.values())).array.shape[0]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        step, outputs = (_torch if name == "torch" else _fbgemm_tbe)(tables, data, index_batches)
+        with torch.inference_mode():
+            e2e = []
+            for b in range(warmup + batches):
+                start = time.perf_counter_ns()
+                step(b % index_batches)
+                e2e.append((time.perf_counter_ns() - start) * 1e-9)
+            correct, err, tol = check_outputs(tables, outputs(), data, (warmup + batches - 1) % index_batches)
+    finally:
+        torch.set_num_threads(before)
+    return BaselineReport(name, threads, batches, correct, err, tol, tuple(e2e[warmup:]))
+
+
+Step = Callable[[int], None]
+Outputs = Callable[[], dict[str, np.ndarray]]
+
+
+def _torch(tables: tuple[TableSpec, ...], data: Materialized, index_batches: int) -> tuple[Step, Outputs]:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    weights = [torch.from_numpy(data.tables[t.name].array) for t in tables]
+    indices = [torch.from_numpy(data.indices[t.name].array) for t in tables]
+    last: list[Any] = []
+
+    def step(b: int) -> None:
+        last[:] = [F.embedding_bag(ix[b], w, mode="sum") for w, ix in zip(weights, indices, strict=True)]
+
+    def outputs() -> dict[str, np.ndarray]:
+        return {t.name: out.float().numpy() for t, out in zip(tables, last, strict=True)}
+
+    return step, outputs
+
+
+def _fbgemm_tbe(tables: tuple[TableSpec, ...], data: Materialized, index_batches: int) -> tuple[Step, Outputs]:
+    import fbgemm_gpu  # noqa: F401  (registers torch.ops.fbgemm)
+    import torch
+
+    dtypes = {t.dtype for t in tables}
+    if len(dtypes) != 1 or not dtypes <= {DType.FP32, DType.FP16}:
+        raise ValueError("fbgemm-tbe needs every table in one dtype, fp32 or fp16 (TBE has one weights precision)")
+    np_dtype = np.float32 if DType.FP32 in dtypes else np.float16
+    sizes = [t.rows * t.dim for t in tables]
+    flat = huge_page_array((sum(sizes),), np_dtype)
+    offsets_of_tables = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    for t, at, n in zip(tables, offsets_of_tables, sizes, strict=True):
+        flat[at : at + n] = data.tables[t.name].array.reshape(-1)
+    weights = torch.from_numpy(flat)
+    weights_offsets = torch.from_numpy(offsets_of_tables)
+    d_offsets = torch.tensor(np.concatenate([[0], np.cumsum([t.dim for t in tables])]), dtype=torch.int32)
+    total_d = int(d_offsets[-1])
+    hash_size_cumsum = torch.tensor(np.concatenate([[0], np.cumsum([t.rows for t in tables])]), dtype=torch.int64)
+    batch = next(iter(data.indices.values())).array.shape[1]
+    lengths = np.concatenate([np.full(batch, t.pooling, dtype=np.int64) for t in tables])
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    flat_indices = [
+        torch.from_numpy(np.concatenate([data.indices[t.name].array[b].reshape(-1) for t in tables]))
+        for b in range(index_batches)
+    ]
+    forward = torch.ops.fbgemm.split_embedding_codegen_forward_cpu
+    last: list[Any] = []
+
+    def step(b: int) -> None:
+        # pooling mode 0 (sum), no per-sample weights, output dtype 0 (fp32)
+        last[:] = [
+            forward(
+                weights, weights_offsets, d_offsets, total_d, hash_size_cumsum, flat_indices[b], offsets, 0, None, 0
+            )
+        ]
+
+    def outputs() -> dict[str, np.ndarray]:
+        out = last[0].numpy()
+        bounds = d_offsets.tolist()
+        return {t.name: out[:, bounds[k] : bounds[k + 1]] for k, t in enumerate(tables)}
+
+    return step, outputs
