@@ -3,10 +3,12 @@
 For every built-in workload (rows capped so that the tables fit in memory) x {uniform, zipf} x {embmap,
 default, round-robin}: compile for `cpu`, run the three plans in turns on the same data, and print predicted
 beside measured batch latency (p50 of the best run, and of the median run). Ends with the median and worst
-absolute relative error against each.
+absolute relative error against each, then the frameworks a CPU user runs instead (`runtime.baselines`: torch,
+fbgemm-tbe), measured in the same rounds on the same data: their p50 beside embmap's, and the geometric mean of
+embmap's paired speedup over each.
 
 Usage: python benchmarks/prediction_error.py [--profile PROFILE.json [--measurements CSV]] [--row-cap N]
-       [--batches N] [--repeats N] [--rounds N]
+       [--batches N] [--repeats N] [--rounds N] [--frameworks [NAME ...]]
 (default profile: the one `--target cpu` uses, i.e. the shipped calibrated profile on this kind of machine)
 
 Before and after, a drift check measures again a sample of the calibration grid points behind the profile
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,17 +30,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cost_models.calibrate import read_csv  # noqa: E402
+from ir.plan import ExecutionPlan  # noqa: E402
 from ir.printer import fmt_s  # noqa: E402
 from ir.spec import Uniform, Zipf  # noqa: E402
 from mapper import SolverOptions, compile  # noqa: E402
 from mapper.calibration import check_drift  # noqa: E402
 from mapper.compiler import resolve_target  # noqa: E402
 from mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
-from runtime import RunConfig, run_interleaved  # noqa: E402
+from runtime import RunConfig, run_rounds  # noqa: E402
+from runtime.baselines import FRAMEWORKS, available  # noqa: E402
 from workloads import builtin_names  # noqa: E402
 
 PIPELINES = ("embmap", "default", "round-robin")
-DISTRIBUTIONS = {"uniform": Uniform(), "zipf": Zipf(alpha=1.05)}
+DISTRIBUTIONS: dict[str, Uniform | Zipf] = {"uniform": Uniform(), "zipf": Zipf(alpha=1.05)}
 
 
 def main() -> None:
@@ -48,6 +53,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per plan, interleaved with the other pipelines")
     parser.add_argument("--rounds", type=int, default=1, help="passes through all workloads, each with --repeats runs")
     parser.add_argument("--workloads", nargs="*", default=list(builtin_names()))
+    parser.add_argument(
+        "--frameworks",
+        nargs="*",
+        choices=FRAMEWORKS,
+        default=[f for f in FRAMEWORKS if available(f)],
+        help="measured in the same rounds (default: those installed; none with an empty list)",
+    )
     parser.add_argument(
         "--measurements", type=Path, help="the CSV the profile was fitted to, for the drift check (default: shipped)"
     )
@@ -80,10 +92,14 @@ def main() -> None:
         for name, (dist_name, dist) in itertools.product(args.workloads, DISTRIBUTIONS.items())
     ]
     runs: dict[tuple[int, int], list[float]] = {}
+    framework_runs: dict[tuple[int, str], list[float]] = {}
     for _ in range(args.rounds):
         for c, (_, _, plans) in enumerate(cases):
-            for p, reports in enumerate(run_interleaved(plans, config, args.repeats)):
-                runs.setdefault((c, p), []).extend(r.p50_s for r in reports)
+            reports, measured = run_rounds(plans, config, args.repeats, args.frameworks)
+            for p, plan_reports in enumerate(reports):
+                runs.setdefault((c, p), []).extend(r.p50_s for r in plan_reports)
+            for f, baseline_reports in zip(args.frameworks, measured, strict=True):
+                framework_runs.setdefault((c, f), []).extend(b.p50_s for b in baseline_reports)
     if reference:
         drift.append(check_drift(target, reference))
     rows = [
@@ -116,6 +132,38 @@ def main() -> None:
     print(f"  against the best run:   median {np.median(best_errors):.1%}, worst {max(best_errors):.1%}")
     print(f"  against the median run: median {np.median(median_errors):.1%}, worst {max(median_errors):.1%}")
     print("profile: " + ("calibrated" if plans[0].cost_profile.calibrated else "UNCALIBRATED preset"))
+    if args.frameworks:
+        print_frameworks(cases, runs, framework_runs, args.frameworks)
+
+
+def print_frameworks(
+    cases: list[tuple[str, str, list[ExecutionPlan]]],
+    runs: dict[tuple[int, int], list[float]],
+    framework_runs: dict[tuple[int, str], list[float]],
+    frameworks: list[str],
+) -> None:
+    """embmap's measured p50 (best and median round) beside each framework's, measured in the same rounds, and
+    the geometric mean over cases of embmap's paired speedup: the median over rounds of theirs / embmap's."""
+    mine = PIPELINES.index("embmap")
+    print("\nmeasured beside the frameworks, in the same rounds (p50: best round / median round)")
+    print("| workload | distribution | embmap | " + " | ".join(frameworks) + " |")
+    print("|---|---|---|" + "---|" * len(frameworks))
+    speedups: dict[str, list[float]] = {f: [] for f in frameworks}
+    for c, (name, dist_name, _) in enumerate(cases):
+        ours = runs[c, mine]
+        cells = [_best_median(ours)]
+        for f in frameworks:
+            theirs = framework_runs[c, f]
+            cells.append(_best_median(theirs))
+            speedups[f].append(statistics.median(t / o for o, t in zip(ours, theirs, strict=True)))
+        print(f"| {name} | {dist_name} | " + " | ".join(cells) + " |")
+    print(f"\nembmap's paired speedup (median over rounds), geometric mean over {len(cases)} cases")
+    for f, values in speedups.items():
+        print(f"  vs {f}: {statistics.geometric_mean(values):.2f}x (worst {min(values):.2f}x)")
+
+
+def _best_median(times: list[float]) -> str:
+    return f"{fmt_s(min(times))} / {fmt_s(float(np.median(times)))}"
 
 
 if __name__ == "__main__":

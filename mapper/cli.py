@@ -222,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="one small workload in seconds, to prove the path works")
     b.add_argument("--workloads", nargs="+", help="built-in workloads (default: all of them)")
     b.add_argument("--no-measure", action="store_true", help="predict only; do not run the plans on this machine")
-    b.add_argument("--repeats", type=int, help="interleaved rounds, each running every plan once (default 5, quick 1)")
+    b.add_argument(
+        "--repeats",
+        type=int,
+        help="interleaved rounds, each running every plan and framework once (default 5, quick 1)",
+    )
 
     p = sub.add_parser("passes", help="list passes, their options and the named pipelines")
     p.add_argument("--json", action="store_true")
@@ -575,7 +579,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from mapper.bench import BenchConfig, planning_times, quick_config, run_bench, write_outputs
+    from mapper.bench import BenchConfig, machine_limits, planning_times, quick_config, run_bench, write_outputs
     from workloads import builtin_names
 
     config = quick_config() if args.quick else BenchConfig(workloads=tuple(builtin_names()))
@@ -591,10 +595,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.no_measure:
         config = dataclasses.replace(config, measure=False)
     check_writable(args.out / "RESULTS.md", "--out")
+    limits = machine_limits(config)
     rows, plans = run_bench(config, progress=_progress)
     planning = planning_times(config)
     command = "embmap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "embmap bench"
-    for path in write_outputs(rows, plans, args.out, command, config, planning):
+    for path in write_outputs(rows, plans, args.out, command, config, planning, limits):
         print(f"wrote {path}")
     return 0
 

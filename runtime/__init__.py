@@ -5,16 +5,18 @@ index batches the plan's workload describes, runs one pinned worker process per 
 outputs against a plain reference lookup, and reports measured times beside the plan's predictions.
 """
 
-from runtime.baselines import FRAMEWORKS, BaselineReport, run_baseline
+from runtime.baselines import FRAMEWORKS, Baseline, BaselineReport, prepare_baseline, run_baseline
 from runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan, run_rounds
 
 __all__ = [
     "FRAMEWORKS",
+    "Baseline",
     "BaselineReport",
     "Fault",
     "RunConfig",
     "RunReport",
     "materialize_for",
+    "prepare_baseline",
     "run_baseline",
     "run_interleaved",
     "run_plan",

@@ -56,38 +56,56 @@ class BaselineReport:
         return float(np.percentile(self.e2e_s, 50))
 
 
-def run_baseline(
-    name: str,
-    tables: tuple[TableSpec, ...],
-    data: Materialized,
-    warmup: int,
-    batches: int,
-    threads: int,
-) -> BaselineReport:
-    """Run `name` over the materialized tables and index batches (cycled as a plan's run cycles them)."""
-    import torch
+@dataclass
+class Baseline:
+    """A baseline set up once on materialized data (its weights laid out, its index batches flattened), run
+    as often as wanted: each run times `warmup + batches` batches, cycling through the index batches."""
 
+    name: str
+    tables: tuple[TableSpec, ...]
+    data: Materialized
+    threads: int
+    step: Callable[[int], None]
+    outputs: Callable[[], dict[str, np.ndarray]]
+
+    def run(self, warmup: int, batches: int) -> BaselineReport:
+        import torch
+
+        index_batches = next(iter(self.data.indices.values())).array.shape[0]
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                e2e = []
+                for b in range(warmup + batches):
+                    start = time.perf_counter_ns()
+                    self.step(b % index_batches)
+                    e2e.append((time.perf_counter_ns() - start) * 1e-9)
+                last = (warmup + batches - 1) % index_batches
+                correct, err, tol = check_outputs(self.tables, self.outputs(), self.data, last)
+        finally:
+            torch.set_num_threads(before)
+        return BaselineReport(self.name, self.threads, batches, correct, err, tol, tuple(e2e[warmup:]))
+
+
+def prepare_baseline(name: str, tables: tuple[TableSpec, ...], data: Materialized, threads: int) -> Baseline:
+    """Set `name` up over the materialized tables and index batches, to run with `threads` threads."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(FRAMEWORKS)}")
     index_batches = next(iter(data.indices.values())).array.shape[0]
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        step, outputs = (_torch if name == "torch" else _fbgemm_tbe)(tables, data, index_batches)
-        with torch.inference_mode():
-            e2e = []
-            for b in range(warmup + batches):
-                start = time.perf_counter_ns()
-                step(b % index_batches)
-                e2e.append((time.perf_counter_ns() - start) * 1e-9)
-            correct, err, tol = check_outputs(tables, outputs(), data, (warmup + batches - 1) % index_batches)
-    finally:
-        torch.set_num_threads(before)
-    return BaselineReport(name, threads, batches, correct, err, tol, tuple(e2e[warmup:]))
+    step, outputs = (_torch if name == "torch" else _fbgemm_tbe)(tables, data, index_batches)
+    return Baseline(name, tables, data, threads, step, outputs)
 
 
-Step = Callable[[int], None]
-Outputs = Callable[[], dict[str, np.ndarray]]
+def run_baseline(
+    name: str, tables: tuple[TableSpec, ...], data: Materialized, warmup: int, batches: int, threads: int
+) -> BaselineReport:
+    """Set up and run `name` once."""
+    return prepare_baseline(name, tables, data, threads).run(warmup, batches)
+
+
+Step = Callable[[int], None]  # run one batch, of this index batch
+Outputs = Callable[[], dict[str, np.ndarray]]  # the last batch's pooled outputs, by table
 
 
 def _torch(tables: tuple[TableSpec, ...], data: Materialized, index_batches: int) -> tuple[Step, Outputs]:

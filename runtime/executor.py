@@ -29,7 +29,7 @@ from ir.plan import ExecutionPlan
 from ir.spec import DType, tables_difference
 from ir.targets import meminfo_bytes, usable_cpus
 from runtime import native
-from runtime.baselines import BaselineReport, run_baseline
+from runtime.baselines import BaselineReport, prepare_baseline
 from runtime.data import Materialized, SharedArray, check_outputs, materialize
 from runtime.kernels import ItemData, build_kernel
 from runtime.kernels import backend_name as kernels_backend
@@ -229,16 +229,15 @@ def run_rounds(
     measured: list[list[BaselineReport]] = [[] for _ in baselines]
     data = materialize_for(plans[0], config)
     try:
+        prepared = [prepare_baseline(n, plans[0].workload.tables, data, plans[0].target.cores) for n in baselines]
         for _ in range(repeats):
             for i, plan in enumerate(plans):
                 report = run_plan(plan, config, data)
                 _require_correct(f"plan {plan.pipeline}", plan, report.correct, report.max_abs_error, report.tolerance)
                 reports[i].append(report)
-            for k, name in enumerate(baselines):
-                b = run_baseline(
-                    name, plans[0].workload.tables, data, config.warmup, config.batches, len(plans[0].cores)
-                )
-                _require_correct(name, plans[0], b.correct, b.max_abs_error, b.tolerance)
+            for k, baseline in enumerate(prepared):
+                b = baseline.run(config.warmup, config.batches)
+                _require_correct(baseline.name, plans[0], b.correct, b.max_abs_error, b.tolerance)
                 measured[k].append(b)
                 time.sleep(BASELINE_COOLDOWN_S)
     finally:

@@ -9,18 +9,27 @@ from pathlib import Path
 import pytest
 
 from mapper.bench import (
+    FASTER,
     SCENARIOS,
+    BenchConfig,
+    PairedSpeedup,
     Row,
+    default_frameworks,
     false_alarm,
+    framework_summary,
+    gather_share,
     losses,
     median_interval,
     paired_speedup,
     quick_config,
+    report_markdown,
     run_bench,
+    speedup_summary,
     unconfirmed_losses,
     write_outputs,
 )
 from mapper.cli import main
+from runtime.limits import Limits
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +44,39 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Row], Path]:
 def test_quick_bench_covers_every_pipeline_and_scenario(quick: tuple[list[Row], Path]) -> None:
     rows, _ = quick
     config = quick_config()
-    assert {(r.scenario, r.pipeline) for r in rows} == {(s.name, p) for s in SCENARIOS for p in config.pipelines}
-    assert all(r.correct for r in rows)  # every plan ran and pooled the right embeddings
+    every = (*config.pipelines, *config.frameworks)
+    assert {(r.scenario, r.pipeline) for r in rows} == {(s.name, p) for s in SCENARIOS for p in every}
+    assert all(r.correct for r in rows)  # every plan and framework ran and pooled the right embeddings
     assert all(r.measured_best_s and r.measured_best_s > 0 for r in rows)
     assert all(len(r.measured_runs_s) == config.repeats for r in rows)
+
+
+FRAMEWORKS_HERE = default_frameworks() == ("torch", "fbgemm-tbe")
+
+
+@pytest.mark.skipif(not FRAMEWORKS_HERE, reason="needs torch and fbgemm_gpu")
+def test_quick_bench_measures_the_frameworks_beside_the_plans(quick: tuple[list[Row], Path]) -> None:
+    rows, _ = quick
+    assert quick_config().frameworks == ("torch", "fbgemm-tbe")
+    by = {(r.scenario, r.pipeline): r for r in rows}
+    for sc in SCENARIOS:
+        ours = by[(sc.name, "embmap")]
+        assert ours.bytes_per_batch and ours.bytes_per_batch > 0 and not ours.is_framework
+        for f in ("torch", "fbgemm-tbe"):
+            r = by[(sc.name, f)]
+            assert r.is_framework and r.correct is True
+            assert (r.ascend_plan_s, r.ascend_status, r.ascend_gap, r.ascend_makespan_s) == (None,) * 4
+            assert (r.cpu_plan_s, r.cpu_makespan_s, r.cpu_work_digest) == (None, None, "")
+            assert r.measured_best_s == min(r.measured_runs_s) and r.measured_median_s is not None
+            assert r.bytes_per_batch == ours.bytes_per_batch  # the same rows gathered, whoever gathers them
+            paired = paired_speedup(ours, r)  # paired by round with embmap's plan
+            assert paired is not None and paired.rounds == len(ours.measured_runs_s)
+    assert {(s.pipeline, s.rival) for s in framework_summary(rows)} == {
+        ("embmap", "torch"),
+        ("embmap", "fbgemm-tbe"),
+        ("embmap", FASTER),
+        ("default", "torch"),
+    }
 
 
 def test_embmap_is_never_predicted_slower_than_a_baseline(quick: tuple[list[Row], Path]) -> None:
@@ -63,6 +101,17 @@ def test_outputs_are_written(quick: tuple[list[Row], Path]) -> None:
     report = (out / "RESULTS.md").read_text()
     assert "## Speedup of embmap's plan over each baseline" in report and "tenrec-qb-article" in report
     assert (out / "speedup.png").stat().st_size > 0 and (out / "core-load.png").stat().st_size > 0
+    if FRAMEWORKS_HERE:
+        torch_row = next(w for w in written if w["pipeline"] == "torch")
+        assert torch_row["cpu_makespan_s"] == "" and torch_row["ascend_status"] == ""  # no plan: empty cells
+        assert int(torch_row["bytes_per_batch"]) == rows[0].bytes_per_batch
+        header = next(line for line in report.splitlines() if line.startswith("| workload | scenario | paper"))
+        assert "measured vs torch | measured vs fbgemm-tbe |" in header and "ascend910 vs torch |" not in header
+        assert "- embmap vs torch: " in report and "- embmap vs the faster of torch and fbgemm-tbe" in report
+        assert "- default vs torch: " in report and "split_embedding_codegen_forward_cpu" in report
+        assert "| tenrec-qb-article | uniform | torch | - |" in report  # no prediction for a framework
+        planning = next(line for line in report.splitlines() if "embmap plan time (ascend910)" in line)
+        assert "torch" not in planning.replace("torchrec", "")
 
 
 def test_a_loss_is_reported() -> None:
@@ -90,6 +139,148 @@ def test_a_loss_is_reported() -> None:
     assert losses([dataclasses.replace(base, measured_runs_s=(3e-6,) * 4), four]) == []
 
 
+def _measured_row(workload: str, pipeline: str, runs_s: tuple[float, ...]) -> Row:
+    """A framework's row, as run_bench makes it: measured in rounds, no plan fields."""
+    best = min(runs_s)
+    return Row(
+        *(workload, "uniform", pipeline, 2),
+        *(None,) * 6,  # ascend_plan_s ... cpu_makespan_s
+        measured_best_s=best,
+        measured_median_s=sorted(runs_s)[len(runs_s) // 2],
+        measured_spread=max(runs_s) / best - 1,
+        correct=True,
+        measured_runs_s=runs_s,
+        bytes_per_batch=10**9,
+        lookups_per_batch=10**9 // 64,
+    )
+
+
+def _plan_row(workload: str, pipeline: str, runs_s: tuple[float, ...], makespan_s: float = 1.0) -> Row:
+    return dataclasses.replace(
+        _measured_row(workload, pipeline, runs_s),
+        ascend_plan_s=1.0,
+        ascend_status="OPTIMAL",
+        ascend_gap=0.0,
+        ascend_makespan_s=makespan_s,
+        cpu_plan_s=1.0,
+        cpu_makespan_s=makespan_s,
+    )
+
+
+def _two_cases() -> list[Row]:
+    """Case a: embmap 2x faster than torch, 4x than fbgemm-tbe (torch the faster framework); case b: 8x faster
+    than torch, 2x slower than fbgemm-tbe in every round (fbgemm-tbe the faster framework)."""
+    a = (1.0, 2.0, 1.0, 2.0, 1.0)
+    return [
+        _plan_row("a", "embmap", a),
+        _plan_row("a", "default", tuple(1.6 * x for x in a), makespan_s=2.0),
+        _measured_row("a", "torch", tuple(2 * x for x in a)),
+        _measured_row("a", "fbgemm-tbe", tuple(4 * x for x in a)),
+        _plan_row("b", "embmap", (1.0,) * 5),
+        _plan_row("b", "default", (2.0,) * 5, makespan_s=2.0),
+        _measured_row("b", "torch", (8.0,) * 5),
+        _measured_row("b", "fbgemm-tbe", (0.5,) * 5),
+    ]
+
+
+def test_framework_summary_gives_geometric_means_of_paired_speedups() -> None:
+    rows = _two_cases()
+    found = {(s.pipeline, s.rival): s for s in framework_summary(rows)}
+    assert list(found) == [("embmap", "torch"), ("embmap", "fbgemm-tbe"), ("embmap", FASTER), ("default", "torch")]
+    torch, tbe, faster, default = found.values()
+    assert torch.geomean == pytest.approx(4.0, rel=1e-12)  # sqrt(2 * 8)
+    assert (torch.worst, torch.worst_case, torch.slower_beyond_noise, torch.cases) == (2.0, "a / uniform", 0, 2)
+    assert tbe.geomean == pytest.approx(2**0.5, rel=1e-12)  # sqrt(4 * 0.5)
+    assert (tbe.worst, tbe.worst_case, tbe.slower_beyond_noise) == (0.5, "b / uniform", 1)
+    # The faster framework per case: torch in a (2x), fbgemm-tbe in b (0.5x).
+    assert faster.geomean == pytest.approx(1.0, rel=1e-12)
+    assert (faster.worst, faster.worst_case, faster.slower_beyond_noise) == (0.5, "b / uniform", 1)
+    # default against torch: 2 / 1.6 = 1.25x in a, 8 / 2 = 4x in b.
+    assert default.geomean == pytest.approx(5**0.5, rel=1e-12)
+    assert (default.worst, default.worst_case) == (pytest.approx(1.25, rel=1e-12), "a / uniform")
+    # A loss that did not hold when measured again does not count as one.
+    rechecked = [
+        dataclasses.replace(r, recheck_ours_s=(1.0,) * 9, recheck_theirs_s=(1.1,) * 5 + (0.9,) * 4)
+        if (r.workload, r.pipeline) == ("b", "fbgemm-tbe")
+        else r
+        for r in rows
+    ]
+    again = speedup_summary(rechecked, "embmap", "fbgemm-tbe")
+    assert again is not None and again.slower_beyond_noise == 0 and again.geomean == tbe.geomean
+    assert speedup_summary(rows, "embmap", "nope") is None
+    # With one framework there is no "faster of the two", and default is compared with torch only.
+    only_tbe = [r for r in rows if r.pipeline != "torch"]
+    assert [(s.pipeline, s.rival) for s in framework_summary(only_tbe)] == [("embmap", "fbgemm-tbe")]
+
+
+def test_losses_against_frameworks_are_measured_ones_only() -> None:
+    found = losses(_two_cases())
+    assert len(found) == 1 and found[0].startswith("b / uniform: measured on this machine")
+    assert "takes 2.00x the time of fbgemm-tbe's" in found[0]
+
+
+def test_gather_share_reads_the_limit_at_the_row_size() -> None:
+    limits = Limits(cores=2, copy_bytes_per_s=3e10, gather_bytes_per_s={64: 4e9, 256: 16e9}, table_bytes=1 << 30)
+    assert limits.gather_limit(64) == pytest.approx(4e9) and limits.gather_limit(256) == pytest.approx(16e9)
+    assert limits.gather_limit(128) == pytest.approx(8e9)  # log-log between the sizes measured
+    assert limits.gather_limit(8) == pytest.approx(4e9) and limits.gather_limit(4096) == pytest.approx(16e9)
+    row = dataclasses.replace(
+        _measured_row("a", "torch", (0.5, 1.0)), bytes_per_batch=4 * 10**9, lookups_per_batch=10**9 // 32
+    )
+    assert row.row_bytes == pytest.approx(128)
+    assert gather_share(row, limits) == pytest.approx(8e9 / 8e9)  # 4e9 bytes in 0.5 s against 8 GB/s
+    assert gather_share(row, None) is None
+
+
+def test_report_shows_frameworks_their_summary_and_the_gather_limit() -> None:
+    rows = _two_cases()
+    config = BenchConfig(workloads=("a", "b"), pipelines=("embmap", "default"), frameworks=("torch", "fbgemm-tbe"))
+    limits = Limits(cores=2, copy_bytes_per_s=3e10, gather_bytes_per_s={64: 4e9, 512: 8e9}, table_bytes=1 << 30)
+    report = report_markdown(rows, "pytest", config, [], limits=limits)
+    lines = report.splitlines()
+    assert (
+        "| workload | scenario | paper vs default | ascend910 vs default | measured vs default | measured vs torch "
+        "| measured vs fbgemm-tbe |" in lines
+    )
+    assert "| a | uniform | 1.5-6.5x | 2.00x | 1.60x (1.60-1.60) | 2.00x (2.00-2.00) | 4.00x (4.00-4.00) |" in lines
+    assert (
+        "- embmap vs torch: 4.00x geometric mean over 2 cases, worst 2.00x (a / uniform), slower beyond noise in 0"
+        in lines
+    )
+    assert any(
+        line.startswith("- embmap vs fbgemm-tbe: 1.41x geometric mean") and line.endswith("in 1") for line in lines
+    )
+    assert any(line.startswith("- default vs torch: 2.24x geometric mean over 2 cases, worst 1.25x") for line in lines)
+    # 1e9 bytes in embmap's best run of 1 s in case a: 1 GB/s, a quarter of the limit at 64-byte rows.
+    assert (
+        "| a | uniform | embmap | 1000000.0 us | 1000000.0 us | 1000000.0 us | 100% | yes | 1.00 GB/s | 25% |" in lines
+    )
+    assert "| b | uniform | fbgemm-tbe | - | 500000.0 us | 500000.0 us | 0% | yes | 2.00 GB/s | 50% |" in lines
+    assert "of gather limit" not in report_markdown(rows, "pytest", config, [])
+    assert any(line.startswith("- b / uniform: measured on this machine") for line in lines)
+
+
+@pytest.mark.skipif("torch" not in default_frameworks(), reason="needs torch")
+def test_a_loss_against_a_framework_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mapper.bench as bench
+
+    real = bench.paired_speedup
+
+    def flag_torch(ours: Row, theirs: Row) -> PairedSpeedup | None:
+        # Every comparison with torch reads as a loss beyond noise, so that run_bench measures it again.
+        return PairedSpeedup(0.5, (0.4, 0.6), 5) if theirs.pipeline == "torch" else real(ours, theirs)
+
+    monkeypatch.setattr(bench, "paired_speedup", flag_torch)
+    config = dataclasses.replace(
+        quick_config(), scenarios=SCENARIOS[:1], pipelines=("embmap",), frameworks=("torch",), recheck_rounds=3
+    )
+    rows, _ = run_bench(config)
+    ours, theirs = rows
+    assert theirs.pipeline == "torch" and ours.recheck_ours_s == ()
+    assert len(theirs.recheck_ours_s) == len(theirs.recheck_theirs_s) == 3  # embmap's plan and torch, alone
+    assert all(t > 0 for t in theirs.recheck_ours_s + theirs.recheck_theirs_s)
+
+
 def test_work_digest_tells_plans_that_run_the_same_work(quick: tuple[list[Row], Path]) -> None:
     from mapper import compile
 
@@ -100,7 +291,7 @@ def test_work_digest_tells_plans_that_run_the_same_work(quick: tuple[list[Row], 
     swapped = plan.model_copy(update={"cores": (first.model_copy(update={"items": first.items[::-1]}), second)})
     assert len(first.items) > 1 and swapped.work_digest() != plan.work_digest()  # the order on a core counts
     rows, _ = quick
-    assert all(r.cpu_work_digest.startswith("sha256:") for r in rows)
+    assert all(r.cpu_work_digest.startswith("sha256:") for r in rows if not r.is_framework)
 
 
 def test_median_interval_is_the_sign_test_interval() -> None:
