@@ -5,7 +5,9 @@ terms, where the amount is a count (items, rows, chunks, indices) for `_s` param
 `_bytes_per_s` parameters; `evaluate` multiplies them by the profile. Calibration (least squares) fits the
 same terms to measurements, so prediction and fit can never disagree about the model's form.
 
-Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with pooling P:
+Every item pays its launch, and per sample it pools, `bag_s` (starting the sum, looping over its lookups,
+storing the result). Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with
+pooling P:
   GM     each row read hits the shared cache with the steady-state LRU hit ratio of the table's share of the
          cache under its index distribution (Che's approximation), and comes from main memory otherwise;
          every row is accumulated. On a target with a TLB, a read whose page the TLB misses (again Che's
@@ -76,7 +78,7 @@ def item_terms(
     indices = samples * table.pooling  # indices this item must read
     served = indices * row_frac  # lookups that fall in its rows (rows are a random subset of ranks)
     out_bytes = samples * table.dim * OUTPUT_BYTES
-    terms = [Term("item_fixed_s", 1.0, "fixed")]
+    terms = [Term("item_fixed_s", 1.0, "fixed"), Term("bag_s", samples, "lookup")]
     if target.local_is_cache:
         evicted = min(1.0, stats.neighbour_bytes / target.local.capacity_bytes)
         terms.append(Term("item_evicted_s", evicted, "fixed"))

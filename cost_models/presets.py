@@ -58,6 +58,7 @@ def preset_profile(target: TargetSpec) -> CostProfile:
             "item_evicted_s": "assumption: 0 (an evicted item starts as fast as a warm one), uncalibrated",
             "main_row_s": f"{sheet}: {main.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
             "main_bytes_per_s": f"{sheet}: {main.name} bandwidth / {cores} cores",
+            "bag_s": "assumption: 0 (a bag costs only its rows' reads and its output), uncalibrated",
             "main_bag_s": "assumption: 0 (reads overlap across bags as well as within one), uncalibrated",
             "cache_row_s": f"{sheet}: {cache.name} latency x {DOUBLE_BUFFER_OVERLAP} (double-buffered)",
             "cache_bytes_per_s": f"{sheet}: {cache.name} bandwidth / {cores} cores",

@@ -44,6 +44,12 @@ class CostProfile(Frozen):
         description="an item whose core's other work fills the core's private cache (a target whose local memory is "
         "a cache): fetching its own code and data again, in proportion to the part of the cache the others filled",
     )
+    bag_s: float = Field(
+        0.0,
+        ge=0,
+        description="pooling one sample's rows, whatever they are and wherever they come from: starting its sum, "
+        "the loop over its lookups, storing the result",
+    )
     main_row_s: float = Field(ge=0, description="latency of one row read from main memory, after double-buffering")
     main_bytes_per_s: float = Field(gt=0, description="per-core share of main-memory bandwidth for row reads")
     main_bag_s: float = Field(

@@ -172,6 +172,13 @@ def training_workloads(quick: bool) -> list[WorkloadSpec]:
                 tables=32, total_bytes=2e6, size_skew=1.5, pooling_mean=1, dims=(16, 32), seed=15, name="cal-tiny"
             )
         )
+        # Many one-hot tables of wide rows over a wide spread of sizes (click logs' categorical features): each
+        # core writes pooled outputs as large as the rows it reads, and they push each other out of its cache.
+        specs.append(
+            synthetic(
+                tables=24, total_bytes=2e9, size_skew=2.0, pooling_mean=1, dims=(128,), seed=16, name="cal-onehot"
+            )
+        )
         # Many lookups into tables far larger than the caches, evicting each other's hot rows.
         heavy = {"size_skew": 0.8, "pooling_mean": 12, "pooling_skew": 1.0, "dims": (64, 128)}
         specs.append(synthetic(tables=16, total_bytes=2e9, seed=13, name="cal-heavy", **heavy))  # type: ignore[arg-type]

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -137,38 +138,98 @@ inline void prefetch_row(const char* row, int64_t row_bytes) {
   for (int64_t o = 0; o < row_bytes; o += kLineBytes) __builtin_prefetch(row + o, 0, 3);
 }
 
+// The same with the row's width fixed at compile time: one prefetch per line, no loop.
+template <typename T, int DIM>
+inline void prefetch_row(const char* row, int64_t row_bytes) {
+  if constexpr (DIM > 0) {
+    constexpr int64_t bytes = int64_t(DIM) * int64_t(sizeof(T));
+#pragma GCC unroll 8
+    for (int64_t o = 0; o < bytes; o += kLineBytes) __builtin_prefetch(row + o, 0, 3);
+  } else {
+    prefetch_row(row, row_bytes);
+  }
+}
+
 // Pool each sample's rows into dst[s - s0]: the whole-rows kernel (GM from the shared table, L1 from the
-// replica) and, with SHARD, the filtering kernel of a row shard. While lookup k is accumulated (in registers
-// where DIM is fixed), every line of the row of lookup k + kPrefetchLookups is prefetched: a core then keeps
-// many row reads in flight, which is what a gather from main memory needs.
-template <typename T, int DIM, bool SHARD>
-void gather(const ItemState& st, const int64_t* idx, float* __restrict dst) {
+// replica). While lookup k is accumulated (in registers where DIM is fixed), every line of the row of lookup
+// k + kPrefetchLookups is prefetched: a core then keeps many row reads in flight, which is what a gather from
+// main memory needs. With U > 1 a bag's lookups go U at a time into U sums: U independent chains of adds, so
+// a row late to arrive holds up one chain while the others go on (one chain was 1.5x slower per lookup on a
+// table in main memory at pooling 200). Only bags of at least U lookups take that path.
+template <typename T, int DIM, int U>
+void gather_bags(const ItemState& st, const int64_t* idx, float* __restrict dst) {
+  const Item& it = *st.item;
+  const int64_t P = st.table->pooling, dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
+  const int64_t dist = kPrefetchLookups, first = it.s0 * P, last = it.s1 * P;
+  const int64_t r0 = it.r0;  // lookups name rows of the table; `base` is its row r0
+  const T* base = reinterpret_cast<const T*>(st.base);
+  const char* bytes = st.base;
+  // The last kPrefetchLookups lookups prefetch nothing: every lookup below `stop` prefetches without a test.
+  const int64_t stop = std::max(first, last - dist);
+  for (int64_t k = first; k < std::min(last, first + dist); ++k) prefetch_row<T, DIM>(bytes + (idx[k] - r0) * rb, rb);
+  alignas(64) float acc[U][DIM > 0 ? DIM : 1];
+  for (int64_t s = it.s0; s < it.s1; ++s) {
+    float* out = dst + (s - it.s0) * dim;
+    float* a = DIM > 0 ? acc[0] : out;
+    for (int64_t d = 0; d < dim; ++d) a[d] = 0.0f;
+    int64_t k = s * P;
+    const int64_t end = (s + 1) * P;
+    if constexpr (U > 1) {
+      for (int u = 1; u < U; ++u)
+        for (int d = 0; d < DIM; ++d) acc[u][d] = 0.0f;
+      for (; k + U <= std::min(end, stop); k += U)
+        for (int u = 0; u < U; ++u) {
+          prefetch_row<T, DIM>(bytes + (idx[k + u + dist] - r0) * rb, rb);
+          add_row<T, DIM>(acc[u], base + (idx[k + u] - r0) * dim, dim);
+        }
+      for (; k + U <= end; k += U)
+        for (int u = 0; u < U; ++u) add_row<T, DIM>(acc[u], base + (idx[k + u] - r0) * dim, dim);
+      for (int u = 1; u < U; ++u)
+        for (int d = 0; d < DIM; ++d) acc[0][d] += acc[u][d];
+    }
+    for (; k < end; ++k) {
+      if (k < stop) prefetch_row<T, DIM>(bytes + (idx[k + dist] - r0) * rb, rb);
+      add_row<T, DIM>(a, base + (idx[k] - r0) * dim, dim);
+    }
+    if constexpr (DIM > 0)
+      for (int d = 0; d < DIM; ++d) out[d] = acc[0][d];
+  }
+}
+
+template <typename T, int DIM>
+void gather(const ItemState& st, const int64_t* idx, float* dst) {
+  constexpr int U = DIM > 0 && DIM <= 64 ? 4 : DIM > 0 ? 2 : 1;  // U sums of 128 floats fill the registers at 2
+  if (U > 1 && st.table->pooling >= U)
+    gather_bags<T, DIM, U>(st, idx, dst);
+  else
+    gather_bags<T, DIM, 1>(st, idx, dst);
+}
+
+// A row shard's kernel: first keep the lookups in its rows (written without a branch, so that a random share
+// of lookups outside does not mispredict), then add each kept row into its sample's partial sum, prefetching
+// kPrefetchLookups kept rows ahead.
+template <typename T, int DIM>
+void gather_shard(const ItemState& st, const int64_t* idx, float* __restrict dst) {
   const Item& it = *st.item;
   const int64_t P = st.table->pooling, dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
   const uint64_t nrows = uint64_t(it.r1 - it.r0);
-  const int64_t r0 = it.r0, last = it.s1 * P;
+  int32_t* rows = static_cast<int32_t*>(st.bucket_rows->ptr);
+  int32_t* bags = static_cast<int32_t*>(st.bucket_bags->ptr);
+  int64_t n = 0;
+  for (int64_t s = it.s0; s < it.s1; ++s)
+    for (int64_t k = s * P; k < (s + 1) * P; ++k) {
+      const uint64_t u = uint64_t(idx[k] - it.r0);
+      rows[n] = int32_t(u);
+      bags[n] = int32_t(s - it.s0);
+      n += u < nrows;
+    }
+  std::memset(dst, 0, sizeof(float) * dim * (it.s1 - it.s0));
   const T* base = reinterpret_cast<const T*>(st.base);
   const int64_t dist = kPrefetchLookups;
-  for (int64_t k = it.s0 * P; k < std::min(last, it.s0 * P + dist); ++k) {
-    const uint64_t u = uint64_t(idx[k] - r0);
-    if (!SHARD || u < nrows) prefetch_row(st.base + int64_t(u) * rb, rb);
-  }
-  alignas(64) float acc[DIM > 0 ? DIM : 1];
-  for (int64_t s = it.s0; s < it.s1; ++s) {
-    float* out = dst + (s - it.s0) * dim;
-    float* a = DIM > 0 ? acc : out;
-    for (int64_t d = 0; d < dim; ++d) a[d] = 0.0f;
-    for (int64_t k = s * P; k < (s + 1) * P; ++k) {
-      if (k + dist < last) {
-        const uint64_t v = uint64_t(idx[k + dist] - r0);
-        if (!SHARD || v < nrows) prefetch_row(st.base + int64_t(v) * rb, rb);
-      }
-      const uint64_t u = uint64_t(idx[k] - r0);
-      if (SHARD && u >= nrows) continue;
-      add_row<T, DIM>(a, base + int64_t(u) * dim, dim);
-    }
-    if constexpr (DIM > 0)
-      for (int d = 0; d < DIM; ++d) out[d] = acc[d];
+  for (int64_t j = 0; j < std::min(n, dist); ++j) prefetch_row<T, DIM>(st.base + int64_t(rows[j]) * rb, rb);
+  for (int64_t j = 0; j < n; ++j) {
+    if (j + dist < n) prefetch_row<T, DIM>(st.base + int64_t(rows[j + dist]) * rb, rb);
+    add_row<T, DIM>(dst + int64_t(bags[j]) * dim, base + int64_t(rows[j]) * dim, dim);
   }
 }
 
@@ -215,9 +276,9 @@ void run_kernel(const ItemState& st, const int64_t* idx, float* dst) {
   if (st.item->strategy == GM_UB || st.item->strategy == L1_UB)
     stream<T, DIM>(st, idx, dst);
   else if (st.shard)
-    gather<T, DIM, true>(st, idx, dst);
+    gather_shard<T, DIM>(st, idx, dst);
   else
-    gather<T, DIM, false>(st, idx, dst);
+    gather<T, DIM>(st, idx, dst);
 }
 
 template <typename T>
@@ -361,11 +422,14 @@ ItemState prepare(Run& run, const Item& it) {
     std::memcpy(st.replica->ptr, st.base, size_t(nrows * t.row_bytes));
     st.base = static_cast<const char*>(st.replica->ptr);
   }
-  if (it.strategy == GM_UB || it.strategy == L1_UB) {
+  const bool streamed = it.strategy == GM_UB || it.strategy == L1_UB;
+  if (streamed) {
     st.chunk_rows = std::max<int64_t>(1, (run.scratch_bytes / 2) / t.row_bytes);
     st.n_chunks = (nrows + st.chunk_rows - 1) / st.chunk_rows;
     st.scratch = std::make_unique<Aligned>(size_t(std::min(st.chunk_rows, nrows) * t.row_bytes));
     st.counts = std::make_unique<Aligned>(size_t(st.n_chunks + 1) * sizeof(int64_t));
+  }
+  if (streamed || st.shard) {  // the lookups a streamed item buckets, or a shard keeps
     st.bucket_rows = std::make_unique<Aligned>(size_t(samples * t.pooling) * sizeof(int32_t));
     st.bucket_bags = std::make_unique<Aligned>(size_t(samples * t.pooling) * sizeof(int32_t));
   }
