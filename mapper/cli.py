@@ -182,7 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batches", type=int, default=50, help="measured batches (after warm-up)")
     r.add_argument("--warmup", type=int, default=5)
     r.add_argument("--seed", type=int, default=0, help="seed of the materialised tables and indices")
-    r.add_argument("--backend", choices=("auto", "torch", "numpy"), default="auto")
+    r.add_argument(
+        "--backend",
+        choices=("auto", "native", "torch", "numpy"),
+        default="auto",
+        help="native: the compiled executor (auto picks it where it is built); torch, numpy: the reference executor",
+    )
     r.add_argument(
         "--timeout",
         type=float,
