@@ -26,16 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.cost_profile import CostProfile  # noqa: E402
-from ir.module import PartitionMode, Strategy  # noqa: E402
-from ir.plan import ExecutionPlan  # noqa: E402
-from ir.printer import fmt_s  # noqa: E402
-from ir.spec import TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf  # noqa: E402
-from mapper.calibration import forced_plan  # noqa: E402
-from mapper.compiler import resolve_target  # noqa: E402
-from mapper.profiles import default_profile, load_profile, machine_key  # noqa: E402
-from runtime import RunConfig, run_plan  # noqa: E402
-from runtime.executor import materialize_for  # noqa: E402
+from embmap.ir.cost_profile import CostProfile  # noqa: E402
+from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.printer import fmt_s  # noqa: E402
+from embmap.ir.spec import TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf  # noqa: E402
+from embmap.mapper.calibration import forced_plan  # noqa: E402
+from embmap.mapper.compiler import resolve_target  # noqa: E402
+from embmap.mapper.profiles import default_profile, load_profile, machine_key  # noqa: E402
+from embmap.runtime import RunConfig, run_plan  # noqa: E402
+from embmap.runtime.executor import materialize_for  # noqa: E402
 
 MiB = 1 << 20
 DIM, POOLING, BATCH = 64, 8, 1024

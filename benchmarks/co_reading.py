@@ -28,14 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.plan import ExecutionPlan  # noqa: E402
-from ir.printer import fmt_s  # noqa: E402
-from ir.spec import HotTables, Zipf  # noqa: E402
-from mapper import SolverOptions, compile  # noqa: E402
-from mapper.compiler import resolve_target  # noqa: E402
-from mapper.profiles import machine_key  # noqa: E402
-from runtime import RunConfig, run_interleaved  # noqa: E402
-from workloads import builtin_workload  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.printer import fmt_s  # noqa: E402
+from embmap.ir.spec import HotTables, Zipf  # noqa: E402
+from embmap.mapper import SolverOptions, compile  # noqa: E402
+from embmap.mapper.compiler import resolve_target  # noqa: E402
+from embmap.mapper.profiles import machine_key  # noqa: E402
+from embmap.runtime import RunConfig, run_interleaved  # noqa: E402
+from embmap.workloads import builtin_workload  # noqa: E402
 
 HOT = HotTables(tables=2, mass=0.9)
 

@@ -19,12 +19,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.loader import write_text_atomic  # noqa: E402
-from ir.plan import ExecutionPlan  # noqa: E402
-from ir.printer import fmt_s  # noqa: E402
-from mapper import BASELINES, SolverOptions, compile  # noqa: E402
-from passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
-from workloads import builtin_names  # noqa: E402
+from embmap.ir.loader import write_text_atomic  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.printer import fmt_s  # noqa: E402
+from embmap.mapper import BASELINES, SolverOptions, compile  # noqa: E402
+from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
+from embmap.workloads import builtin_names  # noqa: E402
 
 
 def _comparable(plan: ExecutionPlan) -> dict[str, Any]:

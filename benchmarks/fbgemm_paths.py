@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.spec import DType  # noqa: E402
-from ir.targets import usable_cpus  # noqa: E402
-from mapper.compiler import prepare_workload  # noqa: E402
-from mapper.profiles import machine_key  # noqa: E402
-from runtime.baselines import run_baseline  # noqa: E402
-from runtime.data import check_outputs, materialize  # noqa: E402
+from embmap.ir.spec import DType  # noqa: E402
+from embmap.ir.targets import usable_cpus  # noqa: E402
+from embmap.mapper.compiler import prepare_workload  # noqa: E402
+from embmap.mapper.profiles import machine_key  # noqa: E402
+from embmap.runtime.baselines import run_baseline  # noqa: E402
+from embmap.runtime.data import check_outputs, materialize  # noqa: E402
 
 WARMUP = 5
 

@@ -21,11 +21,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.module import PartitionMode, Strategy  # noqa: E402
-from mapper.calibration import HOT_MASSES, forced_plan, ladder_workload  # noqa: E402
-from mapper.compiler import resolve_target  # noqa: E402
-from mapper.profiles import default_profile  # noqa: E402
-from runtime import RunConfig, run_interleaved  # noqa: E402
+from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
+from embmap.mapper.calibration import HOT_MASSES, forced_plan, ladder_workload  # noqa: E402
+from embmap.mapper.compiler import resolve_target  # noqa: E402
+from embmap.mapper.profiles import default_profile  # noqa: E402
+from embmap.runtime import RunConfig, run_interleaved  # noqa: E402
 
 WINDOWS = np.arange(1.0, 16.01, 0.25)
 

@@ -29,17 +29,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cost_models.calibrate import read_csv  # noqa: E402
-from ir.plan import ExecutionPlan  # noqa: E402
-from ir.printer import fmt_s  # noqa: E402
-from ir.spec import Uniform, Zipf  # noqa: E402
-from mapper import SolverOptions, compile  # noqa: E402
-from mapper.calibration import check_drift  # noqa: E402
-from mapper.compiler import resolve_target  # noqa: E402
-from mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
-from runtime import RunConfig, run_rounds  # noqa: E402
-from runtime.baselines import FRAMEWORKS, available  # noqa: E402
-from workloads import builtin_names  # noqa: E402
+from embmap.cost_models.calibrate import read_csv  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.printer import fmt_s  # noqa: E402
+from embmap.ir.spec import Uniform, Zipf  # noqa: E402
+from embmap.mapper import SolverOptions, compile  # noqa: E402
+from embmap.mapper.calibration import check_drift  # noqa: E402
+from embmap.mapper.compiler import resolve_target  # noqa: E402
+from embmap.mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
+from embmap.runtime import RunConfig, run_rounds  # noqa: E402
+from embmap.runtime.baselines import FRAMEWORKS, available  # noqa: E402
+from embmap.workloads import builtin_names  # noqa: E402
 
 PIPELINES = ("embmap", "default", "round-robin")
 DISTRIBUTIONS: dict[str, Uniform | Zipf] = {"uniform": Uniform(), "zipf": Zipf(alpha=1.05)}

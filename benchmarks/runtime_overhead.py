@@ -24,17 +24,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cost_models import preset_profile  # noqa: E402
-from ir.module import PartitionMode, Strategy  # noqa: E402
-from ir.plan import ExecutionPlan  # noqa: E402
-from ir.printer import fmt_s  # noqa: E402
-from ir.spec import TableSpec, Uniform  # noqa: E402
-from ir.targets import cpu  # noqa: E402
-from mapper.calibration import GridPoint, point_plan  # noqa: E402
-from runtime import RunConfig, materialize_for, native, run_plan  # noqa: E402
-from runtime.data import Materialized  # noqa: E402
-from runtime.executor import usable_cpus  # noqa: E402
-from runtime.kernels import ItemData, backend_name, build_kernel  # noqa: E402
+from embmap.cost_models import preset_profile  # noqa: E402
+from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.printer import fmt_s  # noqa: E402
+from embmap.ir.spec import TableSpec, Uniform  # noqa: E402
+from embmap.ir.targets import cpu  # noqa: E402
+from embmap.mapper.calibration import GridPoint, point_plan  # noqa: E402
+from embmap.runtime import RunConfig, materialize_for, native, run_plan  # noqa: E402
+from embmap.runtime.data import Materialized  # noqa: E402
+from embmap.runtime.executor import usable_cpus  # noqa: E402
+from embmap.runtime.kernels import ItemData, backend_name, build_kernel  # noqa: E402
 
 CASES = [  # (rows, dim, batch, pooling, strategy)
     (1_000_000, 64, 2048, 8, Strategy.GM),

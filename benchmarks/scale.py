@@ -30,11 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ir.loader import write_text_atomic  # noqa: E402
-from mapper.pipelines import pipeline_for  # noqa: E402
-from mapper.profiles import machine_key  # noqa: E402
-from passes import parse_pipeline  # noqa: E402
-from passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
+from embmap.ir.loader import write_text_atomic  # noqa: E402
+from embmap.mapper.pipelines import pipeline_for  # noqa: E402
+from embmap.mapper.profiles import machine_key  # noqa: E402
+from embmap.passes import parse_pipeline  # noqa: E402
+from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
 
 TARGET = "ascend910"
 # The columns of the per-pass table: every pass of the pipeline the cells compile with.
@@ -73,8 +73,8 @@ def peak_rss_bytes() -> int:
 
 def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
     """Compile one cell in this process (what the child process runs)."""
-    from mapper import SolverOptions, compile
-    from passes import TimingInstrument
+    from embmap.mapper import SolverOptions, compile
+    from embmap.passes import TimingInstrument
 
     start_bytes = peak_rss_bytes()
     timing = TimingInstrument()
@@ -106,8 +106,8 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
 
 def torchrec_cell(tables: int, ranks: int) -> float:
     """TorchRec's planner time on the cell's workload (what the child process runs)."""
-    from mapper.compiler import prepare_workload
-    from mapper.torchrec_planner import torchrec_sharding
+    from embmap.mapper.compiler import prepare_workload
+    from embmap.mapper.torchrec_planner import torchrec_sharding
 
     _, seconds = torchrec_sharding(prepare_workload(workload(tables)), ranks)
     return seconds
@@ -133,7 +133,7 @@ def measure(tables: int, cores: int, time_limit: float, timeout_s: float) -> Cel
 
 def measure_torchrec(timeout_s: float) -> str:
     """One line on TorchRec's planner for `TORCHREC_CELL`: its time, or why there is none."""
-    from mapper.torchrec_planner import available
+    from embmap.mapper.torchrec_planner import available
 
     tables, ranks = TORCHREC_CELL
     what = f"TorchRec's EmbeddingShardingPlanner on `{workload(tables)}` with {ranks} ranks"

@@ -1,6 +1,6 @@
 """Analytic cost model of the four lookup strategies, and the presets and fits of its parameters."""
 
-from cost_models.analytic import ItemShape, item_cost, item_terms
-from cost_models.presets import preset_profile
+from embmap.cost_models.analytic import ItemShape, item_cost, item_terms
+from embmap.cost_models.presets import preset_profile
 
 __all__ = ["ItemShape", "item_cost", "item_terms", "preset_profile"]

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
-from ir.cost_profile import CostProfile
-from ir.distributions import RankHistogram, crossing, histogram
-from ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
-from ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.distributions import RankHistogram, crossing, histogram
+from embmap.ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
+from embmap.ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 Category = Literal["fixed", "lookup", "stream", "combine"]
 OUTPUT_BYTES = 4  # pooled outputs are accumulated and written in fp32

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from cost_models.analytic import (
+from embmap.cost_models.analytic import (
     CacheState,
     ItemShape,
     coefficient,
@@ -59,11 +59,11 @@ from cost_models.analytic import (
     table_histogram,
     together_cache_share,
 )
-from ir.cost_profile import CostProfile, FitReport
-from ir.errors import SpecError
-from ir.loader import write_text_atomic
-from ir.module import Strategy, TableProfile, reads_together
-from ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.cost_profile import CostProfile, FitReport
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import write_text_atomic
+from embmap.ir.module import Strategy, TableProfile, reads_together
+from embmap.ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 COLUMNS = (
     "strategy",

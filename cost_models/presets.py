@@ -6,8 +6,8 @@ Shared memories' bandwidth is split evenly over the cores (every core busy, as d
 
 from __future__ import annotations
 
-from ir.cost_profile import CostProfile
-from ir.spec import TargetSpec
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.spec import TargetSpec
 
 # Per-item launch overheads, which no spec sheet gives. Assumptions until calibrated.
 ITEM_FIXED_S = {"ascend910": 1.0e-6, "cpu": 3.0e-6}

@@ -14,11 +14,11 @@ from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
-from ir.errors import SpecError, VerificationError
-from ir.module import SolverReport
-from ir.plan import ExecutionPlan
-from ir.spec import Frozen, TargetSpec, WorkloadSpec
-from ir.verify import verify_plan
+from embmap.ir.errors import SpecError, VerificationError
+from embmap.ir.module import SolverReport
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import Frozen, TargetSpec, WorkloadSpec
+from embmap.ir.verify import verify_plan
 
 CLUSTER_PLAN_SCHEMA: Final = "embmap.cluster-plan/1"
 

@@ -11,7 +11,7 @@ from typing import Final, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ir.spec import Frozen
+from embmap.ir.spec import Frozen
 
 PROFILE_SCHEMA: Final = "embmap.cost-profile/1"
 MAX_COST_S = 1.0  # no single access, item or start-up of an embedding lookup takes a second

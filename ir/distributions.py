@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ir.spec import HotSet, Uniform, Zipf
+from embmap.ir.spec import HotSet, Uniform, Zipf
 
 EXACT_ZIPF_ROWS = 65_536  # below this, one bucket per rank
 ZIPF_HEAD_ROWS = 4_096  # above it, exact head ranks, then geometric buckets

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ir.errors import SpecError
+from embmap.ir.errors import SpecError
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ir.cost_profile import CostProfile
-from ir.errors import InfeasibleError
-from ir.module import LookupOp, Module
-from ir.printer import fmt_bytes
-from ir.spec import TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.module import LookupOp, Module
+from embmap.ir.printer import fmt_bytes
+from embmap.ir.spec import TableSpec, TargetSpec, WorkloadSpec
 
 
 def lower(workload: WorkloadSpec, target: TargetSpec, cost_profile: CostProfile, *, check: bool = True) -> Module:

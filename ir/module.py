@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ir.cost_profile import CostProfile
-from ir.spec import Distribution, Frozen, TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.spec import Distribution, Frozen, TableSpec, TargetSpec, WorkloadSpec
 
 
 class Strategy(enum.StrEnum):

@@ -12,9 +12,9 @@ from typing import Final, Literal
 
 from pydantic import Field
 
-from ir.cost_profile import CostProfile
-from ir.module import CoreSchedule, CostBreakdown, PartitionMode, SolverReport, Strategy, WorkItem
-from ir.spec import Distribution, DType, Frozen, TargetSpec, WorkloadSpec
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.module import CoreSchedule, CostBreakdown, PartitionMode, SolverReport, Strategy, WorkItem
+from embmap.ir.spec import Distribution, DType, Frozen, TargetSpec, WorkloadSpec
 
 PLAN_SCHEMA: Final = "embmap.plan/1"
 

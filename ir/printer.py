@@ -6,7 +6,7 @@ one is for people.
 
 from __future__ import annotations
 
-from ir.module import Module
+from embmap.ir.module import Module
 
 
 def fmt_s(seconds: float) -> str:

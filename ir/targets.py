@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ir.errors import SpecError
-from ir.spec import MemorySpec, TargetSpec, TLBSpec
+from embmap.ir.errors import SpecError
+from embmap.ir.spec import MemorySpec, TargetSpec, TLBSpec
 
 KiB = 1024
 MiB = 1024 * KiB

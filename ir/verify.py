@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from ir.errors import VerificationError
-from ir.module import CoreSchedule, Module, WorkItem
-from ir.plan import PLAN_SCHEMA, ExecutionPlan, PlanItem
-from ir.spec import TableSpec, TargetSpec
+from embmap.ir.errors import VerificationError
+from embmap.ir.module import CoreSchedule, Module, WorkItem
+from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan, PlanItem
+from embmap.ir.spec import TableSpec, TargetSpec
 
 TIME_TOLERANCE_S = 1e-12
 

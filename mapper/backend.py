@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
-from ir.errors import PipelineError
-from ir.module import Module, PartitionMode, WorkItem
-from ir.plan import ExecutionPlan, PlanCore, PlanItem, PlanTable
+from embmap.ir.errors import PipelineError
+from embmap.ir.module import Module, PartitionMode, WorkItem
+from embmap.ir.plan import ExecutionPlan, PlanCore, PlanItem, PlanTable
 
 
 def tool_version() -> str:

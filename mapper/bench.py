@@ -23,16 +23,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ir.loader import write_text_atomic
-from ir.plan import ExecutionPlan
-from ir.spec import HotSet, HotTables, Uniform, Zipf
-from mapper.compiler import SolverOptions, compile
-from mapper.profiles import machine_key
-from passes.cpsat import DEFAULT_TIME_LIMIT_S
+from embmap.ir.loader import write_text_atomic
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import HotSet, HotTables, Uniform, Zipf
+from embmap.mapper.compiler import SolverOptions, compile
+from embmap.mapper.profiles import machine_key
+from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S
 
 if TYPE_CHECKING:
-    from runtime import RunConfig
-    from runtime.limits import Limits
+    from embmap.runtime import RunConfig
+    from embmap.runtime.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,14 @@ PLANNING_CASES = ("synthetic:tables=500,total_bytes=2e10,seed=1",)  # planning t
 
 def default_pipelines() -> tuple[str, ...]:
     """Ours and the baselines, with TorchRec's planner where TorchRec is installed."""
-    from mapper.torchrec_planner import available
+    from embmap.mapper.torchrec_planner import available
 
     return (*PIPELINES, "torchrec") if available() else PIPELINES
 
 
 def default_frameworks() -> tuple[str, ...]:
     """What a CPU user runs instead of a plan (`runtime.baselines.FRAMEWORKS`), those this machine can run."""
-    from runtime.baselines import FRAMEWORKS, available
+    from embmap.runtime.baselines import FRAMEWORKS, available
 
     return tuple(f for f in FRAMEWORKS if available(f))
 
@@ -193,7 +193,7 @@ def _case_rows(config: BenchConfig, name: str, sc: Scenario, ascend: list[Timed]
     ]
     if not config.measure:
         return case
-    from runtime import RunConfig, run_rounds
+    from embmap.runtime import RunConfig, run_rounds
 
     run_config = RunConfig(batches=config.batches, warmup=5)
     plans = [plan for plan, _ in cpu]
@@ -233,7 +233,7 @@ def _measure_again(
     ours: ExecutionPlan, theirs: ExecutionPlan | str, run_config: RunConfig, rounds: int
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Embmap's plan and one rival, a plan or a framework, alone in `rounds` rounds: both p50s per round."""
-    from runtime import run_rounds
+    from embmap.runtime import run_rounds
 
     if isinstance(theirs, str):
         reports, measured = run_rounds([ours], run_config, rounds, (theirs,))
@@ -258,7 +258,7 @@ def machine_limits(config: BenchConfig) -> Limits | None:
     them)."""
     if not config.measure or not config.limit_table_bytes:
         return None
-    from runtime.limits import measure
+    from embmap.runtime.limits import measure
 
     return measure(config.limit_table_bytes)
 
@@ -287,9 +287,9 @@ def _timed(
 ) -> tuple[ExecutionPlan, float]:
     """The plan and its planning time: the whole pipeline, or for TorchRec its planner alone."""
     if pipeline == "torchrec":
-        from mapper.compiler import prepare_workload, resolve_target
-        from mapper.profiles import default_profile
-        from mapper.torchrec_planner import torchrec_plan
+        from embmap.mapper.compiler import prepare_workload, resolve_target
+        from embmap.mapper.profiles import default_profile
+        from embmap.mapper.torchrec_planner import torchrec_plan
 
         tgt = resolve_target(target)
         spec = prepare_workload(workload, row_cap=row_cap, distribution=sc.distribution, hot_tables=sc.hot_tables)
@@ -946,7 +946,7 @@ def _save(fig: object, path: Path) -> Path:
 
 
 def default_workloads(quick: bool) -> tuple[str, ...]:
-    from workloads import builtin_names
+    from embmap.workloads import builtin_names
 
     return ("tenrec-qb-article",) if quick else tuple(builtin_names())
 

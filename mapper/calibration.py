@@ -14,20 +14,20 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from cost_models import preset_profile
-from cost_models.calibrate import CalibrationResult, Measurement, fit_profile
-from ir.cost_profile import CostProfile
-from ir.errors import SpecError
-from ir.lowering import lower
-from ir.module import Module, PartitionMode, Strategy, TableOptions
-from ir.plan import ExecutionPlan
-from ir.spec import Distribution, HotSet, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
-from mapper.backend import emit_plan
-from mapper.compiler import compile as compile_plan
-from mapper.profiles import machine_key
-from passes import PassManager, parse_pipeline
-from passes.strategy import make_option
-from runtime import RunConfig, RunReport, run_interleaved
+from embmap.cost_models import preset_profile
+from embmap.cost_models.calibrate import CalibrationResult, Measurement, fit_profile
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import SpecError
+from embmap.ir.lowering import lower
+from embmap.ir.module import Module, PartitionMode, Strategy, TableOptions
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import Distribution, HotSet, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
+from embmap.mapper.backend import emit_plan
+from embmap.mapper.compiler import compile as compile_plan
+from embmap.mapper.profiles import machine_key
+from embmap.passes import PassManager, parse_pipeline
+from embmap.passes.strategy import make_option
+from embmap.runtime import RunConfig, RunReport, run_interleaved
 
 KiB = 1024
 CALIBRATION_RUN = RunConfig(batches=20, warmup=3)
@@ -156,7 +156,7 @@ def measure_grid(
 def training_workloads(quick: bool) -> list[WorkloadSpec]:
     """Synthetic workloads whose whole plans are measured for the fit (never the built-in ones, which are
     kept for judging the fit)."""
-    from workloads.synthetic import synthetic
+    from embmap.workloads.synthetic import synthetic
 
     specs = [synthetic(tables=12, total_bytes=4e6, size_skew=1.0, pooling_mean=2, seed=11, name="cal-small")]
     if not quick:

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ir.errors import EmbmapError, RunFault, SpecError
-from ir.loader import check_writable
-from ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
+from embmap.ir.errors import EmbmapError, RunFault, SpecError
+from embmap.ir.loader import check_writable
+from embmap.ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
 
 if TYPE_CHECKING:
-    from passes.progress import ProgressBar, ProgressLog
+    from embmap.passes.progress import ProgressBar, ProgressLog
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -243,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from mapper.compiler import SolverOptions, compile
-    from mapper.explain import explain_text, moves_text
-    from mapper.pipelines import pipeline_for
-    from mapper.planio import load_plan, save_plan
-    from mapper.profiles import load_profile
-    from passes import PrintIRAfter, TimingInstrument, parse_pipeline
-    from passes.pipeline import Instrument
-    from passes.progress import ProgressBar
+    from embmap.mapper.compiler import SolverOptions, compile
+    from embmap.mapper.explain import explain_text, moves_text
+    from embmap.mapper.pipelines import pipeline_for
+    from embmap.mapper.planio import load_plan, save_plan
+    from embmap.mapper.profiles import load_profile
+    from embmap.passes import PrintIRAfter, TimingInstrument, parse_pipeline
+    from embmap.passes.pipeline import Instrument
+    from embmap.passes.progress import ProgressBar
 
     check_writable(args.output, "--output")  # fail before the work, not after it
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
@@ -325,10 +325,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
-    from ir.cluster import LinkSpec
-    from mapper.cluster import LINKS, cluster, compile_cluster, explain_cluster
-    from mapper.compiler import SolverOptions, resolve_target
-    from mapper.planio import save_plan
+    from embmap.ir.cluster import LinkSpec
+    from embmap.mapper.cluster import LINKS, cluster, compile_cluster, explain_cluster
+    from embmap.mapper.compiler import SolverOptions, resolve_target
+    from embmap.mapper.planio import save_plan
 
     if args.print_ir_after or args.hot_tables:
         flag = "--print-ir-after" if args.print_ir_after else "--hot-tables"
@@ -366,9 +366,9 @@ def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ir.cluster import ClusterPlan
-    from mapper.planio import load_any_plan
-    from mapper.torchrec_io import export_torchrec
+    from embmap.ir.cluster import ClusterPlan
+    from embmap.mapper.planio import load_any_plan
+    from embmap.mapper.torchrec_io import export_torchrec
 
     check_writable(args.output, "--output")
     plan = load_any_plan(args.plan)
@@ -382,10 +382,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ir.cluster import ClusterPlan
-    from mapper.cluster import explain_cluster
-    from mapper.explain import explain_data, explain_text
-    from mapper.planio import load_any_plan
+    from embmap.ir.cluster import ClusterPlan
+    from embmap.mapper.cluster import explain_cluster
+    from embmap.mapper.explain import explain_data, explain_text
+    from embmap.mapper.planio import load_any_plan
 
     plan = load_any_plan(args.plan)
     if isinstance(plan, ClusterPlan):
@@ -396,9 +396,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mapper.measure import run_data, run_text
-    from mapper.planio import load_plan
-    from runtime import RunConfig, run_plan
+    from embmap.mapper.measure import run_data, run_text
+    from embmap.mapper.planio import load_plan
+    from embmap.runtime import RunConfig, run_plan
 
     if args.batches < 1 or args.warmup < 0:
         raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
@@ -420,9 +420,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from cost_models.calibrate import read_csv, write_csv
-    from mapper.compiler import resolve_target
-    from mapper.planio import write_text_atomic
+    from embmap.cost_models.calibrate import read_csv, write_csv
+    from embmap.mapper.compiler import resolve_target
+    from embmap.mapper.planio import write_text_atomic
 
     target = resolve_target(args.target)
     if args.check is not None:
@@ -438,7 +438,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         else f"embmap calibrate --target {args.target}"
     )
     if args.from_csv:
-        from mapper.calibration import fit
+        from embmap.mapper.calibration import fit
 
         measured = read_csv(args.from_csv)
         if not measured:
@@ -450,7 +450,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         result = fit(measured, target, command, args.loss)
     else:
         _require_this_machine(target, "measure your hardware with your runtime and pass --from-csv FILE")
-        from mapper.calibration import calibrate
+        from embmap.mapper.calibration import calibrate
 
         result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress, loss=args.loss)
     if args.save_csv:
@@ -462,13 +462,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _check_drift(target: Any, args: argparse.Namespace) -> int:
-    from cost_models.calibrate import read_csv
-    from mapper.calibration import check_drift
+    from embmap.cost_models.calibrate import read_csv
+    from embmap.mapper.calibration import check_drift
 
     _require_this_machine(target, "use --target cpu")
     if args.output is not None or args.from_csv is not None or args.save_csv is not None:
         raise SpecError("--check", "measures and compares only", "leave out -o, --from-csv and --save-csv")
-    from mapper.profiles import SHIPPED_MEASUREMENTS
+    from embmap.mapper.profiles import SHIPPED_MEASUREMENTS
 
     print(check_drift(target, read_csv(SHIPPED_MEASUREMENTS if args.check is True else args.check)).text())
     return 0
@@ -482,7 +482,7 @@ def _require_this_machine(target: Any, fix: str) -> None:
 
 def _progress_listener() -> ProgressBar | ProgressLog:
     """A live line on a terminal, one line per improvement otherwise (a log, a pipe)."""
-    from passes.progress import ProgressBar, ProgressLog
+    from embmap.passes.progress import ProgressBar, ProgressLog
 
     return ProgressBar(sys.stderr) if sys.stderr.isatty() else ProgressLog(sys.stderr)
 
@@ -507,9 +507,9 @@ def calibration_text(result: Any, points: int) -> str:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from mapper.pipelines import PIPELINES
-    from passes import REGISTRY
-    from passes.base import option_fields
+    from embmap.mapper.pipelines import PIPELINES
+    from embmap.passes import REGISTRY
+    from embmap.passes.base import option_fields
 
     entries: list[dict[str, Any]] = []
     for name, cls in sorted(REGISTRY.items()):
@@ -539,8 +539,8 @@ def _default_text(field: object) -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from ir.printer import fmt_bytes
-    from ir.targets import BUILTIN_TARGETS
+    from embmap.ir.printer import fmt_bytes
+    from embmap.ir.targets import BUILTIN_TARGETS
 
     targets = [f() for f in BUILTIN_TARGETS.values()]
     if args.json:
@@ -554,8 +554,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
-    from ir.printer import fmt_bytes
-    from workloads import builtin_names, builtin_workload
+    from embmap.ir.printer import fmt_bytes
+    from embmap.workloads import builtin_names, builtin_workload
 
     rows: list[dict[str, Any]] = []
     for name in builtin_names():
@@ -584,8 +584,8 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from mapper.bench import BenchConfig, machine_limits, planning_times, quick_config, run_bench, write_outputs
-    from workloads import builtin_names
+    from embmap.mapper.bench import BenchConfig, machine_limits, planning_times, quick_config, run_bench, write_outputs
+    from embmap.workloads import builtin_names
 
     config = quick_config() if args.quick else BenchConfig(workloads=tuple(builtin_names()))
     if args.workloads:

@@ -31,21 +31,21 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from cost_models.analytic import ItemShape, item_cost
-from ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
-from ir.cost_profile import CostProfile
-from ir.errors import InfeasibleError, SpecError
-from ir.lowering import check_fits, largest_fitting_cap, lower
-from ir.module import Module, SolverReport, Strategy, TableProfile
-from ir.plan import ExecutionPlan
-from ir.printer import fmt_bytes, fmt_s
-from ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
-from mapper.backend import tool_version
-from mapper.compiler import SolverOptions, compile, prepare_workload, resolve_target
-from mapper.profiles import default_profile
-from passes import PassManager, parse_pipeline
-from passes.assignment import MAX_MODEL_SUM
-from passes.placement import AssignCoresPass
+from embmap.cost_models.analytic import ItemShape, item_cost
+from embmap.ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import InfeasibleError, SpecError
+from embmap.ir.lowering import check_fits, largest_fitting_cap, lower
+from embmap.ir.module import Module, SolverReport, Strategy, TableProfile
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.printer import fmt_bytes, fmt_s
+from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
+from embmap.mapper.backend import tool_version
+from embmap.mapper.compiler import SolverOptions, compile, prepare_workload, resolve_target
+from embmap.mapper.profiles import default_profile
+from embmap.passes import PassManager, parse_pipeline
+from embmap.passes.assignment import MAX_MODEL_SUM
+from embmap.passes.placement import AssignCoresPass
 
 OUTPUT_BYTES = 4  # pooled outputs travel in fp32
 SCALE = 1e9  # CP-SAT works in integer nanoseconds

@@ -6,24 +6,24 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from ir.cost_profile import CostProfile
-from ir.errors import SpecError
-from ir.loader import validate
-from ir.lowering import lower
-from ir.module import Module
-from ir.plan import ExecutionPlan
-from ir.spec import Distribution, HotTables, TargetSpec, WorkloadSpec, target_difference
-from ir.targets import builtin_target
-from ir.verify import verify_plan
-from mapper.backend import emit_plan
-from mapper.pipelines import BASELINES, PIPELINES, pipeline_for
-from mapper.profiles import default_profile
-from passes import PassManager, parse_pipeline, pipeline_text
-from passes.base import ModulePass
-from passes.pipeline import Instrument
-from passes.placement import AssignCoresPass
-from passes.progress import ProgressListener
-from passes.replan import previous_placement
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import validate
+from embmap.ir.lowering import lower
+from embmap.ir.module import Module
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import Distribution, HotTables, TargetSpec, WorkloadSpec, target_difference
+from embmap.ir.targets import builtin_target
+from embmap.ir.verify import verify_plan
+from embmap.mapper.backend import emit_plan
+from embmap.mapper.pipelines import BASELINES, PIPELINES, pipeline_for
+from embmap.mapper.profiles import default_profile
+from embmap.passes import PassManager, parse_pipeline, pipeline_text
+from embmap.passes.base import ModulePass
+from embmap.passes.pipeline import Instrument
+from embmap.passes.placement import AssignCoresPass
+from embmap.passes.progress import ProgressListener
+from embmap.passes.replan import previous_placement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ def resolve_target(target: TargetSpec | str, cores: int | None = None) -> Target
     else:
         from pathlib import Path
 
-        from ir.loader import read_document
+        from embmap.ir.loader import read_document
 
         if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or "/" in target:
             spec = validate(TargetSpec, read_document(Path(target), "target"), "target")
@@ -62,7 +62,7 @@ def prepare_workload(
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
 ) -> WorkloadSpec:
-    from workloads import resolve_workload
+    from embmap.workloads import resolve_workload
 
     spec = resolve_workload(workload) if isinstance(workload, str) else workload
     update: dict[str, object] = {}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.module import MoveReport
-from ir.plan import ExecutionPlan
-from ir.printer import fmt_bytes, fmt_s
+from embmap.ir.module import MoveReport
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.printer import fmt_bytes, fmt_s
 
 
 def baselines_of(plan: ExecutionPlan) -> dict[str, float]:
@@ -14,8 +14,8 @@ def baselines_of(plan: ExecutionPlan) -> dict[str, float]:
     own workload, target and cost profile."""
     if plan.baselines_s:
         return dict(plan.baselines_s)
-    from mapper.compiler import compile as compile_plan
-    from mapper.pipelines import BASELINES
+    from embmap.mapper.compiler import compile as compile_plan
+    from embmap.mapper.pipelines import BASELINES
 
     return {
         name: compile_plan(plan.workload, plan.target, name, cost_profile=plan.cost_profile, baselines=False).makespan_s

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ir.plan import ExecutionPlan
-from ir.printer import fmt_s
-from runtime import RunReport
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.printer import fmt_s
+from embmap.runtime import RunReport
 
 
 def run_data(plan: ExecutionPlan, report: RunReport) -> dict[str, Any]:

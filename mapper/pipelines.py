@@ -6,7 +6,7 @@ only where they are meant to: which strategies they may use, how they partition,
 
 from __future__ import annotations
 
-from ir.errors import PipelineError
+from embmap.ir.errors import PipelineError
 
 ANALYSIS = "profile"
 
@@ -49,6 +49,6 @@ def pipeline_for(name_or_text: str) -> str:
 
 
 def _pass_names() -> set[str]:
-    from passes import REGISTRY
+    from embmap.passes import REGISTRY
 
     return set(REGISTRY)

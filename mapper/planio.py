@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
-from ir.errors import SpecError, VerificationError
-from ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
-from ir.plan import PLAN_SCHEMA, ExecutionPlan
-from ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
-from ir.verify import verify_plan
+from embmap.ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
+from embmap.ir.errors import SpecError, VerificationError
+from embmap.ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
+from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
+from embmap.ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
+from embmap.ir.verify import verify_plan
 
 MAX_PLAN_BYTES = 16 * MAX_SPEC_BYTES
 EDITED_PLAN_FIX = "recompile it with `embmap compile -o`; plans are not meant to be edited by hand"
@@ -46,7 +46,7 @@ def load_plan(
 
 def check_plan_workload(plan: ExecutionPlan, workload: WorkloadSpec | str) -> None:
     """Refuse `plan` for a workload other than the one it was compiled for."""
-    from mapper.compiler import prepare_workload
+    from embmap.mapper.compiler import prepare_workload
 
     given = prepare_workload(workload)
     difference = workload_difference(plan.workload, given)
@@ -61,7 +61,7 @@ def check_plan_workload(plan: ExecutionPlan, workload: WorkloadSpec | str) -> No
 
 def check_plan_target(plan: ExecutionPlan, target: TargetSpec | str) -> None:
     """Refuse `plan` for a target other than the one it was compiled for."""
-    from mapper.compiler import resolve_target
+    from embmap.mapper.compiler import resolve_target
 
     given = resolve_target(target)
     difference = target_difference(plan.target, given)

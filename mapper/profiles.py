@@ -7,15 +7,15 @@ import platform
 from importlib import resources
 from pathlib import Path
 
-from cost_models import preset_profile
-from ir.cost_profile import CostProfile
-from ir.errors import SpecError
-from ir.loader import parse_document, read_document, validate
-from ir.spec import TargetSpec
-from ir.targets import usable_cpus
+from embmap.cost_models import preset_profile
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import parse_document, read_document, validate
+from embmap.ir.spec import TargetSpec
+from embmap.ir.targets import usable_cpus
 
 SHIPPED_PROFILES = {"cpu": "cpu.json"}
-SHIPPED_MEASUREMENTS = Path(str(resources.files("cost_models").joinpath("profiles", "cpu-measurements.csv")))
+SHIPPED_MEASUREMENTS = Path(str(resources.files("embmap.cost_models").joinpath("profiles", "cpu-measurements.csv")))
 """The measurements the shipped cpu profile was fitted to (`embmap calibrate --check` measures some again)."""
 
 
@@ -39,7 +39,7 @@ def shipped_profile(target: TargetSpec) -> CostProfile | None:
     if name is None:
         return None
     try:
-        text = resources.files("cost_models").joinpath("profiles", name).read_text(encoding="utf-8")
+        text = resources.files("embmap.cost_models").joinpath("profiles", name).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
         return None
     profile = validate(CostProfile, parse_document(text, True, f"shipped profile {name}"), f"shipped profile {name}")

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ir.spec import WorkloadSpec
-from mapper.torchrec_io import collection
+from embmap.ir.spec import WorkloadSpec
+from embmap.mapper.torchrec_io import collection
 
 # A collective that waits longer than this means a peer rank failed: give up rather than hang (gloo's default
 # is 30 minutes). The whole run gets a little more, for start-up and teardown.

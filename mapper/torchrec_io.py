@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ir.cluster import ClusterPlan, Sharding
-from ir.errors import SpecError
-from ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
-from mapper.torchrec_planner import available
+from embmap.ir.cluster import ClusterPlan, Sharding
+from embmap.ir.errors import SpecError
+from embmap.ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
+from embmap.mapper.torchrec_planner import available
 
 DEFAULT_POOLING = 1.0  # TorchRec's planner assumes one id per sample and feature when told nothing
 FUSED = "fused"  # FBGEMM's table-batched kernel for sharded tables (data-parallel replicas stay dense)

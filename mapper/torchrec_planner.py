@@ -16,16 +16,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cost_models.analytic import ItemShape, item_cost
-from ir.cost_profile import CostProfile
-from ir.errors import SpecError
-from ir.lowering import lower
-from ir.module import Module, SolverReport, Strategy, WorkItem, split_range
-from ir.plan import ExecutionPlan
-from ir.spec import TargetSpec, WorkloadSpec
-from mapper.backend import emit_plan
-from passes import PassManager, parse_pipeline
-from passes.placement import items_makespan_s, lower_bound_s
+from embmap.cost_models.analytic import ItemShape, item_cost
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import SpecError
+from embmap.ir.lowering import lower
+from embmap.ir.module import Module, SolverReport, Strategy, WorkItem, split_range
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import TargetSpec, WorkloadSpec
+from embmap.mapper.backend import emit_plan
+from embmap.passes import PassManager, parse_pipeline
+from embmap.passes.placement import items_makespan_s, lower_bound_s
 
 ANALYSIS = "profile,select-strategy,partition"
 PIPELINE_TEXT = "torchrec:EmbeddingShardingPlanner{table_wise,row_wise,data_parallel},schedule,verify"

@@ -3,9 +3,9 @@
 Importing this package registers every pass.
 """
 
-from passes import balance, packing, placement, profile, strategy  # noqa: F401  (registration)
-from passes.base import REGISTRY, ModulePass
-from passes.pipeline import PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
+from embmap.passes import balance, packing, placement, profile, strategy  # noqa: F401  (registration)
+from embmap.passes.base import REGISTRY, ModulePass
+from embmap.passes.pipeline import PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
 
 __all__ = [
     "REGISTRY",

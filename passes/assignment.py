@@ -15,10 +15,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ir.errors import InfeasibleError, SpecError
-from ir.module import Module, PartitionOption
-from ir.printer import fmt_bytes
-from passes.bounds import dff_lower_bound
+from embmap.ir.errors import InfeasibleError, SpecError
+from embmap.ir.module import Module, PartitionOption
+from embmap.ir.printer import fmt_bytes
+from embmap.passes.bounds import dff_lower_bound
 
 TIME_UNIT_S = 1e-9  # the one integer scale used inside CP-SAT: 1 unit = 1 ns
 # CP-SAT refuses a model whose linear sums could overflow 64-bit integers; every sum the model forms (of

@@ -35,11 +35,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from cost_models.analytic import ItemShape, item_cost
-from ir.module import CostBreakdown, Module, PartitionMode, Strategy, TableSpec, WorkItem
-from passes.assignment import TIME_UNIT_S, AssignmentProblem, last_true, place_under
-from passes.base import ModulePass, register
-from passes.placement import (
+from embmap.cost_models.analytic import ItemShape, item_cost
+from embmap.ir.module import CostBreakdown, Module, PartitionMode, Strategy, TableSpec, WorkItem
+from embmap.passes.assignment import TIME_UNIT_S, AssignmentProblem, last_true, place_under
+from embmap.passes.base import ModulePass, register
+from embmap.passes.placement import (
     PATTERN_GAP,
     FlexibleOption,
     configuration_bound_s,

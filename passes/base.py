@@ -14,8 +14,8 @@ import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
-from ir.errors import PipelineError
-from ir.module import Module
+from embmap.ir.errors import PipelineError
+from embmap.ir.module import Module
 
 P = TypeVar("P", bound=type["ModulePass"])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from passes.assignment import (
+from embmap.passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
@@ -21,7 +21,7 @@ from passes.assignment import (
     held_bytes,
     lower_bound_units,
 )
-from passes.progress import ProgressListener, SolveReporter, run_solver
+from embmap.passes.progress import ProgressListener, SolveReporter, run_solver
 
 STATUS_NAMES = {
     cp_model.OPTIMAL: "OPTIMAL",

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from ir.module import Module
-from passes.assignment import TIME_UNIT_S, Assignment, AssignmentProblem, Choice, held_bytes
-from passes.balance import line_pieces, splittable_tables, uneven_lines
-from passes.base import ModulePass, register
-from passes.placement import build_items, configuration_bound_s, cpsat_ran, items_makespan_s, with_plan
+from embmap.ir.module import Module
+from embmap.passes.assignment import TIME_UNIT_S, Assignment, AssignmentProblem, Choice, held_bytes
+from embmap.passes.balance import line_pieces, splittable_tables, uneven_lines
+from embmap.passes.base import ModulePass, register
+from embmap.passes.placement import build_items, configuration_bound_s, cpsat_ran, items_makespan_s, with_plan
 
 # Where a plan is more than this above its bound (start-up included; the bar a plan is held to), `pack` runs:
 # up to tens of seconds on a tight packing, so not for plans already this close.

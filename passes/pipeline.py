@@ -13,11 +13,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol, TextIO
 
-from ir.errors import EmbmapError, PipelineError
-from ir.module import Module
-from ir.printer import print_module
-from ir.verify import verify_module
-from passes.base import REGISTRY, ModulePass
+from embmap.ir.errors import EmbmapError, PipelineError
+from embmap.ir.module import Module
+from embmap.ir.printer import print_module
+from embmap.ir.verify import verify_module
+from embmap.passes.base import REGISTRY, ModulePass
 
 
 def parse_pipeline(text: str) -> tuple[ModulePass, ...]:

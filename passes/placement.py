@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from ir.errors import InfeasibleError, PipelineError
-from ir.module import (
+from embmap.ir.errors import InfeasibleError, PipelineError
+from embmap.ir.module import (
     CoreSchedule,
     Module,
     PartitionMode,
@@ -19,8 +19,8 @@ from ir.module import (
     reads_together,
     split_range,
 )
-from ir.verify import verify_module
-from passes.assignment import (
+from embmap.ir.verify import verify_module
+from embmap.passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
@@ -31,12 +31,12 @@ from passes.assignment import (
     lower_bound_units,
     round_robin,
 )
-from passes.base import NOT_AN_OPTION, ModulePass, register
-from passes.bounds import dff_lower_bound
-from passes.cpsat import DEFAULT_TIME_LIMIT_S, SolverParams, solve
-from passes.patterns import PatternMenu, pattern_lower_bound
-from passes.progress import ProgressEvent, ProgressListener
-from passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
+from embmap.passes.base import NOT_AN_OPTION, ModulePass, register
+from embmap.passes.bounds import dff_lower_bound
+from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S, SolverParams, solve
+from embmap.passes.patterns import PatternMenu, pattern_lower_bound
+from embmap.passes.progress import ProgressEvent, ProgressListener
+from embmap.passes.replan import move_report, moves, previous_choices, replan_seeds, undo_needless_moves
 
 # CP-SAT's model has a boolean per (table, option, core). Measured on ascend910 with a 10 s limit and 1 worker,
 # models above about 40,000 booleans end no better than their greedy hint, after 14 s (100 tables x 32 cores,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from cost_models.analytic import (
+from embmap.cost_models.analytic import (
     footprint_bytes,
     footprint_pages,
     shared_cache_state,
     table_histogram,
     together_cache_share,
 )
-from ir.module import Module, TableProfile
-from passes.base import ModulePass, register
+from embmap.ir.module import Module, TableProfile
+from embmap.passes.base import ModulePass, register
 
 
 @register

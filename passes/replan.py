@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
-from ir.errors import InfeasibleError
-from ir.module import Module, MoveReport, PlacedTable
-from ir.plan import ExecutionPlan
-from passes.assignment import (
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.module import Module, MoveReport, PlacedTable
+from embmap.ir.plan import ExecutionPlan
+from embmap.passes.assignment import (
     Assignment,
     AssignmentProblem,
     Choice,

@@ -9,9 +9,9 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from cost_models.analytic import ItemShape, item_cost
-from ir.errors import InfeasibleError
-from ir.module import (
+from embmap.cost_models.analytic import ItemShape, item_cost
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.module import (
     CostBreakdown,
     Module,
     PartitionMode,
@@ -21,10 +21,10 @@ from ir.module import (
     TableCandidates,
     TableOptions,
 )
-from ir.printer import fmt_bytes
-from ir.spec import TableSpec
-from passes.assignment import to_units
-from passes.base import ModulePass, register
+from embmap.ir.printer import fmt_bytes
+from embmap.ir.spec import TableSpec
+from embmap.passes.assignment import to_units
+from embmap.passes.base import ModulePass, register
 
 ALL_STRATEGIES = tuple(Strategy)
 T = TypeVar("T")

@@ -5,8 +5,8 @@ index batches the plan's workload describes, runs one pinned worker process per 
 outputs against a plain reference lookup, and reports measured times beside the plan's predictions.
 """
 
-from runtime.baselines import FRAMEWORKS, Baseline, BaselineReport, prepare_baseline, run_baseline
-from runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan, run_rounds
+from embmap.runtime.baselines import FRAMEWORKS, Baseline, BaselineReport, prepare_baseline, run_baseline
+from embmap.runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan, run_rounds
 
 __all__ = [
     "FRAMEWORKS",

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ir.spec import DType, TableSpec
-from runtime.data import Materialized, check_outputs, huge_page_array
+from embmap.ir.spec import DType, TableSpec
+from embmap.runtime.data import Materialized, check_outputs, huge_page_array
 
 FRAMEWORKS = ("torch", "fbgemm-tbe")
 

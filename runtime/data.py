@@ -18,9 +18,9 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from ir.distributions import histogram
-from ir.spec import DType, TableSpec
-from ir.targets import HUGE_PAGE_BYTES
+from embmap.ir.distributions import histogram
+from embmap.ir.spec import DType, TableSpec
+from embmap.ir.targets import HUGE_PAGE_BYTES
 
 NUMPY_DTYPES = {DType.FP32: np.float32, DType.FP16: np.float16}
 INDEX_DTYPE = np.int64

@@ -24,15 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ir.errors import RunFault, SpecError
-from ir.plan import ExecutionPlan
-from ir.spec import DType, tables_difference
-from ir.targets import meminfo_bytes, usable_cpus
-from runtime import native
-from runtime.baselines import BaselineReport, prepare_baseline
-from runtime.data import Materialized, SharedArray, check_outputs, materialize
-from runtime.kernels import ItemData, build_kernel
-from runtime.kernels import backend_name as kernels_backend
+from embmap.ir.errors import RunFault, SpecError
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import DType, tables_difference
+from embmap.ir.targets import meminfo_bytes, usable_cpus
+from embmap.runtime import native
+from embmap.runtime.baselines import BaselineReport, prepare_baseline
+from embmap.runtime.data import Materialized, SharedArray, check_outputs, materialize
+from embmap.runtime.kernels import ItemData, build_kernel
+from embmap.runtime.kernels import backend_name as kernels_backend
 
 SPIN_CHECK_EVERY = 4096
 POLL_S = 0.05  # how often the parent looks at the barrier counters while it waits

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ir.module import Strategy, WorkItem, stream_chunk_rows
-from ir.spec import TableSpec
+from embmap.ir.module import Strategy, WorkItem, stream_chunk_rows
+from embmap.ir.spec import TableSpec
 
 try:  # the fast path
     import torch

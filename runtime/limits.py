@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ir.targets import usable_cpus
-from runtime import native
-from runtime.data import huge_page_array
+from embmap.ir.targets import usable_cpus
+from embmap.runtime import native
+from embmap.runtime.data import huge_page_array
 
 ROW_DIMS = (16, 32, 64, 128)  # fp32 rows of 64 to 512 bytes
 PREFETCH_DISTANCES = (0, 8, 16, 32)

@@ -13,11 +13,11 @@ from types import ModuleType
 
 import numpy as np
 
-from ir.plan import ExecutionPlan
-from ir.spec import DType
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import DType
 
 try:
-    from runtime import _native as _ext  # type: ignore[attr-defined]
+    from embmap.runtime import _native as _ext  # type: ignore[attr-defined]
 
     NATIVE: ModuleType | None = _ext
 except ImportError:  # pragma: no cover - the extension is built by `pip install`; absent only in a broken install

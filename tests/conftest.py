@@ -13,12 +13,12 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from cost_models import preset_profile
-from cost_models.analytic import ItemShape, item_terms
-from ir.lowering import lower
-from ir.module import Module, TableProfile
-from ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
-from passes import PassManager, parse_pipeline
+from embmap.cost_models import preset_profile
+from embmap.cost_models.analytic import ItemShape, item_terms
+from embmap.ir.lowering import lower
+from embmap.ir.module import Module, TableProfile
+from embmap.ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
+from embmap.passes import PassManager, parse_pipeline
 
 KiB = 1024
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mapper.bench import (
+from embmap.mapper.bench import (
     FASTER,
     SCENARIOS,
     BenchConfig,
@@ -28,8 +28,8 @@ from mapper.bench import (
     unconfirmed_losses,
     write_outputs,
 )
-from mapper.cli import main
-from runtime.limits import Limits
+from embmap.mapper.cli import main
+from embmap.runtime.limits import Limits
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_report_shows_frameworks_their_summary_and_the_gather_limit() -> None:
 
 @pytest.mark.skipif("torch" not in default_frameworks(), reason="needs torch")
 def test_a_loss_against_a_framework_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mapper.bench as bench
+    import embmap.mapper.bench as bench
 
     real = bench.paired_speedup
 
@@ -282,7 +282,7 @@ def test_a_loss_against_a_framework_is_measured_again(monkeypatch: pytest.Monkey
 
 
 def test_work_digest_tells_plans_that_run_the_same_work(quick: tuple[list[Row], Path]) -> None:
-    from mapper import compile
+    from embmap.mapper import compile
 
     plan = compile("tenrec-qb-article", "cpu", "greedy", row_cap=100_000, baselines=False)
     again = compile("tenrec-qb-article", "cpu", "greedy", row_cap=100_000, baselines=False)
@@ -319,7 +319,7 @@ def test_bench_command_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_rewriting_results_keeps_the_dmp_comparison(quick: tuple[list[Row], Path]) -> None:
-    from mapper.bench import DMP_SECTION
+    from embmap.mapper.bench import DMP_SECTION
 
     rows, out = quick
     report = out / "RESULTS.md"

@@ -10,12 +10,12 @@ import random
 import numpy as np
 import pytest
 
-from cost_models import preset_profile
-from ir.lowering import lower
-from ir.spec import TableSpec, WorkloadSpec
-from passes.assignment import AssignmentProblem, OptionData, choice_lower_bound, lower_bound_units
-from passes.bounds import BASE, MIXES, _Menus, dff_lower_bound, hull
-from passes.placement import lower_bound_s
+from embmap.cost_models import preset_profile
+from embmap.ir.lowering import lower
+from embmap.ir.spec import TableSpec, WorkloadSpec
+from embmap.passes.assignment import AssignmentProblem, OptionData, choice_lower_bound, lower_bound_units
+from embmap.passes.bounds import BASE, MIXES, _Menus, dff_lower_bound, hull
+from embmap.passes.placement import lower_bound_s
 from tests.conftest import run, tiny_target
 from tests.test_cpsat import exhaustive, random_problem
 

@@ -7,10 +7,10 @@ from functools import cache
 
 import pytest
 
-from ir.plan import ExecutionPlan
-from ir.verify import plan_violations
-from mapper import BASELINES, SolverOptions, compile
-from workloads import builtin_names
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.verify import plan_violations
+from embmap.mapper import BASELINES, SolverOptions, compile
+from embmap.workloads import builtin_names
 
 SOLVER = SolverOptions(time_limit=2.0, workers=1, seed=0)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
-from cost_models.calibrate import (
+from embmap.cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
+from embmap.cost_models.calibrate import (
     HUBER_K,
     MAIN_WINDOWS,
     Measurement,
@@ -20,12 +20,12 @@ from cost_models.calibrate import (
     read_csv,
     write_csv,
 )
-from cost_models.presets import preset_profile
-from ir.cost_profile import CostProfile
-from ir.errors import SpecError
-from ir.module import Strategy, TableProfile
-from ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
-from ir.targets import ascend910
+from embmap.cost_models.presets import preset_profile
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import SpecError
+from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.targets import ascend910
 
 # NNLS -----------------------------------------------------------------------------------------------------
 

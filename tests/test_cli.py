@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ir.targets import ascend910
-from mapper.cli import main
+from embmap.ir.targets import ascend910
+from embmap.mapper.cli import main
 
 FAST = ["--time-limit", "2", "--workers", "1"]
 
@@ -194,7 +194,7 @@ def test_explain_rejects_bad_plans(
 
 def test_console_script_exit_status(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "embmap"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mapper.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embmap.mapper.cli"]
     proc = subprocess.run(
         [*cmd, "compile", "avazu", "--target", "nowhere", "-o", str(tmp_path / "p.json")],
         capture_output=True,

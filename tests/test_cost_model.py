@@ -7,8 +7,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cost_models import ItemShape, item_cost, item_terms, preset_profile
-from cost_models.analytic import (
+from embmap.cost_models import ItemShape, item_cost, item_terms, preset_profile
+from embmap.cost_models.analytic import (
     LINE_BYTES,
     PTE_BYTES,
     cache_shares,
@@ -18,13 +18,13 @@ from cost_models.analytic import (
     shared_cache_state,
     table_histogram,
 )
-from ir.cost_profile import CostProfile
-from ir.distributions import histogram
-from ir.module import Module, Strategy
-from ir.spec import HotSet, TableSpec, TLBSpec, Uniform, Zipf
-from ir.targets import ascend910
-from mapper.compiler import resolve_target
-from runtime.data import sample_ranks
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.distributions import histogram
+from embmap.ir.module import Module, Strategy
+from embmap.ir.spec import HotSet, TableSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.targets import ascend910
+from embmap.mapper.compiler import resolve_target
+from embmap.runtime.data import sample_ranks
 from tests.conftest import run
 
 
@@ -85,8 +85,8 @@ def test_streaming_pays_for_the_whole_part_and_gather_for_lookups(lowered: Modul
 
 def test_skew_makes_gm_cheaper_through_the_shared_cache() -> None:
     target = ascend910()
-    from ir.lowering import lower
-    from ir.spec import WorkloadSpec
+    from embmap.ir.lowering import lower
+    from embmap.ir.spec import WorkloadSpec
 
     def gm_cost(alpha: float | None) -> float:
         table = TableSpec(name="t", rows=50_000_000, dim=64, distribution=Zipf(alpha=alpha) if alpha else None)
@@ -114,8 +114,8 @@ def test_a_miss_among_hits_pays_for_its_stretch() -> None:
     """A 512 MiB table whose reads hit 64 hot rows with probability 0.9: with a window of 2.5 reads, its
     reads from main memory cost 1 - 0.9^2.5 = 23% of the uniform table's, not 10% as in the linear model."""
     target = resolve_target("cpu")
-    from ir.lowering import lower
-    from ir.spec import WorkloadSpec
+    from embmap.ir.lowering import lower
+    from embmap.ir.spec import WorkloadSpec
 
     def main_amount(distribution: Uniform | HotSet, window: float) -> float:
         table = TableSpec(name="t", rows=1 << 20, dim=128, distribution=distribution)
@@ -243,7 +243,9 @@ def test_page_table_lines_share_the_cache_as_a_simulated_core_shows() -> None:
     the cache, most miss, and the model says by how much."""
     tlb = TLBSpec(entries=64, page_bytes=4096)
     tables = [
-        TableSpec(name="huge", rows=2_000_000, dim=16, pooling=2, distribution=Uniform()),  # 31,250 pages: 3,907 page-table lines
+        TableSpec(
+            name="huge", rows=2_000_000, dim=16, pooling=2, distribution=Uniform()
+        ),  # 31,250 pages: 3,907 page-table lines
         TableSpec(name="mid", rows=200_000, dim=32, pooling=2, distribution=Zipf(alpha=1.05)),  # 782 lines
         TableSpec(name="small", rows=40_000, dim=16, pooling=1, distribution=Uniform()),  # 79 lines
     ]

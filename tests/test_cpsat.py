@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from cost_models import preset_profile
-from ir.errors import InfeasibleError
-from ir.lowering import lower
-from ir.module import Module
-from ir.spec import TableSpec, WorkloadSpec
-from passes.assignment import (
+from embmap.cost_models import preset_profile
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.lowering import lower
+from embmap.ir.module import Module
+from embmap.ir.spec import TableSpec, WorkloadSpec
+from embmap.passes.assignment import (
     TIME_UNIT_S,
     Assignment,
     AssignmentProblem,
@@ -25,7 +25,7 @@ from passes.assignment import (
     lower_bound_units,
     round_robin,
 )
-from passes.cpsat import SolverParams, solve
+from embmap.passes.cpsat import SolverParams, solve
 from tests.conftest import run, tiny_target
 
 ONE_WORKER = SolverParams(time_limit_s=30.0, workers=1, seed=0)
@@ -186,7 +186,7 @@ def test_infeasible_capacity_is_proven_and_explained() -> None:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_local_search_never_worsens_a_plan(seed: int) -> None:
-    from passes.assignment import improve
+    from embmap.passes.assignment import improve
 
     problem = random_problem(random.Random(200 + seed))
     try:
@@ -201,7 +201,7 @@ def test_local_search_never_worsens_a_plan(seed: int) -> None:
 
 def test_time_limited_solves_repeat_exactly() -> None:
     """The limit is deterministic time, so even a solve stopped by it gives the same plan every run."""
-    from mapper import SolverOptions, compile
+    from embmap.mapper import SolverOptions, compile
 
     options = SolverOptions(time_limit=1.0, workers=2, seed=3)
     a = compile("huawei-25mb-like", "ascend910", solver=options, baselines=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ir.distributions import histogram
-from ir.spec import HotSet, Uniform, Zipf
+from embmap.ir.distributions import histogram
+from embmap.ir.spec import HotSet, Uniform, Zipf
 
 
 def test_uniform_expected_distinct_closed_form() -> None:

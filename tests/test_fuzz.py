@@ -27,9 +27,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cost_models import preset_profile
-from ir.targets import ascend910
-from mapper.cli import main
+from embmap.cost_models import preset_profile
+from embmap.ir.targets import ascend910
+from embmap.mapper.cli import main
 from tests.conftest import examples
 
 FAST = ["--time-limit", "1", "--workers", "1", "--seed", "0", "--no-baselines"]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import mapper
-from ir.errors import InfeasibleError
-from ir.spec import TableSpec, TargetSpec, WorkloadSpec
-from mapper.cli import main
-from mapper.cluster import cluster, compile_cluster
-from mapper.compiler import SolverOptions
+from embmap import mapper
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.spec import TableSpec, TargetSpec, WorkloadSpec
+from embmap.mapper.cli import main
+from embmap.mapper.cluster import cluster, compile_cluster
+from embmap.mapper.compiler import SolverOptions
 from tests.conftest import tiny_target
 
 FORCE_L1 = "profile,select-strategy{strategies=L1},partition,assign-cores{time-limit=5},schedule"

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-import mapper
-from ir.cluster import LinkSpec
-from ir.errors import SpecError
-from ir.loader import MAX_SPEC_BYTES
-from ir.spec import MemorySpec, TableSpec, WorkloadSpec
-from mapper.cli import main
-from mapper.cluster import cluster, compile_cluster
-from mapper.compiler import SolverOptions
+from embmap import mapper
+from embmap.ir.cluster import LinkSpec
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import MAX_SPEC_BYTES
+from embmap.ir.spec import MemorySpec, TableSpec, WorkloadSpec
+from embmap.mapper.cli import main
+from embmap.mapper.cluster import cluster, compile_cluster
+from embmap.mapper.compiler import SolverOptions
+from embmap.workloads import resolve_workload
 from tests.conftest import tiny_target, tiny_workload
-from workloads import resolve_workload
 
 FAST = SolverOptions(time_limit=2.0)
 

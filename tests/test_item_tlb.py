@@ -10,20 +10,20 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cost_models.analytic import (
+from embmap.cost_models.analytic import (
     ItemShape,
     footprint_pages,
     item_walks_per_lookup,
     table_histogram,
     walks_per_lookup,
 )
-from cost_models.calibrate import Measurement, neighbour_pages_of
-from cost_models.presets import preset_profile
-from ir.lowering import lower
-from ir.module import Strategy, TableProfile
-from ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
-from ir.targets import ascend910
-from passes import PassManager, parse_pipeline
+from embmap.cost_models.calibrate import Measurement, neighbour_pages_of
+from embmap.cost_models.presets import preset_profile
+from embmap.ir.lowering import lower
+from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
+from embmap.ir.targets import ascend910
+from embmap.passes import PassManager, parse_pipeline
 from tests.conftest import amounts
 
 TLB = TLBSpec(entries=256, page_bytes=4096)  # 64 rows of 64 bytes per page

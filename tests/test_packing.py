@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from ir.verify import verify_module
-from passes import packing
-from passes.assignment import AssignmentProblem, OptionData, greedy
-from passes.packing import PACK_GAP, cut_unevenly, pack
-from passes.placement import items_makespan_s
+from embmap.ir.verify import verify_module
+from embmap.passes import packing
+from embmap.passes.assignment import AssignmentProblem, OptionData, greedy
+from embmap.passes.packing import PACK_GAP, cut_unevenly, pack
+from embmap.passes.placement import items_makespan_s
 from tests.conftest import run
 from tests.test_balance import ASSIGN, ONE_LONG, _module, _same_plan
 from tests.test_cpsat import _assert_valid, exhaustive, random_problem

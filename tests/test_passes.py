@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ir.errors import VerificationError
-from ir.module import CostBreakdown, Module, PartitionMode, PartitionOption, Strategy
-from ir.verify import module_violations
-from passes.placement import SchedulePass, VerifyPass
-from passes.strategy import PartitionPass, PartitionPolicy, part_counts, prune_dominated
+from embmap.ir.errors import VerificationError
+from embmap.ir.module import CostBreakdown, Module, PartitionMode, PartitionOption, Strategy
+from embmap.ir.verify import module_violations
+from embmap.passes.placement import SchedulePass, VerifyPass
+from embmap.passes.strategy import PartitionPass, PartitionPolicy, part_counts, prune_dominated
 from tests.conftest import run
 
 UP_TO_OPTIONS = "profile,select-strategy,partition"
@@ -145,7 +145,7 @@ def test_verify_pass_catches_a_broken_module(lowered: Module) -> None:
 
 
 def test_the_cpsat_size_rule_grows_with_the_time_limit() -> None:
-    from passes.placement import MIN_CPSAT_BOOLEANS, cpsat_boolean_limit
+    from embmap.passes.placement import MIN_CPSAT_BOOLEANS, cpsat_boolean_limit
 
     assert cpsat_boolean_limit(1.0) == cpsat_boolean_limit(10.0) == MIN_CPSAT_BOOLEANS
     assert cpsat_boolean_limit(60.0) == 240_000 > MIN_CPSAT_BOOLEANS
@@ -154,12 +154,12 @@ def test_the_cpsat_size_rule_grows_with_the_time_limit() -> None:
 def test_cpsat_above_the_size_rule_keeps_the_greedy_plan_and_says_so(
     lowered: Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import passes.placement
+    from embmap.passes import placement
 
     solved = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
     greedy = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{method=greedy}}")
-    monkeypatch.setattr(passes.placement, "MIN_CPSAT_BOOLEANS", 0)
-    monkeypatch.setattr(passes.placement, "CPSAT_BOOLEANS_PER_S", 0)
+    monkeypatch.setattr(placement, "MIN_CPSAT_BOOLEANS", 0)
+    monkeypatch.setattr(placement, "CPSAT_BOOLEANS_PER_S", 0)
     skipped = run(lowered, f"{UP_TO_OPTIONS},assign-cores{{time-limit=5}}")
     assert solved.solver is not None and greedy.solver is not None and skipped.solver is not None
     assert solved.solver.status == "OPTIMAL"

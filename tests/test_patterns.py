@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from passes import patterns
-from passes.assignment import AssignmentProblem, OptionData
-from passes.bounds import dff_lower_bound
-from passes.patterns import PatternMenu, pattern_lower_bound
+from embmap.passes import patterns
+from embmap.passes.assignment import AssignmentProblem, OptionData
+from embmap.passes.bounds import dff_lower_bound
+from embmap.passes.patterns import PatternMenu, pattern_lower_bound
 from tests.test_bounds import _exhaustive_with_cuts
 from tests.test_cpsat import exhaustive, random_problem
 
@@ -137,7 +137,7 @@ def test_the_bound_raises_the_plans_of_three_built_in_workloads() -> None:
     Huawei-like workload, where CP-SAT keeps the greedy plan, the pattern dive finds a faster one, and the LP
     with the local buffers in its patterns proves it within 1%. The bounds stay under the plans (verify checks
     that on every compile)."""
-    from mapper import compile
+    from embmap.mapper import compile
 
     avazu = compile("avazu", "ascend910", baselines=False)
     assert avazu.solver is not None and avazu.solver.gap <= 0.01

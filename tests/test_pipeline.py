@@ -6,11 +6,11 @@ import io
 
 import pytest
 
-from ir.errors import PipelineError
-from ir.module import Module, Strategy
-from passes import REGISTRY, PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
-from passes.placement import AssignCoresPass, AssignMethod
-from passes.strategy import SelectStrategyPass
+from embmap.ir.errors import PipelineError
+from embmap.ir.module import Module, Strategy
+from embmap.passes import REGISTRY, PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
+from embmap.passes.placement import AssignCoresPass, AssignMethod
+from embmap.passes.strategy import SelectStrategyPass
 
 
 def test_parse_pipeline_with_typed_options() -> None:
@@ -96,7 +96,7 @@ def test_module_json_round_trip_resumes_a_pipeline(lowered: Module) -> None:
 def test_unexpected_failures_name_the_pass_and_its_predecessors(lowered: Module) -> None:
     import dataclasses
 
-    from passes.base import ModulePass
+    from embmap.passes.base import ModulePass
 
     @dataclasses.dataclass(frozen=True)
     class Boom(ModulePass):

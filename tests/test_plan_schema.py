@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ir.errors import SpecError
-from ir.plan import PLAN_SCHEMA, ExecutionPlan
-from ir.verify import plan_violations, verify_plan
-from mapper.planio import load_plan
+from embmap.ir.errors import SpecError
+from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
+from embmap.ir.verify import plan_violations, verify_plan
+from embmap.mapper.planio import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "docs" / "plan.schema.json"

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import SpecError
-from ir.loader import write_text_atomic
-from ir.module import PartitionMode, Strategy
-from ir.plan import ExecutionPlan
-from ir.spec import TableSpec, WorkloadSpec, Zipf
-from ir.targets import ascend910
-from mapper.cli import main
-from mapper.planio import load_plan, save_plan
-from runtime import RunConfig, materialize_for, run_plan
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import write_text_atomic
+from embmap.ir.module import PartitionMode, Strategy
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
+from embmap.ir.targets import ascend910
+from embmap.mapper.cli import main
+from embmap.mapper.planio import load_plan, save_plan
+from embmap.runtime import RunConfig, materialize_for, run_plan
 from tests.test_runtime import plan_for
 
 

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cost_models.analytic import (
+from embmap.cost_models.analytic import (
     ItemShape,
     coefficient,
     item_terms,
@@ -19,14 +19,14 @@ from cost_models.analytic import (
     table_histogram,
     walks_per_lookup,
 )
-from cost_models.calibrate import Measurement, fit_profile, neighbour_bytes_of, read_csv, write_csv
-from cost_models.presets import preset_profile
-from ir.cost_profile import CostProfile
-from ir.lowering import lower
-from ir.module import Strategy, TableProfile
-from ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
-from ir.targets import ascend910
-from passes import PassManager, parse_pipeline
+from embmap.cost_models.calibrate import Measurement, fit_profile, neighbour_bytes_of, read_csv, write_csv
+from embmap.cost_models.presets import preset_profile
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.lowering import lower
+from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
+from embmap.ir.targets import ascend910
+from embmap.passes import PassManager, parse_pipeline
 from tests.conftest import amounts
 
 

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from ir.errors import PipelineError
-from ir.plan import ExecutionPlan
-from mapper import SolverOptions, compile
-from mapper.cli import main
-from mapper.planio import load_plan
-from passes import parse_pipeline
-from passes.assignment import AssignmentProblem, OptionData, round_robin
-from passes.cpsat import WALL_CAP_FACTOR, SolverParams, solve
-from passes.placement import AssignCoresPass
-from passes.progress import ProgressBar, ProgressEvent, ProgressLog
+from embmap.ir.errors import PipelineError
+from embmap.ir.plan import ExecutionPlan
+from embmap.mapper import SolverOptions, compile
+from embmap.mapper.cli import main
+from embmap.mapper.planio import load_plan
+from embmap.passes import parse_pipeline
+from embmap.passes.assignment import AssignmentProblem, OptionData, round_robin
+from embmap.passes.cpsat import WALL_CAP_FACTOR, SolverParams, solve
+from embmap.passes.placement import AssignCoresPass
+from embmap.passes.progress import ProgressBar, ProgressEvent, ProgressLog
 from tests.conftest import KiB, tiny_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_the_bar_fills_as_the_gap_closes() -> None:
 
 def _embmap(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mapper.cli", *args],
+        [sys.executable, "-m", "embmap.mapper.cli", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

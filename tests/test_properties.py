@@ -21,10 +21,10 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from ir.errors import InfeasibleError
-from ir.module import Strategy
-from ir.plan import ExecutionPlan
-from ir.spec import (
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.module import Strategy
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import (
     DType,
     HotSet,
     HotTables,
@@ -36,10 +36,10 @@ from ir.spec import (
     WorkloadSpec,
     Zipf,
 )
-from ir.targets import ascend910, cpu
-from ir.verify import plan_violations
-from mapper.compiler import SolverOptions, compile
-from mapper.pipelines import PIPELINES
+from embmap.ir.targets import ascend910, cpu
+from embmap.ir.verify import plan_violations
+from embmap.mapper.compiler import SolverOptions, compile
+from embmap.mapper.pipelines import PIPELINES
 from tests.conftest import KiB, examples
 
 SOLVER = SolverOptions(time_limit=2.0, workers=1, seed=0)

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import pytest
 
-from cost_models.analytic import ItemShape, item_cost, shared_cache_state, together_cache_share
-from cost_models.calibrate import Measurement, cache_states_of
-from ir.distributions import histogram
-from ir.lowering import lower
-from ir.module import CostBreakdown, PartitionMode, Strategy
-from ir.spec import HotTables, MemorySpec, TableSpec, WorkloadSpec, Zipf
-from ir.targets import cpu
-from mapper import SolverOptions, compile
-from mapper.profiles import default_profile
-from passes.pipeline import PassManager, parse_pipeline
-from passes.placement import SchedulePass
-from passes.strategy import make_option
-from workloads import builtin_workload
+from embmap.cost_models.analytic import ItemShape, item_cost, shared_cache_state, together_cache_share
+from embmap.cost_models.calibrate import Measurement, cache_states_of
+from embmap.ir.distributions import histogram
+from embmap.ir.lowering import lower
+from embmap.ir.module import CostBreakdown, PartitionMode, Strategy
+from embmap.ir.spec import HotTables, MemorySpec, TableSpec, WorkloadSpec, Zipf
+from embmap.ir.targets import cpu
+from embmap.mapper import SolverOptions, compile
+from embmap.mapper.profiles import default_profile
+from embmap.passes.pipeline import PassManager, parse_pipeline
+from embmap.passes.placement import SchedulePass
+from embmap.passes.strategy import make_option
+from embmap.workloads import builtin_workload
 
 MiB = 1 << 20
 L3 = 32 * MiB

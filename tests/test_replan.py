@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import InfeasibleError, PipelineError, SpecError
-from ir.lowering import lower
-from ir.plan import ExecutionPlan
-from ir.spec import TableSpec, WorkloadSpec, Zipf
-from ir.verify import verify_plan
-from mapper.cli import main
-from mapper.compiler import SolverOptions, compile, prepare_workload
-from mapper.planio import save_plan
-from passes.assignment import Assignment, AssignmentProblem, Choice, OptionData
-from passes.cpsat import SolverParams, solve
-from passes.replan import moves, warm_start
+from embmap.ir.errors import InfeasibleError, PipelineError, SpecError
+from embmap.ir.lowering import lower
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
+from embmap.ir.verify import verify_plan
+from embmap.mapper.cli import main
+from embmap.mapper.compiler import SolverOptions, compile, prepare_workload
+from embmap.mapper.planio import save_plan
+from embmap.passes.assignment import Assignment, AssignmentProblem, Choice, OptionData
+from embmap.passes.cpsat import SolverParams, solve
+from embmap.passes.replan import moves, warm_start
 from tests.conftest import run, tiny_target
 from tests.test_cpsat import exhaustive, random_problem
 

@@ -9,21 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cost_models import preset_profile
-from cost_models.calibrate import Measurement
-from ir.errors import SpecError, VerificationError
-from ir.module import PartitionMode, Strategy
-from ir.plan import ExecutionPlan
-from ir.spec import DType, TableSpec, Uniform, Zipf
-from ir.targets import cpu
-from mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan
-from mapper.cli import main
-from mapper.planio import load_plan, save_plan
-from runtime import RunConfig, materialize_for, native, run_plan
-from runtime import kernels as kernels_module
-from runtime.data import make_indices, permutation_params, reference_lookup
-from runtime.executor import usable_cpus
-from workloads import builtin_names
+from embmap.cost_models import preset_profile
+from embmap.cost_models.calibrate import Measurement
+from embmap.ir.errors import SpecError, VerificationError
+from embmap.ir.module import PartitionMode, Strategy
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.spec import DType, TableSpec, Uniform, Zipf
+from embmap.ir.targets import cpu
+from embmap.mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan
+from embmap.mapper.cli import main
+from embmap.mapper.planio import load_plan, save_plan
+from embmap.runtime import RunConfig, materialize_for, native, run_plan
+from embmap.runtime import kernels as kernels_module
+from embmap.runtime.data import make_indices, permutation_params, reference_lookup
+from embmap.runtime.executor import usable_cpus
+from embmap.workloads import builtin_names
 
 FEW = RunConfig(batches=3, warmup=1, index_batches=2)
 BACKENDS = ["native", "numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
@@ -124,7 +124,7 @@ def test_a_wrong_kernel_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     def lazy(item: object, data: object, backend: str) -> kernels_module.Kernel:
         return lambda b: None
 
-    monkeypatch.setattr("runtime.executor.build_kernel", lazy)
+    monkeypatch.setattr("embmap.runtime.executor.build_kernel", lazy)
     report = run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 1), dataclasses.replace(FEW, backend="numpy"))
     assert not report.correct and report.max_abs_error > report.tolerance
 
@@ -160,7 +160,7 @@ def test_reference_lookup_is_the_plain_definition() -> None:
 
 
 def test_plan_for_more_cores_than_the_machine_is_refused() -> None:
-    from mapper import compile
+    from embmap.mapper import compile
 
     plan = compile("tenrec-qb-article", "ascend910", baselines=False)
     with pytest.raises(SpecError, match="plan.target.cores"):
@@ -201,7 +201,7 @@ def test_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.parametrize("workload", builtin_names())
 def test_every_builtin_workload_runs_correctly_scaled_down(workload: str) -> None:
-    from mapper import SolverOptions, compile
+    from embmap.mapper import SolverOptions, compile
 
     plan = compile(workload, "cpu", row_cap=20_000, solver=SolverOptions(time_limit=1.0), baselines=False)
     report = run_plan(plan, RunConfig(batches=2, warmup=0, index_batches=2))

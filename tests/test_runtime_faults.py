@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import RunFault
-from ir.module import PartitionMode, Strategy
-from ir.plan import ExecutionPlan
-from mapper.cli import main
-from mapper.planio import save_plan
-from runtime import Fault, RunConfig, run_plan
-from runtime.data import SharedArray
-from runtime.executor import usable_cpus
+from embmap.ir.errors import RunFault
+from embmap.ir.module import PartitionMode, Strategy
+from embmap.ir.plan import ExecutionPlan
+from embmap.mapper.cli import main
+from embmap.mapper.planio import save_plan
+from embmap.runtime import Fault, RunConfig, run_plan
+from embmap.runtime.data import SharedArray
+from embmap.runtime.executor import usable_cpus
 from tests.test_runtime import plan_for
 
 pytestmark = pytest.mark.skipif(len(usable_cpus()) < 2, reason="needs two cores")
@@ -122,7 +122,7 @@ def test_no_fault_means_a_correct_run(sharded: ExecutionPlan, segments: list[str
 def test_run_command_exits_3_on_a_dead_worker(
     sharded: ExecutionPlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import runtime
+    from embmap import runtime
 
     path = tmp_path / "plan.json"
     save_plan(sharded, path)

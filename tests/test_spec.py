@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import SpecError
-from ir.loader import read_document, validate
-from ir.spec import DType, HotSet, HotTables, TableSpec, TargetSpec, TLBSpec, WorkloadSpec, Zipf
-from ir.targets import ascend910, builtin_target, cpu
-from workloads import builtin_names, builtin_workload, resolve_workload
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import read_document, validate
+from embmap.ir.spec import DType, HotSet, HotTables, TableSpec, TargetSpec, TLBSpec, WorkloadSpec, Zipf
+from embmap.ir.targets import ascend910, builtin_target, cpu
+from embmap.workloads import builtin_names, builtin_workload, resolve_workload
 
 
 def load_workload(path: Path) -> WorkloadSpec:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ir.cluster import Sharding, verify_cluster_plan
-from ir.errors import InfeasibleError, SpecError, VerificationError
-from ir.spec import TableSpec, WorkloadSpec
-from mapper.cluster import cluster, column_blocks, compile_cluster, device_workloads, row_blocks
-from mapper.compiler import SolverOptions
-from mapper.torchrec_planner import available
+from embmap.ir.cluster import Sharding, verify_cluster_plan
+from embmap.ir.errors import InfeasibleError, SpecError, VerificationError
+from embmap.ir.spec import TableSpec, WorkloadSpec
+from embmap.mapper.cluster import cluster, column_blocks, compile_cluster, device_workloads, row_blocks
+from embmap.mapper.compiler import SolverOptions
+from embmap.mapper.torchrec_planner import available
 
 needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
 FAST = SolverOptions(time_limit=2.0, workers=1, seed=0)
@@ -109,7 +109,7 @@ def test_import_reads_tables_and_pooling_from_torchrec() -> None:
     from torchrec.distributed.planner.types import ParameterConstraints
     from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig
 
-    from mapper.torchrec_io import workload_from_torchrec
+    from embmap.mapper.torchrec_io import workload_from_torchrec
 
     configs = [
         EmbeddingBagConfig(name="a", embedding_dim=16, num_embeddings=100, feature_names=["f1", "f2"]),
@@ -128,7 +128,7 @@ def test_import_reads_tables_and_pooling_from_torchrec() -> None:
 
 @needs_torchrec
 def test_export_lays_out_the_shards_the_plan_assumed() -> None:
-    from mapper.torchrec_io import sharding_plan
+    from embmap.mapper.torchrec_io import sharding_plan
 
     plan = compile_cluster(small_workload(), cluster("cpu", 2, memory_bytes=64 * MiB), shardings=FORCED, solver=FAST)
     exported = sharding_plan(plan).plan[""]
@@ -150,8 +150,8 @@ def test_export_lays_out_the_shards_the_plan_assumed() -> None:
 @needs_torchrec
 def test_distributed_model_parallel_runs_the_exported_plan_exactly() -> None:
     """2 processes, gloo on CPU: DMP with our ShardingPlan gives the unsharded collection's pooled outputs."""
-    from mapper.torchrec_dmp import run_dmp
-    from mapper.torchrec_io import sharding_plan
+    from embmap.mapper.torchrec_dmp import run_dmp
+    from embmap.mapper.torchrec_io import sharding_plan
 
     w = small_workload()
     plan = compile_cluster(w, cluster("cpu", 2, memory_bytes=64 * MiB), shardings=FORCED, solver=FAST)
@@ -164,7 +164,7 @@ def test_distributed_model_parallel_runs_the_exported_plan_exactly() -> None:
 
 
 def test_cli_compiles_explains_and_exports_a_cluster_plan(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from mapper.cli import main
+    from embmap.mapper.cli import main
 
     plan = tmp_path / "cluster.json"
     args = ["compile", "avazu", "--target", "cpu", "--devices", "2", "--row-cap", "10000", "--time-limit", "1"]
@@ -192,6 +192,6 @@ def test_cli_compiles_explains_and_exports_a_cluster_plan(tmp_path, capsys) -> N
 
 
 def compile_cluster_tables(path):  # type: ignore[no-untyped-def]
-    from mapper.planio import load_any_plan
+    from embmap.mapper.planio import load_any_plan
 
     return load_any_plan(path).workload.tables

@@ -6,16 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from cost_models import preset_profile
-from ir.lowering import lower
-from ir.module import Strategy
-from ir.spec import TableSpec, WorkloadSpec
-from ir.targets import ascend910
-from ir.verify import item_violations
-from mapper.compiler import prepare_workload, resolve_target
-from mapper.profiles import default_profile
-from mapper.torchrec_planner import ANALYSIS, _items, available, torchrec_plan
-from passes import PassManager, parse_pipeline
+from embmap.cost_models import preset_profile
+from embmap.ir.lowering import lower
+from embmap.ir.module import Strategy
+from embmap.ir.spec import TableSpec, WorkloadSpec
+from embmap.ir.targets import ascend910
+from embmap.ir.verify import item_violations
+from embmap.mapper.compiler import prepare_workload, resolve_target
+from embmap.mapper.profiles import default_profile
+from embmap.mapper.torchrec_planner import ANALYSIS, _items, available, torchrec_plan
+from embmap.passes import PassManager, parse_pipeline
 
 
 def shard(row: int, rows: int, rank: int) -> SimpleNamespace:
@@ -54,7 +54,7 @@ needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not ins
 
 @needs_torchrec
 def test_torchrec_plan_is_verified_and_runs_correctly() -> None:
-    from runtime import RunConfig, run_plan
+    from embmap.runtime import RunConfig, run_plan
 
     target = resolve_target("cpu")
     plan, seconds = torchrec_plan(
@@ -67,7 +67,7 @@ def test_torchrec_plan_is_verified_and_runs_correctly() -> None:
 
 @needs_torchrec
 def test_torchrec_plan_is_never_better_than_embmap_predicted() -> None:
-    from mapper import SolverOptions, compile
+    from embmap.mapper import SolverOptions, compile
 
     target = resolve_target("ascend910")
     spec = prepare_workload("avazu")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from ir.module import Module, WorkItem
-from ir.verify import dataflow_graph, module_violations
+from embmap.ir.module import Module, WorkItem
+from embmap.ir.verify import dataflow_graph, module_violations
 from tests.conftest import run
 
 
@@ -50,7 +50,7 @@ def test_lookups_not_served(planned: Module) -> None:
 
 
 def test_local_capacity(planned: Module) -> None:
-    from ir.module import Strategy
+    from embmap.ir.module import Strategy
 
     bad = with_item(planned, 0, strategy=Strategy.L1, local_bytes=planned.target.local.capacity_bytes + 1)
     found = module_violations(bad)
@@ -59,9 +59,9 @@ def test_local_capacity(planned: Module) -> None:
 
 
 def test_row_shards_must_accumulate(target: object) -> None:
-    from cost_models import preset_profile
-    from ir.lowering import lower
-    from ir.spec import TableSpec, WorkloadSpec
+    from embmap.cost_models import preset_profile
+    from embmap.ir.lowering import lower
+    from embmap.ir.spec import TableSpec, WorkloadSpec
     from tests.conftest import tiny_target
 
     tgt = tiny_target()
@@ -118,7 +118,7 @@ def test_unknown_table(planned: Module) -> None:
 def test_item_type_rejects_negative_cores() -> None:
     from pydantic import ValidationError
 
-    from ir.module import CostBreakdown, Strategy
+    from embmap.ir.module import CostBreakdown, Strategy
 
     with pytest.raises(ValidationError):
         WorkItem(id=0, table="t", strategy=Strategy.GM, rows=(0, 1), samples=(0, 1), core=-1, cost=CostBreakdown())

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.plan import ExecutionPlan  # noqa: E402
 
 DOCS = ROOT / "docs"
 SCHEMA_PATH = DOCS / "plan.schema.json"
@@ -31,7 +31,7 @@ def schema_text() -> str:
 
 def example_text() -> str:
     """A compiled example plan, as written to docs/example-plan.json."""
-    from mapper import SolverOptions, compile
+    from embmap.mapper import SolverOptions, compile
 
     plan = compile(EXAMPLE_WORKLOAD, EXAMPLE_TARGET, solver=SolverOptions(time_limit=5.0, workers=1, seed=0))
     return plan.model_dump_json(indent=1) + "\n"

@@ -8,10 +8,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ir.errors import SpecError
-from ir.loader import parse_document, read_document, validate
-from ir.spec import WorkloadSpec
-from workloads.synthetic import SYNTHETIC_PRESETS, parse_recipe, synthetic
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import parse_document, read_document, validate
+from embmap.ir.spec import WorkloadSpec
+from embmap.workloads.synthetic import SYNTHETIC_PRESETS, parse_recipe, synthetic
 
 DATASETS = (
     "criteo-1tb-t3",
@@ -34,7 +34,7 @@ def builtin_workload(name: str) -> WorkloadSpec:
         raise SpecError(
             "workload", f"unknown built-in workload {name!r}", f"use one of {', '.join(builtin_names())} or a file path"
         )
-    text = resources.files("workloads").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files("embmap.workloads").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
     return validate(WorkloadSpec, parse_document(text, True, f"workload {name}"), f"workload {name}")
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ir.errors import SpecError
-from ir.spec import DType, TableSpec, Uniform, WorkloadSpec
+from embmap.ir.errors import SpecError
+from embmap.ir.spec import DType, TableSpec, Uniform, WorkloadSpec
 
 SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's private 25 MB set is not public; this stands in for it: same total size, a few dozen tables.

@@ -1,0 +1,33 @@
+"""embmap: maps the embedding tables of deep recommender models onto the cores of a chip.
+
+One namespace: `embmap.ir` (specs, the IR, the plan format), `embmap.cost_models`, `embmap.passes`,
+`embmap.mapper` (the front door: `compile`, the command line, benchmarks, TorchRec), `embmap.runtime` (the
+executors) and `embmap.workloads`. In the repository each is a top-level folder; this package links them.
+
+    import embmap
+    plan = embmap.compile("avazu", "ascend910")
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("embmap")
+except PackageNotFoundError:  # pragma: no cover - running from a checkout without installing
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from embmap.mapper import SolverOptions, compile
+
+__all__ = ["SolverOptions", "__version__", "compile"]
+
+
+def __getattr__(name: str) -> Any:
+    """`embmap.compile` and `embmap.SolverOptions`, imported when first used (the solver stack is heavy)."""
+    if name in ("compile", "SolverOptions"):
+        from embmap import mapper
+
+        return getattr(mapper, name)
+    raise AttributeError(f"module 'embmap' has no attribute {name!r}")
