@@ -27,8 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embmap.ir.cost_profile import CostProfile  # noqa: E402
-from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
-from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.module import Strategy  # noqa: E402
+from embmap.ir.plan import (
+    ExecutionPlan,  # noqa: E402
+    PartitionMode,
+)
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf  # noqa: E402
 from embmap.mapper.calibration import forced_plan  # noqa: E402

@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
+from embmap.ir.module import Strategy  # noqa: E402
+from embmap.ir.plan import PartitionMode
 from embmap.mapper.calibration import HOT_MASSES, forced_plan, ladder_workload  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
 from embmap.mapper.profiles import default_profile  # noqa: E402

@@ -25,8 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embmap.cost_models import preset_profile  # noqa: E402
-from embmap.ir.module import PartitionMode, Strategy  # noqa: E402
-from embmap.ir.plan import ExecutionPlan  # noqa: E402
+from embmap.ir.module import Strategy  # noqa: E402
+from embmap.ir.plan import (
+    ExecutionPlan,  # noqa: E402
+    PartitionMode,
+)
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import TableSpec, Uniform  # noqa: E402
 from embmap.ir.targets import cpu  # noqa: E402

@@ -42,7 +42,8 @@ from typing import Literal, NamedTuple
 
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.distributions import RankHistogram, crossing, histogram
-from embmap.ir.module import CostBreakdown, Strategy, TableProfile, stream_chunk_rows
+from embmap.ir.module import TableProfile
+from embmap.ir.plan import CostBreakdown, Strategy, stream_chunk_rows
 from embmap.ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 Category = Literal["fixed", "lookup", "stream", "combine"]

@@ -62,7 +62,8 @@ from embmap.cost_models.analytic import (
 from embmap.ir.cost_profile import CostProfile, FitReport
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import write_text_atomic
-from embmap.ir.module import Strategy, TableProfile, reads_together
+from embmap.ir.module import TableProfile, reads_together
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 
 COLUMNS = (

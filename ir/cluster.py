@@ -15,8 +15,7 @@ from typing import Final, Literal
 from pydantic import Field, model_validator
 
 from embmap.ir.errors import SpecError, VerificationError
-from embmap.ir.module import SolverReport
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, SolverReport
 from embmap.ir.spec import Frozen, TargetSpec, WorkloadSpec
 from embmap.ir.verify import verify_plan
 

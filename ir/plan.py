@@ -7,14 +7,145 @@ ordered schedule, and how good the plan provably is (solver report and an indepe
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from typing import Final, Literal
 
 from pydantic import Field
 
 from embmap.ir.cost_profile import CostProfile
-from embmap.ir.module import CoreSchedule, CostBreakdown, PartitionMode, SolverReport, Strategy, WorkItem
 from embmap.ir.spec import Distribution, DType, Frozen, TargetSpec, WorkloadSpec
+
+# What a plan is made of: the strategies and modes, a work item and its cost, a core's schedule and the
+# solver's report. The compiler's IR (`embmap.ir.module`) annotates its module with the same types; a runtime
+# needs only these.
+
+
+class Strategy(enum.StrEnum):
+    """How one core reads one table (the four single-core strategies)."""
+
+    GM = "GM"  # rows read one at a time from shared memory, double-buffered
+    L1 = "L1"  # table preloaded into the core's local buffer, rows read from there
+    GM_UB = "GM-UB"  # table streamed from shared memory through the scratchpad, vector gather per chunk
+    L1_UB = "L1-UB"  # table preloaded locally, chunks moved local -> scratchpad, vector gather
+
+    @property
+    def preloaded(self) -> bool:
+        """Occupies local-buffer capacity on every core that serves (a part of) the table."""
+        return self in (Strategy.L1, Strategy.L1_UB)
+
+    @property
+    def streamed(self) -> bool:
+        return self in (Strategy.GM_UB, Strategy.L1_UB)
+
+
+class PartitionMode(enum.StrEnum):
+    SAMPLES = "samples"  # each part serves a slice of the batch over the whole table (replicas if preloaded)
+    ROWS = "rows"  # each part owns a slice of the rows for the whole batch and accumulates into the output
+
+
+class CostBreakdown(Frozen):
+    """Predicted seconds of one work item, by cause. Addable."""
+
+    fixed_s: float = 0.0
+    lookup_s: float = 0.0
+    stream_s: float = 0.0
+    combine_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.fixed_s + self.lookup_s + self.stream_s + self.combine_s
+
+    def __add__(self, other: CostBreakdown) -> CostBreakdown:
+        return CostBreakdown(
+            fixed_s=self.fixed_s + other.fixed_s,
+            lookup_s=self.lookup_s + other.lookup_s,
+            stream_s=self.stream_s + other.stream_s,
+            combine_s=self.combine_s + other.combine_s,
+        )
+
+
+OutputMode = Literal["write", "accumulate"]
+
+
+class WorkItem(Frozen):
+    """A unit of work on one core: a table's row range x sample range read with one strategy.
+
+    An item that owns all rows writes its samples' pooled outputs; a row shard accumulates its partial sums
+    into them (an atomic-add DMA on an NPU; on a CPU, the last shard to finish adds every shard's partials),
+    so no separate combine step, and no barrier, is needed.
+    """
+
+    id: int = Field(ge=0)
+    table: str
+    output: OutputMode = "write"
+    strategy: Strategy
+    rows: tuple[int, int]
+    samples: tuple[int, int]
+    core: int = Field(ge=0)
+    local_bytes: int = Field(0, ge=0)
+    cost: CostBreakdown
+    depends_on: tuple[int, ...] = ()
+
+
+class CoreSchedule(Frozen):
+    """The ordered items of one core with their predicted start and finish times."""
+
+    core: int
+    items: tuple[int, ...]
+    start_s: tuple[float, ...]
+    finish_s: tuple[float, ...]
+
+    @property
+    def busy_s(self) -> float:
+        return sum(f - s for s, f in zip(self.start_s, self.finish_s, strict=True))
+
+
+SolverStatus = Literal["OPTIMAL", "FEASIBLE", "INFEASIBLE", "MODEL_INVALID", "UNKNOWN", "NOT_SOLVED"]
+
+
+class MoveReport(Frozen):
+    """Re-planning from a previous plan, counted per table: a table *moves* when its new option (strategy,
+    mode, parts) or any of its cores differs from its previous placement, although that placement was still
+    on offer. Tables without one to keep (new, or whose previous option is no longer on the menu) are free:
+    placed anew, not counted as moves. Every table of the new plan is kept, moved or free."""
+
+    max_moves: int | None = Field(None, ge=0, description="the most tables allowed to move; null: no bound")
+    moved_tables: int = Field(ge=0, description="tables whose option or cores changed")
+    moved_items: int = Field(ge=0, description="work items of the moved tables, in the new plan")
+    kept_tables: int = Field(ge=0, description="tables on their previous option and cores")
+    free_tables: int = Field(ge=0, description="new tables, and tables whose previous option is no longer offered")
+
+
+class SolverReport(Frozen):
+    """How the core assignment was obtained and how good it is provably."""
+
+    method: str
+    status: SolverStatus
+    objective_s: float
+    best_bound_s: float
+    gap: float = Field(ge=0, description="(objective - best bound) / objective")
+    wall_s: float
+    workers: int = 1
+    seed: int = 0
+    time_limit_s: float | None = None
+    hint_objective_s: float | None = Field(
+        None, description="objective of the heuristic plan used as hint (greedy, or the warm start when re-planning)"
+    )
+    packed_objective_s: float | None = Field(
+        None, description="objective of the plan the pattern dive found (passes/packing.py), where it ran and found one"
+    )
+    options_considered: int = 0
+    moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
+    interrupted: bool = Field(
+        False, description="Ctrl-C stopped the search: the plan is the best found by then, and the gap says how good"
+    )
+
+
+def stream_chunk_rows(scratch_bytes: int, row_bytes: int) -> int:
+    """Rows per streamed chunk: half the scratchpad (the other half receives the next chunk), at least one."""
+    return max(1, (scratch_bytes // 2) // row_bytes)
+
 
 PLAN_SCHEMA: Final = "embmap.plan/1"
 

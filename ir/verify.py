@@ -16,8 +16,8 @@ import networkx as nx
 import numpy as np
 
 from embmap.ir.errors import VerificationError
-from embmap.ir.module import CoreSchedule, Module, WorkItem
-from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan, PlanItem
+from embmap.ir.module import Module
+from embmap.ir.plan import PLAN_SCHEMA, CoreSchedule, ExecutionPlan, PlanItem, WorkItem
 from embmap.ir.spec import TableSpec, TargetSpec
 
 TIME_TOLERANCE_S = 1e-12

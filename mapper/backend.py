@@ -6,8 +6,8 @@ from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
 from embmap.ir.errors import PipelineError
-from embmap.ir.module import Module, PartitionMode, WorkItem
-from embmap.ir.plan import ExecutionPlan, PlanCore, PlanItem, PlanTable
+from embmap.ir.module import Module
+from embmap.ir.plan import ExecutionPlan, PartitionMode, PlanCore, PlanItem, PlanTable, WorkItem
 
 
 def tool_version() -> str:

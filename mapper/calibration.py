@@ -19,8 +19,8 @@ from embmap.cost_models.calibrate import CalibrationResult, Measurement, fit_pro
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError
 from embmap.ir.lowering import lower
-from embmap.ir.module import Module, PartitionMode, Strategy, TableOptions
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.module import Module, TableOptions
+from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import Distribution, HotSet, TableSpec, TargetSpec, Uniform, WorkloadSpec, Zipf
 from embmap.mapper.backend import emit_plan
 from embmap.mapper.compiler import compile as compile_plan

@@ -36,8 +36,8 @@ from embmap.ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sh
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import InfeasibleError, SpecError
 from embmap.ir.lowering import check_fits, largest_fitting_cap, lower
-from embmap.ir.module import Module, SolverReport, Strategy, TableProfile
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.module import Module, TableProfile
+from embmap.ir.plan import ExecutionPlan, SolverReport, Strategy
 from embmap.ir.printer import fmt_bytes, fmt_s
 from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
 from embmap.mapper.backend import tool_version

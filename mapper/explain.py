@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embmap.ir.module import MoveReport
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, MoveReport
 from embmap.ir.printer import fmt_bytes, fmt_s
 
 

@@ -20,8 +20,8 @@ from embmap.cost_models.analytic import ItemShape, item_cost
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError
 from embmap.ir.lowering import lower
-from embmap.ir.module import Module, SolverReport, Strategy, WorkItem, split_range
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.module import Module, split_range
+from embmap.ir.plan import ExecutionPlan, SolverReport, Strategy, WorkItem
 from embmap.ir.spec import TargetSpec, WorkloadSpec
 from embmap.mapper.backend import emit_plan
 from embmap.passes import PassManager, parse_pipeline

@@ -36,7 +36,8 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from embmap.cost_models.analytic import ItemShape, item_cost
-from embmap.ir.module import CostBreakdown, Module, PartitionMode, Strategy, TableSpec, WorkItem
+from embmap.ir.module import Module, TableSpec
+from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy, WorkItem
 from embmap.passes.assignment import TIME_UNIT_S, AssignmentProblem, last_true, place_under
 from embmap.passes.base import ModulePass, register
 from embmap.passes.placement import (

@@ -10,15 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from embmap.ir.errors import InfeasibleError, PipelineError
-from embmap.ir.module import (
-    CoreSchedule,
-    Module,
-    PartitionMode,
-    SolverReport,
-    WorkItem,
-    reads_together,
-    split_range,
-)
+from embmap.ir.module import Module, reads_together, split_range
+from embmap.ir.plan import CoreSchedule, PartitionMode, SolverReport, WorkItem
 from embmap.ir.verify import verify_module
 from embmap.passes.assignment import (
     TIME_UNIT_S,

@@ -18,8 +18,8 @@ import contextlib
 from collections.abc import Sequence
 
 from embmap.ir.errors import InfeasibleError
-from embmap.ir.module import Module, MoveReport, PlacedTable
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.module import Module, PlacedTable
+from embmap.ir.plan import ExecutionPlan, MoveReport
 from embmap.passes.assignment import (
     Assignment,
     AssignmentProblem,

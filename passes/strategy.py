@@ -11,16 +11,8 @@ from typing import TypeVar
 
 from embmap.cost_models.analytic import ItemShape, item_cost
 from embmap.ir.errors import InfeasibleError
-from embmap.ir.module import (
-    CostBreakdown,
-    Module,
-    PartitionMode,
-    PartitionOption,
-    Strategy,
-    StrategyCandidate,
-    TableCandidates,
-    TableOptions,
-)
+from embmap.ir.module import Module, PartitionOption, StrategyCandidate, TableCandidates, TableOptions
+from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
 from embmap.passes.assignment import to_units

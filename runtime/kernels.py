@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from embmap.ir.module import Strategy, WorkItem, stream_chunk_rows
+from embmap.ir.plan import Strategy, WorkItem, stream_chunk_rows
 from embmap.ir.spec import TableSpec
 
 try:  # the fast path

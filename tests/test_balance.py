@@ -12,7 +12,8 @@ import pytest
 
 from embmap.cost_models import preset_profile
 from embmap.ir.lowering import lower
-from embmap.ir.module import Module, PartitionMode, Strategy
+from embmap.ir.module import Module
+from embmap.ir.plan import PartitionMode, Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.ir.targets import cpu
 from embmap.ir.verify import verify_module

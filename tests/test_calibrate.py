@@ -23,7 +23,8 @@ from embmap.cost_models.calibrate import (
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError
-from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.module import TableProfile
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
 from embmap.ir.targets import ascend910
 

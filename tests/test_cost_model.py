@@ -20,7 +20,8 @@ from embmap.cost_models.analytic import (
 )
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.distributions import histogram
-from embmap.ir.module import Module, Strategy
+from embmap.ir.module import Module
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import HotSet, TableSpec, TLBSpec, Uniform, Zipf
 from embmap.ir.targets import ascend910
 from embmap.mapper.compiler import resolve_target

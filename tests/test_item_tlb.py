@@ -20,7 +20,8 @@ from embmap.cost_models.analytic import (
 from embmap.cost_models.calibrate import Measurement, neighbour_pages_of
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.lowering import lower
-from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.module import TableProfile
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
 from embmap.ir.targets import ascend910
 from embmap.passes import PassManager, parse_pipeline

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from embmap.ir.errors import VerificationError
-from embmap.ir.module import CostBreakdown, Module, PartitionMode, PartitionOption, Strategy
+from embmap.ir.module import Module, PartitionOption
+from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy
 from embmap.ir.verify import module_violations
 from embmap.passes.placement import SchedulePass, VerifyPass
 from embmap.passes.strategy import PartitionPass, PartitionPolicy, part_counts, prune_dominated

@@ -7,7 +7,8 @@ import io
 import pytest
 
 from embmap.ir.errors import PipelineError
-from embmap.ir.module import Module, Strategy
+from embmap.ir.module import Module
+from embmap.ir.plan import Strategy
 from embmap.passes import REGISTRY, PassManager, PrintIRAfter, TimingInstrument, parse_pipeline, pipeline_text
 from embmap.passes.placement import AssignCoresPass, AssignMethod
 from embmap.passes.strategy import SelectStrategyPass

@@ -11,8 +11,7 @@ import pytest
 
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import write_text_atomic
-from embmap.ir.module import PartitionMode, Strategy
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import ascend910
 from embmap.mapper.cli import main

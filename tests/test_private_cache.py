@@ -23,7 +23,8 @@ from embmap.cost_models.calibrate import Measurement, fit_profile, neighbour_byt
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.lowering import lower
-from embmap.ir.module import Strategy, TableProfile
+from embmap.ir.module import TableProfile
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import TableSpec, TargetSpec, TLBSpec, Uniform, WorkloadSpec, Zipf
 from embmap.ir.targets import ascend910
 from embmap.passes import PassManager, parse_pipeline

@@ -22,8 +22,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from embmap.ir.errors import InfeasibleError
-from embmap.ir.module import Strategy
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, Strategy
 from embmap.ir.spec import (
     DType,
     HotSet,

@@ -14,7 +14,7 @@ from embmap.cost_models.analytic import ItemShape, item_cost, shared_cache_state
 from embmap.cost_models.calibrate import Measurement, cache_states_of
 from embmap.ir.distributions import histogram
 from embmap.ir.lowering import lower
-from embmap.ir.module import CostBreakdown, PartitionMode, Strategy
+from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy
 from embmap.ir.spec import HotTables, MemorySpec, TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import cpu
 from embmap.mapper import SolverOptions, compile

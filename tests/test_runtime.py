@@ -12,8 +12,7 @@ import pytest
 from embmap.cost_models import preset_profile
 from embmap.cost_models.calibrate import Measurement
 from embmap.ir.errors import SpecError, VerificationError
-from embmap.ir.module import PartitionMode, Strategy
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import DType, TableSpec, Uniform, Zipf
 from embmap.ir.targets import cpu
 from embmap.mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan

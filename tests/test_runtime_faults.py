@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from embmap.ir.errors import RunFault
-from embmap.ir.module import PartitionMode, Strategy
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.mapper.cli import main
 from embmap.mapper.planio import save_plan
 from embmap.runtime import Fault, RunConfig, run_plan

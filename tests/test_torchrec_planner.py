@@ -8,7 +8,7 @@ import pytest
 
 from embmap.cost_models import preset_profile
 from embmap.ir.lowering import lower
-from embmap.ir.module import Strategy
+from embmap.ir.plan import Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.ir.targets import ascend910
 from embmap.ir.verify import item_violations

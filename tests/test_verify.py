@@ -5,7 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from embmap.ir.module import Module, WorkItem
+from embmap.ir.module import Module
+from embmap.ir.plan import WorkItem
 from embmap.ir.verify import dataflow_graph, module_violations
 from tests.conftest import run
 
@@ -50,7 +51,7 @@ def test_lookups_not_served(planned: Module) -> None:
 
 
 def test_local_capacity(planned: Module) -> None:
-    from embmap.ir.module import Strategy
+    from embmap.ir.plan import Strategy
 
     bad = with_item(planned, 0, strategy=Strategy.L1, local_bytes=planned.target.local.capacity_bytes + 1)
     found = module_violations(bad)
@@ -118,7 +119,7 @@ def test_unknown_table(planned: Module) -> None:
 def test_item_type_rejects_negative_cores() -> None:
     from pydantic import ValidationError
 
-    from embmap.ir.module import CostBreakdown, Strategy
+    from embmap.ir.plan import CostBreakdown, Strategy
 
     with pytest.raises(ValidationError):
         WorkItem(id=0, table="t", strategy=Strategy.GM, rows=(0, 1), samples=(0, 1), core=-1, cost=CostBreakdown())
