@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embmap.cost_models.calibrate import read_csv  # noqa: E402
+from embmap.cost_models.measurements import read_csv  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import Uniform, Zipf  # noqa: E402

@@ -66,98 +66,145 @@ class Term(NamedTuple):  # a tuple, not a dataclass: an item has about ten, and 
     category: Category
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """What an item reads, shared by every strategy's terms."""
+
+    shape: ItemShape
+    table: TableSpec
+    stats: TableProfile
+    target: TargetSpec
+    cache: float  # bytes of the table's rows the shared cache holds
+    row_frac: float  # the share of the table's rows the item owns
+    samples: int
+    indices: int  # indices the item reads
+    served: float  # lookups that fall in its rows (rows are a random subset of ranks)
+
+
 def item_terms(
     shape: ItemShape, table: TableSpec, stats: TableProfile, target: TargetSpec, window: float = 1.0
 ) -> list[Term]:
     """The item's cost as (parameter, amount) terms, given the table's share of the shared cache (`stats`) and
     the row reads a core overlaps with a main-memory access (`window`, the profile's `main_window_rows`)."""
-    cache = stats.cache_share_bytes if target.shared_cache else 0.0
     assert table.distribution is not None, "tables must be effective (distribution explicit)"
-    rb = table.row_bytes
     row_frac = (shape.rows[1] - shape.rows[0]) / table.rows
     samples = shape.samples[1] - shape.samples[0]
-    indices = samples * table.pooling  # indices this item must read
-    served = indices * row_frac  # lookups that fall in its rows (rows are a random subset of ranks)
-    out_bytes = samples * table.dim * OUTPUT_BYTES
-    terms = [Term("item_fixed_s", 1.0, "fixed"), Term("bag_s", samples, "lookup")]
-    if target.local_is_cache:
-        evicted = min(1.0, stats.neighbour_bytes / target.local.capacity_bytes)
+    indices = samples * table.pooling
+    reads = _Reads(
+        shape=shape,
+        table=table,
+        stats=stats,
+        target=target,
+        cache=stats.cache_share_bytes if target.shared_cache else 0.0,
+        row_frac=row_frac,
+        samples=samples,
+        indices=indices,
+        served=indices * row_frac,
+    )
+    terms = _common_terms(reads)
+    if shape.strategy is Strategy.GM:
+        return terms + _gm_terms(reads, window)
+    if shape.strategy is Strategy.L1:
+        return terms + _l1_terms(reads)
+    return terms + _streamed_terms(reads)
+
+
+def _common_terms(r: _Reads) -> list[Term]:
+    """Launch, bags, output (or a shard's combine), and the indices a shard filters or a streamed item buckets."""
+    out_bytes = r.samples * r.table.dim * OUTPUT_BYTES
+    terms = [Term("item_fixed_s", 1.0, "fixed"), Term("bag_s", r.samples, "lookup")]
+    if r.target.local_is_cache:
+        evicted = min(1.0, r.stats.neighbour_bytes / r.target.local.capacity_bytes)
         terms.append(Term("item_evicted_s", evicted, "fixed"))
-    if row_frac < 1.0:
+    if r.row_frac < 1.0:
         terms.append(Term("combine_bytes_per_s", 2 * out_bytes, "combine"))
     else:
         terms.append(Term("output_bytes_per_s", out_bytes, "lookup"))
-    if shape.strategy.streamed or row_frac < 1.0:
-        terms.append(Term("index_s", indices, "lookup"))
-    if row_frac < 1.0:
+    if r.shape.strategy.streamed or r.row_frac < 1.0:
+        terms.append(Term("index_s", r.indices, "lookup"))
+    if r.row_frac < 1.0:
         terms.append(Term("shard_setup_s", 1.0, "lookup"))
-    if shape.strategy is Strategy.GM:
-        shared_hit = _lru_hit_ratio(table, cache / rb)
-        private_hit = private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes)
-        to_main = 1.0 - max(shared_hit, private_hit)  # the share of its reads that go to main memory
-        from_local = served * private_hit
-        from_main = served * to_main
-        from_cache = served - from_local - from_main
-        # What the reads from main memory cost: a stretch of `window` reads with any miss in it waits about one
-        # round trip, so the reads pay as if `exposed` of them missed (all of them where every read misses).
-        exposed = main_exposure(to_main, window)
-        stretch = exposed / to_main if to_main > 0 else 1.0  # how much longer a main-memory access waits
-        # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
-        bags = samples * (1.0 - (1.0 - row_frac) ** table.pooling)
-        terms += [
-            Term("main_row_s", served * exposed, "lookup"),
-            Term("main_bytes_per_s", served * exposed * rb, "lookup"),
-            Term("main_bag_s", bags * exposed, "lookup"),
-            Term("cache_row_s", from_cache, "lookup"),
-            Term("cache_bytes_per_s", from_cache * rb, "lookup"),
-            Term("scratch_bytes_per_s", served * rb, "lookup"),
-        ]
-        if from_local > 0:
-            terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
-        if target.tlb is not None:
-            rate = item_walks_per_lookup(table, indices, row_frac, target.tlb, stats.neighbour_pages)
-            walks = served * rate
-            # A walk whose line of page-table entries the core's own cache holds does not read the shared cache.
-            local_walks = walks * private_walk_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes, rate)
-            far_walks = walks - local_walks
-            # A walk overlaps with the main-memory read of its row (pages and rows are hashed alike, so a walk's
-            # row comes from main memory as often as any row); a walk for a cached row is paid in full.
-            terms += [
-                Term("page_walk_s", walks * (1.0 - to_main), "lookup"),
-                Term("page_walk_overlapped_s", walks * to_main, "lookup"),
-                Term("page_walk_cache_s", far_walks, "lookup"),
-                # A walk to main memory waits like a read from it: alone among hits, it is not overlapped.
-                Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio) * stretch, "lookup"),
-            ]
-    elif shape.strategy is Strategy.L1:
-        from_local = served * (
-            private_hit_ratio(table, indices, row_frac, target, stats.neighbour_bytes) if target.local_is_cache else 1.0
-        )
-        from_cache = served - from_local  # a cache evicts the replica's rows to the shared cache
-        terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
-        if from_cache > 0:
-            terms += [Term("cache_row_s", from_cache, "lookup"), Term("cache_bytes_per_s", from_cache * rb, "lookup")]
-    else:
-        part_rows = shape.rows[1] - shape.rows[0]
-        part_bytes = part_rows * rb
-        chunks = math.ceil(part_rows / stream_chunk_rows(target.scratch.capacity_bytes, rb))
-        # Chunks that hold at least one lookup (lookups spread over the chunks, rows being a random subset).
-        touched = chunks * -math.expm1(-served / chunks)
-        terms += [
-            Term("stream_setup_s", 1.0, "stream"),
-            Term("chunk_fixed_s", chunks, "stream"),
-            Term("chunk_gather_s", touched, "lookup"),
-        ]
-        if shape.strategy is Strategy.L1_UB:
-            terms.append(Term("stream_local_bytes_per_s", part_bytes, "stream"))
-        else:
-            resident = min(1.0, cache / table.bytes)
-            terms += [
-                Term("stream_main_bytes_per_s", part_bytes * (1.0 - resident), "stream"),
-                Term("stream_cache_bytes_per_s", part_bytes * resident, "stream"),
-            ]
-        terms += [Term("scratch_row_s", served, "lookup"), Term("scratch_bytes_per_s", served * rb, "lookup")]
     return terms
+
+
+def _gm_terms(r: _Reads, window: float) -> list[Term]:
+    table, target, stats, served, rb = r.table, r.target, r.stats, r.served, r.table.row_bytes
+    shared_hit = _lru_hit_ratio(table, r.cache / rb)
+    private_hit = private_hit_ratio(table, r.indices, r.row_frac, target, stats.neighbour_bytes)
+    to_main = 1.0 - max(shared_hit, private_hit)  # the share of its reads that go to main memory
+    from_local = served * private_hit
+    from_main = served * to_main
+    from_cache = served - from_local - from_main
+    # What the reads from main memory cost: a stretch of `window` reads with any miss in it waits about one
+    # round trip, so the reads pay as if `exposed` of them missed (all of them where every read misses).
+    exposed = main_exposure(to_main, window)
+    stretch = exposed / to_main if to_main > 0 else 1.0  # how much longer a main-memory access waits
+    # Bags with a lookup in the item's rows, weighted by the share of its reads that go to main memory.
+    bags = r.samples * (1.0 - (1.0 - r.row_frac) ** table.pooling)
+    terms = [
+        Term("main_row_s", served * exposed, "lookup"),
+        Term("main_bytes_per_s", served * exposed * rb, "lookup"),
+        Term("main_bag_s", bags * exposed, "lookup"),
+        Term("cache_row_s", from_cache, "lookup"),
+        Term("cache_bytes_per_s", from_cache * rb, "lookup"),
+        Term("scratch_bytes_per_s", served * rb, "lookup"),
+    ]
+    if from_local > 0:
+        terms += [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
+    if target.tlb is None:
+        return terms
+    rate = item_walks_per_lookup(table, r.indices, r.row_frac, target.tlb, stats.neighbour_pages)
+    walks = served * rate
+    # A walk whose line of page-table entries the core's own cache holds does not read the shared cache.
+    local_walks = walks * private_walk_hit_ratio(table, r.indices, r.row_frac, target, stats.neighbour_bytes, rate)
+    far_walks = walks - local_walks
+    # A walk overlaps with the main-memory read of its row (pages and rows are hashed alike, so a walk's row
+    # comes from main memory as often as any row); a walk for a cached row is paid in full.
+    return terms + [
+        Term("page_walk_s", walks * (1.0 - to_main), "lookup"),
+        Term("page_walk_overlapped_s", walks * to_main, "lookup"),
+        Term("page_walk_cache_s", far_walks, "lookup"),
+        # A walk to main memory waits like a read from it: alone among hits, it is not overlapped.
+        Term("page_walk_main_s", far_walks * (1.0 - stats.walk_hit_ratio) * stretch, "lookup"),
+    ]
+
+
+def _l1_terms(r: _Reads) -> list[Term]:
+    rb, target = r.table.row_bytes, r.target
+    hit = (
+        private_hit_ratio(r.table, r.indices, r.row_frac, target, r.stats.neighbour_bytes)
+        if target.local_is_cache
+        else 1.0
+    )
+    from_local = r.served * hit
+    from_cache = r.served - from_local  # a cache evicts the replica's rows to the shared cache
+    terms = [Term("local_row_s", from_local, "lookup"), Term("local_bytes_per_s", from_local * rb, "lookup")]
+    if from_cache > 0:
+        terms += [Term("cache_row_s", from_cache, "lookup"), Term("cache_bytes_per_s", from_cache * rb, "lookup")]
+    return terms
+
+
+def _streamed_terms(r: _Reads) -> list[Term]:
+    rb, served = r.table.row_bytes, r.served
+    part_rows = r.shape.rows[1] - r.shape.rows[0]
+    part_bytes = part_rows * rb
+    chunks = math.ceil(part_rows / stream_chunk_rows(r.target.scratch.capacity_bytes, rb))
+    # Chunks that hold at least one lookup (lookups spread over the chunks, rows being a random subset).
+    touched = chunks * -math.expm1(-served / chunks)
+    terms = [
+        Term("stream_setup_s", 1.0, "stream"),
+        Term("chunk_fixed_s", chunks, "stream"),
+        Term("chunk_gather_s", touched, "lookup"),
+    ]
+    if r.shape.strategy is Strategy.L1_UB:
+        terms.append(Term("stream_local_bytes_per_s", part_bytes, "stream"))
+    else:
+        resident = min(1.0, r.cache / r.table.bytes)
+        terms += [
+            Term("stream_main_bytes_per_s", part_bytes * (1.0 - resident), "stream"),
+            Term("stream_cache_bytes_per_s", part_bytes * resident, "stream"),
+        ]
+    return terms + [Term("scratch_row_s", served, "lookup"), Term("scratch_bytes_per_s", served * rb, "lookup")]
 
 
 def main_exposure(miss_ratio: float, window: float) -> float:
@@ -172,7 +219,7 @@ def main_exposure(miss_ratio: float, window: float) -> float:
     1 - h^W with W between 1.5 and 3.25, not as 1 - h (`benchmarks/hot_set_ladder.py`, docs/calibration.md)."""
     if miss_ratio <= 0.0:
         return 0.0
-    return 1.0 - (1.0 - min(1.0, miss_ratio)) ** window
+    return float(1.0 - (1.0 - min(1.0, miss_ratio)) ** window)
 
 
 def evaluate(terms: list[Term], profile: CostProfile) -> CostBreakdown:

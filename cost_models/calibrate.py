@@ -11,42 +11,19 @@ up; `loss="squares"` gives plain least squares. Every `holdout_every`-th measure
 so the resulting `FitReport` says how well the profile predicts items it has not seen. The format of the
 measurements, and the fit, are explained in docs/calibration.md.
 
-Measurements CSV (from any runtime; one measured work item per line):
-
-    # comment lines and blank lines are ignored
-    strategy,rows,dim,dtype,pooling,batch_size,row_lo,row_hi,sample_lo,sample_hi,distribution,measured_s
-    L1,5000,32,fp16,4,1024,0,5000,0,512,zipf:1.05,1.8e-05
-
-- a header row is required; it names the columns in any order, `cache_share_bytes` is optional
-- `strategy`: GM, L1, GM-UB or L1-UB
-- `rows`, `dim`, `dtype` (fp32, fp16 or int8), `pooling`: the table; `batch_size`: the batch it served
-- `row_lo,row_hi` and `sample_lo,sample_hi`: the item's half-open row and sample ranges
-- `distribution`: `uniform`, `zipf:ALPHA` or `hot-set:ROWS:MASS`
-- `measured_s`: seconds of the one item on one core (the median over repetitions)
-- `table`, `plan` (optional): the table's name and the plan the item ran in; the tables of one plan share
-  the shared cache (`cost_models.analytic.cache_shares`); an empty plan means the table ran alone
-- `cache_share_bytes` (optional): the bytes of the shared cache the table could use, overriding the share
-  computed from its plan
-- `first_on_core` (optional): 1 (default) if the item was the first its core ran in the batch, else 0
-- `core` (optional): the core the item ran on in its plan; items of one plan and core take turns in that
-  core's private cache (`neighbour_bytes_of`); empty means the item was alone on its core
-
-Without a `table` column, the table of the measurement on line N is named `mN`.
+The measurements and their CSV format are in `cost_models.measurements`; the Lawson-Hanson solver in
+`cost_models.nnls`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from embmap.cost_models.analytic import (
     CacheState,
@@ -59,28 +36,13 @@ from embmap.cost_models.analytic import (
     table_histogram,
     together_cache_share,
 )
+from embmap.cost_models.measurements import Measurement, require_valid
+from embmap.cost_models.nnls import nnls
 from embmap.ir.cost_profile import CostProfile, FitReport
 from embmap.ir.errors import SpecError
-from embmap.ir.loader import write_text_atomic
 from embmap.ir.module import TableProfile, reads_together
-from embmap.ir.plan import Strategy
-from embmap.ir.spec import DType, HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.spec import TableSpec, TargetSpec, TLBSpec
 
-COLUMNS = (
-    "strategy",
-    "rows",
-    "dim",
-    "dtype",
-    "pooling",
-    "batch_size",
-    "row_lo",
-    "row_hi",
-    "sample_lo",
-    "sample_hi",
-    "distribution",
-    "measured_s",
-)
-OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core", "core")
 NEGLIGIBLE_COEFFICIENT = 1e-18  # seconds per byte below which a bandwidth is stored as NEGLIGIBLE_BANDWIDTH
 NEGLIGIBLE_BANDWIDTH = 1e18
 CONFOUNDED_SV = 1e-9  # singular values below this fraction of the largest make a design rank deficient
@@ -91,25 +53,6 @@ LOSSES = ("huber", "squares")
 HUBER_K = 0.15
 IRLS_MAX_ITER = 50  # reweighting rounds of the Huber fit (it settles in 10-20 on the shipped measurements)
 IRLS_TOL = 1e-4  # the weights move less than this: settled
-DISTRIBUTION_FIX = "write uniform, zipf:ALPHA (e.g. zipf:1.05) or hot-set:ROWS:MASS (e.g. hot-set:16:0.9)"
-
-Problem = tuple[str, str, str]  # (field, problem, fix), the field a CSV column name
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One work item measured on one core: what was run, and how long it took."""
-
-    strategy: Strategy
-    table: TableSpec  # with `distribution` set
-    batch_size: int
-    rows: tuple[int, int]  # half-open row range
-    samples: tuple[int, int]  # half-open sample range
-    measured_s: float  # median over repetitions
-    cache_share_bytes: float | None = None  # None: the share its plan's tables leave it (all of it if alone)
-    first_on_core: bool = True  # the first item its core ran in the batch: it pays the core's start-up
-    plan: str = ""  # measurements of one plan share the cache; "" means the table ran alone
-    core: int | None = None  # the core it ran on in its plan; None: alone on its core
 
 
 @dataclass(frozen=True)
@@ -137,7 +80,7 @@ def measurement_terms(
     what the shared cache holds of its table (default: what it holds with the table alone in the whole
     cache), the bytes and pages its core's other items read (default: none, alone on its core) and the
     profile's `main_window_rows` (`window`)."""
-    _require_valid(m, "measurement")
+    require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
     if cache is None:
@@ -214,121 +157,6 @@ def _neighbours(own: list[float], measurements: Sequence[Measurement]) -> list[f
         if m.core is not None:
             cores[m.plan, m.core] = cores.get((m.plan, m.core), 0.0) + b
     return [0.0 if m.core is None else cores[m.plan, m.core] - b for m, b in zip(measurements, own, strict=True)]
-
-
-def _problem(m: Measurement) -> Problem | None:
-    """What is wrong with a measurement, if anything, named by its CSV column."""
-    if m.table.distribution is None:
-        return "distribution", "is not set", "give the table an explicit distribution, e.g. uniform"
-    if m.batch_size <= 0:
-        return "batch_size", f"must be positive, got {m.batch_size}", "give the batch size the item served"
-    ranges = (("row", m.rows, m.table.rows, "table"), ("sample", m.samples, m.batch_size, "batch"))
-    for name, (lo, hi), end, whole in ranges:
-        if lo < 0:
-            return f"{name}_lo", f"must be at least 0, got {lo}", f"{name}s are numbered from 0"
-        if hi > end:
-            return f"{name}_hi", f"{hi} is past the end of the {whole} ({end} {name}s)", f"use at most {end}"
-        if hi <= lo:
-            return (
-                f"{name}_hi",
-                f"must be greater than {name}_lo ({lo}), got {hi}: the range is empty",
-                f"give a non-empty half-open range {name}_lo < {name}_hi",
-            )
-    if not (math.isfinite(m.measured_s) and m.measured_s > 0):
-        return "measured_s", f"must be a positive number, got {m.measured_s!r}", "write seconds, e.g. 1.2e-05"
-    share = m.cache_share_bytes
-    if share is not None and not (math.isfinite(share) and share >= 0):
-        return "cache_share_bytes", f"must be a non-negative number, got {share!r}", "write bytes, or leave it empty"
-    return None
-
-
-def _require_valid(m: Measurement, where: str) -> None:
-    problem = _problem(m)
-    if problem is not None:
-        field, what, fix = problem
-        raise SpecError(f"{where}.{field}", what, fix)
-
-
-# Non-negative least squares -------------------------------------------------------------------------------
-
-
-def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
-    """x >= 0 minimizing ||a x - b||: the Lawson-Hanson active-set method, numpy only.
-
-    Variables move from the active set (held at 0) to the passive set (free) one at a time, the one whose
-    gradient most wants to grow first; when the unconstrained solution on the passive set turns a variable
-    negative, the step is cut short where the first one reaches 0 and that one returns to the active set.
-    Raises RuntimeError after `max_iter` steps (default 10 x columns + 50) without converging.
-    """
-    a, b = _nnls_inputs(a, b)
-    norms = np.linalg.norm(a, axis=0)
-    scale = np.where(norms > 0, norms, 1.0)  # x >= 0 is unchanged by positive column scaling; conditioning is not
-    return _lawson_hanson(a / scale, b, 10 * a.shape[1] + 50 if max_iter is None else max_iter) / scale
-
-
-def _lawson_hanson(a: np.ndarray, b: np.ndarray, limit: int) -> np.ndarray:
-    """The active-set iteration on columns of norm 1 (or 0)."""
-    n = a.shape[1]
-    tol = 10 * np.finfo(float).eps * max(a.shape) * float(np.linalg.norm(b))
-    x = np.zeros(n)
-    passive = np.zeros(n, dtype=bool)
-    rejected = np.zeros(n, dtype=bool)  # entered and left at once (rounding) since x last moved: skip them
-    steps = 0
-    while True:
-        w = a.T @ (b - a @ x)
-        candidates = ~passive & ~rejected & (w > tol)
-        if not candidates.any():
-            return x
-        j = int(np.argmax(np.where(candidates, w, -np.inf)))
-        passive[j] = True
-        x, steps = _nnls_inner(a, b, x, passive, _step(steps, limit), limit)
-        if passive[j]:
-            rejected[:] = False
-        else:
-            rejected[j] = True
-
-
-def _nnls_inner(
-    a: np.ndarray, b: np.ndarray, x: np.ndarray, passive: np.ndarray, steps: int, limit: int
-) -> tuple[np.ndarray, int]:
-    """Solve on the passive set, stepping back towards x while any passive variable would go negative.
-
-    Updates `passive` in place; returns the new feasible x and the steps taken so far (outer and inner)."""
-    s = _solve_passive(a, b, passive)
-    while (s[passive] < 0).any():
-        steps = _step(steps, limit)
-        neg = passive & (s < 0)
-        ratios = x[neg] / (x[neg] - s[neg])
-        x = x + float(ratios.min()) * (s - x)
-        x[np.flatnonzero(neg)[int(np.argmin(ratios))]] = 0.0  # the first to reach 0 leaves, whatever the rounding
-        passive &= x > 0
-        x[~passive] = 0.0
-        s = _solve_passive(a, b, passive)
-    return s, steps
-
-
-def _step(steps: int, limit: int) -> int:
-    if steps >= limit:
-        raise RuntimeError(f"nnls did not converge in {limit} iterations")
-    return steps + 1
-
-
-def _solve_passive(a: np.ndarray, b: np.ndarray, passive: np.ndarray) -> np.ndarray:
-    """Unconstrained least squares on the passive columns (minimum norm if they are dependent), 0 elsewhere."""
-    s = np.zeros(a.shape[1])
-    if passive.any():
-        s[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
-    return s
-
-
-def _nnls_inputs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.ndim != 2 or b.ndim != 1 or a.shape[0] != b.shape[0]:
-        raise ValueError(f"nnls needs a 2-d matrix and a vector of as many rows, got {a.shape} and {b.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("nnls needs finite inputs")
-    return a, b
 
 
 # Fitting a profile --------------------------------------------------------------------------------------
@@ -452,9 +280,9 @@ def _fit_linear(
 def _loss(errors: np.ndarray, loss: str) -> np.ndarray:
     """Each relative error's loss: Huber's (squares up to HUBER_K, linear beyond), or its square."""
     if loss == "squares":
-        return errors**2
+        return np.asarray(errors**2)
     e = np.abs(errors)
-    return np.where(e <= HUBER_K, e**2, 2 * HUBER_K * e - HUBER_K**2)
+    return np.asarray(np.where(e <= HUBER_K, e**2, 2 * HUBER_K * e - HUBER_K**2))
 
 
 def _irls(scaled: np.ndarray, target: np.ndarray, loss: str) -> np.ndarray:
@@ -487,7 +315,7 @@ def _amounts(
     """The design matrix: one row per measurement, one column per profile parameter (amounts, not seconds)."""
     names = CostProfile.parameter_names()
     for i, m in enumerate(measurements):
-        _require_valid(m, f"measurements[{i}]")
+        require_valid(m, f"measurements[{i}]")
     states = cache_states_of(measurements, target, cache_fraction)
     neighbours = neighbour_bytes_of(measurements)
     pages = neighbour_pages_of(measurements, target.tlb)
@@ -611,217 +439,3 @@ def _report(predicted: np.ndarray, measured: np.ndarray, held: np.ndarray, comma
 
 
 # CSV ------------------------------------------------------------------------------------------------------
-
-
-def read_csv(path: Path) -> list[Measurement]:
-    """Measurements from a CSV file (format in the module docstring); every problem is a one-line SpecError."""
-    text = _read_text(path)
-    columns: list[str] | None = None
-    out: list[Measurement] = []
-    for line, raw in enumerate(text.split("\n"), start=1):  # newlines are already universal: exact line numbers
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        cells = _split(raw, path.name, line)
-        if columns is None:
-            columns = _check_header(cells, path.name, line)
-        else:
-            out.append(_parse_row(cells, columns, path.name, line))
-    if columns is None:
-        raise SpecError(path.name, "is empty: no header row", f"start the file with the header {','.join(COLUMNS)}")
-    return out
-
-
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise SpecError(path.name or str(path), f"no such file {str(path)!r}", "give the path of a measurements CSV")
-    try:
-        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet export) is not a column
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(path.name, f"cannot read it: {exc}", "give a UTF-8 text file") from None
-
-
-def _split(raw: str, file: str, line: int) -> list[str]:
-    try:
-        cells = next(csv.reader([raw], strict=True))
-    except csv.Error as exc:
-        raise SpecError(f"{file} line {line}", f"not valid CSV: {exc}", "separate values with commas") from None
-    return [c.strip() for c in cells]
-
-
-def _check_header(cells: list[str], file: str, line: int) -> list[str]:
-    known = COLUMNS + OPTIONAL_COLUMNS
-    for i, name in enumerate(cells):
-        where = f"{file} line {line} column {name or i + 1}"
-        if name not in known:
-            raise SpecError(
-                where, f"unknown column {name!r}", f"the first row must be the header; columns are {','.join(known)}"
-            )
-        if name in cells[:i]:
-            raise SpecError(where, "repeats an earlier column", "name each column once")
-    missing = [c for c in COLUMNS if c not in cells]
-    if missing:
-        raise SpecError(
-            f"{file} line {line} column {missing[0]}",
-            "is missing from the header",
-            f"the header must name {','.join(COLUMNS)}",
-        )
-    return cells
-
-
-def _parse_row(cells: list[str], columns: list[str], file: str, line: int) -> Measurement:
-    prefix = f"{file} line {line}"
-    if len(cells) != len(columns):
-        raise SpecError(
-            prefix,
-            f"has {len(cells)} values, the header has {len(columns)} columns",
-            "write one value per column, separated by commas",
-        )
-    row = dict(zip(columns, cells, strict=True))
-
-    def where(column: str) -> str:
-        return f"{prefix} column {column}"
-
-    table = _parse_table(row, line, where)
-    share = row.get("cache_share_bytes", "")
-    m = Measurement(
-        strategy=_parse_strategy(row["strategy"], where("strategy")),
-        table=table,
-        batch_size=_parse_int(row["batch_size"], where("batch_size"), 1),
-        rows=(_parse_int(row["row_lo"], where("row_lo"), 0), _parse_int(row["row_hi"], where("row_hi"), 0)),
-        samples=(
-            _parse_int(row["sample_lo"], where("sample_lo"), 0),
-            _parse_int(row["sample_hi"], where("sample_hi"), 0),
-        ),
-        measured_s=_parse_float(row["measured_s"], where("measured_s"), "seconds, e.g. 1.2e-05", positive=True),
-        cache_share_bytes=_parse_float(share, where("cache_share_bytes"), "bytes, or leave it empty")
-        if share
-        else None,
-        first_on_core=_parse_flag(row.get("first_on_core", ""), where("first_on_core")),
-        plan=row.get("plan", "").strip(),
-        core=_parse_int(row["core"], where("core"), 0) if row.get("core", "") else None,
-    )
-    problem = _problem(m)
-    if problem is not None:
-        raise SpecError(where(problem[0]), problem[1], problem[2])
-    return m
-
-
-def _parse_table(row: dict[str, str], line: int, where: Callable[[str], str]) -> TableSpec:
-    rows = _parse_int(row["rows"], where("rows"), 1)
-    dim = _parse_int(row["dim"], where("dim"), 1)
-    pooling = _parse_int(row["pooling"], where("pooling"), 1)
-    dtype = row["dtype"].lower()
-    if dtype not in {d.value for d in DType}:
-        raise SpecError(where("dtype"), f"unknown dtype {row['dtype']!r}", "use fp32, fp16 or int8")
-    distribution = _parse_distribution(row["distribution"], where("distribution"))
-    try:
-        return TableSpec(
-            name=row.get("table") or f"m{line}",
-            rows=rows,
-            dim=dim,
-            dtype=DType(dtype),
-            pooling=pooling,
-            distribution=distribution,
-        )
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        column = str(err["loc"][0]) if err.get("loc") else "rows"
-        column = "table" if column == "name" else column
-        raise SpecError(
-            where(column),
-            f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}",
-            "use a value in the allowed range",
-        ) from None
-
-
-def _parse_strategy(text: str, where: str) -> Strategy:
-    try:
-        return Strategy(text.upper())
-    except ValueError:
-        raise SpecError(where, f"unknown strategy {text!r}", "use GM, L1, GM-UB or L1-UB") from None
-
-
-def _parse_int(text: str, where: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SpecError(
-            where, f"must be a whole number, got {text!r}", f"write an integer of at least {minimum}"
-        ) from None
-    if value < minimum:
-        raise SpecError(where, f"must be at least {minimum}, got {value}", f"write an integer of at least {minimum}")
-    return value
-
-
-def _parse_float(text: str, where: str, unit: str, positive: bool = False) -> float:
-    """A finite number, positive or non-negative."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise SpecError(where, f"must be a {kind} number, got {text!r}", f"write {unit}")
-    return value
-
-
-def _parse_distribution(text: str, where: str) -> Uniform | Zipf | HotSet:
-    kind, *args = [part.strip() for part in text.lower().split(":")]
-    try:
-        if kind == "uniform" and not args:
-            return Uniform()
-        if kind == "zipf" and len(args) == 1:
-            return Zipf(alpha=float(args[0]))
-        if kind == "hot-set" and len(args) == 2:
-            return HotSet(hot_rows=int(args[0]), hot_mass=float(args[1]))
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err.get("loc", ()))
-        raise SpecError(
-            where, f"{field} {err['msg'][0].lower()}{err['msg'][1:]}, got {text!r}", DISTRIBUTION_FIX
-        ) from None
-    except ValueError:
-        pass
-    raise SpecError(where, f"unknown distribution {text!r}", DISTRIBUTION_FIX)
-
-
-def _parse_flag(text: str, where: str) -> bool:
-    """`first_on_core`: 1 or 0; empty or absent means 1 (an item measured alone is its core's first)."""
-    if text in ("", "1"):
-        return True
-    if text == "0":
-        return False
-    raise SpecError(
-        where, f"must be 0 or 1, got {text!r}", "write 1 for the first item its core ran in the batch, else 0"
-    )
-
-
-def write_csv(measurements: Sequence[Measurement], path: Path) -> None:
-    """Write measurements in the CSV format `read_csv` reads, atomically (temporary file, then rename)."""
-    rows = [_format_row(m, i) for i, m in enumerate(measurements)]
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
-    writer.writerows(rows)
-    write_text_atomic(path, text.getvalue())
-
-
-def _format_row(m: Measurement, index: int) -> list[str]:
-    _require_valid(m, f"measurements[{index}]")
-    t = m.table
-    share = "" if m.cache_share_bytes is None else repr(float(m.cache_share_bytes))
-    return [
-        m.strategy.value, str(t.rows), str(t.dim), t.dtype.value, str(t.pooling), str(m.batch_size),
-        str(m.rows[0]), str(m.rows[1]), str(m.samples[0]), str(m.samples[1]),
-        _format_distribution(t.distribution), repr(float(m.measured_s)),
-        t.name if m.plan else "", m.plan, share, "1" if m.first_on_core else "0",
-        "" if m.core is None else str(m.core),
-    ]  # fmt: skip
-
-
-def _format_distribution(d: Uniform | Zipf | HotSet | None) -> str:
-    if isinstance(d, Zipf):
-        return f"zipf:{d.alpha!r}"
-    if isinstance(d, HotSet):
-        return f"hot-set:{d.hot_rows}:{d.hot_mass!r}"
-    return "uniform"

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from embmap.ir.errors import SpecError, VerificationError
 from embmap.ir.plan import ExecutionPlan, SolverReport
-from embmap.ir.spec import Frozen, TargetSpec, WorkloadSpec
+from embmap.ir.spec import Frozen, TableSpec, TargetSpec, WorkloadSpec
 from embmap.ir.verify import verify_plan
 
 CLUSTER_PLAN_SCHEMA: Final = "embmap.cluster-plan/1"
@@ -104,20 +104,8 @@ def verify_cluster_plan(plan: ClusterPlan) -> None:
         bad.append("shardings must name every table of the workload exactly once")
     for s in plan.shardings:
         t = tables.get(s.table)
-        if t is None:
-            continue
-        if any(not 0 <= r < n for r in s.ranks) or len(set(s.ranks)) != len(s.ranks):
-            bad.append(f"{s.table}: ranks {s.ranks} are not distinct devices of {n}")
-        whole_rows = all(r == (0, t.rows) for r in s.rows)
-        whole_cols = all(c == (0, t.dim) for c in s.columns)
-        if s.sharding in (Sharding.TABLE_WISE, Sharding.DATA_PARALLEL):
-            ok = whole_rows and whole_cols and (len(s.ranks) == 1) == (s.sharding is Sharding.TABLE_WISE)
-        elif s.sharding is Sharding.ROW_WISE:
-            ok = whole_cols and _tiles(s.rows, t.rows)
-        else:
-            ok = whole_rows and _tiles(s.columns, t.dim)
-        if not ok:
-            bad.append(f"{s.table}: its {s.sharding.value} parts do not cover the table exactly")
+        if t is not None:
+            bad += _sharding_violations(s, t, n)
     if len(plan.devices) != n or [d.device for d in plan.devices] != list(range(n)):
         bad.append(f"devices must be 0..{n - 1}, one plan each")
     elif plan.devices and abs(plan.makespan_s - max(d.finish_s for d in plan.devices)) > 1e-12:
@@ -127,6 +115,24 @@ def verify_cluster_plan(plan: ClusterPlan) -> None:
     for d in plan.devices:
         for p in d.plans:
             verify_plan(p)
+
+
+def _sharding_violations(s: TableSharding, t: TableSpec, devices: int) -> list[str]:
+    """One table's sharding: distinct devices that exist, and parts that cover the table exactly."""
+    bad = []
+    if any(not 0 <= r < devices for r in s.ranks) or len(set(s.ranks)) != len(s.ranks):
+        bad.append(f"{s.table}: ranks {s.ranks} are not distinct devices of {devices}")
+    whole_rows = all(r == (0, t.rows) for r in s.rows)
+    whole_cols = all(c == (0, t.dim) for c in s.columns)
+    if s.sharding in (Sharding.TABLE_WISE, Sharding.DATA_PARALLEL):
+        ok = whole_rows and whole_cols and (len(s.ranks) == 1) == (s.sharding is Sharding.TABLE_WISE)
+    elif s.sharding is Sharding.ROW_WISE:
+        ok = whole_cols and _tiles(s.rows, t.rows)
+    else:
+        ok = whole_rows and _tiles(s.columns, t.dim)
+    if not ok:
+        bad.append(f"{s.table}: its {s.sharding.value} parts do not cover the table exactly")
+    return bad
 
 
 def _tiles(ranges: tuple[tuple[int, int], ...], size: int) -> bool:

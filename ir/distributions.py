@@ -107,7 +107,7 @@ class RankHistogram:
         independent: groups * (1 - (1 - distinct(draws) / rows) ** per_group)."""
         rows = float(self.counts.sum())
         k = max(1, per_group)
-        return rows / k * -np.expm1(k * np.log1p(-min(self.expected_distinct(draws) / rows, 1.0 - 1e-16)))
+        return rows / k * -float(np.expm1(k * np.log1p(-min(self.expected_distinct(draws) / rows, 1.0 - 1e-16))))
 
     def group_miss_ratio(self, draws: float, per_group: int) -> float:
         """The rate at which new groups are touched after `draws` draws: under Che's approximation, the

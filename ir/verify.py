@@ -32,12 +32,7 @@ def verify_module(module: Module, where: str = "verify") -> None:
 def module_violations(module: Module) -> list[str]:
     tables = module.workload.tables
     names = [t.name for t in tables]
-    out: list[str] = []
-    if [op.table for op in module.lookups] != names:
-        out.append("lookups must hold one op per table, in table order")
-    for op, t in zip(module.lookups, tables, strict=False):
-        if (op.batch_size, op.pooling) != (module.workload.batch_size, t.pooling):
-            out.append(f"lookup {op.table}: batch/pooling disagree with the workload")
+    out = _lookup_violations(module)
     for field in ("table_profiles", "candidates", "options"):
         value = getattr(module, field)
         if value is not None and [v.table for v in value] != names:
@@ -46,16 +41,33 @@ def module_violations(module: Module) -> list[str]:
         out += _option_violations(module)
     if module.items is not None:
         out += item_violations(tables, module.target, module.workload.batch_size, module.items)
-    for p in module.previous or ():
-        if len(set(p.cores)) != p.parts or list(p.cores) != sorted(p.cores):
-            out.append(f"previous placement of {p.table}: needs {p.parts} distinct cores in ascending order")
-        elif p.cores[0] < 0 or p.cores[-1] >= module.target.cores:
-            out.append(f"previous placement of {p.table}: cores {p.cores} do not all exist")
+    out += _previous_violations(module)
     if module.schedules is not None:
         if module.items is None:
             out.append("schedules exist without items")
         else:
             out += schedule_violations(module.target, module.items, module.schedules)
+    return out
+
+
+def _lookup_violations(module: Module) -> list[str]:
+    tables = module.workload.tables
+    out: list[str] = []
+    if [op.table for op in module.lookups] != [t.name for t in tables]:
+        out.append("lookups must hold one op per table, in table order")
+    for op, t in zip(module.lookups, tables, strict=False):
+        if (op.batch_size, op.pooling) != (module.workload.batch_size, t.pooling):
+            out.append(f"lookup {op.table}: batch/pooling disagree with the workload")
+    return out
+
+
+def _previous_violations(module: Module) -> list[str]:
+    out: list[str] = []
+    for p in module.previous or ():
+        if len(set(p.cores)) != p.parts or list(p.cores) != sorted(p.cores):
+            out.append(f"previous placement of {p.table}: needs {p.parts} distinct cores in ascending order")
+        elif p.cores[0] < 0 or p.cores[-1] >= module.target.cores:
+            out.append(f"previous placement of {p.table}: cores {p.cores} do not all exist")
     return out
 
 
@@ -151,34 +163,16 @@ def _table_item_violations(t: TableSpec, batch: int, items: list[WorkItem]) -> l
 
 
 def schedule_violations(target: TargetSpec, items: Sequence[WorkItem], schedules: Sequence[CoreSchedule]) -> list[str]:
-    out: list[str] = []
     if [s.core for s in schedules] != list(range(target.cores)):
         return [f"schedules must hold one entry per core 0..{target.cores - 1}"]
     by_id = {it.id: it for it in items}
-    seen: list[int] = []
+    out: list[str] = []
     finish: dict[int, float] = {}
     graph = nx.DiGraph()
     graph.add_nodes_from(by_id)
     for sched in schedules:
-        if not len(sched.items) == len(sched.start_s) == len(sched.finish_s):
-            out.append(f"core {sched.core}: schedule needs a start and finish per item")
-            continue
-        prev_end, prev_id = 0.0, None
-        for i, s, f in zip(sched.items, sched.start_s, sched.finish_s, strict=True):
-            it = by_id.get(i)
-            if it is None or it.core != sched.core:
-                out.append(f"core {sched.core}: schedules item {i}, which is not on this core")
-                continue
-            if s < prev_end - TIME_TOLERANCE_S:
-                out.append(f"core {sched.core}: item {i} starts before the previous one ends")
-            if abs((f - s) - it.cost.total_s) > max(TIME_TOLERANCE_S, 1e-9 * it.cost.total_s):
-                out.append(f"core {sched.core}: item {i} lasts {f - s:.3g} s, its cost is {it.cost.total_s:.3g} s")
-            if prev_id is not None:
-                graph.add_edge(prev_id, i)
-            prev_end, prev_id = f, i
-            finish[i] = f
-            seen.append(i)
-    if sorted(seen) != sorted(by_id):
+        out += _core_schedule_violations(sched, by_id, graph, finish)
+    if sorted(finish) != sorted(by_id) or sum(len(s.items) for s in schedules) != len(by_id):
         out.append("every item must appear in exactly one core's schedule")
     start_of = {i: s for sched in schedules for i, s in zip(sched.items, sched.start_s, strict=False)}
     for it in items:
@@ -188,6 +182,31 @@ def schedule_violations(target: TargetSpec, items: Sequence[WorkItem], schedules
                 out.append(f"item {it.id} starts before item {d}, which it depends on, finishes")
     if not nx.is_directed_acyclic_graph(graph):
         out.append("schedules and dependencies form a cycle")
+    return out
+
+
+def _core_schedule_violations(
+    sched: CoreSchedule, by_id: dict[int, WorkItem], graph: nx.DiGraph, finish: dict[int, float]
+) -> list[str]:
+    """One core's schedule: its items, in order, each lasting its cost; chains them in `graph` and records
+    their finish times in `finish`."""
+    if not len(sched.items) == len(sched.start_s) == len(sched.finish_s):
+        return [f"core {sched.core}: schedule needs a start and finish per item"]
+    out: list[str] = []
+    prev_end, prev_id = 0.0, None
+    for i, s, f in zip(sched.items, sched.start_s, sched.finish_s, strict=True):
+        it = by_id.get(i)
+        if it is None or it.core != sched.core:
+            out.append(f"core {sched.core}: schedules item {i}, which is not on this core")
+            continue
+        if s < prev_end - TIME_TOLERANCE_S:
+            out.append(f"core {sched.core}: item {i} starts before the previous one ends")
+        if abs((f - s) - it.cost.total_s) > max(TIME_TOLERANCE_S, 1e-9 * it.cost.total_s):
+            out.append(f"core {sched.core}: item {i} lasts {f - s:.3g} s, its cost is {it.cost.total_s:.3g} s")
+        if prev_id is not None:
+            graph.add_edge(prev_id, i)
+        prev_end, prev_id = f, i
+        finish[i] = f
     return out
 
 

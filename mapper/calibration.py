@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from embmap.cost_models import preset_profile
-from embmap.cost_models.calibrate import CalibrationResult, Measurement, fit_profile
+from embmap.cost_models.calibrate import CalibrationResult, fit_profile
+from embmap.cost_models.measurements import Measurement
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError
 from embmap.ir.lowering import lower

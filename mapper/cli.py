@@ -420,7 +420,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from embmap.cost_models.calibrate import read_csv, write_csv
+    from embmap.cost_models.measurements import read_csv, write_csv
     from embmap.mapper.compiler import resolve_target
     from embmap.mapper.planio import write_text_atomic
 
@@ -462,7 +462,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _check_drift(target: Any, args: argparse.Namespace) -> int:
-    from embmap.cost_models.calibrate import read_csv
+    from embmap.cost_models.measurements import read_csv
     from embmap.mapper.calibration import check_drift
 
     _require_this_machine(target, "use --target cpu")

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 from embmap.cost_models.analytic import ItemShape, item_cost, shared_cache_state, table_histogram
-from embmap.cost_models.calibrate import (
-    HUBER_K,
-    MAIN_WINDOWS,
-    Measurement,
-    fit_profile,
-    measurement_terms,
-    nnls,
-    read_csv,
-    write_csv,
-)
+from embmap.cost_models.calibrate import HUBER_K, MAIN_WINDOWS, fit_profile, measurement_terms
+from embmap.cost_models.measurements import Measurement, read_csv, write_csv
+from embmap.cost_models.nnls import nnls
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError

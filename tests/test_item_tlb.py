@@ -17,7 +17,8 @@ from embmap.cost_models.analytic import (
     table_histogram,
     walks_per_lookup,
 )
-from embmap.cost_models.calibrate import Measurement, neighbour_pages_of
+from embmap.cost_models.calibrate import neighbour_pages_of
+from embmap.cost_models.measurements import Measurement
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.lowering import lower
 from embmap.ir.module import TableProfile

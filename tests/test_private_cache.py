@@ -19,7 +19,8 @@ from embmap.cost_models.analytic import (
     table_histogram,
     walks_per_lookup,
 )
-from embmap.cost_models.calibrate import Measurement, fit_profile, neighbour_bytes_of, read_csv, write_csv
+from embmap.cost_models.calibrate import fit_profile, neighbour_bytes_of
+from embmap.cost_models.measurements import Measurement, read_csv, write_csv
 from embmap.cost_models.presets import preset_profile
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.lowering import lower

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from embmap.cost_models.analytic import ItemShape, item_cost, shared_cache_state, together_cache_share
-from embmap.cost_models.calibrate import Measurement, cache_states_of
+from embmap.cost_models.calibrate import cache_states_of
+from embmap.cost_models.measurements import Measurement
 from embmap.ir.distributions import histogram
 from embmap.ir.lowering import lower
 from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embmap.cost_models import preset_profile
-from embmap.cost_models.calibrate import Measurement
+from embmap.cost_models.measurements import Measurement
 from embmap.ir.errors import SpecError, VerificationError
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import DType, TableSpec, Uniform, Zipf
