@@ -8,7 +8,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema clean
+.PHONY: help demo test bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema readme clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,8 +59,11 @@ lint: $(STAMP) $(NATIVE)  ## ruff and mypy
 	$(VENV)/bin/ruff check embmap ir passes cost_models mapper workloads runtime tests tools benchmarks setup.py
 	$(VENV)/bin/mypy
 
-schema: $(STAMP) $(NATIVE)  ## regenerate docs/plan.schema.json and docs/example-plan.json
+schema: $(STAMP) $(NATIVE)  ## regenerate docs/plan.schema.json, docs/example-plan.json and the workload and target schemas
 	$(PY) tools/export_schema.py
+
+readme: $(STAMP) $(NATIVE)  ## rerun the commands shown in README.md, docs/workloads.md, docs/targets.md; rewrite their outputs
+	$(PY) tools/readme_examples.py
 
 clean:  ## remove the virtual environment and outputs
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache *.egg-info
