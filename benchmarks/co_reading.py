@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import HotTables, Zipf  # noqa: E402
-from embmap.mapper import SolverOptions, compile  # noqa: E402
+from embmap.mapper import SolverSettings, compile  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
 from embmap.runtime import RunConfig, run_interleaved  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
     target = resolve_target("cpu").model_copy(update={"cores": 2})
-    solver = SolverOptions(time_limit=5.0, workers=1, seed=0)
+    solver = SolverSettings(time_limit_s=5.0, workers=1, seed=0)
     w = builtin_workload("criteo-1tb-dlrmv2")
 
     def plan(pipeline: str) -> ExecutionPlan:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embmap.ir.loader import write_text_atomic  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
-from embmap.mapper import BASELINES, SolverOptions, compile  # noqa: E402
-from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
+from embmap.mapper import BASELINES, SolverSettings, compile  # noqa: E402
+from embmap.passes.solver.settings import DEFAULT_TIME_LIMIT_S  # noqa: E402
 from embmap.workloads import builtin_names  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    solver = SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=0)
+    solver = SolverSettings(time_limit_s=args.time_limit, workers=args.workers, seed=0)
     lines = [
         f"target {args.target}; CP-SAT time limit {args.time_limit:g} s, {args.workers} worker(s); "
         f"{args.repeats} compiles per workload; {platform.processor() or platform.machine()}, "

@@ -33,7 +33,7 @@ from embmap.cost_models.measurements import read_csv  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import Uniform, Zipf  # noqa: E402
-from embmap.mapper import SolverOptions, compile  # noqa: E402
+from embmap.mapper import SolverSettings, compile  # noqa: E402
 from embmap.mapper.calibration import check_drift  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
 from embmap.mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     reference = read_csv(reference_csv) if reference_csv else None
     target = resolve_target("cpu")
     drift = [check_drift(target, reference)] if reference else []
-    solver = SolverOptions(time_limit=2.0, workers=1, seed=0)
+    solver = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
     config = RunConfig(batches=args.batches, warmup=5)
     cases = [
         (

@@ -34,7 +34,7 @@ from embmap.ir.loader import write_text_atomic  # noqa: E402
 from embmap.mapper.pipelines import pipeline_for  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
 from embmap.passes import parse_pipeline  # noqa: E402
-from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S  # noqa: E402
+from embmap.passes.solver.settings import DEFAULT_TIME_LIMIT_S  # noqa: E402
 
 TARGET = "ascend910"
 # The columns of the per-pass table: every pass of the pipeline the cells compile with.
@@ -73,7 +73,7 @@ def peak_rss_bytes() -> int:
 
 def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
     """Compile one cell in this process (what the child process runs)."""
-    from embmap.mapper import SolverOptions, compile
+    from embmap.mapper import SolverSettings, compile
     from embmap.passes import TimingInstrument
 
     start_bytes = peak_rss_bytes()
@@ -83,7 +83,7 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
         workload(tables),
         TARGET,
         cores=cores,
-        solver=SolverOptions(time_limit=time_limit, workers=1, seed=0),
+        solver=SolverSettings(time_limit_s=time_limit, workers=1, seed=0),
         baselines=False,
         instruments=[timing],
     )

@@ -26,10 +26,11 @@ from embmap.ir.cluster import ClusterPlan  # noqa: E402
 from embmap.ir.printer import fmt_bytes, fmt_s  # noqa: E402
 from embmap.ir.spec import WorkloadSpec  # noqa: E402
 from embmap.mapper.cluster import cluster, compile_cluster  # noqa: E402
-from embmap.mapper.compiler import SolverOptions, prepare_workload  # noqa: E402
+from embmap.mapper.compiler import prepare_workload  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
 from embmap.mapper.torchrec_dmp import run_dmp  # noqa: E402
 from embmap.mapper.torchrec_io import sharding_plan  # noqa: E402
+from embmap.passes.solver.settings import SolverSettings  # noqa: E402
 
 WORLD = 2
 MODELS = ("avazu", "criteo-1tb-t3", "criteo-1tb-dlrmv2")
@@ -86,7 +87,7 @@ def main() -> None:
         # 15% of a rank's memory in reserve, so the tight budget leaves it room for every table once).
         for label, memory in (("roomy", 4 * total), ("tight", int(0.9 * total))):
             spec = cluster("cpu", WORLD, memory_bytes=memory)
-            ours: ClusterPlan = compile_cluster(w, spec, solver=SolverOptions(time_limit=5.0, workers=1, seed=0))
+            ours: ClusterPlan = compile_cluster(w, spec, solver=SolverSettings(time_limit_s=5.0, workers=1, seed=0))
             plans = {"embmap": sharding_plan(ours), "torchrec": torchrec_planner_plan(w, memory)}
             best: dict[str, float] = {}
             errors: dict[str, float] = {}

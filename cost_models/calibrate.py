@@ -206,12 +206,11 @@ def fit_profile(
         for name, grid in (("cache_effective_fraction", fractions), ("main_window_rows", windows))
     }
     fits: dict[tuple[float, float], tuple[CalibrationResult, float]] = {}
+    design = _Design(measurements, target)
 
     def fit(f: float, w: float) -> tuple[CalibrationResult, float]:
         if (f, w) not in fits:
-            fits[f, w] = _fit_linear(
-                measurements, target, base, (f, w), searched, command, holdout_every, fixed, machine, loss
-            )
+            fits[f, w] = _fit_linear(design, base, (f, w), searched, command, holdout_every, fixed, machine, loss)
         return fits[f, w]
 
     f = min(fractions, key=lambda f: fit(f, windows[0])[1])
@@ -225,8 +224,7 @@ MAIN_WINDOWS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
 
 def _fit_linear(
-    measurements: Sequence[Measurement],
-    target: TargetSpec,
+    design: _Design,
     base: CostProfile,
     nonlinear: tuple[float, float],
     searched: Mapping[str, str],
@@ -239,10 +237,11 @@ def _fit_linear(
     """The linear fit for one (effective cache fraction, main-memory window), and its training loss over the
     relative errors; `searched` gives the two parameters' sources."""
     fraction, window = nonlinear
+    measurements, target = design.measurements, design.target
     fixed_coef = _fixed_coefficients(fixed)
     held = _held_out(len(measurements), holdout_every)
     names = CostProfile.parameter_names()
-    amounts = _amounts(measurements, target, fraction, window)
+    amounts = design.amounts(fraction, window)
     measured = np.array([m.measured_s for m in measurements], dtype=float)
     a, b = amounts[~held], measured[~held]
     free = [p for j, p in enumerate(names) if a[:, j].any() and p not in fixed_coef]
@@ -309,21 +308,38 @@ def _held_out(n: int, every: int) -> np.ndarray:
     return np.array([every > 0 and i % every == 2 for i in range(n)], dtype=bool)
 
 
-def _amounts(
-    measurements: Sequence[Measurement], target: TargetSpec, cache_fraction: float = 1.0, window: float = 1.0
-) -> np.ndarray:
-    """The design matrix: one row per measurement, one column per profile parameter (amounts, not seconds)."""
-    names = CostProfile.parameter_names()
-    for i, m in enumerate(measurements):
-        require_valid(m, f"measurements[{i}]")
-    states = cache_states_of(measurements, target, cache_fraction)
-    neighbours = neighbour_bytes_of(measurements)
-    pages = neighbour_pages_of(measurements, target.tlb)
-    rows = []
-    for m, state, others, other_pages in zip(measurements, states, neighbours, pages, strict=True):
-        terms = measurement_terms(m, target, state, others, other_pages, window)
-        rows.append([terms.get(p, 0.0) for p in names])
-    return np.array(rows, dtype=float).reshape(len(rows), len(names))
+class _Design:
+    """The design matrix of one set of measurements (one row per measurement, one column per profile parameter:
+    amounts, not seconds) for each (effective cache fraction, main-memory window) the search asks about. What
+    does not depend on them (the checks, the neighbours of each item) is computed once, what depends on the
+    fraction alone (the shared cache's state) once per fraction."""
+
+    def __init__(self, measurements: Sequence[Measurement], target: TargetSpec) -> None:
+        for i, m in enumerate(measurements):
+            require_valid(m, f"measurements[{i}]")
+        self.measurements = measurements
+        self.target = target
+        self.neighbours = neighbour_bytes_of(measurements)
+        self.pages = neighbour_pages_of(measurements, target.tlb)
+        self._states: dict[float, list[CacheState]] = {}
+        self._amounts: dict[tuple[float, float], np.ndarray] = {}
+
+    def amounts(self, fraction: float, window: float) -> np.ndarray:
+        if (fraction, window) not in self._amounts:
+            if fraction not in self._states:
+                self._states[fraction] = cache_states_of(self.measurements, self.target, fraction)
+            names = CostProfile.parameter_names()
+            rows = [
+                [terms.get(p, 0.0) for p in names]
+                for terms in (
+                    measurement_terms(m, self.target, state, others, other_pages, window)
+                    for m, state, others, other_pages in zip(
+                        self.measurements, self._states[fraction], self.neighbours, self.pages, strict=True
+                    )
+                )
+            ]
+            self._amounts[fraction, window] = np.array(rows, dtype=float).reshape(len(rows), len(names))
+        return self._amounts[fraction, window]
 
 
 def _fixed_coefficients(fixed: Mapping[str, float]) -> dict[str, float]:

@@ -19,14 +19,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from embmap.mapper import SolverOptions, compile
+    from embmap.mapper import SolverSettings, compile
 
-__all__ = ["SolverOptions", "__version__", "compile"]
+__all__ = ["SolverSettings", "__version__", "compile"]
 
 
 def __getattr__(name: str) -> Any:
-    """`embmap.compile` and `embmap.SolverOptions`, imported when first used (the solver stack is heavy)."""
-    if name in ("compile", "SolverOptions"):
+    """`embmap.compile` and `embmap.SolverSettings`, imported when first used (the solver stack is heavy)."""
+    if name in ("compile", "SolverSettings"):
         from embmap import mapper
 
         return getattr(mapper, name)

@@ -65,7 +65,7 @@ class TableProfile(Frozen):
 
     def read_together(self) -> TableProfile:
         """The facts of a part of the table while every core reads a part of it at the same time
-        (`passes.placement.SchedulePass` runs such parts side by side)."""
+        (the `schedule` pass runs such parts side by side)."""
         share = max(self.cache_share_bytes, self.together_share_bytes or 0.0)
         return self.model_copy(update={"cache_share_bytes": share})
 
@@ -138,6 +138,24 @@ class PlacedTable(Frozen):
     cores: tuple[int, ...]
 
 
+class SampleLine(Frozen):
+    """A line under the time of a part of a table read with one strategy: a part of n samples (all rows) takes at
+    least `fixed_s + per_sample_s * n` seconds, for every n from 1 to the batch. Cut unevenly into k parts, the
+    table then costs at least `k * fixed_s + per_sample_s * batch`, which is how a bound covers uneven cuts."""
+
+    table: str
+    strategy: Strategy
+    fixed_s: float
+    per_sample_s: float = Field(ge=0.0)
+
+    def at(self, samples: int) -> float:
+        return self.fixed_s + self.per_sample_s * samples
+
+    def work_s(self, parts: int, samples: int) -> float:
+        """The least time of `parts` parts holding `samples` samples in all."""
+        return parts * self.fixed_s + self.per_sample_s * samples
+
+
 class Module(Frozen):
     workload: WorkloadSpec = Field(description="effective workload: row cap applied, distributions explicit")
     target: TargetSpec
@@ -148,8 +166,18 @@ class Module(Frozen):
     options: tuple[TableOptions, ...] | None = None
     items: tuple[WorkItem, ...] | None = None
     schedules: tuple[CoreSchedule, ...] | None = None
-    solver: SolverReport | None = None
-    lower_bound_s: float | None = None
+    solver: SolverReport | None = Field(
+        None, description="how the placement was found, in busy time (start-up excluded; the plan adds it)"
+    )
+    lower_bound_s: float | None = Field(
+        None, description="no plan of the menu is faster, in busy time (start-up excluded; the plan adds it)"
+    )
+    uneven_lines: tuple[SampleLine, ...] | None = Field(
+        None,
+        description="set by balance where it cut the plan's samples unevenly: per table it may cut so, and per "
+        "strategy, the line under its part's time that the bound covers such cuts with (pack's bound reads them); "
+        "None while the plan's cuts are equal",
+    )
     previous: tuple[PlacedTable, ...] | None = Field(
         None, description="re-planning: a previous plan's placement, which assign-cores keeps where it can"
     )

@@ -117,8 +117,15 @@ class MoveReport(Frozen):
     free_tables: int = Field(ge=0, description="new tables, and tables whose previous option is no longer offered")
 
 
+def relative_gap(objective: float, bound: float) -> float:
+    """(objective - bound) / objective, at least 0 (and 0 for an empty plan): the one formula of a gap."""
+    return max(0.0, (objective - bound) / objective) if objective else 0.0
+
+
 class SolverReport(Frozen):
     """How the core assignment was obtained and how good it is provably."""
+
+    # Built with `of` and changed with `updated`, which compute the gap: it is written nowhere else.
 
     method: str
     status: SolverStatus
@@ -133,13 +140,51 @@ class SolverReport(Frozen):
         None, description="objective of the heuristic plan used as hint (greedy, or the warm start when re-planning)"
     )
     packed_objective_s: float | None = Field(
-        None, description="objective of the plan the pattern dive found (passes/packing.py), where it ran and found one"
+        None,
+        description="objective of the plan the pattern dive found (passes/solver/dive.py), where it ran and found one",
     )
     options_considered: int = 0
     moves: MoveReport | None = Field(None, description="re-planning only: how much of the previous plan moved")
     interrupted: bool = Field(
         False, description="Ctrl-C stopped the search: the plan is the best found by then, and the gap says how good"
     )
+
+    @classmethod
+    def of(
+        cls, method: str, status: SolverStatus, objective_s: float, best_bound_s: float, wall_s: float, **more: object
+    ) -> SolverReport:
+        """A report whose gap is computed from `objective_s` and `best_bound_s`; `more` sets the other fields."""
+        gap = relative_gap(objective_s, best_bound_s)
+        return cls.model_validate(
+            {
+                "method": method,
+                "status": status,
+                "objective_s": objective_s,
+                "best_bound_s": best_bound_s,
+                "gap": gap,
+                "wall_s": wall_s,
+                **more,
+            }
+        )
+
+    def updated(self, objective_s: float, best_bound_s: float, **more: object) -> SolverReport:
+        """The report with a new objective and bound (the gap follows) and the fields in `more`."""
+        gap = relative_gap(objective_s, best_bound_s)
+        return self.model_copy(update={"objective_s": objective_s, "best_bound_s": best_bound_s, "gap": gap, **more})
+
+    def with_start_up(self, start_s: float) -> SolverReport:
+        """The report with the per-core start-up added to its objectives and bound (the gap follows). The
+        compiler keeps a report in busy time (start-up excluded) and adds the start-up once, in the plan."""
+
+        def shifted(seconds: float | None) -> float | None:
+            return None if seconds is None else seconds + start_s
+
+        return self.updated(
+            self.objective_s + start_s,
+            self.best_bound_s + start_s,
+            hint_objective_s=shifted(self.hint_objective_s),
+            packed_objective_s=shifted(self.packed_objective_s),
+        )
 
 
 def stream_chunk_rows(scratch_bytes: int, row_bytes: int) -> int:

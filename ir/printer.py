@@ -59,6 +59,11 @@ def print_module(m: Module) -> str:
             f"samples=[{it.samples[0]},{it.samples[1]}) core={it.core} local={fmt_bytes(it.local_bytes)} "
             f"cost={fmt_s(it.cost.total_s)}{deps}"
         )
+    for line in m.uneven_lines or ():
+        lines.append(
+            f"  uneven @{line.table} {line.strategy.value} fixed={fmt_s(line.fixed_s)} "
+            f"per_sample={fmt_s(line.per_sample_s)}"
+        )
     for s in m.schedules or ():
         order = " ".join(f"%{i}" for i in s.items)
         end = fmt_s(s.finish_s[-1]) if s.finish_s else "0"

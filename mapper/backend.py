@@ -18,6 +18,8 @@ def tool_version() -> str:
 
 
 def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | None = None) -> ExecutionPlan:
+    """The plan of an assigned and scheduled module. The module keeps its bound and solver report in busy time;
+    here, and only here, the per-core start-up every plan pays once is added to them."""
     if module.items is None or module.schedules is None or module.solver is None or module.lower_bound_s is None:
         raise PipelineError(
             "pipeline", "did not assign and schedule the work", "end the pipeline with assign-cores,schedule"
@@ -71,8 +73,8 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
         items=items,
         cores=cores,
         makespan_s=module.makespan_s or 0.0,
-        lower_bound_s=module.lower_bound_s,
+        lower_bound_s=module.lower_bound_s + module.cost_profile.core_start_s,
         total_work_s=sum(it.cost.total_s for it in module.items),
-        solver=module.solver,
+        solver=module.solver.with_start_up(module.cost_profile.core_start_s),
         baselines_s=baselines_s or {},
     )

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 from embmap.ir.loader import write_text_atomic
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.spec import HotSet, HotTables, Uniform, Zipf
-from embmap.mapper.compiler import SolverOptions, compile
+from embmap.mapper.compiler import compile
 from embmap.mapper.profiles import machine_key
-from embmap.passes.cpsat import DEFAULT_TIME_LIMIT_S
+from embmap.passes.solver.settings import DEFAULT_TIME_LIMIT_S, SolverSettings
 
 if TYPE_CHECKING:
     from embmap.runtime import RunConfig
@@ -152,8 +152,8 @@ def run_bench(
     sample_plans: dict[str, ExecutionPlan] = {}
     for name in config.workloads:
         for sc in config.scenarios:
-            ascend_solver = SolverOptions(time_limit=config.ascend_time_limit, workers=1, seed=0)
-            cpu_solver = SolverOptions(time_limit=config.cpu_time_limit, workers=1, seed=0)
+            ascend_solver = SolverSettings(time_limit_s=config.ascend_time_limit, workers=1, seed=0)
+            cpu_solver = SolverSettings(time_limit_s=config.cpu_time_limit, workers=1, seed=0)
             ascend = [_timed(name, "ascend910", p, sc, ascend_solver, None) for p in config.pipelines]
             cpu = [_timed(name, "cpu", p, sc, cpu_solver, config.row_cap) for p in config.pipelines]
             if not sample_plans:
@@ -267,7 +267,7 @@ def planning_times(config: BenchConfig) -> list[PlanningTime]:
     """embmap's whole pipeline against TorchRec's planner on large synthetic cases, on ascend910."""
     out = []
     for name in config.planning_cases:
-        solver = SolverOptions(time_limit=config.ascend_time_limit, workers=1, seed=0)
+        solver = SolverSettings(time_limit_s=config.ascend_time_limit, workers=1, seed=0)
         plan, seconds = _timed(name, "ascend910", "embmap", SCENARIOS[0], solver, None)
         theirs = (
             _timed(name, "ascend910", "torchrec", SCENARIOS[0], solver, None)[1]
@@ -283,7 +283,7 @@ def planning_times(config: BenchConfig) -> list[PlanningTime]:
 
 
 def _timed(
-    workload: str, target: str, pipeline: str, sc: Scenario, solver: SolverOptions, row_cap: int | None
+    workload: str, target: str, pipeline: str, sc: Scenario, solver: SolverSettings, row_cap: int | None
 ) -> tuple[ExecutionPlan, float]:
     """The plan and its planning time: the whole pipeline, or for TorchRec its planner alone."""
     if pipeline == "torchrec":

@@ -27,7 +27,7 @@ from embmap.mapper.backend import emit_plan
 from embmap.mapper.compiler import compile as compile_plan
 from embmap.mapper.profiles import machine_key
 from embmap.passes import PassManager, parse_pipeline
-from embmap.passes.strategy import make_option
+from embmap.passes.solver.options import make_option
 from embmap.runtime import RunConfig, RunReport, run_interleaved
 
 KiB = 1024

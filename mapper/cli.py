@@ -21,7 +21,8 @@ from embmap.ir.loader import check_writable
 from embmap.ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
 
 if TYPE_CHECKING:
-    from embmap.passes.progress import ProgressBar, ProgressLog
+    from embmap.passes.solver.progress import ProgressBar, ProgressLog
+    from embmap.passes.solver.settings import SolverSettings
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -243,14 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from embmap.mapper.compiler import SolverOptions, compile
+    from embmap.mapper.compiler import compile
     from embmap.mapper.explain import explain_text, moves_text
     from embmap.mapper.pipelines import pipeline_for
     from embmap.mapper.planio import load_plan, save_plan
     from embmap.mapper.profiles import load_profile
     from embmap.passes import PrintIRAfter, TimingInstrument, parse_pipeline
-    from embmap.passes.pipeline import Instrument
-    from embmap.passes.progress import ProgressBar
+    from embmap.passes.base import Instrument
+    from embmap.passes.solver.progress import ProgressBar
 
     check_writable(args.output, "--output")  # fail before the work, not after it
     unknown = set(args.print_ir_after) - {p.name for p in parse_pipeline(pipeline_for(args.pipeline))} - {"all"}
@@ -294,7 +295,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             distribution=args.distribution,
             hot_tables=args.hot_tables,
             cores=args.cores,
-            solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+            solver=_solver_settings(args),
             progress=progress,
             instruments=instruments,
             baselines=not args.no_baselines,
@@ -327,7 +328,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
     from embmap.ir.cluster import LinkSpec
     from embmap.mapper.cluster import LINKS, cluster, compile_cluster, explain_cluster
-    from embmap.mapper.compiler import SolverOptions, resolve_target
+    from embmap.mapper.compiler import resolve_target
     from embmap.mapper.planio import save_plan
 
     if args.print_ir_after or args.hot_tables:
@@ -353,7 +354,7 @@ def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
         batch=args.batch,
         row_cap=args.row_cap,
         distribution=args.distribution,
-        solver=SolverOptions(time_limit=args.time_limit, workers=args.workers, seed=args.seed),
+        solver=_solver_settings(args),
     )
     save_plan(plan, args.output)
     print(
@@ -363,6 +364,18 @@ def _compile_cluster(args: argparse.Namespace, profile: Any) -> int:
     if args.explain:
         print(explain_cluster(plan))
     return 0
+
+
+def _solver_settings(args: argparse.Namespace) -> SolverSettings:
+    """--time-limit, --workers and --seed, each where given (else its default)."""
+    from embmap.passes.solver.settings import SolverSettings
+
+    default = SolverSettings()
+    return SolverSettings(
+        time_limit_s=default.time_limit_s if args.time_limit is None else args.time_limit,
+        workers=default.workers if args.workers is None else args.workers,
+        seed=default.seed if args.seed is None else args.seed,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -482,7 +495,7 @@ def _require_this_machine(target: Any, fix: str) -> None:
 
 def _progress_listener() -> ProgressBar | ProgressLog:
     """A live line on a terminal, one line per improvement otherwise (a log, a pipe)."""
-    from embmap.passes.progress import ProgressBar, ProgressLog
+    from embmap.passes.solver.progress import ProgressBar, ProgressLog
 
     return ProgressBar(sys.stderr) if sys.stderr.isatty() else ProgressLog(sys.stderr)
 

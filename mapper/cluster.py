@@ -41,11 +41,11 @@ from embmap.ir.plan import ExecutionPlan, SolverReport, Strategy
 from embmap.ir.printer import fmt_bytes, fmt_s
 from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
 from embmap.mapper.backend import tool_version
-from embmap.mapper.compiler import SolverOptions, compile, prepare_workload, resolve_target
+from embmap.mapper.compiler import compile, prepare_workload, resolve_target
 from embmap.mapper.profiles import default_profile
 from embmap.passes import PassManager, parse_pipeline
-from embmap.passes.assignment import MAX_MODEL_SUM
-from embmap.passes.placement import AssignCoresPass
+from embmap.passes.solver.problem import MAX_MODEL_SUM
+from embmap.passes.solver.settings import SolverSettings
 
 OUTPUT_BYTES = 4  # pooled outputs travel in fp32
 SCALE = 1e9  # CP-SAT works in integer nanoseconds
@@ -250,7 +250,7 @@ def _makespan(choice: list[_Option], spec: ClusterSpec) -> float:
 
 
 def _solve(
-    tables: list[TableSpec], options: list[list[_Option]], spec: ClusterSpec, solver: SolverOptions
+    tables: list[TableSpec], options: list[list[_Option]], spec: ClusterSpec, solver: SolverSettings
 ) -> tuple[list[_Option], SolverReport]:
     n, cap, link = spec.devices, spec.device.main.capacity_bytes, spec.link
     start = time.perf_counter()
@@ -282,7 +282,7 @@ def _solve(
         for xs, opts, o in zip(x, options, hint, strict=True):
             for var, candidate in zip(xs, opts, strict=True):
                 m.add_hint(var, candidate is o)
-    limit, workers, seed = _solver_values(solver)
+    limit, workers, seed = solver.time_limit_s, solver.workers, solver.seed
     cp = cp_model.CpSolver()
     cp.parameters.max_time_in_seconds = limit
     cp.parameters.num_workers = workers
@@ -306,13 +306,12 @@ def _solve(
         choice = [opts[next(k for k, v in enumerate(xs) if cp.value(v))] for xs, opts in zip(x, options, strict=True)]
     objective = _makespan(choice, spec)
     bound = cp.best_objective_bound / SCALE if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else 0.0
-    report = SolverReport(
-        method="cp-sat",
-        status=name,  # type: ignore[arg-type]
-        objective_s=objective,
-        best_bound_s=min(bound, objective),
-        gap=max(0.0, (objective - bound) / objective) if objective > 0 else 0.0,
-        wall_s=time.perf_counter() - start,
+    report = SolverReport.of(
+        "cp-sat",
+        name,  # type: ignore[arg-type]
+        objective,
+        min(bound, objective),
+        time.perf_counter() - start,
         workers=workers,
         seed=seed,
         time_limit_s=limit,
@@ -328,7 +327,7 @@ def _mem_total(options: list[list[_Option]], device: int) -> int:
 
 
 def _check_model_size(loads: list[list[tuple[Any, int]]], held: list[int], cap: int) -> None:
-    """The device-level model's sums fit CP-SAT's 64-bit arithmetic (as `passes.assignment.check_model_size`)."""
+    """The device-level model's sums fit CP-SAT's 64-bit arithmetic (as `passes.solver.problem.check_model_size`)."""
     time_units = max(sum(w for _, w in load) for load in loads)
     if time_units >= MAX_MODEL_SUM:
         raise SpecError(
@@ -344,16 +343,6 @@ def _check_model_size(loads: list[list[tuple[Any, int]]], held: list[int], cap: 
             "assignment can sum",
             "cap rows (--row-cap) to sizes a device can hold",
         )
-
-
-def _solver_values(solver: SolverOptions) -> tuple[float, int, int]:
-    """The device level's time limit, workers and seed: the caller's, else the core level's defaults."""
-    defaults = AssignCoresPass()
-    return (
-        solver.time_limit if solver.time_limit is not None else defaults.time_limit,
-        solver.workers if solver.workers is not None else defaults.workers,
-        solver.seed if solver.seed is not None else defaults.seed,
-    )
 
 
 def _device_module(workload: WorkloadSpec, spec: ClusterSpec, profile: CostProfile) -> Module:
@@ -373,14 +362,14 @@ def compile_cluster(
     batch: int | None = None,
     row_cap: int | None = None,
     distribution: Distribution | None = None,
-    solver: SolverOptions | None = None,
+    solver: SolverSettings | None = None,
     shardings: Mapping[str, Sequence[Sharding | str]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ClusterPlan:
     """Shard a workload's tables across `spec.devices` devices, then map every device's share onto its cores
     with `pipeline`. `batch` is the global batch: all devices' samples of one step together. `shardings`
     limits a table's sharding types (as TorchRec's `ParameterConstraints.sharding_types` do)."""
-    solver = solver or SolverOptions()
+    solver = solver or SolverSettings()
     if device_method not in DEVICE_METHODS:
         raise SpecError("device_method", f"unknown: {device_method!r}", f"use one of {', '.join(DEVICE_METHODS)}")
     w = prepare_workload(workload, batch, row_cap, distribution, None).effective()
@@ -420,14 +409,7 @@ def compile_cluster(
                 f"{largest_fitting_cap(tables, cap)} or less (then all tables fit one device)",
             )
         obj = _makespan(choice, spec)
-        report = SolverReport(
-            method="table-wise-greedy",
-            status="FEASIBLE",
-            objective_s=obj,
-            best_bound_s=0.0,
-            gap=1.0,
-            wall_s=time.perf_counter() - start,
-        )
+        report = SolverReport.of("table-wise-greedy", "FEASIBLE", obj, 0.0, time.perf_counter() - start)
     else:
         choice, report = _solve(tables, options, spec, solver)
     layout = tuple(

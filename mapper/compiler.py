@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
 
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import SpecError
@@ -19,21 +18,11 @@ from embmap.mapper.backend import emit_plan
 from embmap.mapper.pipelines import BASELINES, PIPELINES, pipeline_for
 from embmap.mapper.profiles import default_profile
 from embmap.passes import PassManager, parse_pipeline, pipeline_text
-from embmap.passes.base import ModulePass
-from embmap.passes.pipeline import Instrument
-from embmap.passes.placement import AssignCoresPass
-from embmap.passes.progress import ProgressListener
-from embmap.passes.replan import previous_placement
-
-
-@dataclasses.dataclass(frozen=True)
-class SolverOptions:
-    """Overrides for the assign-cores pass of a pipeline; None keeps the pipeline's value."""
-
-    time_limit: float | None = None
-    workers: int | None = None
-    seed: int | None = None
-    relative_gap: float | None = None
+from embmap.passes.assign_cores import AssignCoresPass
+from embmap.passes.base import Instrument, ModulePass, PassContext
+from embmap.passes.solver.progress import ProgressListener
+from embmap.passes.solver.replan import previous_placement
+from embmap.passes.solver.settings import SolverSettings
 
 
 def resolve_target(target: TargetSpec | str, cores: int | None = None) -> TargetSpec:
@@ -86,21 +75,6 @@ def prepare_workload(
     return validate(WorkloadSpec, spec.model_copy(update=update).model_dump(), "workload")
 
 
-def build_passes(
-    pipeline: str, solver: SolverOptions, progress: ProgressListener | None = None
-) -> tuple[ModulePass, ...]:
-    passes = parse_pipeline(pipeline_for(pipeline))
-    overrides: dict[str, Any] = {k: v for k, v in dataclasses.asdict(solver).items() if v is not None}
-    if progress is not None:
-        overrides["progress"] = progress
-    if not overrides:
-        return passes
-    try:
-        return tuple(dataclasses.replace(p, **overrides) if isinstance(p, AssignCoresPass) else p for p in passes)
-    except ValueError as exc:
-        raise SpecError("solver options", str(exc), "check --time-limit, --workers, --seed") from None
-
-
 def with_max_moves(passes: tuple[ModulePass, ...], max_moves: int | None) -> tuple[ModulePass, ...]:
     """The passes with `max_moves` set on assign-cores (None keeps the pipeline's value)."""
     if max_moves is not None and max_moves < 0:
@@ -124,9 +98,9 @@ def check_previous_target(previous: ExecutionPlan, target: TargetSpec) -> None:
 
 
 def run_pipeline(
-    module: Module, passes: tuple[ModulePass, ...], instruments: Iterable[Instrument] = (), verify_each: bool = True
+    module: Module, passes: tuple[ModulePass, ...], ctx: PassContext | None = None, verify_each: bool = True
 ) -> Module:
-    return PassManager(passes, verify_each=verify_each).run(module, instruments)
+    return PassManager(passes, verify_each=verify_each).run(module, ctx)
 
 
 def compile(  # noqa: A001 - the verb users expect
@@ -140,7 +114,7 @@ def compile(  # noqa: A001 - the verb users expect
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
     cores: int | None = None,
-    solver: SolverOptions = SolverOptions(),
+    solver: SolverSettings | None = None,
     progress: ProgressListener | None = None,
     instruments: Iterable[Instrument] = (),
     baselines: bool = True,
@@ -158,14 +132,18 @@ def compile(  # noqa: A001 - the verb users expect
     keeps its previous placement unless moving it pays, at most `max_moves` tables move (None: no bound, or
     the pipeline's assign-cores{max-moves}), and the solver report counts the moves.
 
-    `progress` is called with each improvement of the CP-SAT search (see `passes.progress`); without it the
-    compile prints nothing. A Ctrl-C while the search runs (main thread) stops it: the compile goes on with
-    the best plan found so far, and the plan's `solver.interrupted` says so.
+    `solver` says how CP-SAT searches (default `SolverSettings()`: 2 s of deterministic time, one worker, seed
+    0); it, `progress` and the `instruments` reach every pass in one `PassContext`. `progress` is called with
+    each improvement of the CP-SAT search (see `passes.solver.progress`); without it the compile prints
+    nothing. A Ctrl-C while the search runs (main thread) stops it: the compile goes on with the best plan
+    found so far, and the plan's `solver.interrupted` says so.
     """
     spec = prepare_workload(workload, batch, row_cap, distribution, hot_tables)
     tgt = resolve_target(target, cores)
     profile = cost_profile or default_profile(tgt)
-    passes = build_passes(pipeline, solver, progress)
+    passes = parse_pipeline(pipeline_for(pipeline))
+    settings = solver or SolverSettings()
+    ctx = PassContext(settings, progress, tuple(instruments))
     base = lower(spec, tgt, profile)
     module = base
     if previous is None and max_moves is not None:
@@ -174,12 +152,13 @@ def compile(  # noqa: A001 - the verb users expect
         check_previous_target(previous, tgt)
         passes = with_max_moves(passes, max_moves)
         module = base.model_copy(update={"previous": previous_placement(previous)})
-    module = run_pipeline(module, passes, instruments, verify_each)
+    module = run_pipeline(module, passes, ctx, verify_each)
     reference = {}
     if baselines:
         for name in BASELINES:
             if pipeline_for(name) != pipeline_for(pipeline):
-                reference[name] = run_pipeline(base, parse_pipeline(PIPELINES[name][0])).makespan_s or 0.0
+                baseline = run_pipeline(base, parse_pipeline(PIPELINES[name][0]), PassContext(settings))
+                reference[name] = baseline.makespan_s or 0.0
     plan = emit_plan(module, pipeline_text(passes), reference)
     verify_plan(plan)
     return plan

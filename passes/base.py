@@ -1,8 +1,10 @@
-"""Pass infrastructure: the pass base class, the registry, and typed options parsed from pipeline text.
+"""Pass infrastructure: the pass base class, the registry, typed options parsed from pipeline text, and the
+pass context.
 
 A pass is a frozen dataclass with a class-level kebab-case `name`, its options as typed fields, and one entry
-point `apply(module) -> module`. It may declare which module annotations it `requires` and which it
-`ensures`; the pass manager checks both.
+point `apply(module, ctx) -> module`. It may declare which module annotations it `requires` and which it
+`ensures`; the pass manager checks both. What is not the pass's own option travels in the `PassContext` the
+manager hands to every pass: the solver settings, the progress listener and the instruments.
 """
 
 from __future__ import annotations
@@ -12,18 +14,44 @@ import enum
 import types
 import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import Any, ClassVar, Protocol, TypeVar, get_type_hints
 
 from embmap.ir.errors import PipelineError
 from embmap.ir.module import Module
+from embmap.passes.solver.progress import ProgressListener
+from embmap.passes.solver.settings import SolverSettings
 
 P = TypeVar("P", bound=type["ModulePass"])
 
 REGISTRY: dict[str, type[ModulePass]] = {}
 
-# Metadata of a field that is a run-time hook rather than an option (a progress listener): it is not part of
-# the pipeline text, cannot be written in it, and is left out of the options listed.
-NOT_AN_OPTION = {"option": False}
+# The solver settings as pipeline text once named them (assign-cores{time-limit=5}), with the command-line flag
+# and the `SolverSettings` field that now give them: they are the compile's, not a pass's.
+SOLVER_SETTINGS = {
+    "time-limit": ("--time-limit 5, or ", "time_limit_s=5"),
+    "workers": ("--workers 2, or ", "workers=2"),
+    "seed": ("--seed 1, or ", "seed=1"),
+    "relative-gap": ("", "relative_gap=0.01"),
+}
+
+
+class Instrument(Protocol):
+    """Observes passes from outside; passes themselves never print or time."""
+
+    def before_pass(self, pass_: ModulePass, module: Module) -> None: ...
+
+    def after_pass(self, pass_: ModulePass, module: Module, seconds: float) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PassContext:
+    """What every pass of a run shares and none owns: how the solver searches, who hears of its progress (in
+    seconds of makespan, as the plan will report them), and the instruments the manager calls around each
+    pass. Passes read `solver` and `progress`; only the manager calls the instruments."""
+
+    solver: SolverSettings = SolverSettings()
+    progress: ProgressListener | None = None
+    instruments: tuple[Instrument, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +62,7 @@ class ModulePass(ABC):
     ensures: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def apply(self, module: Module) -> Module: ...
+    def apply(self, module: Module, ctx: PassContext) -> Module: ...
 
     def spec(self) -> str:
         """Pipeline text for this pass: its name, and the options that differ from their defaults."""
@@ -64,6 +92,13 @@ class ModulePass(ABC):
         values: dict[str, Any] = {}
         for key, raw in options.items():
             field = key.replace("-", "_")
+            if field not in known and key in SOLVER_SETTINGS:
+                flag, setting = SOLVER_SETTINGS[key]
+                raise PipelineError(
+                    f"{cls.name}{{{key}}}",
+                    "is a solver setting of the compile, not an option of a pass",
+                    f"give {flag}compile(..., solver=SolverSettings({setting}))",
+                )
             if field not in known:
                 valid = ", ".join(cls.option_names()) or "none"
                 raise PipelineError(f"{cls.name}{{{key}}}", "unknown option", f"options of {cls.name}: {valid}")
@@ -75,8 +110,8 @@ class ModulePass(ABC):
 
 
 def option_fields(pass_: ModulePass | type[ModulePass]) -> list[dataclasses.Field[Any]]:
-    """The fields of a pass that are options (written in pipeline text), in declaration order."""
-    return [f for f in dataclasses.fields(pass_) if f.metadata.get("option", True)]  # type: ignore[arg-type]
+    """The fields of a pass: its options (written in pipeline text), in declaration order."""
+    return list(dataclasses.fields(pass_))
 
 
 def register(cls: P) -> P:

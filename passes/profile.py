@@ -12,7 +12,7 @@ from embmap.cost_models.analytic import (
     together_cache_share,
 )
 from embmap.ir.module import Module, TableProfile
-from embmap.passes.base import ModulePass, register
+from embmap.passes.base import ModulePass, PassContext, register
 
 
 @register
@@ -26,14 +26,14 @@ class ProfilePass(ModulePass):
     )
     ensures = ("table_profiles",)
 
-    def apply(self, module: Module) -> Module:
+    def apply(self, module: Module, ctx: PassContext) -> Module:
         tables = module.workload.tables
         batch = module.workload.batch_size
         lookups = [batch * t.pooling for t in tables]
         cache = module.target.shared_cache.capacity_bytes if module.target.shared_cache else 0
         fraction = module.cost_profile.cache_effective_fraction
         states = shared_cache_state(cache * fraction, tables, batch, module.target.tlb)
-        # While all cores read one table's parts together (passes.placement.SchedulePass), it has the cache to
+        # While all cores read one table's parts together (the `schedule` pass), it has the cache to
         # itself for that turn.
         together_shares = [
             together_cache_share(cache * fraction, t, batch, module.target.tlb, state.share_bytes)

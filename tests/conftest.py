@@ -18,7 +18,7 @@ from embmap.cost_models.analytic import ItemShape, item_terms
 from embmap.ir.lowering import lower
 from embmap.ir.module import Module, TableProfile
 from embmap.ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
-from embmap.passes import PassManager, parse_pipeline
+from embmap.passes import PassContext, PassManager, SolverSettings, parse_pipeline
 
 KiB = 1024
 
@@ -69,8 +69,25 @@ def tiny_workload(batch: int = 64) -> WorkloadSpec:
     )
 
 
-def run(module: Module, pipeline: str) -> Module:
-    return PassManager(parse_pipeline(pipeline)).run(module)
+def run(module: Module, pipeline: str, solver: SolverSettings | None = None) -> Module:
+    """The module after `pipeline`, with `solver` settings (default: `SolverSettings()`)."""
+    return PassManager(parse_pipeline(pipeline)).run(module, PassContext(solver or SolverSettings()))
+
+
+# A table too long for one core beside a short one: what `balance` cuts unevenly.
+ONE_LONG = (
+    TableSpec(name="long", rows=200_000, dim=32, pooling=4),
+    TableSpec(name="short", rows=3000, dim=16, pooling=1),
+)
+
+
+def lowered_module(batch: int, cores: int, tables: tuple[TableSpec, ...]) -> Module:
+    target = tiny_target(cores=cores)
+    return lower(WorkloadSpec(name="w", batch_size=batch, tables=tables), target, preset_profile(target))
+
+
+def same_plan(a: Module, b: Module) -> bool:
+    return (a.items, a.solver, a.lower_bound_s) == (b.items, b.solver, b.lower_bound_s)
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import pytest
 
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.verify import plan_violations
-from embmap.mapper import BASELINES, SolverOptions, compile
+from embmap.mapper import BASELINES, SolverSettings, compile
 from embmap.workloads import builtin_names
 
-SOLVER = SolverOptions(time_limit=2.0, workers=1, seed=0)
+SOLVER = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 
 
 @cache

@@ -90,7 +90,7 @@ def test_cores_overrides_the_targets_and_is_checked_like_the_file(
 
 def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["passes"], capsys)
-    assert code == 0 and "assign-cores" in out and "time-limit=2.0" in out and "round-robin" in out
+    assert code == 0 and "assign-cores" in out and "method=cpsat, max-moves=None" in out and "round-robin" in out
     code, out, _ = run_cli(["targets"], capsys)
     assert code == 0 and "ascend910" in out and "cpu" in out
     code, out, _ = run_cli(["workloads", "--json"], capsys)
@@ -138,7 +138,7 @@ BAD_ARGS = {
     "bad-distribution": (["--distribution", "pareto"], "--distribution"),
     "zero-batch": (["--batch", "0"], "batch: must be > 0"),
     "bad-print-ir": (["--print-ir-after", "lower"], "--print-ir-after"),
-    "bad-time-limit": (["--time-limit", "-1"], "time-limit must be > 0"),
+    "bad-time-limit": (["--time-limit", "-1"], "solver.time_limit_s: must be > 0 seconds"),
     "preloaded-only-does-not-fit": (
         ["--pipeline", "profile,select-strategy{strategies=L1},partition,assign-cores,schedule"],
         "fit",

@@ -10,12 +10,12 @@ import pytest
 from embmap import mapper
 from embmap.ir.errors import InfeasibleError
 from embmap.ir.spec import TableSpec, TargetSpec, WorkloadSpec
+from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
 from embmap.mapper.cluster import cluster, compile_cluster
-from embmap.mapper.compiler import SolverOptions
 from tests.conftest import tiny_target
 
-FORCE_L1 = "profile,select-strategy{strategies=L1},partition,assign-cores{time-limit=5},schedule"
+FORCE_L1 = "profile,select-strategy{strategies=L1},partition,assign-cores,schedule"
 MiB = 1 << 20
 
 
@@ -25,7 +25,7 @@ def workload(*tables: TableSpec) -> WorkloadSpec:
 
 def infeasible(w: WorkloadSpec, target: TargetSpec, pipeline: str = "embmap") -> str:
     with pytest.raises(InfeasibleError) as info:
-        mapper.compile(w, target, pipeline, baselines=False)
+        mapper.compile(w, target, pipeline, baselines=False, solver=SolverSettings(time_limit_s=5.0))
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -83,7 +83,7 @@ def test_replicas_exceeding_the_local_buffers_are_proven_infeasible() -> None:
 
 
 def test_the_greedy_pipeline_names_the_tables_not_the_first_one() -> None:
-    pipeline = FORCE_L1.replace("assign-cores{time-limit=5}", "assign-cores{method=greedy}")
+    pipeline = FORCE_L1.replace("assign-cores", "assign-cores{method=greedy}")
     tables = (TableSpec(name="small", rows=10, dim=32, distribution=None), *FOUR)
     message = infeasible(workload(*tables), tiny_target(cores=3), pipeline)
     assert message.startswith("assign-cores: the greedy placement found no way to pack the local buffers")
@@ -94,7 +94,7 @@ def test_the_greedy_pipeline_names_the_tables_not_the_first_one() -> None:
 def test_round_robin_names_its_core_and_the_bytes_left() -> None:
     # 37.5 KiB tables dealt to 2 cores of 64 KiB: the third lands on core 0, with 26.5 KiB left.
     tables = tuple(TableSpec(name=n, rows=300, dim=32) for n in "abcd")
-    pipeline = FORCE_L1.replace("assign-cores{time-limit=5}", "assign-cores{method=round-robin}")
+    pipeline = FORCE_L1.replace("assign-cores", "assign-cores{method=round-robin}")
     message = infeasible(workload(*tables), tiny_target(cores=2), pipeline)
     assert message.startswith(
         "table c: round-robin deals it to core 0, whose local buffer has 26.5KiB left of 64KiB; its smallest "
@@ -112,7 +112,7 @@ def test_table_wise_greedy_across_devices_gives_the_devices_and_row_cap() -> Non
             w,
             cluster("cpu", 2, memory_bytes=1 << 30),
             device_method="table-wise-greedy",
-            solver=SolverOptions(time_limit=1.0),
+            solver=SolverSettings(time_limit_s=1.0),
         )
     message = str(info.value)
     assert "tables need 1.79GiB (largest x: 610MiB), each of the 2 devices' DRAM holds 1GiB" in message

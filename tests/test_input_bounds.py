@@ -12,13 +12,13 @@ from embmap.ir.cluster import LinkSpec
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import MAX_SPEC_BYTES
 from embmap.ir.spec import MemorySpec, TableSpec, WorkloadSpec
+from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
 from embmap.mapper.cluster import cluster, compile_cluster
-from embmap.mapper.compiler import SolverOptions
 from embmap.workloads import resolve_workload
 from tests.conftest import tiny_target, tiny_workload
 
-FAST = SolverOptions(time_limit=2.0)
+FAST = SolverSettings(time_limit_s=2.0)
 
 
 @pytest.mark.parametrize("kind", ["workload", "target"])

@@ -20,20 +20,21 @@ import pytest
 
 from embmap.ir.errors import PipelineError
 from embmap.ir.plan import ExecutionPlan
-from embmap.mapper import SolverOptions, compile
+from embmap.mapper import SolverSettings, compile
 from embmap.mapper.cli import main
 from embmap.mapper.planio import load_plan
 from embmap.passes import parse_pipeline
-from embmap.passes.assignment import AssignmentProblem, OptionData, round_robin
-from embmap.passes.cpsat import WALL_CAP_FACTOR, SolverParams, solve
-from embmap.passes.placement import AssignCoresPass
-from embmap.passes.progress import ProgressBar, ProgressEvent, ProgressLog
+from embmap.passes.assign_cores import AssignCoresPass
+from embmap.passes.solver.cpsat import WALL_CAP_FACTOR, solve
+from embmap.passes.solver.greedy import round_robin
+from embmap.passes.solver.problem import AssignmentProblem, OptionData
+from embmap.passes.solver.progress import ProgressBar, ProgressEvent, ProgressLog
 from tests.conftest import KiB, tiny_target
 
 ROOT = Path(__file__).resolve().parents[1]
 # Stopped by its (deterministic) 1 s limit mid-search, after better plans and better bounds than the hint's.
 RECIPE = "synthetic:tables=16,total_bytes=2e6,size_skew=1.0,seed=1"
-SHORT = SolverOptions(time_limit=1.0, workers=1, seed=0)
+SHORT = SolverSettings(time_limit_s=1.0, workers=1, seed=0)
 # The events describe the search of assign-cores: the passes after it (balance, pack) may still change the plan.
 SEARCH = "profile,select-strategy,partition,assign-cores,schedule,verify"
 LOG_LINE = re.compile(
@@ -109,7 +110,7 @@ def test_a_listener_does_not_change_the_plan(watched: tuple[ExecutionPlan, list[
 def test_same_seed_and_workers_give_the_same_plan(workers: int) -> None:
     """Stopped mid-search by the deterministic time limit, twice; the second run is watched. (With two
     workers on a busy machine, a limit of a few tenths of a second already runs into the wall-clock guard.)"""
-    options = SolverOptions(time_limit=0.1, workers=workers, seed=5)
+    options = SolverSettings(time_limit_s=0.1, workers=workers, seed=5)
     a = compile(RECIPE, _target(), solver=options, baselines=False)
     b = compile(RECIPE, _target(), solver=options, progress=lambda event: None, baselines=False)
     assert a.solver.status == "FEASIBLE" and a.solver.gap > 0 and a.solver.workers == workers
@@ -119,7 +120,7 @@ def test_same_seed_and_workers_give_the_same_plan(workers: int) -> None:
 def test_same_seed_and_workers_give_the_same_plan_on_a_builtin_workload() -> None:
     """Avazu on 32 cores: 0.5 s of deterministic time ends the search before CP-SAT has a plan of its own
     (status UNKNOWN, the hint stands), at the same point on every run."""
-    options = SolverOptions(time_limit=0.5, workers=2, seed=1)
+    options = SolverSettings(time_limit_s=0.5, workers=2, seed=1)
     a = compile("avazu", "ascend910", solver=options, baselines=False)
     b = compile("avazu", "ascend910", solver=options, progress=lambda event: None, baselines=False)
     assert a.solver.status in ("UNKNOWN", "FEASIBLE") and a.solver.workers == 2
@@ -143,7 +144,7 @@ def _partition_problem(seed: int, tables: int = 40, cores: int = 6) -> Assignmen
 @pytest.mark.parametrize("workers", [1, 2])
 def test_solver_events_follow_the_search_without_changing_it(workers: int) -> None:
     problem = _partition_problem(0)
-    params = SolverParams(time_limit_s=0.2, workers=workers, seed=0)
+    params = SolverSettings(time_limit_s=0.2, workers=workers, seed=0)
     hint = round_robin(problem)
     events: list[ProgressEvent] = []
     watched = solve(problem, params, hint, listener=events.append)
@@ -168,7 +169,7 @@ def test_an_exception_in_the_listener_stops_the_search_and_is_raised() -> None:
 
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="listener failed"):
-        solve(problem, SolverParams(time_limit_s=30.0), listener=fail)
+        solve(problem, SolverSettings(time_limit_s=30.0), listener=fail)
     assert time.perf_counter() - start < 10.0
 
 
@@ -199,7 +200,7 @@ def test_a_second_ctrl_c_during_the_search_raises_keyboard_interrupt() -> None:
     presser.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            solve(_partition_problem(2), SolverParams(time_limit_s=30.0), listener=hold)
+            solve(_partition_problem(2), SolverSettings(time_limit_s=30.0), listener=hold)
     finally:
         release.set()
         presser.join()
@@ -310,7 +311,8 @@ def test_ctrl_c_after_the_search_aborts_as_usual(tmp_path: Path) -> None:
 
 def test_the_listener_is_not_a_pipeline_option(watched: tuple[ExecutionPlan, list[ProgressEvent]]) -> None:
     plan, _ = watched
-    assert "assign-cores{time-limit=1.0}" in plan.pipeline and "progress" not in plan.pipeline
+    # Nor are the solver settings: they travel in the pass context, and the plan's report records them.
+    assert "time-limit" not in plan.pipeline and "progress" not in plan.pipeline and plan.solver.time_limit_s == 1.0
     assert "progress" not in AssignCoresPass.option_names()
     with pytest.raises(PipelineError, match="unknown option"):
         parse_pipeline("assign-cores{progress=x}")

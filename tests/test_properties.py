@@ -37,11 +37,12 @@ from embmap.ir.spec import (
 )
 from embmap.ir.targets import ascend910, cpu
 from embmap.ir.verify import plan_violations
-from embmap.mapper.compiler import SolverOptions, compile
+from embmap.mapper import SolverSettings
+from embmap.mapper.compiler import compile
 from embmap.mapper.pipelines import PIPELINES
 from tests.conftest import KiB, examples
 
-SOLVER = SolverOptions(time_limit=2.0, workers=1, seed=0)
+SOLVER = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 REL = 1e-9  # float rounding allowed between sums of the same costs taken in different orders
 MiB = 1024 * KiB
 

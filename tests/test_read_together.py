@@ -18,11 +18,11 @@ from embmap.ir.lowering import lower
 from embmap.ir.plan import CostBreakdown, PartitionMode, Strategy
 from embmap.ir.spec import HotTables, MemorySpec, TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import cpu
-from embmap.mapper import SolverOptions, compile
+from embmap.mapper import SolverSettings, compile
 from embmap.mapper.profiles import default_profile
-from embmap.passes.pipeline import PassManager, parse_pipeline
-from embmap.passes.placement import SchedulePass
-from embmap.passes.strategy import make_option
+from embmap.passes import PassContext, PassManager, parse_pipeline
+from embmap.passes.schedule import SchedulePass
+from embmap.passes.solver.options import make_option
 from embmap.workloads import builtin_workload
 
 MiB = 1 << 20
@@ -112,7 +112,7 @@ def test_the_schedule_runs_tables_split_over_all_cores_first_in_the_same_order()
         for it in items
     ]
     items = [it.model_copy(update={"id": n}) for n, it in enumerate(items)]
-    module = SchedulePass().apply(module.model_copy(update={"items": tuple(items)}))
+    module = SchedulePass().apply(module.model_copy(update={"items": tuple(items)}), PassContext())
     assert module.schedules is not None
     orders = [[items[i].table for i in s.items] for s in module.schedules]
     split = [t.name for t in workload.tables if t.name != "s5"]
@@ -127,7 +127,7 @@ def test_embmap_reads_each_hot_table_on_both_cores_where_default_does() -> None:
     # criteo-1tb-dlrmv2, 90% of the lookups on cat_0 and cat_10 (512 MiB each): each hot table whole on its own
     # core was predicted 1.3% faster than default's split, and measured 1.26x slower (benchmarks/co_reading.py).
     target = two_cores()
-    solver = SolverOptions(time_limit=2.0, workers=1, seed=0)
+    solver = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 
     def plan(pipeline: str):
         return compile(

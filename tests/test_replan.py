@@ -15,16 +15,17 @@ from embmap.ir.lowering import lower
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
 from embmap.ir.verify import verify_plan
+from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
-from embmap.mapper.compiler import SolverOptions, compile, prepare_workload
+from embmap.mapper.compiler import compile, prepare_workload
 from embmap.mapper.planio import save_plan
-from embmap.passes.assignment import Assignment, AssignmentProblem, Choice, OptionData
-from embmap.passes.cpsat import SolverParams, solve
-from embmap.passes.replan import moves, warm_start
+from embmap.passes.solver.cpsat import solve
+from embmap.passes.solver.problem import Assignment, AssignmentProblem, Choice, OptionData
+from embmap.passes.solver.replan import moves, warm_start
 from tests.conftest import run, tiny_target
-from tests.test_cpsat import exhaustive, random_problem
+from tests.problems import exhaustive, random_problem
 
-FAST = SolverOptions(time_limit=2.0, workers=1, seed=0)
+FAST = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 TARGET = tiny_target(cores=4)
 BASE = prepare_workload("synthetic:tables=12,seed=1,total_bytes=2e7,pooling_mean=4,pooling_skew=1")
 
@@ -193,7 +194,7 @@ def test_cpsat_move_bound_matches_exhaustive_search(seed: int) -> None:
             hint = None
         if hint is not None:
             assert moves(hint, previous) <= max_moves and hint.makespan(problem) >= optimum
-        result = solve(problem, SolverParams(time_limit_s=30.0), hint=hint, previous=previous, max_moves=max_moves)
+        result = solve(problem, SolverSettings(time_limit_s=30.0), hint=hint, previous=previous, max_moves=max_moves)
         if optimum == math.inf:
             assert result.status == "INFEASIBLE" and hint is None
             continue

@@ -200,9 +200,9 @@ def test_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.parametrize("workload", builtin_names())
 def test_every_builtin_workload_runs_correctly_scaled_down(workload: str) -> None:
-    from embmap.mapper import SolverOptions, compile
+    from embmap.mapper import SolverSettings, compile
 
-    plan = compile(workload, "cpu", row_cap=20_000, solver=SolverOptions(time_limit=1.0), baselines=False)
+    plan = compile(workload, "cpu", row_cap=20_000, solver=SolverSettings(time_limit_s=1.0), baselines=False)
     report = run_plan(plan, RunConfig(batches=2, warmup=0, index_batches=2))
     assert report.correct, (workload, report.max_abs_error, report.tolerance)
 

@@ -7,12 +7,12 @@ import pytest
 from embmap.ir.cluster import Sharding, verify_cluster_plan
 from embmap.ir.errors import InfeasibleError, SpecError, VerificationError
 from embmap.ir.spec import TableSpec, WorkloadSpec
+from embmap.mapper import SolverSettings
 from embmap.mapper.cluster import cluster, column_blocks, compile_cluster, device_workloads, row_blocks
-from embmap.mapper.compiler import SolverOptions
 from embmap.mapper.torchrec_planner import available
 
 needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
-FAST = SolverOptions(time_limit=2.0, workers=1, seed=0)
+FAST = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 MiB = 1 << 20
 
 

@@ -67,10 +67,10 @@ def test_torchrec_plan_is_verified_and_runs_correctly() -> None:
 
 @needs_torchrec
 def test_torchrec_plan_is_never_better_than_embmap_predicted() -> None:
-    from embmap.mapper import SolverOptions, compile
+    from embmap.mapper import SolverSettings, compile
 
     target = resolve_target("ascend910")
     spec = prepare_workload("avazu")
     theirs, _ = torchrec_plan(spec, target, default_profile(target))
-    ours = compile(spec, target, solver=SolverOptions(time_limit=2.0, workers=1, seed=0), baselines=False)
+    ours = compile(spec, target, solver=SolverSettings(time_limit_s=2.0, workers=1, seed=0), baselines=False)
     assert ours.makespan_s <= theirs.makespan_s

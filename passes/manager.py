@@ -1,8 +1,10 @@
-"""Pipelines: parsing pass lists from text, and the pass manager that runs them with instruments.
+"""Pipelines: parsing pass lists from text, and the pass manager that runs them in a pass context.
 
-Text form: `profile,select-strategy{strategies=GM:L1},partition,assign-cores{time-limit=10},schedule`. Every
-name and option is resolved before anything runs. The manager verifies the module between passes, checks
-each pass's `requires`/`ensures`, and re-raises a failure with the pass that failed and those before it.
+Text form: `profile,select-strategy{strategies=GM:L1},partition,assign-cores{method=greedy},schedule`. Every
+name and option is resolved before anything runs. The manager hands every pass the same `PassContext` (solver
+settings, progress listener, instruments), calls the instruments around each pass, verifies the module between
+passes, checks each pass's `requires`/`ensures`, and re-raises a failure with the pass that failed and those
+before it.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from typing import Protocol, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from embmap.ir.errors import EmbmapError, PipelineError
 from embmap.ir.module import Module
 from embmap.ir.printer import print_module
 from embmap.ir.verify import verify_module
-from embmap.passes.base import REGISTRY, ModulePass
+from embmap.passes.base import REGISTRY, Instrument, ModulePass, PassContext
+
+__all__ = ["Instrument", "PassContext", "PassManager", "PrintIRAfter", "TimingInstrument", "parse_pipeline"]
 
 
 def parse_pipeline(text: str) -> tuple[ModulePass, ...]:
@@ -75,14 +79,6 @@ def _parse_pass(chunk: str) -> tuple[str, dict[str, str]]:
     return name.strip(), options
 
 
-class Instrument(Protocol):
-    """Observes passes from outside; passes themselves never print or time."""
-
-    def before_pass(self, pass_: ModulePass, module: Module) -> None: ...
-
-    def after_pass(self, pass_: ModulePass, module: Module, seconds: float) -> None: ...
-
-
 @dataclasses.dataclass
 class TimingInstrument:
     records: list[tuple[str, float]] = dataclasses.field(default_factory=list)
@@ -116,8 +112,10 @@ class PassManager:
     passes: tuple[ModulePass, ...]
     verify_each: bool = True
 
-    def run(self, module: Module, instruments: Iterable[Instrument] = ()) -> Module:
-        instruments = tuple(instruments)
+    def run(self, module: Module, ctx: PassContext | None = None) -> Module:
+        """The module after every pass, each given `ctx` (default settings, no listener, no instruments)."""
+        ctx = ctx or PassContext()
+        instruments = ctx.instruments
         done: list[str] = []
         for pass_ in self.passes:
             missing = [a for a in pass_.requires if getattr(module, a) is None]
@@ -131,7 +129,7 @@ class PassManager:
                 ins.before_pass(pass_, module)
             start = time.perf_counter()
             try:
-                module = pass_.apply(module)
+                module = pass_.apply(module, ctx)
             except EmbmapError:
                 raise
             except Exception as exc:

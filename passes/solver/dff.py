@@ -1,4 +1,4 @@
-"""Lower bounds on the makespan from dual feasible functions (DFFs), a bin-packing argument.
+"""Lower bounds on the makespan from dual feasible functions (DFFs), a bin-packing argument; and the work bound.
 
 A function f: [0, 1] -> [0, 1] is dual feasible when any numbers that sum to at most 1 have images that sum to
 at most 1. In a plan with makespan at most T, every core's parts sum to at most T, so the images f(s / T) of all
@@ -6,9 +6,10 @@ parts sum to at most the number of cores. Each table may pick the option that ma
 
     T is impossible  if  sum over tables of  min over options with parts <= T of  k * f(part / T)  >  cores.
 
-With f the identity this is the work bound; the functions below also see that two parts above T / 2 cannot
-share a core, or three above T / 3 (Fekete and Schepers, "New classes of fast lower bounds for bin packing
-problems", Math. Programming 91, 2001). A convex combination of DFFs is a DFF, and a pair mixed can refute a T
+With f the identity this is the work bound (`choice_lower_bound`, which also charges the extra work that
+splitting costs); the functions below also see that two parts above T / 2 cannot share a core, or three above
+T / 3 (Fekete and Schepers, "New classes of fast lower bounds for bin packing problems", Math. Programming
+91, 2001). A convex combination of DFFs is a DFF, and a pair mixed can refute a T
 that neither refutes alone: e.g. a table split to dodge one function's jump pays the other's slope.
 
 The local buffers join the same argument. A core also holds at most B local bytes, so its parts' images plus
@@ -46,6 +47,27 @@ Dff = Callable[[np.ndarray], np.ndarray]  # x in [0, 1] (part / T) -> f(x) in [0
 MAX_RANKED = 8  # of an option cut to any sizes, the largest parts counted one by one (more cost time)
 _NUDGE = 1e-12  # relative: x is shrunk by this before any f is applied
 _SUM_TOL = 1e-9  # relative: the images must exceed the cores by more than this to refute T
+
+
+def choice_lower_bound(menus: Sequence[Sequence[tuple[float, float]]], cores: int) -> float:
+    """min over T of max(T, W(T) / cores), where W(T) is the least total work when every table takes an
+    option whose largest item is at most T. Valid: an optimal plan with makespan M uses only options with
+    items <= M, so its work is at least W(M), and M >= W(M) / cores. Each menu lists (largest item, work)."""
+    events = sorted((largest, t, work) for t, menu in enumerate(menus) for largest, work in menu)
+    best_work: list[float | None] = [None] * len(menus)
+    missing, total, bound = len(menus), 0.0, math.inf
+    for largest, t, work in events:
+        current = best_work[t]
+        if current is None:
+            missing -= 1
+            total += work
+            best_work[t] = work
+        elif work < current:
+            total += work - current
+            best_work[t] = work
+        if missing == 0:
+            bound = min(bound, max(largest, total / cores))
+    return bound
 
 
 def _fraction(size: np.ndarray, T: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The pattern dive (passes/packing.py): every plan it returns is a plan, and it finds what greedy misses."""
+"""The pattern dive (`passes/solver/dive.py`): every plan it returns is a plan, it finds what greedy misses,
+keeps the local buffers, and stops at a plan within the goal."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import random
 
 import pytest
 
-from embmap.ir.verify import verify_module
-from embmap.passes import packing
-from embmap.passes.assignment import AssignmentProblem, OptionData, greedy
-from embmap.passes.packing import PACK_GAP, cut_unevenly, pack
-from embmap.passes.placement import items_makespan_s
-from tests.conftest import run
-from tests.test_balance import ASSIGN, ONE_LONG, _module, _same_plan
-from tests.test_cpsat import _assert_valid, exhaustive, random_problem
+from embmap.passes.solver import dive
+from embmap.passes.solver.dive import pack
+from embmap.passes.solver.greedy import greedy
+from embmap.passes.solver.problem import AssignmentProblem, OptionData
+from tests.problems import assert_valid, exhaustive, random_problem
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -25,7 +23,7 @@ def test_every_plan_found_is_a_plan_no_better_than_the_optimum(seed: int) -> Non
         return
     plan = pack(problem, 0, int(optimum) + 1)  # asked to beat a plan one unit above the optimum
     if plan is not None:
-        _assert_valid(problem, plan)
+        assert_valid(problem, plan)
         assert plan.makespan(problem) == optimum
 
 
@@ -41,7 +39,7 @@ def test_the_dive_finds_the_packing_greedy_misses() -> None:
     assert greedy(problem).makespan(problem) == 700
     plan = pack(problem, 500, 700)
     assert plan is not None
-    _assert_valid(problem, plan)
+    assert_valid(problem, plan)
     assert plan.makespan(problem) == 600
 
 
@@ -57,13 +55,13 @@ def test_the_dive_keeps_the_local_buffers() -> None:
     )
     plan = pack(problem, 0, 200)
     assert plan is not None
-    _assert_valid(problem, plan)
+    assert_valid(problem, plan)
     assert plan.makespan(problem) == exhaustive(problem) == 90
 
 
 def test_a_problem_too_big_for_the_grid_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = random_problem(random.Random(3))
-    monkeypatch.setattr(packing, "MAX_CELLS", 0)
+    monkeypatch.setattr(dive, "MAX_CELLS", 0)
     assert pack(problem, 0, 10**6) is None
 
 
@@ -78,13 +76,13 @@ def _three_threes_and_twos() -> AssignmentProblem:
 
 def _makespans_tried(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     tried: list[int] = []
-    dive = packing._dive
+    original = dive._dive
 
-    def recording(search: packing._Search) -> object:
+    def recording(search: dive._Search) -> object:
         tried.append(search.T)
-        return dive(search)
+        return original(search)
 
-    monkeypatch.setattr(packing, "_dive", recording)
+    monkeypatch.setattr(dive, "_dive", recording)
     return tried
 
 
@@ -103,23 +101,3 @@ def test_a_goal_below_every_plan_leaves_the_bisection_to_go_on(monkeypatch: pyte
     plan = pack(problem, 500, 2000, goal=550)  # no plan is under 600
     assert tried[0] == 550 and len(tried) > 1
     assert plan is not None and plan.makespan(problem) == 600
-
-
-def test_the_pack_pass_leaves_a_plan_within_one_percent_alone() -> None:
-    module = run(_module(256, 4, ONE_LONG), ASSIGN + ",balance")
-    assert module.solver is not None and module.solver.gap <= PACK_GAP
-    assert _same_plan(run(module, "pack"), module)
-
-
-def test_the_pack_pass_bounds_a_plan_cut_unevenly_with_its_cuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Made to run on a plan `balance` cut unevenly: its bound (with the buffers) must still cover uneven cuts,
-    as the verifier checks after the pass; a dive plan replaces the plan only where it is faster."""
-    monkeypatch.setattr(packing, "PACK_GAP", -1.0)
-    balanced = run(_module(256, 4, ONE_LONG), ASSIGN + ",balance")
-    assert cut_unevenly(balanced)
-    packed = run(balanced, "pack")
-    verify_module(packed)
-    assert packed.solver is not None and packed.lower_bound_s is not None
-    assert packed.lower_bound_s >= balanced.lower_bound_s
-    assert items_makespan_s(packed.items) <= items_makespan_s(balanced.items)
-    assert not cut_unevenly(packed) or packed.items == balanced.items

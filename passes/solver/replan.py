@@ -1,6 +1,6 @@
 """Re-planning: start from a previous plan and move only the tables that pay for their move.
 
-A move is counted per table (`ir.module.MoveReport`, docs/plan-format.md): a table of both plans *moves*
+A move is counted per table (`ir.plan.MoveReport`, docs/plan-format.md): a table of both plans *moves*
 when its new option (strategy, mode, parts) or any of its cores differs from its previous placement while
 the new menu still offers that option. Tables without one to keep, new or with their previous option no
 longer offered (pruned, or no longer fitting), are *free*: placed anew and not counted. A moved table's
@@ -9,7 +9,7 @@ work items are its moved items.
 `previous_choices` maps a previous placement onto the new menu; `replan_seeds` are the heuristic re-plans
 (no solver needed: keep, place the free tables around the kept ones, release tables from the most-loaded
 cores, local search within the move budget) that also seed CP-SAT, whose model bounds the moves itself
-(`passes.cpsat.solve(previous=, max_moves=)`).
+(`cpsat.solve(previous=, max_moves=)`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,9 @@ from collections.abc import Sequence
 from embmap.ir.errors import InfeasibleError
 from embmap.ir.module import Module, PlacedTable
 from embmap.ir.plan import ExecutionPlan, MoveReport
-from embmap.passes.assignment import (
-    Assignment,
-    AssignmentProblem,
-    Choice,
-    capacity_error,
-    greedy,
-    improve,
-    place_around,
-    round_robin,
-)
+from embmap.passes.solver.errors import capacity_error
+from embmap.passes.solver.greedy import greedy, improve, place_around, round_robin
+from embmap.passes.solver.problem import Assignment, AssignmentProblem, Choice
 
 Previous = Sequence[Choice | None]  # per table of the new problem: the choice to keep, or None (free)
 

@@ -22,6 +22,8 @@ from typing import Literal, Protocol, TextIO
 
 from ortools.sat.python import cp_model
 
+from embmap.ir.plan import relative_gap
+
 EventKind = Literal["hint", "solution", "bound", "tick", "done"]
 
 POLL_S = 0.05  # how soon the waiting thread passes a Ctrl-C on to the solver
@@ -47,9 +49,7 @@ class ProgressEvent:
     @property
     def gap(self) -> float | None:
         """(objective - bound) / objective, as in the plan's solver report."""
-        if self.objective_s is None:
-            return None
-        return max(0.0, (self.objective_s - self.bound_s) / self.objective_s) if self.objective_s else 0.0
+        return None if self.objective_s is None else relative_gap(self.objective_s, self.bound_s)
 
     def shifted(self, offset_s: float) -> ProgressEvent:
         """The event with `offset_s` added to objective and bound (the per-core start-up every plan pays)."""

@@ -1,0 +1,116 @@
+"""`partition`: each table's menu of options, the choices the core assignment picks from: replicate or split
+its samples over k cores, or shard its rows over k cores, for each candidate strategy, with per-part costs
+and local-buffer bytes; options no plan needs are pruned (`solver.options.pareto_front`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from embmap.ir.errors import InfeasibleError
+from embmap.ir.module import Module, TableOptions
+from embmap.ir.plan import PartitionMode, Strategy
+from embmap.ir.printer import fmt_bytes
+from embmap.ir.spec import TableSpec
+from embmap.passes.base import ModulePass, PassContext, register
+from embmap.passes.solver.options import OptionShape, option_shape, pareto_front
+from embmap.passes.solver.problem import to_units
+
+
+class PartitionPolicy(enum.StrEnum):
+    ENUMERATE = "enumerate"  # every useful (strategy, mode, parts); dominated options pruned
+    SPLIT_ALL = "split-all"  # the batch split evenly over every core (what a default compiler does)
+    WHOLE = "whole"  # one part per table: table-wise placement
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PartitionPass(ModulePass):
+    """Build each table's menu of partition options: replicate or split its samples over k cores, or shard its
+    rows over k cores, for each candidate strategy, with per-part costs and local-buffer bytes."""
+
+    name = "partition"
+    summary = "menu of (strategy, replicate/split samples/shard rows, parts) per table, dominated options pruned"
+    requires = ("table_profiles", "candidates")
+    ensures = ("options",)
+    policy: PartitionPolicy = PartitionPolicy.ENUMERATE
+    max_parts: int = 0  # 0: up to the number of cores
+    prune: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_parts < 0:
+            raise ValueError("max-parts must be >= 0 (0 means: up to the number of cores)")
+
+    def apply(self, module: Module, ctx: PassContext) -> Module:
+        assert module.candidates is not None
+        cores = module.target.cores
+        limit = min(cores, self.max_parts) if self.max_parts else cores
+        menus = []
+        cap = module.target.local.capacity_bytes
+        for t, cands in zip(module.workload.tables, module.candidates, strict=True):
+            strategies = [c.strategy for c in cands.candidates]
+            shapes = [s for s in self._enumerate(module, t, strategies, limit) if s.part_bytes <= cap]
+            if not shapes:
+                raise self._no_option(module, t, strategies, limit)
+            if self.prune:  # before the options are built: most are dominated, and some have hundreds of parts
+                shapes = pareto_front(shapes, key=lambda s: (s.parts, to_units(s.part_s), s.part_bytes))
+            menus.append(TableOptions(table=t.name, options=tuple(s.build() for s in shapes)))
+        return module.model_copy(update={"options": tuple(menus)})
+
+    def _no_option(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> InfeasibleError:
+        """Only preloaded strategies are allowed and no part of the table fits one core's local buffer: the
+        numbers, and each fix that would work (a shared strategy, more parts, a row cap, a bigger buffer)."""
+        local = module.target.local
+        cap = local.capacity_bytes
+        rows_per_core = cap // t.row_bytes
+        sharded = self.policy is PartitionPolicy.ENUMERATE
+        shards = -(-t.bytes // cap)  # the fewest row shards that each fit
+        if sharded:
+            holds = f"{limit} row shards on {limit} cores hold {fmt_bytes(limit * cap)}"
+            largest = limit * rows_per_core
+        else:
+            holds = f"policy {self.policy.value} keeps the whole table in each part"
+            largest = rows_per_core
+        fixes = [
+            f"allow a shared-memory strategy for it (select-strategy{{strategies=GM:GM-UB:{':'.join(strategies)}}})"
+        ]
+        if sharded and shards <= module.target.cores and limit < shards:
+            fixes.append(f"allow {shards} parts (partition{{max-parts={shards}}})")
+        if largest > 0:
+            fixes.append(f"--row-cap {largest} or less")
+        fixes.append(f"a target whose {local.name} holds {fmt_bytes(-(-t.bytes // (limit if sharded else 1)))} or more")
+        return InfeasibleError(
+            f"table {t.name}",
+            f"no option fits: strategies {', '.join(s.value for s in strategies)} preload it, it needs "
+            f"{fmt_bytes(t.bytes)} ({t.rows} rows x {t.row_bytes} B) and one core's {local.name} holds "
+            f"{fmt_bytes(cap)} ({rows_per_core} rows); {holds}",
+            ", ".join(fixes[:-1]) + ", or " + fixes[-1],
+        )
+
+    def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[OptionShape]:
+        batch = module.workload.batch_size
+        if self.policy is PartitionPolicy.SPLIT_ALL:
+            shapes = [(s, PartitionMode.SAMPLES, min(limit, batch)) for s in strategies]
+        elif self.policy is PartitionPolicy.WHOLE:
+            shapes = [(s, PartitionMode.SAMPLES, 1) for s in strategies]
+        else:
+            local = module.target.local.capacity_bytes
+            shapes = []
+            for s in strategies:
+                shapes += [(s, PartitionMode.SAMPLES, k) for k in part_counts(min(limit, batch))]
+                rows_k = set(part_counts(min(limit, t.rows)))
+                if s.preloaded and t.bytes > local:
+                    rows_k.add(-(-t.bytes // local))  # the fewest shards that fit the local buffer
+                shapes += [(s, PartitionMode.ROWS, k) for k in sorted(rows_k) if 1 < k <= min(limit, t.rows)]
+        return [option_shape(module, t, s, mode, k) for s, mode, k in shapes]
+
+
+def part_counts(limit: int) -> list[int]:
+    """Candidate numbers of parts: every count up to 8, then powers of two, and the limit itself."""
+    counts = {k for k in range(1, min(limit, 8) + 1)}
+    k = 16
+    while k < limit:
+        counts.add(k)
+        k *= 2
+    counts.add(limit)
+    return sorted(counts)
