@@ -1,36 +1,12 @@
 """The analytic cost model: predicted seconds of one work item on one core.
 
-The model is linear in its parameters. `item_terms` turns a work item into (parameter, amount, category)
-terms, where the amount is a count (items, rows, chunks, indices) for `_s` parameters and a byte count for
-`_bytes_per_s` parameters; `evaluate` multiplies them by the profile. Calibration (least squares) fits the
-same terms to measurements, so prediction and fit can never disagree about the model's form.
-
-Every item pays its launch, and per sample it pools, `bag_s` (starting the sum, looping over its lookups,
-storing the result). Per strategy, for an item serving samples [s0, s1) and rows [r0, r1) of a table with
-pooling P:
-  GM     each row read hits the shared cache with the steady-state LRU hit ratio of the table's share of the
-         cache under its index distribution (Che's approximation), and comes from main memory otherwise;
-         every row is accumulated. On a target with a TLB, a read whose page the TLB misses (again Che's
-         approximation, over pages of hashed rows) also pays a page walk: a hot row of a huge table is
-         cached, but its page is not. The walk overlaps with a main-memory read of its row, not with a
-         cache hit, and its TLB starts cold where the core's other items touch more pages than it holds
-         (`item_walks_per_lookup`). The walk reads the page's leaf page-table entry, which the core's
-         private cache (`private_walk_hit_ratio`) and the shared cache hold or not like any row (see
-         `shared_cache_state`): beyond a few GiB of tables those lines no longer fit, and every walk adds a
-         main-memory access. A bag whose rows come from main memory also pays `main_bag_s`: a core overlaps
-         the reads within one bag better than across bags.
-  L1     every row is read from the local buffer (preloaded once; the preload is not per batch).
-  GM-UB  the item's rows are streamed chunk by chunk into the scratchpad (from the cache for the resident
-         fraction), indices are bucketed by chunk, and each lookup is a vector gather inside the scratchpad.
-  L1-UB  as GM-UB, streaming from the local buffer.
-A row shard also filters all of the batch's indices to its range, and accumulates its partial sums into the
-output (read, add, write) instead of writing it: that is its combine cost.
-Where the local memory is a cache rather than a buffer (`TargetSpec.local_is_cache`: a CPU core's L2), a GM
-read that finds its row there costs a local read, and an L1 read that does not costs a shared-cache read. The
-core runs its items one after another, so what an item finds there depends on the bytes its core's other
-items read between two of its runs (`TableProfile.neighbour_bytes`): alone, its hot rows stay from batch to
-batch; beside a large neighbour, it starts every batch cold and hits only on rows it draws again, and pays
-`item_evicted_s` to fetch its own code and data again (see `private_hit_ratio`).
+The model is linear in its parameters: `item_terms` turns an item into (parameter, amount) terms, a count for
+`_s` parameters and bytes for `_bytes_per_s` ones, and `evaluate` multiplies them by a profile; calibration
+fits the same terms, so prediction and fit cannot disagree about the model's form. Per strategy (GM from the
+shared caches or main memory, with page walks on a TLB; L1 from the local buffer; GM-UB and L1-UB streamed
+through the scratchpad) plus what every item pays (launch, bags, output or a shard's combine). Where the rows
+come from follows Che's approximation of the shared and private caches (`shared_cache_state`,
+`private_hit_ratio`). The model, term by term: docs/design.md, "The cost model"; the caches: docs/calibration.md.
 """
 
 from __future__ import annotations

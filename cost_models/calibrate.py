@@ -1,18 +1,11 @@
-"""Fit the cost model's parameters to measured work items by non-negative least squares.
+"""Fit the cost model's parameters to measured work items (non-negative least squares on relative errors).
 
-The analytic model is linear in its parameters (`cost_models.analytic.item_terms`), so a measured item is one
-linear equation: sum over parameters of amount x coefficient = measured seconds, where the coefficient is the
-parameter itself for latencies (`_s`) and its inverse for bandwidths (`_bytes_per_s`). `fit_profile` solves
-these equations for the coefficients, each row divided by its measured time so that small and large items
-weigh alike (relative error), with every coefficient kept non-negative (a cost cannot be negative). The loss
-is Huber's by default (`HUBER_K`): squares for small relative errors, linear beyond, so that items measured
-while another tenant slowed their core (a shared machine's noise is one-sided) do not pull every parameter
-up; `loss="squares"` gives plain least squares. Every `holdout_every`-th measurement is held out of the fit,
-so the resulting `FitReport` says how well the profile predicts items it has not seen. The format of the
-measurements, and the fit, are explained in docs/calibration.md.
-
-The measurements and their CSV format are in `cost_models.measurements`; the Lawson-Hanson solver in
-`cost_models.nnls`.
+A measured item is one linear equation in the parameters (`analytic.item_terms`): amounts x coefficients =
+seconds, each row divided by its time so that small and large items weigh alike, every coefficient >= 0.
+Huber's loss by default (a shared machine's noise only ever adds time); every `holdout_every`-th measurement
+is held out, so the `FitReport` says how well the profile predicts items it has not seen. The effective cache
+fraction and the main-memory window, not linear, are searched on grids around the linear fit. The measurements
+and their CSV: `cost_models.measurements`; the solver: `cost_models.nnls`; the method: docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -183,6 +183,12 @@ class Module(Frozen):
     )
     history: tuple[str, ...] = Field((), description="passes applied so far, with their options")
 
+    def __str__(self) -> str:
+        """The textual IR (`embmap.ir.printer`): what `print(module)` shows, not pydantic's field dump."""
+        from embmap.ir.printer import print_module  # the printer imports this module
+
+        return print_module(self)
+
     def table(self, name: str) -> TableSpec:
         return self._tables[name]
 

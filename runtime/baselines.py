@@ -1,17 +1,11 @@
 """What a CPU user runs instead of a plan: the yardsticks a plan is measured against, on the same data.
 
-- `torch`: PyTorch's `embedding_bag` (mode sum) called per table, with `torch.set_num_threads(cores)`: what
-  an unsharded EmbeddingBagCollection does in a forward pass.
-- `fbgemm-tbe`: FBGEMM's fused table-batched forward on CPU, all tables in one call with the same threads.
-  It is `torch.ops.fbgemm.split_embedding_codegen_forward_cpu`, the kernel that
-  `SplitTableBatchedEmbeddingBagsCodegen` calls on CPU, here without the module's Python wrapper (bounds
-  checks, autograd, argument packing), which only adds time (`benchmarks/fbgemm_paths.py` measures the
-  paths); the indices of each batch are laid out as TBE wants them (one flat tensor and offsets) before
-  anything is timed, as a KeyedJaggedTensor arriving from the data loader would be.
-
-Each runs the same index batches as a plan (`RunConfig`: warm-up, batches, index batches cycled), reads the
-same table memory (the TBE baseline copies it once into its single weights tensor, on huge pages like the
-tables), times each batch end to end, and has its last batch's outputs checked against the reference lookup.
+`torch`: PyTorch's `embedding_bag` (mode sum) per table, with `torch.set_num_threads(cores)`, as an unsharded
+EmbeddingBagCollection runs. `fbgemm-tbe`: `torch.ops.fbgemm.split_embedding_codegen_forward_cpu`, FBGEMM's
+fused forward that `SplitTableBatchedEmbeddingBagsCodegen` calls on CPU, without the module's Python wrapper
+(`benchmarks/fbgemm_paths.py` shows it is FBGEMM's fastest CPU path), its indices laid out before timing as a
+KeyedJaggedTensor would arrive. Both run the plan's index batches on the same table memory (TBE on its own
+copy, on huge pages too), timed per batch, their last outputs checked against the reference lookup.
 """
 
 from __future__ import annotations

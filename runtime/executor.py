@@ -1,14 +1,12 @@
-"""Run an ExecutionPlan: one worker process per plan core, pinned to a CPU, all data in shared memory.
+"""Run an ExecutionPlan on this machine and check its output: the native executor, or the reference one.
 
-Workers run every batch by themselves, in lock-step through a spin barrier in shared memory (no parent in
-the loop): zero the outputs that row shards accumulate into, barrier, run the core's items in schedule order
-timing each, barrier. The parent only starts the workers, watches them, checks the outputs against the reference
-lookup and turns the recorded timestamps into statistics.
-
-Faults: the parent wakes on any worker's exit and polls the barrier counters. A worker that dies, exits early
-or raises, or a run in which no core passes a barrier for `RunConfig.timeout_s` (a hung core: the others spin
-at the barrier it never reaches), stops every worker and raises one `RunFault` naming the core, the batch and
-the item it was running; the shared memory is unlinked either way.
+`run_plan` dispatches on `RunConfig.backend`: the native executor (`runtime.native`, compiled, one thread per
+core) by default, or the reference executor here: one forked worker process per plan core, pinned, data in
+shared memory, in lock-step through a spin barrier (zero the outputs row shards accumulate into, barrier, run
+the core's items timing each, barrier). A reference worker that dies, raises or hangs (no core passes a barrier
+for `RunConfig.timeout_s`) stops the run with one `RunFault` naming the core, batch and item. Either way every
+pooled output of the last batch is checked against the reference lookup; `run_rounds` pairs plans and the
+frameworks users run in rounds on the same data.
 """
 
 from __future__ import annotations

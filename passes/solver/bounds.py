@@ -1,22 +1,11 @@
-"""Every lower bound on the makespan: no plan of the menu (or, where uneven cuts are allowed, no plan cutting
-those tables anyhow) is faster. All in busy time: the per-core start-up is added once, in the plan.
+"""Every lower bound on the makespan, in busy time (the per-core start-up is added once, in the plan).
 
-- The work bound and the dual feasible functions, with the local buffers priced (`dff`, from the integer
-  problem: `lower_bound_units`; from exact costs in seconds: `lower_bound_s`); with options cut to any sizes
-  (`uneven_lower_bound_s`).
-- The configuration LP (`pattern_lower_bound`, on the engine of `config_lp` with sizes rounded down): it sees
-  which parts add up under T together, which no function of one part can. Where its y spreads over few tables,
-  a makespan is refuted by branch and bound over the options: the most spread table is limited to parts or to
-  pieces, else to counts up to its y's mean or above, and T is refuted when every branch is (every plan lies in
-  a branch, so the bound stays valid; a branch the rounds run out on refutes nothing).
-
-A table that may be cut unevenly has lines a + b n under the time of a part of n samples (ir `SampleLine`). Cut
-into exactly k pieces with one line's strategy, it is one more option of the LP: k pieces (a row counting them,
-= k y) holding N samples together (a row counting samples, >= N y), each piece as long as its room allows.
-Of two lines, one above the other on all of [1, N] is dropped: its pieces are never larger.
-
-The LP's search bisects between a bound already known and a plan's makespan; every T it refutes is impossible,
-so the result is valid whatever the search misses. docs/design.md has the derivations and the measurements.
+The work bound and the DFFs with priced buffers (`dff`), in units (`lower_bound_units`) or from exact costs in
+seconds (`lower_bound_s`), and with tables cut to any sizes along their `SampleLine`s (`uneven_lower_bound_s`);
+and the configuration LP (`pattern_lower_bound`, on `config_lp` rounded down), bisected between a known bound
+and a plan's makespan, with branch and bound over the options where its y spreads over few tables. Every T a
+search refutes is impossible, so each result is valid whatever the search misses. What each bound covers and
+why it holds: docs/design.md, "Lower bound".
 """
 
 from __future__ import annotations

@@ -1,30 +1,12 @@
 """The configuration LP by column generation: one engine, for a lower bound (`bounds.pattern_lower_bound`) and
 for a plan (`dive.pack`).
 
-A pattern is what one core may hold under a makespan T: at most one part (or piece) of each table, their sizes
-summing to at most T and, where the local buffer is a dimension, their bytes to at most the buffer. Every plan
-with makespan T covers each table's option with one pattern per core, so T needs at least
-
-    min sum_p lambda_p  s.t.  sum_o y[t,o] = 1,  sum_p a[p,t,o] lambda_p >= parts(o) y[t,o],  y, lambda >= 0
-
-cores; a table already fixed to option o asks `sum_p a[p,t,o] lambda_p >= parts left` instead. The patterns are
-too many to list, so they are generated (Gilmore and Gomory): the restricted LP (`MasterLP`) gives duals, and a
-dynamic program over a grid of T and of the buffer (`price`) finds the pattern of most value. The grid has a
-rounding direction, and it is the one difference that matters between the two uses:
-
-- `Rounding.DOWN`, for a bound: sizes and bytes rounded down, so every pattern of the real sizes is one of the
-  grid's and the LP is a relaxation: a T it needs more than `cores` patterns for is impossible. A bound only
-  needs to know whether the LP fits the cores, so the search stops as soon as the restricted LP does.
-- `Rounding.UP`, for a plan: sizes and bytes rounded up, so every pattern of the grid fits for real and the
-  patterns the LP uses can be fixed on cores. A dive needs the LP's optimum, so the search goes on until no
-  pattern is worth adding.
-
-Two things make it converge in tens of rounds rather than thousands. Of the restricted LP's optimal duals, the
-one that prices an option's part lowest is alpha_t / parts(o) (y only asks parts(o) pi >= alpha_t); the others
-are degenerate, and pricing with them finds patterns of parts the LP never uses. And Farley's bound: if no
-pattern is worth more than v, the duals divided by v are feasible, so sum(duals) / v bounds the LP from below at
-every round, and T is refuted as soon as that exceeds `cores`. The work is counted in pricing rounds, not
-seconds, so a search gives the same result on every run.
+A pattern is what one core may hold under a makespan T; T needs at least as many cores as the LP
+`min sum_p lambda_p` covering every table's chosen option with patterns. Patterns are priced by a dynamic
+program over a grid of T (and of the local buffer) whose `Rounding` is the one difference between the uses:
+DOWN for a bound (every real pattern is the grid's: a relaxation), UP for a plan (every grid pattern fits).
+The lowest duals alpha_t / parts(o) and Farley's bound make it converge in tens of rounds; the work is counted
+in rounds, so every run gives the same answer. Derivation: docs/design.md, "Lower bound".
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
-"""Lower bounds on the makespan from dual feasible functions (DFFs), a bin-packing argument; and the work bound.
+"""Lower bounds from dual feasible functions (DFFs), a bin-packing argument, and the work bound.
 
-A function f: [0, 1] -> [0, 1] is dual feasible when any numbers that sum to at most 1 have images that sum to
-at most 1. In a plan with makespan at most T, every core's parts sum to at most T, so the images f(s / T) of all
-parts sum to at most the number of cores. Each table may pick the option that makes its images smallest, so
-
-    T is impossible  if  sum over tables of  min over options with parts <= T of  k * f(part / T)  >  cores.
-
-With f the identity this is the work bound (`choice_lower_bound`, which also charges the extra work that
-splitting costs); the functions below also see that two parts above T / 2 cannot share a core, or three above
-T / 3 (Fekete and Schepers, "New classes of fast lower bounds for bin packing problems", Math. Programming
-91, 2001). A convex combination of DFFs is a DFF, and a pair mixed can refute a T
-that neither refutes alone: e.g. a table split to dodge one function's jump pays the other's slope.
-
-The local buffers join the same argument. A core also holds at most B local bytes, so its parts' images plus
-p times their bytes / B sum to at most 1 + p for any price p >= 0, and
-
-    T is impossible  if  sum over tables of  min over options of  (k * f(part / T) + p * bytes / B)  >  cores * (1 + p).
-
-The left side less the right is concave in p; its largest value lies where the chosen options' bytes just fit
-all cores' buffers, found by bisection on p (any p refutes soundly, so one short of the best only weakens the
-bound). That is a Lagrangian price of the buffer: it sees that tables which would save most by preloading cannot
-all be preloaded.
-
-An option whose parts may be cut to any sizes (a table whose samples are split unevenly) gives its parts'
-least size and their work W. The identity counts W; every other function, being nondecreasing, counts each part
-at the least size it can have, and its parts in order: with every part at most T, the j-th largest is at least
-(W - (j - 1) T) / (k - j + 1). Two parts of a table of 18 under T = 13 are at least 9 and 5, however it is cut.
-And as f lies above its convex hull h (nondecreasing too), k parts' images are at least k h(W / (k T)): many
-small parts dodge U^eps's threshold one by one, not all together.
-
-For a fixed f the test only gets easier as T grows (parts shrink relative to T, and more options qualify), so
-the smallest T it cannot refute is found by a galloping then binary search. Part sizes are nudged down before f
-is applied, so float rounding can only weaken the bound, never make it wrong.
+In a plan with makespan T the images f(part / T) of all parts sum to at most the cores for any dual feasible f;
+a T for which every choice of options needs more is impossible. The identity gives the work bound; Fekete and
+Schepers' functions (and mixes of two) see parts too big to share a core; a Lagrangian price on the local
+buffers sees tables that cannot all preload; options cut to any sizes count their parts at the least size they
+can have. Part sizes are nudged down first, so rounding only ever weakens a bound. The derivations and what
+each one adds on the built-in workloads: docs/design.md, "Lower bound".
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """A plan from the configuration LP: diving over core patterns (price and dive).
 
-Where CP-SAT cannot improve the greedy plan (parts that fill a third of a core or more, local buffers nearly
-full), the configuration LP still knows which parts go well together: its patterns are whole cores. For a
-makespan T, the LP of `config_lp` runs on a grid rounded *up* (every pattern found fits for real, with its
-local bytes where the buffers can bind), its options keyed one by one. Then the dive: every pattern the LP uses
-whole is fixed on floor(lambda) cores at once, which fixes its tables' options and lowers what they still need,
-and the LP of what remains is solved again; where it uses none whole, its most used pattern is fixed on one
-core. Depth first, with up to `WIDTH` single patterns tried per level after that: a level whose LP needs more
-cores than are left is abandoned. When nothing remains, the fixed patterns are the plan, one per core.
-
-The makespans tried are bisected between a bound and the plan to beat; a dive that fails says nothing about T
-(it is a heuristic), it only moves the bisection up. The work is counted in pricing rounds, so the plan is the
-same on every run.
+For a makespan T, the LP of `config_lp` on a grid rounded up (every pattern fits for real); the patterns it
+uses whole are fixed on floor(lambda) cores, else its most used one on one core (up to `WIDTH` alternatives per
+level, depth first), and the LP of the rest solved again, until the fixed patterns are the plan. Makespans are
+bisected between a bound and the plan to beat; a failed dive only moves the bisection up. Counted in pricing
+rounds, so the plan is the same on every run. Measurements: docs/design.md, "Lower bound" (the pattern dive).
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Re-planning: start from a previous plan and move only the tables that pay for their move.
 
-A move is counted per table (`ir.plan.MoveReport`, docs/plan-format.md): a table of both plans *moves*
-when its new option (strategy, mode, parts) or any of its cores differs from its previous placement while
-the new menu still offers that option. Tables without one to keep, new or with their previous option no
-longer offered (pruned, or no longer fitting), are *free*: placed anew and not counted. A moved table's
-work items are its moved items.
-
-`previous_choices` maps a previous placement onto the new menu; `replan_seeds` are the heuristic re-plans
-(no solver needed: keep, place the free tables around the kept ones, release tables from the most-loaded
-cores, local search within the move budget) that also seed CP-SAT, whose model bounds the moves itself
-(`cpsat.solve(previous=, max_moves=)`).
+A table *moves* when its new option or any of its cores differs from its previous placement while the new menu
+still offers it; tables with nothing to keep are *free* (docs/plan-format.md, `MoveReport`). `previous_choices`
+maps a previous placement onto the new menu; `replan_seeds` are the heuristic re-plans (keep, place the free
+tables around the kept ones, release tables from the most-loaded cores, local search within the move budget)
+that also seed CP-SAT, whose model bounds the moves itself.
 """
 
 from __future__ import annotations

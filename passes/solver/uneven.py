@@ -1,18 +1,10 @@
 """Uneven cuts: a table too long for one core cut into parts of any sizes, so that the cores' loads level out.
 
-`assign-cores` cuts a table's samples into parts that differ by at most one sample. Where a table must be split
-anyway, where its cuts fall is free. Only tables whose fastest whole-table option is longer than the equal-cut
-lower bound (`splittable_tables`) are cut unevenly, and only by samples. Two plans are built:
-
-- the placement the solver chose, re-cut (`rebalance`): parts keep their cores, strategy and count; each part's
-  time is linearized around its current samples, a linear program (GLOP) minimizes the largest core load under
-  a trust region, the samples are rounded, and the exact cost model prices the new parts; a step is kept only
-  if the exact makespan drops (successive linear programming);
-- a wrap-around (`wrap_around`, McNaughton's rule for splittable jobs): the other tables placed by the greedy
-  with their least-work options under a target, the long ones poured into the room left under a makespan
-  found by bisection, then re-cut as above (`poured`: aimed at the bound, then at the makespan reached).
-
-A bound that covers such plans needs a line under the time of a part: `sample_line` reads it (ir `SampleLine`).
+Only tables whose fastest whole-table option is longer than the equal-cut bound (`splittable_tables`) are cut,
+and only by samples. Two plans: the solver's placement re-cut by successive linear programs (`rebalance`), and a
+wrap-around (McNaughton's rule: `wrap_around`, `poured`) that pours the long tables into the room the others
+leave. A bound that covers such plans needs a line under the time of a part: `sample_line` reads it (ir
+`SampleLine`). Derivation and measurements: docs/design.md, "Uneven cuts".
 """
 
 from __future__ import annotations
