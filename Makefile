@@ -8,7 +8,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema readme clean
+.PHONY: help demo test test-long bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema readme clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ demo: $(STAMP) $(NATIVE)  ## compile a built-in workload for ascend910 and expla
 
 test: $(STAMP) $(NATIVE)  ## run the test suite
 	$(PY) -m pytest
+
+test-long: $(STAMP) $(NATIVE)  ## the heavier test variants (marked long): more random instances, larger fits
+	$(PY) -m pytest -m long
 
 bench: $(STAMP) $(NATIVE)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
 	$(VENV)/bin/embmap bench --out docs

@@ -34,8 +34,8 @@ from embmap.ir.spec import HotTables, Zipf  # noqa: E402
 from embmap.mapper import SolverSettings, compile  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
+from embmap.mapper.workloads import builtin_workload  # noqa: E402
 from embmap.runtime import RunConfig, run_interleaved  # noqa: E402
-from embmap.workloads import builtin_workload  # noqa: E402
 
 HOT = HotTables(tables=2, mass=0.9)
 

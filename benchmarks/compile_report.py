@@ -23,8 +23,8 @@ from embmap.ir.loader import write_text_atomic  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.mapper import BASELINES, SolverSettings, compile  # noqa: E402
+from embmap.mapper.workloads import builtin_names  # noqa: E402
 from embmap.passes.solver.settings import DEFAULT_TIME_LIMIT_S  # noqa: E402
-from embmap.workloads import builtin_names  # noqa: E402
 
 
 def _comparable(plan: ExecutionPlan) -> dict[str, Any]:

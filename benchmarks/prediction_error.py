@@ -37,9 +37,9 @@ from embmap.mapper import SolverSettings, compile  # noqa: E402
 from embmap.mapper.calibration import check_drift  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
 from embmap.mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_key  # noqa: E402
+from embmap.mapper.workloads import builtin_names  # noqa: E402
 from embmap.runtime import RunConfig, run_rounds  # noqa: E402
 from embmap.runtime.baselines import FRAMEWORKS, available  # noqa: E402
-from embmap.workloads import builtin_names  # noqa: E402
 
 PIPELINES = ("embmap", "default", "round-robin")
 DISTRIBUTIONS: dict[str, Uniform | Zipf] = {"uniform": Uniform(), "zipf": Zipf(alpha=1.05)}

@@ -107,7 +107,7 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
 def torchrec_cell(tables: int, ranks: int) -> float:
     """TorchRec's planner time on the cell's workload (what the child process runs)."""
     from embmap.mapper.compiler import prepare_workload
-    from embmap.mapper.torchrec_planner import torchrec_sharding
+    from embmap.mapper.torchrec.planner import torchrec_sharding
 
     _, seconds = torchrec_sharding(prepare_workload(workload(tables)), ranks)
     return seconds
@@ -133,7 +133,7 @@ def measure(tables: int, cores: int, time_limit: float, timeout_s: float) -> Cel
 
 def measure_torchrec(timeout_s: float) -> str:
     """One line on TorchRec's planner for `TORCHREC_CELL`: its time, or why there is none."""
-    from embmap.mapper.torchrec_planner import available
+    from embmap.mapper.torchrec.planner import available
 
     tables, ranks = TORCHREC_CELL
     what = f"TorchRec's EmbeddingShardingPlanner on `{workload(tables)}` with {ranks} ranks"

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embmap.ir.cluster import ClusterPlan  # noqa: E402
 from embmap.ir.printer import fmt_bytes, fmt_s  # noqa: E402
 from embmap.ir.spec import WorkloadSpec  # noqa: E402
-from embmap.mapper.cluster import cluster, compile_cluster  # noqa: E402
 from embmap.mapper.compiler import prepare_workload  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
-from embmap.mapper.torchrec_dmp import run_dmp  # noqa: E402
-from embmap.mapper.torchrec_io import sharding_plan  # noqa: E402
+from embmap.mapper.torchrec.cluster import cluster, compile_cluster  # noqa: E402
+from embmap.mapper.torchrec.dmp import run_dmp  # noqa: E402
+from embmap.mapper.torchrec.io import sharding_plan  # noqa: E402
 from embmap.passes.solver.settings import SolverSettings  # noqa: E402
 
 WORLD = 2
@@ -43,7 +43,7 @@ def torchrec_planner_plan(w: WorkloadSpec, memory_bytes: int) -> object:
     from torchrec.distributed.planner.types import ParameterConstraints
     from torchrec.distributed.types import ShardingPlan
 
-    from embmap.mapper.torchrec_io import collection
+    from embmap.mapper.torchrec.io import collection
 
     constraints = {t.name: ParameterConstraints(pooling_factors=[float(t.pooling)]) for t in w.tables}
     planner = EmbeddingShardingPlanner(

@@ -1,8 +1,9 @@
 """embmap: maps the embedding tables of deep recommender models onto the cores of a chip.
 
 One namespace: `embmap.ir` (specs, the IR, the plan format), `embmap.cost_models`, `embmap.passes`,
-`embmap.mapper` (the front door: `compile`, the command line, benchmarks, TorchRec), `embmap.runtime` (the
-executors) and `embmap.workloads`. In the repository each is a top-level folder; this package links them.
+`embmap.mapper` (the front door: `compile`; and its wings: the command line, benchmarks, TorchRec, the
+workload library) and `embmap.runtime` (the executors). In the repository each is a top-level folder; this
+package links them.
 
     import embmap
     plan = embmap.compile("avazu", "ascend910")

@@ -157,7 +157,7 @@ def measure_grid(
 def training_workloads(quick: bool) -> list[WorkloadSpec]:
     """Synthetic workloads whose whole plans are measured for the fit (never the built-in ones, which are
     kept for judging the fit)."""
-    from embmap.workloads.synthetic import synthetic
+    from embmap.mapper.workloads.synthetic import synthetic
 
     specs = [synthetic(tables=12, total_bytes=4e6, size_skew=1.0, pooling_mean=2, seed=11, name="cal-small")]
     if not quick:

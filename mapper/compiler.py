@@ -51,7 +51,7 @@ def prepare_workload(
     distribution: Distribution | None = None,
     hot_tables: HotTables | None = None,
 ) -> WorkloadSpec:
-    from embmap.workloads import resolve_workload
+    from embmap.mapper.workloads import resolve_workload
 
     spec = resolve_workload(workload) if isinstance(workload, str) else workload
     update: dict[str, object] = {}

@@ -4,6 +4,7 @@ machine (target `cpu`), or the target's uncalibrated preset."""
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -33,23 +34,62 @@ def machine_key() -> str:
     return f"{model}, {len(usable_cpus())} cores"
 
 
-def shipped_profile(target: TargetSpec) -> CostProfile | None:
-    """The calibrated profile shipped for the target on this kind of machine, if there is one."""
+@dataclass(frozen=True)
+class ProfileChoice:
+    """The cost profile a compile uses for a target when given none, and why: `embmap targets` shows it."""
+
+    profile: CostProfile
+    shipped: bool  # the calibrated profile shipped for this kind of machine; else the target's preset
+    why: str  # a line: which profile, and why this one
+    detail: str  # a line: how the shipped profile was fitted, or how to fit one
+
+    def lines(self) -> tuple[str, str]:
+        kind = "calibrated" if self.shipped else "uncalibrated preset (from the target's own numbers)"
+        return f"{kind}, {self.why}", self.detail
+
+
+def _fit_one(target: TargetSpec, measure_here: bool) -> str:
+    source = "" if measure_here else " --from-csv MEASUREMENTS.csv"
+    return f"fit one: `embmap calibrate --target {target.name}{source} -o PROFILE.json`, then compile with --profile"
+
+
+def profile_choice(target: TargetSpec) -> ProfileChoice:
+    """The calibrated profile shipped for the target where this is the kind of machine it was fitted on (CPU model
+    and usable core count), else the target's uncalibrated preset; with the reason in words."""
     name = SHIPPED_PROFILES.get(target.name)
     if name is None:
-        return None
+        why = f"as no calibrated profile ships for target {target.name}"
+        return ProfileChoice(preset_profile(target), False, why, _fit_one(target, False))
     try:
         text = resources.files("embmap.cost_models").joinpath("profiles", name).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
-        return None
+        why = f"as the shipped profile {name} is missing from this install"
+        return ProfileChoice(preset_profile(target), False, why, _fit_one(target, True))
     profile = validate(CostProfile, parse_document(text, True, f"shipped profile {name}"), f"shipped profile {name}")
-    if profile.fit is None or profile.fit.machine != machine_key():
-        return None
-    return profile
+    here = machine_key()
+    if profile.fit is None or profile.fit.machine != here:
+        fitted_on = profile.fit.machine if profile.fit else "an unrecorded machine"
+        why = f"as the shipped profile {name} was fitted on {fitted_on} and this machine is {here}"
+        return ProfileChoice(preset_profile(target), False, why, _fit_one(target, True))
+    fit = profile.fit
+    return ProfileChoice(
+        profile,
+        True,
+        f"the shipped {name}, fitted on this kind of machine ({fit.machine}); held-out median error "
+        f"{fit.holdout_median_rel_error:.1%}",
+        f"fitted by `{fit.command}`",
+    )
+
+
+def shipped_profile(target: TargetSpec) -> CostProfile | None:
+    """The calibrated profile shipped for the target on this kind of machine, if there is one."""
+    choice = profile_choice(target)
+    return choice.profile if choice.shipped else None
 
 
 def default_profile(target: TargetSpec) -> CostProfile:
-    return shipped_profile(target) or preset_profile(target)
+    """The profile a compile uses when given none (`profile_choice`)."""
+    return profile_choice(target).profile
 
 
 def load_profile(path: Path) -> CostProfile:

@@ -1,4 +1,4 @@
-"""`embmap bench`: the quick variant end to end, and the loss report."""
+"""`mapper/bench`: the quick variant of `embmap bench` end to end, the statistics and the loss report."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from embmap.mapper.bench import (
+from embmap.mapper.bench.report import DMP_SECTION, report_markdown, write_outputs
+from embmap.mapper.bench.run import SCENARIOS, BenchConfig, Row, default_frameworks, quick_config, run_bench
+from embmap.mapper.bench.statistics import (
     FASTER,
-    SCENARIOS,
-    BenchConfig,
     PairedSpeedup,
-    Row,
-    default_frameworks,
     false_alarm,
     framework_summary,
     gather_share,
     losses,
     median_interval,
     paired_speedup,
-    quick_config,
-    report_markdown,
-    run_bench,
     speedup_summary,
     unconfirmed_losses,
-    write_outputs,
 )
 from embmap.mapper.cli import main
 from embmap.runtime.limits import Limits
@@ -262,15 +256,15 @@ def test_report_shows_frameworks_their_summary_and_the_gather_limit() -> None:
 
 @pytest.mark.skipif("torch" not in default_frameworks(), reason="needs torch")
 def test_a_loss_against_a_framework_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    import embmap.mapper.bench as bench
+    import embmap.mapper.bench.run as bench_run
 
-    real = bench.paired_speedup
+    real = paired_speedup
 
     def flag_torch(ours: Row, theirs: Row) -> PairedSpeedup | None:
         # Every comparison with torch reads as a loss beyond noise, so that run_bench measures it again.
         return PairedSpeedup(0.5, (0.4, 0.6), 5) if theirs.pipeline == "torch" else real(ours, theirs)
 
-    monkeypatch.setattr(bench, "paired_speedup", flag_torch)
+    monkeypatch.setattr(bench_run, "paired_speedup", flag_torch)
     config = dataclasses.replace(
         quick_config(), scenarios=SCENARIOS[:1], pipelines=("embmap",), frameworks=("torch",), recheck_rounds=3
     )
@@ -319,8 +313,6 @@ def test_bench_command_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_rewriting_results_keeps_the_dmp_comparison(quick: tuple[list[Row], Path]) -> None:
-    from embmap.mapper.bench import DMP_SECTION
-
     rows, out = quick
     report = out / "RESULTS.md"
     report.write_text(report.read_text() + f"\n{DMP_SECTION}\n\n| measured elsewhere |\n")

@@ -10,7 +10,7 @@ import pytest
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.verify import plan_violations
 from embmap.mapper import BASELINES, SolverSettings, compile
-from embmap.workloads import builtin_names
+from embmap.mapper.workloads import builtin_names
 
 SOLVER = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
 

@@ -434,12 +434,11 @@ def test_an_unknown_loss_is_an_error(ascend: TargetSpec, exact: list[Measurement
         fit_profile(exact, ascend, preset_profile(ascend), command="c", loss="l1")
 
 
-def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
+def window_recovery(ascend: TargetSpec, strategies: tuple[Strategy, ...]) -> None:
     """Measurements made where a miss among hits waits for a stretch of 2.5 reads: the coordinate search
     finds that window (and the whole shared cache) again, and with them every linear parameter."""
     truth = true_profile(ascend).model_copy(update={"main_window_rows": 2.5})
-    # The items that read main memory (the window changes nothing else) and some that do not.
-    measured = [m for m in synthetic(ascend, truth) if m.strategy in (Strategy.GM, Strategy.L1)]
+    measured = [m for m in synthetic(ascend, truth) if m.strategy in strategies]
     given = {"page_walk_overlapped_s": truth.page_walk_overlapped_s}
     result = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given)
     fitted = result.profile
@@ -452,6 +451,16 @@ def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
     linear = fit_profile(measured, ascend, preset_profile(ascend), command="c", fixed=given | {"main_window_rows": 1})
     assert linear.report.train_max_rel_error > 0.01
     assert linear.profile.sources["main_window_rows"] == "fixed in the fit (c)"
+
+
+def test_fit_recovers_the_main_memory_window(ascend: TargetSpec) -> None:
+    # The items that read main memory (the window changes nothing else) and some that do not.
+    window_recovery(ascend, (Strategy.GM, Strategy.L1))
+
+
+@pytest.mark.long
+def test_fit_recovers_the_main_memory_window_among_every_strategy(ascend: TargetSpec) -> None:
+    window_recovery(ascend, tuple(Strategy))
 
 
 def test_a_fixed_window_outside_its_range_is_an_error(ascend: TargetSpec, exact: list[Measurement]) -> None:

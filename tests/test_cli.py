@@ -98,6 +98,50 @@ def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"avazu", "criteo-1tb-t3", "huawei-25mb-like"} <= names
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import embmap
+
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out == f"embmap {embmap.__version__}\n"
+    exe = Path(sys.executable).parent / "embmap"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embmap.mapper.cli"]
+    proc = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout == out
+
+
+@pytest.mark.parametrize("fitted_here", [True, False], ids=["fitted-on-this-kind-of-machine", "another-machine"])
+def test_targets_names_the_cost_profile_a_compile_uses(
+    fitted_here: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`embmap targets` says which profile a compile without --profile uses: for cpu, the shipped calibrated
+    profile where this is the kind of machine it was fitted on, else the preset and why; the compile agrees."""
+    from embmap.cost_models import preset_profile
+    from embmap.ir.cost_profile import CostProfile
+    from embmap.ir.targets import cpu
+    from embmap.mapper import compile, profiles
+
+    shipped_path = Path(profiles.__file__).parents[1] / "cost_models" / "profiles" / "cpu.json"
+    shipped = CostProfile.model_validate_json(shipped_path.read_text())
+    assert shipped.fit is not None
+    machine = shipped.fit.machine if fitted_here else "Some Other CPU, 3 cores"
+    monkeypatch.setattr(profiles, "machine_key", lambda: machine)
+    code, out, _ = run_cli(["targets"], capsys)
+    assert code == 0
+    ascend_part = out[: out.index("\ncpu ")]
+    cpu_part = out[out.index("\ncpu ") :]
+    assert "cost profile: uncalibrated preset" in ascend_part
+    assert "no calibrated profile ships for target ascend910" in ascend_part
+    plan = compile("tenrec-qb-article", "cpu", "round-robin", row_cap=100_000, baselines=False)
+    if fitted_here:
+        assert "cost profile: calibrated, the shipped cpu.json" in cpu_part and shipped.fit.command in cpu_part
+        assert plan.cost_profile == shipped
+    else:
+        assert "cost profile: uncalibrated preset" in cpu_part
+        assert f"fitted on {shipped.fit.machine} and this machine is {machine}" in cpu_part
+        assert "embmap calibrate --target cpu -o PROFILE.json" in cpu_part
+        assert plan.cost_profile == preset_profile(cpu())
+
+
 def _target_file(tmp_path: Path, **changes: object) -> Path:
     data = ascend910().model_dump()
     data.update(changes)

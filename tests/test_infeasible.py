@@ -12,7 +12,7 @@ from embmap.ir.errors import InfeasibleError
 from embmap.ir.spec import TableSpec, TargetSpec, WorkloadSpec
 from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
-from embmap.mapper.cluster import cluster, compile_cluster
+from embmap.mapper.torchrec.cluster import cluster, compile_cluster
 from tests.conftest import tiny_target
 
 FORCE_L1 = "profile,select-strategy{strategies=L1},partition,assign-cores,schedule"

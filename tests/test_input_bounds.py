@@ -14,8 +14,8 @@ from embmap.ir.loader import MAX_SPEC_BYTES
 from embmap.ir.spec import MemorySpec, TableSpec, WorkloadSpec
 from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
-from embmap.mapper.cluster import cluster, compile_cluster
-from embmap.workloads import resolve_workload
+from embmap.mapper.torchrec.cluster import cluster, compile_cluster
+from embmap.mapper.workloads import resolve_workload
 from tests.conftest import tiny_target, tiny_workload
 
 FAST = SolverSettings(time_limit_s=2.0)

@@ -36,8 +36,8 @@ from embmap.ir.targets import BUILTIN_TARGETS, ascend910
 from embmap.mapper import compile
 from embmap.mapper.cli import main
 from embmap.mapper.compiler import resolve_target
-from embmap.workloads import builtin_workload, resolve_workload
-from embmap.workloads.synthetic import parse_recipe, synthetic
+from embmap.mapper.workloads import builtin_workload, resolve_workload
+from embmap.mapper.workloads.synthetic import parse_recipe, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS_DOC = ROOT / "docs" / "workloads.md"

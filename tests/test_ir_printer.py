@@ -6,7 +6,7 @@ from embmap.cost_models import preset_profile
 from embmap.ir.lowering import lower
 from embmap.ir.printer import print_module
 from embmap.ir.targets import ascend910
-from embmap.workloads import builtin_workload
+from embmap.mapper.workloads import builtin_workload
 from embmap.passes import PassManager, parse_pipeline
 
 

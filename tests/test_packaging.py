@@ -33,7 +33,7 @@ def test_the_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"embmap"}
-    assert "embmap/workloads/data/avazu.json" in names
+    assert "embmap/mapper/workloads/data/avazu.json" in names
     assert "embmap/cost_models/profiles/cpu.json" in names
     assert any(n.startswith("embmap/runtime/_native") and n.endswith(".so") for n in names)
     assert "embmap/passes/__init__.py" in names and "embmap/ir/plan.py" in names

@@ -20,10 +20,10 @@ from embmap.ir.spec import HotTables, MemorySpec, TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import cpu
 from embmap.mapper import SolverSettings, compile
 from embmap.mapper.profiles import default_profile
+from embmap.mapper.workloads import builtin_workload
 from embmap.passes import PassContext, PassManager, parse_pipeline
 from embmap.passes.schedule import SchedulePass
 from embmap.passes.solver.options import make_option
-from embmap.workloads import builtin_workload
 
 MiB = 1 << 20
 L3 = 32 * MiB

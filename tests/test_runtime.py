@@ -10,19 +10,18 @@ import numpy as np
 import pytest
 
 from embmap.cost_models import preset_profile
-from embmap.cost_models.measurements import Measurement
 from embmap.ir.errors import SpecError, VerificationError
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import DType, TableSpec, Uniform, Zipf
 from embmap.ir.targets import cpu
-from embmap.mapper.calibration import Drift, GridPoint, check_drift, grid, point_plan
+from embmap.mapper.calibration import GridPoint, point_plan
 from embmap.mapper.cli import main
 from embmap.mapper.planio import load_plan, save_plan
+from embmap.mapper.workloads import builtin_names
 from embmap.runtime import RunConfig, materialize_for, native, run_plan
 from embmap.runtime import kernels as kernels_module
 from embmap.runtime.data import make_indices, permutation_params, reference_lookup
 from embmap.runtime.executor import usable_cpus
-from embmap.workloads import builtin_names
 
 FEW = RunConfig(batches=3, warmup=1, index_batches=2)
 BACKENDS = ["native", "numpy", *(["torch"] if kernels_module.HAVE_TORCH else [])]
@@ -205,60 +204,6 @@ def test_every_builtin_workload_runs_correctly_scaled_down(workload: str) -> Non
     plan = compile(workload, "cpu", row_cap=20_000, solver=SolverSettings(time_limit_s=1.0), baselines=False)
     report = run_plan(plan, RunConfig(batches=2, warmup=0, index_batches=2))
     assert report.correct, (workload, report.max_abs_error, report.tolerance)
-
-
-# Drift: has the machine changed since it was calibrated? ---------------------------------------------------
-
-
-def grid_reference(numbers: range, measured_s: float) -> list[Measurement]:
-    """Measurements of the first grid points as `calibrate --save-csv` records them, with a made-up time."""
-    target = cpu()
-    out = []
-    for n in numbers:
-        plan, _ = point_plan(grid(target)[n], target, preset_profile(target))
-        table = plan.workload.tables[0]
-        out += [
-            Measurement(it.strategy, table, plan.workload.batch_size, it.rows, it.samples, measured_s, plan=f"grid-{n}")
-            for it in plan.items
-        ]
-    return out
-
-
-def test_drift_check_measures_grid_points_again_and_pairs_them_with_the_reference() -> None:
-    reference = grid_reference(range(3), measured_s=1.0)  # one second an item: far slower than any run
-    drift = check_drift(cpu(), reference, points=2, config=FEW)
-    assert drift.points == 2
-    items_of_two_points = sum(m.plan in ("grid-0", "grid-1") for m in reference)
-    assert len(drift.now_s) == len(drift.then_s) == items_of_two_points
-    assert drift.then_s == (1.0,) * items_of_two_points and all(0 < s < 1.0 for s in drift.now_s)
-    assert drift.quantile(0.5) < 1.0 and "faster than when it was calibrated" in drift.text()
-
-
-def test_drift_verdicts() -> None:
-    def verdict(ratio: float) -> str:
-        return Drift(points=1, then_s=(1.0, 1.0, 1.0), now_s=(ratio, ratio, 9.0)).text()
-
-    assert "median 2.00x" in verdict(2.0) and "100% slower" in verdict(2.0)
-    assert "as when it was calibrated" in verdict(1.05)
-    assert "50% faster" in verdict(0.5)
-
-
-def test_drift_check_refuses_measurements_of_another_grid() -> None:
-    stale = [dataclasses.replace(m, rows=(0, 1)) for m in grid_reference(range(1), measured_s=1.0)]
-    with pytest.raises(SpecError, match="--check: grid point 0 .* has an item the measurements lack"):
-        check_drift(cpu(), stale, points=1, config=FEW)
-    no_grid = [dataclasses.replace(m, plan="cal-small-uniform-embmap") for m in grid_reference(range(1), 1.0)]
-    with pytest.raises(SpecError, match="no calibration grid points"):
-        check_drift(cpu(), no_grid, points=1, config=FEW)
-
-
-def test_calibrate_check_and_output_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["calibrate", "--target", "ascend910", "--check"]) == 2
-    assert "target cpu" in capsys.readouterr().err
-    assert main(["calibrate", "--target", "cpu", "--check", "-o", "p.json"]) == 2
-    assert "--check: measures and compares only" in capsys.readouterr().err
-    assert main(["calibrate", "--target", "cpu"]) == 2
-    assert "--output: is required" in capsys.readouterr().err
 
 
 def test_by_default_no_batch_reads_the_indices_of_another() -> None:

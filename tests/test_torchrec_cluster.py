@@ -8,8 +8,9 @@ from embmap.ir.cluster import Sharding, verify_cluster_plan
 from embmap.ir.errors import InfeasibleError, SpecError, VerificationError
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.mapper import SolverSettings
-from embmap.mapper.cluster import cluster, column_blocks, compile_cluster, device_workloads, row_blocks
-from embmap.mapper.torchrec_planner import available
+from embmap.mapper.torchrec.cluster import cluster, compile_cluster, device_workloads
+from embmap.mapper.torchrec.device_level import column_blocks, row_blocks
+from embmap.mapper.torchrec.planner import available
 
 needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
 FAST = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
@@ -109,7 +110,7 @@ def test_import_reads_tables_and_pooling_from_torchrec() -> None:
     from torchrec.distributed.planner.types import ParameterConstraints
     from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig
 
-    from embmap.mapper.torchrec_io import workload_from_torchrec
+    from embmap.mapper.torchrec.io import workload_from_torchrec
 
     configs = [
         EmbeddingBagConfig(name="a", embedding_dim=16, num_embeddings=100, feature_names=["f1", "f2"]),
@@ -128,7 +129,7 @@ def test_import_reads_tables_and_pooling_from_torchrec() -> None:
 
 @needs_torchrec
 def test_export_lays_out_the_shards_the_plan_assumed() -> None:
-    from embmap.mapper.torchrec_io import sharding_plan
+    from embmap.mapper.torchrec.io import sharding_plan
 
     plan = compile_cluster(small_workload(), cluster("cpu", 2, memory_bytes=64 * MiB), shardings=FORCED, solver=FAST)
     exported = sharding_plan(plan).plan[""]
@@ -150,8 +151,8 @@ def test_export_lays_out_the_shards_the_plan_assumed() -> None:
 @needs_torchrec
 def test_distributed_model_parallel_runs_the_exported_plan_exactly() -> None:
     """2 processes, gloo on CPU: DMP with our ShardingPlan gives the unsharded collection's pooled outputs."""
-    from embmap.mapper.torchrec_dmp import run_dmp
-    from embmap.mapper.torchrec_io import sharding_plan
+    from embmap.mapper.torchrec.dmp import run_dmp
+    from embmap.mapper.torchrec.io import sharding_plan
 
     w = small_workload()
     plan = compile_cluster(w, cluster("cpu", 2, memory_bytes=64 * MiB), shardings=FORCED, solver=FAST)

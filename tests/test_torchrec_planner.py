@@ -14,7 +14,7 @@ from embmap.ir.targets import ascend910
 from embmap.ir.verify import item_violations
 from embmap.mapper.compiler import prepare_workload, resolve_target
 from embmap.mapper.profiles import default_profile
-from embmap.mapper.torchrec_planner import ANALYSIS, _items, available, torchrec_plan
+from embmap.mapper.torchrec.planner import ANALYSIS, _items, available, torchrec_plan
 from embmap.passes import PassManager, parse_pipeline
 
 

@@ -1,4 +1,4 @@
-"""Regenerate workloads/data/*.json from the dataset table configurations in ../shared/workloads.
+"""Regenerate mapper/workloads/data/*.json from the dataset table configurations in ../shared/workloads.
 
 Usage: python tools/import_workloads.py [SHARED_WORKLOADS_DIR]
 Keeps each dataset's source, notes and assumptions; adds the planning defaults stated in ROW_CAPS and
@@ -50,7 +50,7 @@ def main() -> None:
     src = (
         Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / ".." / "shared" / "workloads"
     )
-    dst = Path(__file__).resolve().parents[1] / "workloads" / "data"
+    dst = Path(__file__).resolve().parents[1] / "mapper" / "workloads" / "data"
     for path in sorted(src.glob("*.json")):
         doc = convert(json.loads(path.read_text()))
         (dst / path.name).write_text(json.dumps(doc, indent=1) + "\n")

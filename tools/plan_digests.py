@@ -19,7 +19,7 @@ from pathlib import Path
 
 from embmap.ir.plan import ExecutionPlan
 from embmap.mapper import compile
-from embmap.workloads import builtin_names
+from embmap.mapper.workloads import builtin_names
 
 TARGETS = {"ascend910": None, "cpu": 1_000_000}  # target -> row cap (cpu: what fits this machine's memory)
 

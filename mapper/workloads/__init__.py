@@ -11,7 +11,7 @@ from pathlib import Path
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import parse_document, read_document, validate
 from embmap.ir.spec import WorkloadSpec
-from embmap.workloads.synthetic import SYNTHETIC_PRESETS, parse_recipe, synthetic
+from embmap.mapper.workloads.synthetic import SYNTHETIC_PRESETS, parse_recipe, synthetic
 
 DATASETS = (
     "criteo-1tb-t3",
@@ -34,7 +34,7 @@ def builtin_workload(name: str) -> WorkloadSpec:
         raise SpecError(
             "workload", f"unknown built-in workload {name!r}", f"use one of {', '.join(builtin_names())} or a file path"
         )
-    text = resources.files("embmap.workloads").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
+    text = resources.files("embmap.mapper.workloads").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
     return validate(WorkloadSpec, parse_document(text, True, f"workload {name}"), f"workload {name}")
 
 

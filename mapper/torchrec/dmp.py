@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embmap.ir.spec import WorkloadSpec
-from embmap.mapper.torchrec_io import collection
+from embmap.mapper.torchrec.io import collection
 
 # A collective that waits longer than this means a peer rank failed: give up rather than hang (gloo's default
 # is 30 minutes). The whole run gets a little more, for start-up and teardown.
@@ -130,9 +130,6 @@ def _rank(
     try:
         import torch
         import torch.distributed as dist
-        from torch.distributed._shard.sharded_tensor import ShardedTensor
-        from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-        from torchrec.distributed.model_parallel import DistributedModelParallel
 
         torch.set_num_threads(1)
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank % len(os.sched_getaffinity(0))]})
@@ -140,49 +137,13 @@ def _rank(
         dist.init_process_group(
             "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=_COLLECTIVE_TIMEOUT_S)
         )
-        full = _full_weights(workload, seed)
-        model = DistributedModelParallel(
-            collection(workload, "meta"),
-            device=torch.device("cpu"),
-            plan=plan,
-            sharders=[EmbeddingBagCollectionSharder()],
-            init_data_parallel=False,
-        )
-        with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                whole = full[name.removeprefix("module.")]
-                if isinstance(tensor, ShardedTensor):
-                    for shard in tensor.local_shards():
-                        (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                        shard.tensor.copy_(whole[r0 : r0 + nr, c0 : c0 + nc])
-                else:
-                    tensor.copy_(whole)
-        reference = collection(workload, "cpu")
-        reference.load_state_dict(full)
+        model, reference = _sharded_model(workload, plan, seed)
         kjt = _local_batch(workload, rank, world, seed)
-        model.eval()
-        with torch.no_grad():
-            got = model(kjt)
-            got = got.wait() if hasattr(got, "wait") else got
-            want = reference(kjt)
-            got_by_key, want_by_key = got.to_dict(), want.to_dict()  # DMP orders its outputs by sharding type
-            if set(got_by_key) != set(want_by_key):
-                raise RuntimeError(f"DMP pooled {sorted(got_by_key)}, expected {sorted(want_by_key)}")
-            error = max(float((got_by_key[k] - want_by_key[k]).abs().max()) for k in want_by_key)
-            times = []
-            for i in range(warmup + iterations):
-                dist.barrier()
-                start = time.perf_counter()
-                out = model(kjt)
-                (out.wait() if hasattr(out, "wait") else out).values()
-                del out
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-        result = RankResult(rank, error, int(want.values().numel()), tuple(times))
+        result = RankResult(rank, *_check_and_time(model, reference, kjt, iterations, warmup))
         # Tear down only once every rank is done with its collectives: a rank whose peer closes the gloo
         # connection while it is still reading aborts the whole process (std::terminate). DMP's modules hold
         # the process group too, so they go first.
-        del model, got
+        del model
         gc.collect()
         dist.barrier()
         dist.destroy_process_group()
@@ -193,3 +154,61 @@ def _rank(
     # Skip the interpreter's teardown: gloo's and FBGEMM's native threads can abort in static destructors
     # (std::terminate) after the work is done and checked, which would fail a correct run.
     os._exit(0)
+
+
+def _sharded_model(workload: WorkloadSpec, plan: Any, seed: int) -> tuple[Any, Any]:
+    """This rank's DMP model, its shards filled from the seeded full tables, and the unsharded collection."""
+    import torch
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+
+    full = _full_weights(workload, seed)
+    model = DistributedModelParallel(
+        collection(workload, "meta"),
+        device=torch.device("cpu"),
+        plan=plan,
+        sharders=[EmbeddingBagCollectionSharder()],
+        init_data_parallel=False,
+    )
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            whole = full[name.removeprefix("module.")]
+            if isinstance(tensor, ShardedTensor):
+                for shard in tensor.local_shards():
+                    (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                    shard.tensor.copy_(whole[r0 : r0 + nr, c0 : c0 + nc])
+            else:
+                tensor.copy_(whole)
+    reference = collection(workload, "cpu")
+    reference.load_state_dict(full)
+    return model, reference
+
+
+def _check_and_time(
+    model: Any, reference: Any, kjt: Any, iterations: int, warmup: int
+) -> tuple[float, int, tuple[float, ...]]:
+    """The largest difference of the model's pooled outputs from the reference's, how many outputs, and the
+    forward times after warm-up (each a barrier, the forward, and waiting for the outputs)."""
+    import torch
+    import torch.distributed as dist
+
+    model.eval()
+    with torch.no_grad():
+        got = model(kjt)
+        got = got.wait() if hasattr(got, "wait") else got
+        want = reference(kjt)
+        got_by_key, want_by_key = got.to_dict(), want.to_dict()  # DMP orders its outputs by sharding type
+        if set(got_by_key) != set(want_by_key):
+            raise RuntimeError(f"DMP pooled {sorted(got_by_key)}, expected {sorted(want_by_key)}")
+        error = max(float((got_by_key[k] - want_by_key[k]).abs().max()) for k in want_by_key)
+        times = []
+        for i in range(warmup + iterations):
+            dist.barrier()
+            start = time.perf_counter()
+            out = model(kjt)
+            (out.wait() if hasattr(out, "wait") else out).values()
+            del out
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return error, int(want.values().numel()), tuple(times)

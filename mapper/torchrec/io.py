@@ -9,7 +9,7 @@ looks up the sum of their pooling factors per sample.
 
 Export builds the ShardingPlan with TorchRec's public constructors (`table_wise`, `row_wise`,
 `column_wise`, `data_parallel`, `construct_module_sharding_plan`), so TorchRec itself lays out the shards;
-`row_wise` and `column_wise` split evenly, as the cluster plan assumed (`mapper.cluster.row_blocks`).
+`row_wise` and `column_wise` split evenly, as the cluster plan assumed (`mapper.torchrec.cluster.row_blocks`).
 Sharded tables use FBGEMM's fused table-batched kernel, as TorchRec's planner picks on CPU; data-parallel
 replicas use the dense kernel, the only one TorchRec allows for them.
 
@@ -25,7 +25,7 @@ from typing import Any
 from embmap.ir.cluster import ClusterPlan, Sharding
 from embmap.ir.errors import SpecError
 from embmap.ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
-from embmap.mapper.torchrec_planner import available
+from embmap.mapper.torchrec.planner import available
 
 DEFAULT_POOLING = 1.0  # TorchRec's planner assumes one id per sample and feature when told nothing
 FUSED = "fused"  # FBGEMM's table-batched kernel for sharded tables (data-parallel replicas stay dense)

@@ -1,0 +1,203 @@
+"""The commands that run plans on this machine: `embmap run` (measured beside predicted), `embmap calibrate`
+(measure and fit the cost model, or check a profile for drift) and `embmap bench` (every pipeline on the
+built-in workloads, written to RESULTS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from embmap.ir.errors import SpecError
+from embmap.ir.loader import check_writable
+from embmap.ir.printer import fmt_s
+
+if TYPE_CHECKING:
+    from embmap.ir.plan import ExecutionPlan
+    from embmap.runtime import RunReport
+
+
+def run_data(plan: ExecutionPlan, report: RunReport) -> dict[str, Any]:
+    p50 = report.p50_s
+    return {
+        "workload": plan.workload.name,
+        "target": plan.target.name,
+        "backend": report.backend,
+        "cpus": list(report.cpus),
+        "batches": report.batches,
+        "correct": report.correct,
+        "max_abs_error": report.max_abs_error,
+        "tolerance": report.tolerance,
+        "predicted_s": plan.makespan_s,
+        "measured_p50_s": p50,
+        "measured_p99_s": report.p99_s,
+        "error": (plan.makespan_s - p50) / p50 if p50 else 0.0,
+        "lookups_per_s": report.lookups_per_batch / p50 if p50 else 0.0,
+        "gb_per_s": report.bytes_per_batch / p50 / 1e9 if p50 else 0.0,
+        "calibrated": plan.cost_profile.calibrated,
+        "cores": [
+            {"core": c.core, "predicted_s": c.finish_s, "measured_s": report.core_p50_s(c.core)} for c in plan.cores
+        ],
+        "items": [
+            {
+                "item": it.id,
+                "table": it.table,
+                "strategy": it.strategy.value,
+                "core": it.core,
+                "predicted_s": it.cost.total_s,
+                "measured_s": report.item_p50_s(it.id),
+            }
+            for it in plan.items
+        ],
+    }
+
+
+def run_text(plan: ExecutionPlan, report: RunReport) -> str:
+    d = run_data(plan, report)
+    verdict = "correct" if d["correct"] else "WRONG"
+    lines = [
+        f"ran {d['workload']} plan on cpus {d['cpus']} with {d['backend']}: {d['batches']} batches, output {verdict} "
+        f"(max error {d['max_abs_error']:.2g}, tolerance {d['tolerance']:.2g})",
+        f"batch latency  measured p50 {fmt_s(d['measured_p50_s'])}  p99 {fmt_s(d['measured_p99_s'])}   "
+        f"predicted {fmt_s(d['predicted_s'])} ({d['error']:+.1%})"
+        + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
+        f"throughput     {d['lookups_per_s'] / 1e6:.2f} M lookups/s, {d['gb_per_s']:.2f} GB/s of rows",
+        "",
+        "core  predicted   measured",
+    ]
+    for c in d["cores"]:
+        lines.append(f"{c['core']:>4}  {fmt_s(c['predicted_s']):>9}  {fmt_s(c['measured_s']):>9}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from embmap.mapper.planio import load_plan
+    from embmap.runtime import RunConfig, run_plan
+
+    if args.batches < 1 or args.warmup < 0:
+        raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
+    if not args.timeout > 0:
+        raise SpecError("--timeout", f"must be positive, got {args.timeout}", "give seconds, e.g. --timeout 120")
+    plan = load_plan(args.plan, workload=args.workload, target=args.target)
+    config = RunConfig(
+        batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend, timeout_s=args.timeout
+    )
+    report = run_plan(plan, config)
+    print(json.dumps(run_data(plan, report), indent=1) if args.json else run_text(plan, report))
+    if not report.correct:
+        sys.stderr.write(
+            f"embmap: error: pooled outputs differ from the reference lookup by {report.max_abs_error:.3g} "
+            f"(tolerance {report.tolerance:.3g})\n"
+        )
+        return 1
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from embmap.cost_models.measurements import read_csv, write_csv
+    from embmap.mapper.compiler import resolve_target
+    from embmap.mapper.planio import write_text_atomic
+
+    target = resolve_target(args.target)
+    if args.check is not None:
+        return _check_drift(target, args)
+    if args.output is None:
+        raise SpecError("--output", "is required to write the profile", "add -o PROFILE.json (or --check to compare)")
+    for flag, path in (("--output", args.output), ("--save-csv", args.save_csv)):
+        if path is not None:
+            check_writable(path, flag)  # fail before measuring for minutes, not after
+    command = (
+        "embmap " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["calibrate"]
+        else f"embmap calibrate --target {args.target}"
+    )
+    if args.from_csv:
+        from embmap.mapper.calibration import fit
+
+        measured = read_csv(args.from_csv)
+        if not measured:
+            raise SpecError(
+                "--from-csv",
+                f"{args.from_csv.name} has a header but no measurements",
+                "add one line per measured work item",
+            )
+        result = fit(measured, target, command, args.loss)
+    else:
+        _require_this_machine(target, "measure your hardware with your runtime and pass --from-csv FILE")
+        from embmap.mapper.calibration import calibrate
+
+        result, measured = calibrate(target, quick=args.quick, command=command, progress=_progress, loss=args.loss)
+    if args.save_csv:
+        write_csv(measured, args.save_csv)
+    write_text_atomic(args.output, result.profile.model_dump_json(indent=1) + "\n")
+    print(calibration_text(result, len(measured)))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _check_drift(target: Any, args: argparse.Namespace) -> int:
+    from embmap.cost_models.measurements import read_csv
+    from embmap.mapper.calibration import check_drift
+
+    _require_this_machine(target, "use --target cpu")
+    if args.output is not None or args.from_csv is not None or args.save_csv is not None:
+        raise SpecError("--check", "measures and compares only", "leave out -o, --from-csv and --save-csv")
+    from embmap.mapper.profiles import SHIPPED_MEASUREMENTS
+
+    print(check_drift(target, read_csv(SHIPPED_MEASUREMENTS if args.check is True else args.check)).text())
+    return 0
+
+
+def _require_this_machine(target: Any, fix: str) -> None:
+    """Measuring runs the reference runtime, so only target `cpu` (this machine) can be measured."""
+    if target.name != "cpu":
+        raise SpecError("--target", f"can only measure this machine (target cpu), not {target.name}", fix)
+
+
+def _progress(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def calibration_text(result: Any, points: int) -> str:
+    r = result.report
+    lines = [
+        f"fitted {r.points_fit} of {points} measurements, {r.points_held_out} held out",
+        f"relative error  fit: median {r.train_median_rel_error:.1%}, max {r.train_max_rel_error:.1%}   "
+        f"held out: median {r.holdout_median_rel_error:.1%}, max {r.holdout_max_rel_error:.1%}",
+        "",
+    ]
+    for name in type(result.profile).parameter_names():
+        value = getattr(result.profile, name)
+        source = result.profile.sources.get(name, "").replace(f" ({result.report.command})", "")
+        lines.append(f"  {name:<26} {value:<12.4g} {source}")
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from embmap.mapper.bench.report import write_outputs
+    from embmap.mapper.bench.run import BenchConfig, machine_limits, planning_times, quick_config, run_bench
+    from embmap.mapper.workloads import builtin_names
+
+    config = quick_config() if args.quick else BenchConfig(workloads=tuple(builtin_names()))
+    if args.workloads:
+        unknown = [w for w in args.workloads if w not in builtin_names()]
+        if unknown:
+            raise SpecError("--workloads", f"unknown workload {unknown[0]!r}", f"use {', '.join(builtin_names())}")
+        config = dataclasses.replace(config, workloads=tuple(args.workloads))
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise SpecError("--repeats", f"must be >= 1, got {args.repeats}", "give a positive number of runs")
+        config = dataclasses.replace(config, repeats=args.repeats)
+    if args.no_measure:
+        config = dataclasses.replace(config, measure=False)
+    check_writable(args.out / "RESULTS.md", "--out")
+    limits = machine_limits(config)
+    rows, plans = run_bench(config, progress=_progress)
+    planning = planning_times(config)
+    command = "embmap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "embmap bench"
+    for path in write_outputs(rows, plans, args.out, command, config, planning, limits):
+        print(f"wrote {path}")
+    return 0

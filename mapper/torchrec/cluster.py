@@ -1,0 +1,321 @@
+"""Planning across devices, then cores: `compile_cluster`.
+
+The device level decides, for every table, one of TorchRec's sharding types and the devices that hold it:
+
+  table_wise     the whole table on one device, serving the global batch; its pooled outputs, except the
+                 sending device's own samples, go to the other devices in the all-to-all.
+  row_wise       rows in equal blocks (TorchRec's split) over all devices, each serving the global batch's
+                 lookups that fall in its block; partial sums are reduced to the samples' devices.
+  column_wise    columns in equal blocks over all devices; each sends its columns of the outputs.
+  data_parallel  a replica on every device serving only that device's samples: no communication, but the
+                 table's bytes on every device.
+
+It minimises the predicted time of the slowest device, compute (the device's share of the work, spread over
+its cores) plus sending its outputs, subject to every device's memory, with CP-SAT (`device_level`). The costs
+come from the same cost model as the core level (the device target's profile), so the two levels agree on what
+is expensive. Each device's share then becomes one or two ordinary workloads, mapped onto its cores by the core
+level's pipeline: the model-parallel shards over the global batch, and the data-parallel replicas over the
+device's own samples (TorchRec runs the two groups one after the other, too).
+
+A row-wise block is planned at the core level as a table of its rows with the table's pooling scaled by the
+block's share of the rows (rounded, at least one lookup per sample); the device level uses the exact share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from embmap.ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
+from embmap.ir.cost_profile import CostProfile
+from embmap.ir.errors import InfeasibleError, SpecError
+from embmap.ir.lowering import check_fits, lower
+from embmap.ir.module import Module
+from embmap.ir.plan import ExecutionPlan
+from embmap.ir.printer import fmt_bytes, fmt_s
+from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
+from embmap.mapper.backend import tool_version
+from embmap.mapper.compiler import compile, prepare_workload, resolve_target
+from embmap.mapper.profiles import default_profile
+from embmap.mapper.torchrec.device_level import Option, device_loads, finish_s, options_for, place
+from embmap.passes import PassManager, parse_pipeline
+from embmap.passes.solver.settings import SolverSettings
+
+DEVICE_METHODS = ("cp-sat", "table-wise-greedy")
+
+# Links per device, for the output all-to-all. Assumptions, not measurements: see docs/torchrec.md.
+LINKS = {
+    "ascend910": LinkSpec(name="HCCS", bandwidth_bytes_per_s=30e9, latency_s=10e-6),
+    "cpu": LinkSpec(name="gloo (TCP loopback)", bandwidth_bytes_per_s=2e9, latency_s=100e-6),
+}
+DEFAULT_LINK = LinkSpec(name="network", bandwidth_bytes_per_s=10e9, latency_s=20e-6)
+
+
+def cluster(
+    device: TargetSpec | str,
+    devices: int,
+    link: LinkSpec | None = None,
+    *,
+    cores: int | None = None,
+    memory_bytes: int | None = None,
+) -> ClusterSpec:
+    """N identical devices of a built-in or given target, with the target's default link unless given.
+
+    Ranks of the `cpu` target share this machine: unless told otherwise, each gets an equal part of its cores
+    (at least one) and of its memory. `cores` and `memory_bytes` override a device's cores and main memory."""
+    tgt = resolve_target(device)
+    if devices < 1:
+        raise SpecError("devices", f"must be at least 1, got {devices}", "give the number of devices (ranks)")
+    if tgt.name == "cpu":
+        cores = cores or max(1, tgt.cores // devices)
+        memory_bytes = memory_bytes or tgt.main.capacity_bytes // devices
+    update: dict[str, object] = {}
+    if cores is not None:
+        if cores < 1:
+            raise SpecError("cores", f"must be at least 1, got {cores}", "give the cores of one device")
+        update["cores"] = cores
+    if memory_bytes is not None:
+        if memory_bytes < 1:
+            raise SpecError("memory_bytes", f"must be positive, got {memory_bytes}", "give one device's memory")
+        update["main"] = tgt.main.model_copy(update={"capacity_bytes": memory_bytes})
+    tgt = tgt.model_copy(update=update)
+    lk = link or LINKS.get(tgt.name, DEFAULT_LINK)
+    return ClusterSpec(
+        name=f"{devices}x{tgt.name}",
+        devices=devices,
+        device=tgt,
+        link=lk,
+        source=f"{devices} x {tgt.name} ({tgt.cores} cores, {fmt_bytes(tgt.main.capacity_bytes)} {tgt.main.name}); "
+        f"link: {lk.name}" + ("" if link else " (this target's default, assumed)"),
+    )
+
+
+def _device_module(workload: WorkloadSpec, spec: ClusterSpec, profile: CostProfile) -> Module:
+    """All tables on one device, profiled: each table's cache share as if the device served them all (the
+    device level's estimate; each device's own share is profiled again when its cores are mapped)."""
+    m = lower(workload, spec.device, profile, check=False)
+    return PassManager(parse_pipeline("profile")).run(m)
+
+
+def compile_cluster(
+    workload: WorkloadSpec | str,
+    spec: ClusterSpec,
+    pipeline: str = "embmap",
+    *,
+    device_method: str = "cp-sat",
+    cost_profile: CostProfile | None = None,
+    batch: int | None = None,
+    row_cap: int | None = None,
+    distribution: Distribution | None = None,
+    solver: SolverSettings | None = None,
+    shardings: Mapping[str, Sequence[Sharding | str]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ClusterPlan:
+    """Shard a workload's tables across `spec.devices` devices, then map every device's share onto its cores
+    with `pipeline`. `batch` is the global batch: all devices' samples of one step together. `shardings`
+    limits a table's sharding types (as TorchRec's `ParameterConstraints.sharding_types` do)."""
+    solver = solver or SolverSettings()
+    if device_method not in DEVICE_METHODS:
+        raise SpecError("device_method", f"unknown: {device_method!r}", f"use one of {', '.join(DEVICE_METHODS)}")
+    w = prepare_workload(workload, batch, row_cap, distribution, None).effective()
+    check_fits(w, _as_one_target(spec))
+    profile = cost_profile or default_profile(spec.device)
+    tables = list(w.tables)
+    options = _table_options(w, spec, profile, shardings or {})
+    if device_method == "table-wise-greedy" and not all(
+        any(o.sharding is Sharding.TABLE_WISE for o in opts) for opts in options
+    ):
+        raise SpecError("device_method", "table-wise-greedy needs every table to allow table_wise", "use cp-sat")
+    choice, report = place(tables, options, spec, device_method, solver)
+    layout = tuple(
+        TableSharding(
+            table=t.name,
+            sharding=o.sharding,
+            ranks=o.ranks,
+            rows=o.rows,
+            columns=o.columns,
+            bytes_per_rank=max(o.bytes_per_rank),
+        )
+        for t, o in zip(tables, choice, strict=True)
+    )
+    devices = _device_plans(w, spec, layout, choice, pipeline, profile, solver, progress)
+    return ClusterPlan(
+        generator=tool_version(),
+        pipeline=pipeline,
+        workload=w,
+        cluster=spec,
+        shardings=layout,
+        devices=tuple(devices),
+        makespan_s=max(dp.finish_s for dp in devices),
+        solver=report,
+    )
+
+
+def _table_options(
+    w: WorkloadSpec, spec: ClusterSpec, profile: CostProfile, shardings: Mapping[str, Sequence[Sharding | str]]
+) -> list[list[Option]]:
+    """Every table's device-level options, within the sharding types it allows."""
+    module = _device_module(w, spec, profile)
+    tables = list(w.tables)
+    allowed = _allowed(shardings, tables)
+    options = []
+    for t in tables:
+        opts = options_for(t, module.table_profile(t.name), spec, w.batch_size, profile, allowed[t.name])
+        if not opts:
+            kinds = ", ".join(s.value for s in allowed[t.name])
+            raise InfeasibleError(
+                f"shardings.{t.name}",
+                f"allows only {kinds}, which cannot split it over {spec.devices} devices (dim {t.dim}, {t.rows} rows)",
+                "allow another sharding type",
+            )
+        options.append(opts)
+    return options
+
+
+def _device_plans(
+    w: WorkloadSpec,
+    spec: ClusterSpec,
+    layout: tuple[TableSharding, ...],
+    choice: list[Option],
+    pipeline: str,
+    profile: CostProfile,
+    solver: SolverSettings,
+    progress: Callable[[str], None] | None,
+) -> list[DevicePlan]:
+    """Each device's share mapped onto its cores, with its memory, compute and communication."""
+    _, send, memory = device_loads(choice, spec)
+    devices = []
+    for d in range(spec.devices):
+        if progress:
+            progress(f"device {d}: mapping its share onto {spec.device.cores} cores")
+        plans = [
+            compile(sub, spec.device, pipeline, cost_profile=profile, solver=solver, baselines=False)
+            for sub in device_workloads(w, layout, d, spec.devices)
+        ]
+        compute = sum(p.makespan_s for p in plans)
+        devices.append(
+            DevicePlan(
+                device=d,
+                plans=tuple(plans),
+                memory_bytes=memory[d],
+                compute_s=compute,
+                send_bytes=send[d],
+                comm_s=finish_s(0.0, send[d], spec.link),
+                finish_s=finish_s(compute, send[d], spec.link),
+            )
+        )
+    return devices
+
+
+def _allowed(
+    shardings: Mapping[str, Sequence[Sharding | str]], tables: list[TableSpec]
+) -> dict[str, tuple[Sharding, ...]]:
+    names = {t.name for t in tables}
+    out = {t.name: tuple(Sharding) for t in tables}
+    for name, kinds in shardings.items():
+        if name not in names:
+            raise SpecError(f"shardings.{name}", "names no table of the workload", "use the workload's table names")
+        try:
+            out[name] = tuple(Sharding(k) for k in kinds)
+        except ValueError:
+            raise SpecError(
+                f"shardings.{name}",
+                f"unknown sharding type in {list(kinds)}",
+                f"use {', '.join(s.value for s in Sharding)}",
+            ) from None
+        if not out[name]:
+            raise SpecError(f"shardings.{name}", "allows no sharding type", "name at least one")
+    return out
+
+
+def _as_one_target(spec: ClusterSpec) -> TargetSpec:
+    """The cluster as one target with all devices' memory, for the same fit checks as any workload."""
+    main = spec.device.main
+    return spec.device.model_copy(
+        update={
+            "name": spec.name,
+            "main": main.model_copy(update={"capacity_bytes": main.capacity_bytes * spec.devices}),
+        }
+    )
+
+
+def device_workloads(
+    workload: WorkloadSpec, shardings: tuple[TableSharding, ...], device: int, devices: int
+) -> list[WorkloadSpec]:
+    """What one device serves: its model-parallel shards over the global batch, and its data-parallel
+    replicas over its own samples (each a workload, omitted when empty)."""
+    by_name = {t.name: t for t in workload.tables}
+    model_parallel, replicas = [], []
+    for s in shardings:
+        if device not in s.ranks:
+            continue
+        t = by_name[s.table]
+        j = s.ranks.index(device)
+        (r0, r1), (c0, c1) = s.rows[j], s.columns[j]
+        if s.sharding is Sharding.DATA_PARALLEL:
+            replicas.append(t)
+        elif s.sharding is Sharding.TABLE_WISE:
+            model_parallel.append(t)
+        elif s.sharding is Sharding.ROW_WISE:
+            share = (r1 - r0) / t.rows
+            model_parallel.append(
+                t.model_copy(
+                    update={
+                        "name": f"{t.name}.rows{r0}-{r1}",
+                        "rows": r1 - r0,
+                        "pooling": max(1, round(t.pooling * share)),
+                    }
+                )
+            )
+        else:
+            model_parallel.append(t.model_copy(update={"name": f"{t.name}.cols{c0}-{c1}", "dim": c1 - c0}))
+    out = []
+    if model_parallel:
+        out.append(
+            workload.model_copy(
+                update={"name": f"{workload.name}.device{device}", "tables": tuple(model_parallel), "row_cap": None}
+            )
+        )
+    if replicas:
+        out.append(
+            workload.model_copy(
+                update={
+                    "name": f"{workload.name}.device{device}.replicas",
+                    "tables": tuple(replicas),
+                    "batch_size": math.ceil(workload.batch_size / devices),
+                    "row_cap": None,
+                }
+            )
+        )
+    return out
+
+
+def device_plans(plan: ClusterPlan) -> list[ExecutionPlan]:
+    return [p for d in plan.devices for p in d.plans]
+
+
+def explain_cluster(plan: ClusterPlan) -> str:
+    """Per device: its shards, predicted compute and communication; then every table's sharding."""
+    spec = plan.cluster
+    lines = [
+        f"{plan.workload.name} on {spec.name}: {spec.devices} x {spec.device.name} ({spec.device.cores} cores, "
+        f"{fmt_bytes(spec.device.main.capacity_bytes)} {spec.device.main.name}), link {spec.link.name} "
+        f"{spec.link.bandwidth_bytes_per_s / 1e9:g} GB/s",
+        f"predicted makespan {fmt_s(plan.makespan_s)} (device level: {plan.solver.method} {plan.solver.status}, "
+        f"gap {plan.solver.gap:.2%})",
+        "",
+        "device  memory      compute     send        comm        finish",
+    ]
+    for d in plan.devices:
+        lines.append(
+            f"{d.device:<7} {fmt_bytes(d.memory_bytes):<11} {fmt_s(d.compute_s):<11} {fmt_bytes(d.send_bytes):<11} "
+            f"{fmt_s(d.comm_s):<11} {fmt_s(d.finish_s)}"
+        )
+    counts: dict[str, int] = {}
+    for s in plan.shardings:
+        counts[s.sharding.value] = counts.get(s.sharding.value, 0) + 1
+    lines += ["", "shardings: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+    lines.append("table                 sharding       ranks")
+    for s in plan.shardings:
+        lines.append(f"{s.table:<21} {s.sharding.value:<14} {list(s.ranks)}")
+    return "\n".join(lines)
