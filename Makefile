@@ -59,7 +59,7 @@ bench-scale: $(STAMP) $(NATIVE)  ## plan time, gap and peak memory, synthetic 10
 	$(SCALE_BENCH)
 
 lint: $(STAMP) $(NATIVE)  ## ruff and mypy
-	$(VENV)/bin/ruff check embmap ir passes cost_models mapper workloads runtime tests tools benchmarks setup.py
+	$(VENV)/bin/ruff check embmap ir passes cost_models mapper runtime tests tools benchmarks setup.py
 	$(VENV)/bin/mypy
 
 schema: $(STAMP) $(NATIVE)  ## regenerate docs/plan.schema.json, docs/example-plan.json and the workload and target schemas
