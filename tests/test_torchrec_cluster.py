@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from embmap.ir.cluster import Sharding, verify_cluster_plan
 from embmap.ir.errors import InfeasibleError, SpecError, VerificationError
+from embmap.ir.plan import relative_gap
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.mapper import SolverSettings
-from embmap.mapper.torchrec.cluster import cluster, compile_cluster, device_workloads
-from embmap.mapper.torchrec.device_level import column_blocks, row_blocks
+from embmap.mapper.torchrec import cluster as cluster_module
+from embmap.mapper.torchrec.cluster import (
+    cluster,
+    column_blocks,
+    compile_cluster,
+    device_settings,
+    device_workloads,
+    row_blocks,
+)
 from embmap.mapper.torchrec.planner import available
 
 needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
@@ -81,6 +91,65 @@ def test_device_shares_are_what_each_device_serves() -> None:
         assert names[f"wide.cols{d * 32}-{(d + 1) * 32}"].dim == 32
         assert "tiny" in {t.name for t in replicas[0].tables}
         assert ("mid" in names) == (plan.sharding_of("mid").ranks == (d,))
+
+
+def tight_workload() -> WorkloadSpec:
+    """Six tables on three devices of 60 MiB: the replicas of the big ones do not all fit, so the device level
+    mixes sharding types and its bound comes from the packing argument rather than a single table."""
+    sizes = [(200_000, 32), (150_000, 32), (80_000, 64), (20_000, 16), (5_000, 16), (1_000, 8)]
+    tables = tuple(TableSpec(name=f"t{i}", rows=r, dim=d, pooling=2 + i) for i, (r, d) in enumerate(sizes))
+    return WorkloadSpec(name="tight", batch_size=256, tables=tables)
+
+
+def without_wall_clock(value: Any) -> Any:
+    """A plan's JSON with every wall-clock time left out: what must repeat from run to run."""
+    if isinstance(value, dict):
+        return {k: without_wall_clock(v) for k, v in value.items() if k != "wall_s"}
+    if isinstance(value, list):
+        return [without_wall_clock(v) for v in value]
+    return value
+
+
+def test_two_runs_give_identical_plans_with_the_bound_and_gap_of_the_device_level() -> None:
+    spec = cluster("ascend910", 3, memory_bytes=60 * MiB)
+    first = compile_cluster(tight_workload(), spec, solver=FAST)
+    second = compile_cluster(tight_workload(), spec, solver=FAST)
+    assert without_wall_clock(first.model_dump(mode="json")) == without_wall_clock(second.model_dump(mode="json"))
+    report = first.solver
+    assert len({s.sharding for s in first.shardings}) > 1
+    assert 0 < report.best_bound_s <= report.objective_s
+    assert report.gap == relative_gap(report.objective_s, report.best_bound_s)
+    assert report.status in ("OPTIMAL", "FEASIBLE") and (report.status == "OPTIMAL") == (report.gap == 0)
+
+
+def test_devices_with_the_same_share_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All tables replicated on 4 devices: one workload, one compile (within the devices' budget), no pack."""
+    compiled: list[tuple[str, float]] = []
+    original = cluster_module.compile
+
+    def counting(workload: WorkloadSpec, *args: Any, **kwargs: Any) -> Any:
+        compiled.append((workload.name, kwargs["solver"].time_limit_s))
+        return original(workload, *args, **kwargs)
+
+    monkeypatch.setattr(cluster_module, "compile", counting)
+    w = small_workload()
+    plan = compile_cluster(
+        w, cluster("cpu", 4, memory_bytes=1 << 30), shardings={"free": ["data_parallel"]}, solver=FAST
+    )
+    assert {s.sharding for s in plan.shardings} == {Sharding.DATA_PARALLEL}
+    assert compiled == [("dmp-small.replicas", FAST.time_limit_s)]
+    assert all(d.plans == plan.devices[0].plans for d in plan.devices)
+    assert "pack" not in plan.devices[0].plans[0].pipeline.split(",")
+    verify_cluster_plan(plan)
+
+
+def test_the_devices_share_a_budget_of_deterministic_time() -> None:
+    limit = SolverSettings(time_limit_s=2.0, seed=3)
+    assert device_settings(limit, 1) == limit
+    assert device_settings(limit, 16).time_limit_s == 1.0 and device_settings(limit, 16).seed == 3
+    assert device_settings(limit, 64).time_limit_s == 0.25
+    assert device_settings(limit, 1000).time_limit_s == cluster_module.MIN_DEVICE_LIMIT_S
+    assert device_settings(SolverSettings(time_limit_s=0.05), 64).time_limit_s == 0.05
 
 
 def test_bad_sharding_constraints_and_tables_too_large_for_the_devices() -> None:

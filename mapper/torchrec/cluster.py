@@ -11,11 +11,13 @@ The device level decides, for every table, one of TorchRec's sharding types and 
                  table's bytes on every device.
 
 It minimises the predicted time of the slowest device, compute (the device's share of the work, spread over
-its cores) plus sending its outputs, subject to every device's memory, with CP-SAT (`device_level`). The costs
-come from the same cost model as the core level (the device target's profile), so the two levels agree on what
-is expensive. Each device's share then becomes one or two ordinary workloads, mapped onto its cores by the core
-level's pipeline: the model-parallel shards over the global batch, and the data-parallel replicas over the
-device's own samples (TorchRec runs the two groups one after the other, too).
+its cores) plus sending its outputs, subject to every device's memory, with CP-SAT (`device_level`, with its
+lower bound and gap). The costs come from the same cost model as the core level (the device target's profile),
+so the two levels agree on what is expensive. Each device's share then becomes one or two ordinary workloads,
+mapped onto its cores by the core level's pipeline: the model-parallel shards over the global batch, and the
+data-parallel replicas over the device's own samples (TorchRec runs the two groups one after the other, too).
+The replicas are the same workload on every device and are compiled once; the devices' compiles share one
+budget of deterministic time (`device_settings`) and leave out `DEVICE_SKIPPED_PASSES`.
 
 A row-wise block is planned at the core level as a table of its rows with the table's pooling scaled by the
 block's share of the rows (rounded, at least one lookup per sample); the device level uses the exact share.
@@ -23,22 +25,26 @@ block's share of the rows (rounded, at least one lookup per sample); the device 
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from embmap.cost_models.analytic import ItemShape, item_cost
 from embmap.ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import InfeasibleError, SpecError
 from embmap.ir.lowering import check_fits, lower
-from embmap.ir.module import Module
-from embmap.ir.plan import ExecutionPlan
+from embmap.ir.module import Module, TableProfile
+from embmap.ir.plan import ExecutionPlan, Strategy
 from embmap.ir.printer import fmt_bytes, fmt_s
 from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
 from embmap.mapper.backend import tool_version
 from embmap.mapper.compiler import compile, prepare_workload, resolve_target
+from embmap.mapper.pipelines import pipeline_for
 from embmap.mapper.profiles import default_profile
-from embmap.mapper.torchrec.device_level import Option, device_loads, finish_s, options_for, place
-from embmap.passes import PassManager, parse_pipeline
+from embmap.mapper.torchrec.device_level import Option, place
+from embmap.passes import PassManager, parse_pipeline, pipeline_text
+from embmap.passes.solver.progress import ProgressListener
 from embmap.passes.solver.settings import SolverSettings
 
 DEVICE_METHODS = ("cp-sat", "table-wise-greedy")
@@ -49,6 +55,127 @@ LINKS = {
     "cpu": LinkSpec(name="gloo (TCP loopback)", bandwidth_bytes_per_s=2e9, latency_s=100e-6),
 }
 DEFAULT_LINK = LinkSpec(name="network", bandwidth_bytes_per_s=10e9, latency_s=20e-6)
+OUTPUT_BYTES = 4  # pooled outputs travel in fp32
+
+# The devices' core-level compiles share this many times the time limit (CP-SAT's deterministic seconds), split
+# evenly over the distinct device workloads, each given at most the limit itself and at least
+# `MIN_DEVICE_LIMIT_S`: 64 devices with shares of their own would otherwise take 64 full searches.
+DEVICE_BUDGET_FACTOR = 8.0
+MIN_DEVICE_LIMIT_S = 0.1
+# Passes left out of the devices' pipelines. `pack` (the configuration LP with the local buffers, then the pattern
+# dive) has no time limit: it took 60-94 s of the 81-111 s one device's compile of criteo-1tb-t3 on 16 x
+# ascend910 took (26 replicas, 64 samples, 32 cores; 2 CPU cores), and improved no plan there.
+DEVICE_SKIPPED_PASSES = ("pack",)
+
+
+def row_blocks(rows: int, devices: int) -> tuple[tuple[int, int], ...]:
+    """TorchRec's even row-wise split: blocks of ceil(rows / devices) rows, the last one shorter (or empty)."""
+    block = math.ceil(rows / devices)
+    return tuple((min(rows, d * block), min(rows, (d + 1) * block)) for d in range(devices))
+
+
+def column_blocks(dim: int, devices: int) -> tuple[tuple[int, int], ...] | None:
+    """Equal column blocks over all devices, or None where the dim does not split evenly (TorchRec needs
+    column shards of equal width, a multiple of 4 columns)."""
+    if devices < 2 or dim % devices or (dim // devices) % 4:
+        return None
+    width = dim // devices
+    return tuple((d * width, (d + 1) * width) for d in range(devices))
+
+
+def options_for(
+    t: TableSpec,
+    stats: TableProfile,
+    spec: ClusterSpec,
+    batch: int,
+    profile: CostProfile,
+    allowed: tuple[Sharding, ...] = tuple(Sharding),
+) -> list[Option]:
+    return [o for o in _all_options(t, stats, spec, batch, profile) if o.sharding in allowed]
+
+
+def _all_options(
+    t: TableSpec, stats: TableProfile, spec: ClusterSpec, batch: int, profile: CostProfile
+) -> list[Option]:
+    n, tgt = spec.devices, spec.device
+    local_batch = math.ceil(batch / n)
+    strategies = [s for s in Strategy if not s.preloaded or t.bytes <= tgt.local.capacity_bytes]
+
+    def cost(table: TableSpec, rows: tuple[int, int], samples: int) -> float:
+        return min(item_cost(ItemShape(s, rows, (0, samples)), table, stats, tgt, profile).total_s for s in strategies)
+
+    others = (n - 1) / n  # the share of the samples that live on other devices
+    out_bytes = batch * t.dim * OUTPUT_BYTES
+    full = ((0, t.rows),)
+    opts = [
+        Option(
+            Sharding.TABLE_WISE,
+            (d,),
+            (cost(t, (0, t.rows), batch),),
+            (round(out_bytes * others),),
+            (t.bytes,),
+            full,
+            ((0, t.dim),),
+        )
+        for d in range(n)
+    ]
+    if n == 1:
+        return opts
+    blocks = row_blocks(t.rows, n)
+    if all(b > a for a, b in blocks):
+        opts.append(
+            Option(
+                Sharding.ROW_WISE,
+                tuple(range(n)),
+                tuple(cost(t, blk, batch) for blk in blocks),
+                tuple(round(out_bytes * others) for _ in blocks),
+                tuple((b - a) * t.row_bytes for a, b in blocks),
+                blocks,
+                tuple((0, t.dim) for _ in blocks),
+            )
+        )
+    cols = column_blocks(t.dim, n)
+    if cols is not None:
+        narrow = t.model_copy(update={"dim": t.dim // n})
+        c = cost(narrow, (0, t.rows), batch)
+        opts.append(
+            Option(
+                Sharding.COLUMN_WISE,
+                tuple(range(n)),
+                tuple(c for _ in cols),
+                tuple(round(out_bytes / n * others) for _ in cols),
+                tuple(narrow.bytes for _ in cols),
+                tuple((0, t.rows) for _ in cols),
+                cols,
+            )
+        )
+    c = cost(t, (0, t.rows), local_batch)
+    opts.append(
+        Option(
+            Sharding.DATA_PARALLEL,
+            tuple(range(n)),
+            tuple(c for _ in range(n)),
+            tuple(0 for _ in range(n)),
+            tuple(t.bytes for _ in range(n)),
+            tuple((0, t.rows) for _ in range(n)),
+            tuple((0, t.dim) for _ in range(n)),
+        )
+    )
+    return opts
+
+
+def device_loads(choice: list[Option], spec: ClusterSpec) -> tuple[list[float], list[int], list[int]]:
+    compute, send, memory = [0.0] * spec.devices, [0] * spec.devices, [0] * spec.devices
+    for o in choice:
+        for r, c, s, b in zip(o.ranks, o.compute_s, o.send_bytes, o.bytes_per_rank, strict=True):
+            compute[r] += c / spec.device.cores
+            send[r] += s
+            memory[r] += b
+    return compute, send, memory
+
+
+def finish_s(compute: float, send: int, link: LinkSpec) -> float:
+    return compute + (link.latency_s + send / link.bandwidth_bytes_per_s if send else 0.0)
 
 
 def cluster(
@@ -109,11 +236,16 @@ def compile_cluster(
     distribution: Distribution | None = None,
     solver: SolverSettings | None = None,
     shardings: Mapping[str, Sequence[Sharding | str]] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressListener | None = None,
 ) -> ClusterPlan:
     """Shard a workload's tables across `spec.devices` devices, then map every device's share onto its cores
-    with `pipeline`. `batch` is the global batch: all devices' samples of one step together. `shardings`
-    limits a table's sharding types (as TorchRec's `ParameterConstraints.sharding_types` do)."""
+    with `pipeline` (less `DEVICE_SKIPPED_PASSES`). `batch` is the global batch: all devices' samples of one
+    step together. `shardings` limits a table's sharding types (as TorchRec's `ParameterConstraints.sharding_types`
+    do). `progress` follows the device level's CP-SAT search (`passes.solver.progress`), where it runs.
+
+    `solver` bounds the device level's search; the devices' compiles share `DEVICE_BUDGET_FACTOR` times its
+    time limit (`device_settings`), and devices with the same share (data-parallel replicas) share one compile.
+    All limits count deterministic time: the same settings give the same plan on every run."""
     solver = solver or SolverSettings()
     if device_method not in DEVICE_METHODS:
         raise SpecError("device_method", f"unknown: {device_method!r}", f"use one of {', '.join(DEVICE_METHODS)}")
@@ -121,12 +253,12 @@ def compile_cluster(
     check_fits(w, _as_one_target(spec))
     profile = cost_profile or default_profile(spec.device)
     tables = list(w.tables)
-    options = _table_options(w, spec, profile, shardings or {})
+    options = table_options(w, spec, profile, shardings or {})
     if device_method == "table-wise-greedy" and not all(
         any(o.sharding is Sharding.TABLE_WISE for o in opts) for opts in options
     ):
         raise SpecError("device_method", "table-wise-greedy needs every table to allow table_wise", "use cp-sat")
-    choice, report = place(tables, options, spec, device_method, solver)
+    choice, report = place(tables, options, spec, device_method, solver, progress=progress)
     layout = tuple(
         TableSharding(
             table=t.name,
@@ -138,7 +270,7 @@ def compile_cluster(
         )
         for t, o in zip(tables, choice, strict=True)
     )
-    devices = _device_plans(w, spec, layout, choice, pipeline, profile, solver, progress)
+    devices = _device_plans(w, spec, layout, choice, pipeline, profile, solver)
     return ClusterPlan(
         generator=tool_version(),
         pipeline=pipeline,
@@ -151,7 +283,7 @@ def compile_cluster(
     )
 
 
-def _table_options(
+def table_options(
     w: WorkloadSpec, spec: ClusterSpec, profile: CostProfile, shardings: Mapping[str, Sequence[Sharding | str]]
 ) -> list[list[Option]]:
     """Every table's device-level options, within the sharding types it allows."""
@@ -180,23 +312,26 @@ def _device_plans(
     pipeline: str,
     profile: CostProfile,
     solver: SolverSettings,
-    progress: Callable[[str], None] | None,
 ) -> list[DevicePlan]:
-    """Each device's share mapped onto its cores, with its memory, compute and communication."""
+    """Each device's share mapped onto its cores, with its memory, compute and communication. A workload that
+    several devices serve (the data-parallel replicas, the same on every device) is compiled once."""
     _, send, memory = device_loads(choice, spec)
+    shares = [device_workloads(w, layout, d, spec.devices) for d in range(spec.devices)]
+    distinct = {sub.model_dump_json(): sub for subs in shares for sub in subs}
+    settings = device_settings(solver, len(distinct))
+    passes = device_pipeline(pipeline)
+    compiled = {
+        key: compile(sub, spec.device, passes, cost_profile=profile, solver=settings, baselines=False)
+        for key, sub in distinct.items()
+    }
     devices = []
-    for d in range(spec.devices):
-        if progress:
-            progress(f"device {d}: mapping its share onto {spec.device.cores} cores")
-        plans = [
-            compile(sub, spec.device, pipeline, cost_profile=profile, solver=solver, baselines=False)
-            for sub in device_workloads(w, layout, d, spec.devices)
-        ]
+    for d, subs in enumerate(shares):
+        plans = tuple(compiled[sub.model_dump_json()] for sub in subs)
         compute = sum(p.makespan_s for p in plans)
         devices.append(
             DevicePlan(
                 device=d,
-                plans=tuple(plans),
+                plans=plans,
                 memory_bytes=memory[d],
                 compute_s=compute,
                 send_bytes=send[d],
@@ -205,6 +340,18 @@ def _device_plans(
             )
         )
     return devices
+
+
+def device_settings(solver: SolverSettings, distinct: int) -> SolverSettings:
+    """The settings of each of `distinct` device compiles: the time limit an even share of
+    `DEVICE_BUDGET_FACTOR` times the given one, within [`MIN_DEVICE_LIMIT_S`, the given one]."""
+    share = DEVICE_BUDGET_FACTOR * solver.time_limit_s / max(1, distinct)
+    return dataclasses.replace(solver, time_limit_s=min(solver.time_limit_s, max(MIN_DEVICE_LIMIT_S, share)))
+
+
+def device_pipeline(pipeline: str) -> str:
+    """The pass list a device's share is compiled with: `pipeline` less `DEVICE_SKIPPED_PASSES`."""
+    return pipeline_text([p for p in parse_pipeline(pipeline_for(pipeline)) if p.name not in DEVICE_SKIPPED_PASSES])
 
 
 def _allowed(
@@ -280,7 +427,7 @@ def device_workloads(
         out.append(
             workload.model_copy(
                 update={
-                    "name": f"{workload.name}.device{device}.replicas",
+                    "name": f"{workload.name}.replicas",  # the same on every device: compiled once
                     "tables": tuple(replicas),
                     "batch_size": math.ceil(workload.batch_size / devices),
                     "row_cap": None,
