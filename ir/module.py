@@ -164,6 +164,12 @@ class Module(Frozen):
     table_profiles: tuple[TableProfile, ...] | None = None
     candidates: tuple[TableCandidates, ...] | None = None
     options: tuple[TableOptions, ...] | None = None
+    part_counts: str | None = Field(
+        None,
+        description="the part counts the menus offer: 'every' (1 to the cores), 'sparse' (1 to 8, powers of "
+        "two, the cores and the fewest row shards that fit) where every count would make the model too big, or "
+        "the partition policy that restricts them (split-all, whole)",
+    )
     items: tuple[WorkItem, ...] | None = None
     schedules: tuple[CoreSchedule, ...] | None = None
     solver: SolverReport | None = Field(

@@ -148,6 +148,18 @@ class SolverReport(Frozen):
     interrupted: bool = Field(
         False, description="Ctrl-C stopped the search: the plan is the best found by then, and the gap says how good"
     )
+    part_counts: str | None = Field(
+        None,
+        description="the part counts the menu offered: 'every' (1 to the cores), 'sparse' (1 to 8, powers of two, "
+        "the cores, the fewest row shards that fit) where every count would make the model too big, the "
+        "partition policy that restricts them, or 'forced' (calibration's one-option plans, whose bounds are that "
+        "option's)",
+    )
+    menu_bound_s: float | None = Field(
+        None,
+        description="a bound over the plans of this pipeline's own menu only (its strategies, part counts and cuts), "
+        "as its passes proved it; other plans may be faster. best_bound_s is the bound over every plan",
+    )
 
     @classmethod
     def of(
@@ -171,6 +183,17 @@ class SolverReport(Frozen):
         """The report with a new objective and bound (the gap follows) and the fields in `more`."""
         gap = relative_gap(objective_s, best_bound_s)
         return self.model_copy(update={"objective_s": objective_s, "best_bound_s": best_bound_s, "gap": gap, **more})
+
+    def over_whole_space(self, objective_s: float, space_bound_s: float) -> SolverReport:
+        """The report of the plan written: its makespan as the objective and the bound over every plan the format
+        allows as the best bound (the gap follows); the bound proven over the pipeline's menu moves to
+        `menu_bound_s`. OPTIMAL exactly where the plan meets the whole-space bound."""
+        # The menu's bound is the solver's, on costs rounded up to whole nanoseconds: at most the plan's makespan,
+        # as the plan is one of the menu's.
+        report = self.updated(objective_s, space_bound_s, menu_bound_s=min(self.best_bound_s, objective_s))
+        if report.gap == 0.0:
+            return report.model_copy(update={"status": "OPTIMAL"})
+        return report.model_copy(update={"status": "FEASIBLE"}) if report.status == "OPTIMAL" else report
 
     def with_start_up(self, start_s: float) -> SolverReport:
         """The report with the per-core start-up added to its objectives and bound (the gap follows). The
@@ -236,7 +259,10 @@ class ExecutionPlan(Frozen):
     items: tuple[PlanItem, ...]
     cores: tuple[PlanCore, ...]
     makespan_s: float = Field(description="predicted time of one batch: the last core to finish")
-    lower_bound_s: float = Field(description="no plan on this target can be faster, under this cost model")
+    lower_bound_s: float = Field(
+        description="no plan the format allows on this target can be faster under this cost model: any strategy, "
+        "mode, part count and cut of every table (solver.menu_bound_s holds the bound over this pipeline's menu)"
+    )
     total_work_s: float
     solver: SolverReport
     baselines_s: dict[str, float] = Field(

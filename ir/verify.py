@@ -126,6 +126,13 @@ def _table_item_violations(t: TableSpec, batch: int, items: list[WorkItem]) -> l
         out.append(f"table {t.name}: parts use different strategies")
     if len({it.core for it in lookups}) != len(lookups):
         out.append(f"table {t.name}: two parts on one core")
+    whole_rows = all(it.rows == (0, t.rows) for it in lookups)
+    whole_batch = all(it.samples == (0, batch) for it in lookups)
+    if not (whole_rows or whole_batch):
+        out.append(
+            f"table {t.name}: cut both ways; every part must read all rows (a cut by samples) or the whole batch "
+            "(a cut by rows)"
+        )
     rects = np.array([(*it.rows, *it.samples) for it in lookups], dtype=np.int64)
     r0, r1, s0, s1 = rects.T
     if (

@@ -8,6 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 from embmap.ir.errors import PipelineError
 from embmap.ir.module import Module
 from embmap.ir.plan import ExecutionPlan, PartitionMode, PlanCore, PlanItem, PlanTable, WorkItem
+from embmap.passes.base import PassContext
+from embmap.passes.profile import ProfilePass
+from embmap.passes.solver.space import space_bound_s
 
 
 def tool_version() -> str:
@@ -17,9 +20,14 @@ def tool_version() -> str:
         return "embmap (source tree)"
 
 
-def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | None = None) -> ExecutionPlan:
+def emit_plan(
+    module: Module, pipeline: str, baselines_s: dict[str, float] | None = None, *, whole_space: bool = True
+) -> ExecutionPlan:
     """The plan of an assigned and scheduled module. The module keeps its bound and solver report in busy time;
-    here, and only here, the per-core start-up every plan pays once is added to them."""
+    here, and only here, the per-core start-up every plan pays once is added to them. The passes' bounds cover
+    their menus; the plan's bound covers every plan the format allows (`solver.space`), the menu's moving to
+    `solver.menu_bound_s`. Without `whole_space` (calibration's forced plans, which measure one option and
+    are never compiled for a user), the plan keeps the menu's bound and says so (`solver.part_counts` "forced")."""
     if module.items is None or module.schedules is None or module.solver is None or module.lower_bound_s is None:
         raise PipelineError(
             "pipeline", "did not assign and schedule the work", "end the pipeline with assign-cores,schedule"
@@ -61,6 +69,13 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
         )
         for s in module.schedules
     )
+    makespan = module.makespan_s or 0.0
+    start_up = module.cost_profile.core_start_s
+    if whole_space:
+        profiled = module if module.table_profiles is not None else ProfilePass().apply(module, PassContext())
+        space, counts = space_bound_s(profiled), module.part_counts
+    else:
+        space, counts = module.lower_bound_s, "forced"
     return ExecutionPlan(
         generator=tool_version(),
         pipeline=pipeline,
@@ -72,9 +87,11 @@ def emit_plan(module: Module, pipeline: str, baselines_s: dict[str, float] | Non
         tables=tuple(tables),
         items=items,
         cores=cores,
-        makespan_s=module.makespan_s or 0.0,
-        lower_bound_s=module.lower_bound_s + module.cost_profile.core_start_s,
+        makespan_s=makespan,
+        lower_bound_s=space + start_up,
         total_work_s=sum(it.cost.total_s for it in module.items),
-        solver=module.solver.with_start_up(module.cost_profile.core_start_s),
+        solver=module.solver.with_start_up(start_up)
+        .over_whole_space(makespan, space + start_up)
+        .model_copy(update={"part_counts": counts}),
         baselines_s=baselines_s or {},
     )

@@ -114,7 +114,7 @@ def forced_plan(
     )
     m = m.model_copy(update={"options": options})
     m = PassManager(parse_pipeline(f"assign-cores{{method={method}}},schedule")).run(m)
-    return emit_plan(m, name), m
+    return emit_plan(m, name, whole_space=False), m
 
 
 def measurements_of(plan: ExecutionPlan, reports: Sequence[RunReport], group: str) -> list[Measurement]:

@@ -13,8 +13,16 @@ from embmap.ir.plan import PartitionMode, Strategy
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
 from embmap.passes.base import ModulePass, PassContext, register
+from embmap.passes.solver.cpsat import cpsat_boolean_limit
 from embmap.passes.solver.options import OptionShape, option_shape, pareto_front
 from embmap.passes.solver.problem import to_units
+
+
+# Every part count from 1 to the cores is offered where the menus' shapes number at most this (each costs two
+# calls of the cost model: about half a second) and the CP-SAT model they make stays within its size rule
+# (`cpsat_boolean_limit`); else the sparse counts of `part_counts`. The plan's bound covers every count either
+# way (`solver.space`), and the plan says which menu it was chosen from (`Module.part_counts`).
+MAX_EVERY_COUNT_SHAPES = 50_000
 
 
 class PartitionPolicy(enum.StrEnum):
@@ -45,17 +53,31 @@ class PartitionPass(ModulePass):
         assert module.candidates is not None
         cores = module.target.cores
         limit = min(cores, self.max_parts) if self.max_parts else cores
+        shapes = sum(2 * limit * len(c.candidates) for c in module.candidates)
+        if self.policy is PartitionPolicy.ENUMERATE and shapes <= MAX_EVERY_COUNT_SHAPES:
+            menus = self._menus(module, limit, every=True)
+            if cores * sum(len(m.options) for m in menus) <= cpsat_boolean_limit(ctx.solver.time_limit_s):
+                return module.model_copy(update={"options": menus, "part_counts": "every"})
+        menus = self._menus(module, limit, every=False)
+        if self.policy is not PartitionPolicy.ENUMERATE:
+            counts = self.policy.value
+        else:
+            counts = "every" if limit <= 8 else "sparse"
+        return module.model_copy(update={"options": menus, "part_counts": counts})
+
+    def _menus(self, module: Module, limit: int, every: bool) -> tuple[TableOptions, ...]:
+        assert module.candidates is not None
         menus = []
         cap = module.target.local.capacity_bytes
         for t, cands in zip(module.workload.tables, module.candidates, strict=True):
             strategies = [c.strategy for c in cands.candidates]
-            shapes = [s for s in self._enumerate(module, t, strategies, limit) if s.part_bytes <= cap]
+            shapes = [s for s in self._enumerate(module, t, strategies, limit, every) if s.part_bytes <= cap]
             if not shapes:
                 raise self._no_option(module, t, strategies, limit)
             if self.prune:  # before the options are built: most are dominated, and some have hundreds of parts
                 shapes = pareto_front(shapes, key=lambda s: (s.parts, to_units(s.part_s), s.part_bytes))
             menus.append(TableOptions(table=t.name, options=tuple(s.build() for s in shapes)))
-        return module.model_copy(update={"options": tuple(menus)})
+        return tuple(menus)
 
     def _no_option(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> InfeasibleError:
         """Only preloaded strategies are allowed and no part of the table fits one core's local buffer: the
@@ -87,7 +109,9 @@ class PartitionPass(ModulePass):
             ", ".join(fixes[:-1]) + ", or " + fixes[-1],
         )
 
-    def _enumerate(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> list[OptionShape]:
+    def _enumerate(
+        self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int, every: bool = False
+    ) -> list[OptionShape]:
         batch = module.workload.batch_size
         if self.policy is PartitionPolicy.SPLIT_ALL:
             shapes = [(s, PartitionMode.SAMPLES, min(limit, batch)) for s in strategies]
@@ -95,10 +119,11 @@ class PartitionPass(ModulePass):
             shapes = [(s, PartitionMode.SAMPLES, 1) for s in strategies]
         else:
             local = module.target.local.capacity_bytes
+            counts = (lambda n: list(range(1, n + 1))) if every else part_counts
             shapes = []
             for s in strategies:
-                shapes += [(s, PartitionMode.SAMPLES, k) for k in part_counts(min(limit, batch))]
-                rows_k = set(part_counts(min(limit, t.rows)))
+                shapes += [(s, PartitionMode.SAMPLES, k) for k in counts(min(limit, batch))]
+                rows_k = set(counts(min(limit, t.rows)))
                 if s.preloaded and t.bytes > local:
                     rows_k.add(-(-t.bytes // local))  # the fewest shards that fit the local buffer
                 shapes += [(s, PartitionMode.ROWS, k) for k in sorted(rows_k) if 1 < k <= min(limit, t.rows)]

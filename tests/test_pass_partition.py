@@ -83,7 +83,8 @@ def test_split_all_cuts_every_table_over_every_core_with_each_strategy_that_fits
         TableOptions(table="big", options=(option("big", Strategy.GM),)),
     )
     assert [s for s in split_range(7, 3)] == [(0, 3), (3, 5), (5, 7)]
-    assert after.model_copy(update={"options": None, "history": ()}) == before
+    assert after.part_counts == "split-all"
+    assert after.model_copy(update={"options": None, "part_counts": None, "history": ()}) == before
 
 
 def test_partition_split_all_and_whole(lowered: Module) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from embmap.ir.module import Module, SampleLine
+from embmap.ir.module import Module, PartitionOption, SampleLine
 from embmap.passes.solver.config_lp import (
     Budget,
     Grid,
@@ -88,25 +88,46 @@ def lower_bound_s(
     work under the identity and their parts at the least sizes they can have under every other function."""
     assert module.options is not None
     extra = flexible or {}
+    fixed = [list(m.options) for m in module.options]
+    more = [list(extra.get(m.table, ())) for m in module.options]
+    cap = module.target.local.capacity_bytes
+    return _menu_bound_s(fixed, more, module.target.cores, cap if buffers else None)
+
+
+def flexible_lower_bound_s(
+    options: Sequence[Sequence[FlexibleOption]], cores: int, capacity_bytes: int | None
+) -> float:
+    """The bound of `lower_bound_s` over tables that take one of their flexible options each (and nothing
+    else); `capacity_bytes` None: as if the local buffers were unlimited."""
+    return _menu_bound_s([[] for _ in options], [list(o) for o in options], cores, capacity_bytes)
+
+
+def _menu_bound_s(
+    fixed: Sequence[Sequence[PartitionOption]],
+    more: Sequence[Sequence[FlexibleOption]],
+    cores: int,
+    capacity_bytes: int | None,
+) -> float:
+    """The work bound raised by the DFFs (with the buffers priced unless `capacity_bytes` is None), per table
+    over its `fixed` options (parts as they are) and its `more` flexible ones."""
     menus, sizes, held, least = [], [], [], []
-    for m in module.options:
-        more = extra.get(m.table, ())
-        menus.append([(o.part_s, o.work_s) for o in m.options] + [(f.largest_s, f.work_s) for f in more])
+    for opts, flex in zip(fixed, more, strict=True):
+        menus.append([(o.part_s, o.work_s) for o in opts] + [(f.largest_s, f.work_s) for f in flex])
         # The bin-packing bound on part sizes rounded down to whole units (smaller parts only weaken it).
         sizes.append(
-            [(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in m.options]
-            + [(f.parts, math.floor(max(0.0, f.work_s / f.parts) / TIME_UNIT_S)) for f in more]
+            [(o.parts, math.floor(o.least_part_s / TIME_UNIT_S)) for o in opts]
+            + [(f.parts, math.floor(max(0.0, f.work_s / f.parts) / TIME_UNIT_S)) for f in flex]
         )
-        held.append([sum(o.local_bytes_per_part) for o in m.options] + [f.held_bytes for f in more])
-        least.append([None] * len(m.options) + [math.floor(max(0.0, f.least_s) / TIME_UNIT_S) for f in more])
-    work = choice_lower_bound(menus, module.target.cores)
+        held.append([sum(o.local_bytes_per_part) for o in opts] + [f.held_bytes for f in flex])
+        least.append([None] * len(opts) + [math.floor(max(0.0, f.least_s) / TIME_UNIT_S) for f in flex])
+    work = choice_lower_bound(menus, cores)
     packed, _ = dff_lower_bound(
         sizes,
-        module.target.cores,
+        cores,
         math.floor(work / TIME_UNIT_S),
-        held=held if buffers else None,
-        capacity_bytes=module.target.local.capacity_bytes,
-        flexible=least if extra else None,
+        held=held if capacity_bytes is not None else None,
+        capacity_bytes=capacity_bytes or 0,
+        flexible=least if any(more) else None,
     )
     return max(work, packed * TIME_UNIT_S)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -107,7 +108,7 @@ def uneven_plans(module: Module, splittable: frozenset[str], bound_s: float) -> 
     assert module.items is not None
     plans = [rebalance(module, module.items, splittable)]
     if module.previous is not None:
-        return plans
+        return [priced(module, p) for p in plans]
     full = AssignmentProblem.from_module(module)
     tried: list[dict[int, Strategy]] = []
     for bend in BENDS:
@@ -116,7 +117,20 @@ def uneven_plans(module: Module, splittable: frozenset[str], bound_s: float) -> 
             continue  # a wider bend that pours no other table builds the same plan
         tried.append(fluid)
         plans.extend(poured(module, full, fluid, splittable, bound_s))
-    return plans
+    return [priced(module, p) for p in plans]
+
+
+def priced(module: Module, items: Sequence[WorkItem]) -> tuple[WorkItem, ...]:
+    """`items` with each part priced as the cost model prices a part of its table's final part count: the cuts
+    above are searched with the cost of a part read alone, and a table cut over every core is read together
+    (`Module.part_profile`)."""
+    parts = Counter(it.table for it in items)
+    out = []
+    for it in items:
+        t, stats = module.table(it.table), module.part_profile(it.table, parts[it.table])
+        cost = item_cost(ItemShape(it.strategy, it.rows, it.samples), t, stats, module.target, module.cost_profile)
+        out.append(it.model_copy(update={"cost": cost}))
+    return tuple(out)
 
 
 def rebalance(module: Module, items: Sequence[WorkItem], splittable: frozenset[str]) -> tuple[WorkItem, ...]:

@@ -1,0 +1,207 @@
+"""The whole space of plans, as a bound sees it: every plan the format allows, whatever a menu offers.
+
+A plan serves each table with one strategy, cut by samples (every part all rows) or by rows (every part the
+whole batch) into k parts of any sizes, 1 <= k <= cores, one per core. For every table, strategy, mode and k,
+`space_options` gives a `FlexibleOption`: the least its largest part can take (the cost of ceil(n / k)), the
+least its parts can take together (k times the convex envelope of the part cost at n / k) and its local
+bytes; `space_bound_s` is the work bound and the DFFs over them. Why it holds: docs/design.md, "The
+whole-space bound".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from embmap.cost_models.analytic import ItemShape, item_seconds
+from embmap.ir.module import Module, TableProfile, reads_together
+from embmap.ir.plan import PartitionMode, Strategy
+from embmap.ir.spec import TableSpec
+from embmap.passes.solver.bounds import FlexibleOption, flexible_lower_bound_s
+
+EXACT = 64  # part sizes read exactly at both ends of a range read on a grid
+RATIO = 1.01  # between them, sizes on a geometric grid growing by this factor (the bound loses about 1% of
+# what the grid steps over, and the grid costs ln(n / EXACT) / ln(RATIO) calls of the cost model)
+TOGETHER_RATIO = 1.02  # the same for the cost of parts read together, which one part count uses
+# Where the local memory is a cache, a part's cost is not monotone in its samples (its private cache hits grow
+# with its draws: a part of more samples may cost 39% less), so sample cuts are read at every size. Elsewhere
+# it never falls with more samples, and row shards cost at most 0.19% less with more rows (tests/
+# test_solver_space.py checks both): those are read on the grid, the cost between grid points taken as at
+# least (1 - ROW_DROP) x the cost at the grid point below (twice the fall measured).
+ROW_DROP = 0.004
+
+
+def space_bound_s(module: Module) -> float:
+    """A lower bound (busy time) on the makespan of every plan of the module's workload on its target under its
+    cost model: any strategy, mode, part count and cut of every table."""
+    options = space_options(module)
+    return flexible_lower_bound_s(list(options.values()), module.target.cores, module.target.local.capacity_bytes)
+
+
+def space_options(module: Module) -> dict[str, list[FlexibleOption]]:
+    """Per table, a flexible option for each way to serve it: strategy, mode and part count."""
+    return {t.name: table_options(module, t) for t in module.workload.tables}
+
+
+_CACHE: dict[tuple[object, ...], list[FlexibleOption]] = {}  # a process compiles the same tables many times
+_CACHE_SIZE = 4096
+
+
+def clear_cache() -> None:
+    """Forget the options computed so far (a benchmark that times compiles of the same tables calls it)."""
+    _CACHE.clear()
+
+
+def table_options(module: Module, t: TableSpec) -> list[FlexibleOption]:
+    key: tuple[object, ...] = (t, module.table_profile(t.name), module.workload.batch_size)
+    key += (module.target.model_dump_json(), module.cost_profile.model_dump_json())
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = _table_options(module, t)
+    return _CACHE[key]
+
+
+def _table_options(module: Module, t: TableSpec) -> list[FlexibleOption]:
+    out: list[FlexibleOption] = []
+    base = module.table_profile(t.name)
+    for strategy in Strategy:
+        for mode in PartitionMode:
+            counts = part_counts(module, t, strategy, mode)
+            for together in (False, True):
+                group = [k for k in counts if reads_together(k, module.target.cores) == together]
+                if group:
+                    stats = base.read_together() if together else base
+                    out += _options(module, t, strategy, mode, stats, group, TOGETHER_RATIO if together else RATIO)
+    return out
+
+
+def part_counts(module: Module, t: TableSpec, strategy: Strategy, mode: PartitionMode) -> list[int]:
+    """The part counts a plan may cut `t` into with `strategy` and `mode`: 1..cores samples parts (none if a
+    preloaded table does not fit the local buffer), 2..cores row shards (as many as hold all rows)."""
+    cores, cap = module.target.cores, module.target.local.capacity_bytes
+    if mode is PartitionMode.SAMPLES:
+        if strategy.preloaded and t.bytes > cap:
+            return []
+        return list(range(1, min(cores, module.workload.batch_size) + 1))
+    fewest = 2
+    if strategy.preloaded:
+        fit = cap // t.row_bytes  # rows of one shard that fit the local buffer
+        if fit == 0:
+            return []
+        fewest = max(fewest, -(-t.rows // fit))
+    return list(range(fewest, min(cores, t.rows) + 1))
+
+
+def _options(
+    module: Module,
+    t: TableSpec,
+    strategy: Strategy,
+    mode: PartitionMode,
+    stats: TableProfile,
+    counts: list[int],
+    ratio: float,
+) -> list[FlexibleOption]:
+    batch = module.workload.batch_size
+    n = batch if mode is PartitionMode.SAMPLES else t.rows
+
+    def cost(size: int) -> float:
+        if mode is PartitionMode.SAMPLES:
+            shape = ItemShape(strategy, (0, t.rows), (0, size))
+        else:
+            shape = ItemShape(strategy, (0, size), (0, batch))
+        return item_seconds(shape, t, stats, module.target, module.cost_profile)
+
+    queries = [n / k for k in counts]
+    if mode is PartitionMode.SAMPLES and module.target.local_is_cache:
+        curve = Envelope(cost, n, queries)  # every size: nothing is assumed of the cost between sizes
+    elif mode is PartitionMode.SAMPLES:
+        curve = Envelope(cost, n, queries, ratio, drop=ROW_DROP)
+    else:  # a row shard holds fewer rows than the table (a whole table is priced without a shard's costs)
+        curve = Envelope(cost, n - 1, queries, ratio, drop=ROW_DROP)
+    out = []
+    for k in counts:
+        if mode is PartitionMode.SAMPLES:
+            held = k * t.bytes if strategy.preloaded else 0
+        else:
+            held = t.bytes if strategy.preloaded else 0
+        out.append(
+            FlexibleOption(
+                parts=k,
+                largest_s=curve.least_from(-(-n // k)),  # some part has at least ceil(n / k)
+                work_s=k * curve.at(n / k),  # sum of c(n_i) >= sum of e(n_i) >= k e(n / k), e convex under c
+                least_s=curve.least_from(1),
+                held_bytes=held,
+            )
+        )
+    return out
+
+
+class Envelope:
+    """A convex function e <= c on the sizes 1..n: the lower convex hull of c read at every size, or (with a
+    `ratio`) at a grid of sizes (every size near both ends, a geometric grid between, and the sizes next to each
+    of `queries`) with, between grid points g < g', the point (g' - 1, (1 - drop) c(g)): a cost that falls by at
+    most `drop` from a size to a larger one is at least that for g <= m < g'."""
+
+    def __init__(
+        self,
+        cost: Callable[[int], float],
+        n: int,
+        queries: Sequence[float],
+        ratio: float | None = None,
+        drop: float = 0.0,
+    ) -> None:
+        self._cost = cost
+        self._exact: dict[int, float] = {}
+        near = [max(1, min(n, f(q))) for q in queries for f in (math.floor, math.ceil)]
+        every = np.arange(1, n + 1, dtype=np.int64)
+        g = np.unique(np.concatenate([every if ratio is None else _grid(n, ratio), np.asarray(near, dtype=np.int64)]))
+        values = np.array([self.exact(int(x)) for x in g])
+        gaps = np.diff(g) > 1
+        xs = np.concatenate([g, g[1:][gaps] - 1]).astype(np.float64)
+        ys = np.concatenate([values, (1.0 - drop) * values[:-1][gaps]])
+        self._drop = drop
+        self._suffix = np.minimum.accumulate(values[::-1])[::-1] if ratio is None else None
+        self.xs, self.ys = _lower_hull(xs, ys)
+
+    def least_from(self, size: int) -> float:
+        """The least cost of a part of `size` or more: read at every size, or at most `drop` below c(size)."""
+        if self._suffix is not None:
+            return float(self._suffix[size - 1])
+        return (1.0 - self._drop) * self.exact(size)
+
+    def exact(self, size: int) -> float:
+        if size not in self._exact:
+            self._exact[size] = float(self._cost(size))
+        return self._exact[size]
+
+    def at(self, x: float) -> float:
+        return float(np.interp(x, self.xs, self.ys))
+
+
+def _grid(n: int, ratio: float) -> np.ndarray:
+    if n <= 2 * EXACT:
+        return np.arange(1, n + 1, dtype=np.int64)
+    steps = math.ceil(math.log(n / EXACT) / math.log(ratio))
+    middle = np.geomspace(EXACT, n - EXACT, num=max(2, steps)).round().astype(np.int64)
+    ends = np.concatenate([np.arange(1, EXACT + 1), np.arange(n - EXACT, n + 1)])
+    return np.unique(np.concatenate([ends, middle]))
+
+
+def _lower_hull(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of the lower convex hull of the points (xs, ys), by increasing x (Andrew's monotone chain)."""
+    order = np.lexsort((ys, xs))
+    hull: list[tuple[float, float]] = []
+    for x, y in zip(xs[order].tolist(), ys[order].tolist(), strict=True):
+        if hull and hull[-1][0] == x:
+            continue  # the lowest point of this x came first
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1) <= 0:  # the middle point is not below the chord
+                hull.pop()
+            else:
+                break
+        hull.append((x, y))
+    return np.array([h[0] for h in hull]), np.array([h[1] for h in hull])
