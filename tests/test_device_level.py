@@ -19,7 +19,7 @@ from embmap.mapper import SolverSettings
 from embmap.mapper.compiler import prepare_workload
 from embmap.mapper.profiles import default_profile
 from embmap.mapper.torchrec.cluster import cluster, table_options
-from embmap.mapper.torchrec.device_level import (
+from embmap.passes.solver.device_level import (
     DeviceProblem,
     Option,
     device_classes,

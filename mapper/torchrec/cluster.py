@@ -42,8 +42,8 @@ from embmap.mapper.backend import tool_version
 from embmap.mapper.compiler import compile, prepare_workload, resolve_target
 from embmap.mapper.pipelines import pipeline_for
 from embmap.mapper.profiles import default_profile
-from embmap.mapper.torchrec.device_level import Option, place
 from embmap.passes import PassManager, parse_pipeline, pipeline_text
+from embmap.passes.solver.device_level import Option, place
 from embmap.passes.solver.progress import ProgressListener
 from embmap.passes.solver.settings import SolverSettings
 
