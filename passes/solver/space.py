@@ -118,7 +118,7 @@ def _options(
     if mode is PartitionMode.SAMPLES and module.target.local_is_cache:
         curve = Envelope(cost, n, queries)  # every size: nothing is assumed of the cost between sizes
     elif mode is PartitionMode.SAMPLES:
-        curve = Envelope(cost, n, queries, ratio, drop=ROW_DROP)
+        curve = Envelope(cost, n, queries, ratio)  # a cost that never falls with more samples
     else:  # a row shard holds fewer rows than the table (a whole table is priced without a shard's costs)
         curve = Envelope(cost, n - 1, queries, ratio, drop=ROW_DROP)
     out = []
