@@ -16,7 +16,7 @@ from embmap.mapper.profiles import default_profile
 from embmap.mapper.workloads import builtin_workload
 from embmap.passes.base import PassContext
 from embmap.passes.profile import ProfilePass
-from embmap.passes.solver.space import ROW_DROP, Envelope, space_bound_s
+from embmap.passes.solver.space import ROW_DROP, Envelope, _grid, space_bound_s
 from tests.exhaustive import Pricer, random_instance
 
 
@@ -102,8 +102,8 @@ def test_the_envelope_lies_under_a_nondecreasing_cost_at_every_size(n: int) -> N
         "linear": 2e-6 + np.arange(1, n + 1) * 3e-9,
     }
     for name, values in shapes.items():
-        curve = Envelope(lambda m, v=values: float(v[m - 1]), n, [n / k for k in (1, 2, 3, 5)], 1.05)
-        e = np.array([curve.at(x) for x in range(1, n + 1)])
+        curve = Envelope(lambda m, v=values: float(v[m - 1]), n, [n / k for k in (1, 2, 3, 5)], _grid(n, 1.05, 10**6))
+        e = curve.at(np.arange(1, n + 1, dtype=np.float64))
         assert (e <= values * (1 + 1e-12)).all(), f"{name}: the envelope exceeds the cost at size {np.argmax(e > values) + 1}"
         if name == "linear" and n <= 128:
             assert e == pytest.approx(values, rel=1e-12)
@@ -116,9 +116,9 @@ def test_read_at_every_size_the_envelope_and_least_costs_need_no_monotone_cost()
     x = np.arange(1, n + 1)
     values = 1e-6 + 1e-8 * x * (1.2 + np.sin(x / 17.0))
     curve = Envelope(lambda m: float(values[m - 1]), n, [n / k for k in range(1, 9)])
-    assert all(curve.at(float(m)) <= values[m - 1] * (1 + 1e-12) for m in x)
+    assert (curve.at(x.astype(np.float64)) <= values * (1 + 1e-12)).all()
     for size in (1, 40, 250, 499):
-        assert curve.least_from(size) == pytest.approx(values[size - 1 :].min(), rel=1e-12)
+        assert curve.least_from(np.array([size]))[0] == pytest.approx(values[size - 1 :].min(), rel=1e-12)
 
 
 @pytest.mark.parametrize("workload", ["tenrec-qb-article", "taobao-ub"])

@@ -20,6 +20,7 @@ from embmap.ir.module import Module, TableProfile, reads_together
 from embmap.ir.plan import PartitionMode, Strategy
 from embmap.ir.spec import TableSpec
 from embmap.passes.solver.bounds import FlexibleOption, flexible_lower_bound_s
+from embmap.passes.solver.dff import choice_lower_bound
 
 EXACT = 64  # part sizes read exactly at both ends of a range read on a grid
 RATIO = 1.01  # between them, sizes on a geometric grid growing by this factor (the bound loses about 1% of
@@ -31,18 +32,30 @@ TOGETHER_RATIO = 1.02  # the same for the cost of parts read together, which one
 # test_solver_space.py checks both): those are read on the grid, the cost between grid points taken as at
 # least (1 - ROW_DROP) x the cost at the grid point below (twice the fall measured).
 ROW_DROP = 0.004
+# At scale: a compile reads about this many part costs on grids (the grids coarsen as tables grow, at least
+# MIN_POINTS sizes a curve: the bound weakens, it stays valid), and above MAX_COUNTS cores the part counts are
+# taken in ranges (the least largest part and the least work of the range: valid for the work bound, which then
+# stands alone, without the DFFs, whose images need each option's own part count).
+SPACE_CALLS = 200_000
+MIN_POINTS = 12
+MAX_COUNTS = 64
 
 
 def space_bound_s(module: Module) -> float:
     """A lower bound (busy time) on the makespan of every plan of the module's workload on its target under its
     cost model: any strategy, mode, part count and cut of every table."""
-    options = space_options(module)
-    return flexible_lower_bound_s(list(options.values()), module.target.cores, module.target.local.capacity_bytes)
+    options = list(space_options(module).values())
+    if module.target.cores > MAX_COUNTS:  # options stand for ranges of part counts: the work bound alone
+        return choice_lower_bound([[(o.largest_s, o.work_s) for o in menu] for menu in options], module.target.cores)
+    return flexible_lower_bound_s(options, module.target.cores, module.target.local.capacity_bytes)
 
 
 def space_options(module: Module) -> dict[str, list[FlexibleOption]]:
-    """Per table, a flexible option for each way to serve it: strategy, mode and part count."""
-    return {t.name: table_options(module, t) for t in module.workload.tables}
+    """Per table, a flexible option for each way to serve it: strategy, mode and part count (or, above
+    MAX_COUNTS cores, range of part counts)."""
+    points = max(MIN_POINTS, SPACE_CALLS // (8 * max(1, len(module.workload.tables))))
+    context = (module.workload.batch_size, points, module.target.model_dump_json(), module.cost_profile.model_dump_json())
+    return {t.name: table_options(module, t, points, context) for t in module.workload.tables}
 
 
 _CACHE: dict[tuple[object, ...], list[FlexibleOption]] = {}  # a process compiles the same tables many times
@@ -54,17 +67,18 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def table_options(module: Module, t: TableSpec) -> list[FlexibleOption]:
-    key: tuple[object, ...] = (t, module.table_profile(t.name), module.workload.batch_size)
-    key += (module.target.model_dump_json(), module.cost_profile.model_dump_json())
+def table_options(module: Module, t: TableSpec, points: int, context: tuple[object, ...]) -> list[FlexibleOption]:
+    """`t`'s options, computed once per process for the same table, profile and `context` (the batch, the grid's
+    points, the target and the cost profile)."""
+    key = (t, module.table_profile(t.name), *context)
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
-        _CACHE[key] = _table_options(module, t)
+        _CACHE[key] = _table_options(module, t, points)
     return _CACHE[key]
 
 
-def _table_options(module: Module, t: TableSpec) -> list[FlexibleOption]:
+def _table_options(module: Module, t: TableSpec, points: int) -> list[FlexibleOption]:
     out: list[FlexibleOption] = []
     base = module.table_profile(t.name)
     for strategy in Strategy:
@@ -74,7 +88,8 @@ def _table_options(module: Module, t: TableSpec) -> list[FlexibleOption]:
                 group = [k for k in counts if reads_together(k, module.target.cores) == together]
                 if group:
                     stats = base.read_together() if together else base
-                    out += _options(module, t, strategy, mode, stats, group, TOGETHER_RATIO if together else RATIO)
+                    ratio = TOGETHER_RATIO if together else RATIO
+                    out += _options(module, t, strategy, mode, stats, group, ratio, points)
     return out
 
 
@@ -103,6 +118,7 @@ def _options(
     stats: TableProfile,
     counts: list[int],
     ratio: float,
+    points: int,
 ) -> list[FlexibleOption]:
     batch = module.workload.batch_size
     n = batch if mode is PartitionMode.SAMPLES else t.rows
@@ -114,29 +130,22 @@ def _options(
             shape = ItemShape(strategy, (0, size), (0, batch))
         return item_seconds(shape, t, stats, module.target, module.cost_profile)
 
-    queries = [n / k for k in counts]
+    queries = [n / k for k in counts] if 8 * len(counts) <= points else []
     if mode is PartitionMode.SAMPLES and module.target.local_is_cache:
         curve = Envelope(cost, n, queries)  # every size: nothing is assumed of the cost between sizes
     elif mode is PartitionMode.SAMPLES:
-        curve = Envelope(cost, n, queries, ratio)  # a cost that never falls with more samples
+        curve = Envelope(cost, n, queries, _grid(n, ratio, points))  # a cost that never falls with more samples
     else:  # a row shard holds fewer rows than the table (a whole table is priced without a shard's costs)
-        curve = Envelope(cost, n - 1, queries, ratio, drop=ROW_DROP)
-    out = []
-    for k in counts:
-        if mode is PartitionMode.SAMPLES:
-            held = k * t.bytes if strategy.preloaded else 0
-        else:
-            held = t.bytes if strategy.preloaded else 0
-        out.append(
-            FlexibleOption(
-                parts=k,
-                largest_s=curve.least_from(-(-n // k)),  # some part has at least ceil(n / k)
-                work_s=k * curve.at(n / k),  # sum of c(n_i) >= sum of e(n_i) >= k e(n / k), e convex under c
-                least_s=curve.least_from(1),
-                held_bytes=held,
-            )
-        )
-    return out
+        curve = Envelope(cost, n - 1, queries, _grid(n - 1, ratio, points), drop=ROW_DROP)
+    k = np.asarray(counts, dtype=np.int64)
+    if strategy.preloaded:
+        held = k * t.bytes if mode is PartitionMode.SAMPLES else np.full(len(k), t.bytes)
+    else:
+        held = np.zeros(len(k), dtype=np.int64)
+    largest = curve.least_from(-(-n // k))  # some part has at least ceil(n / k)
+    work = k * curve.at(n / k)  # sum of c(n_i) >= sum of e(n_i) >= k e(n / k), e convex under c
+    least = np.full(len(k), float(curve.least_from(np.array([1]))[0]))
+    return _ranges(k, largest, work, least, held)
 
 
 class Envelope:
@@ -150,44 +159,67 @@ class Envelope:
         cost: Callable[[int], float],
         n: int,
         queries: Sequence[float],
-        ratio: float | None = None,
+        grid: np.ndarray | None = None,
         drop: float = 0.0,
     ) -> None:
         self._cost = cost
         self._exact: dict[int, float] = {}
         near = [max(1, min(n, f(q))) for q in queries for f in (math.floor, math.ceil)]
         every = np.arange(1, n + 1, dtype=np.int64)
-        g = np.unique(np.concatenate([every if ratio is None else _grid(n, ratio), np.asarray(near, dtype=np.int64)]))
+        g = np.unique(np.concatenate([every if grid is None else grid, np.asarray(near, dtype=np.int64)]))
         values = np.array([self.exact(int(x)) for x in g])
         gaps = np.diff(g) > 1
         xs = np.concatenate([g, g[1:][gaps] - 1]).astype(np.float64)
         ys = np.concatenate([values, (1.0 - drop) * values[:-1][gaps]])
-        self._drop = drop
-        self._suffix = np.minimum.accumulate(values[::-1])[::-1] if ratio is None else None
+        self._drop, self._grid, self._values = drop, g, values
+        self._suffix = np.minimum.accumulate(values[::-1])[::-1] if grid is None else None
         self.xs, self.ys = _lower_hull(xs, ys)
 
-    def least_from(self, size: int) -> float:
-        """The least cost of a part of `size` or more: read at every size, or at most `drop` below c(size)."""
+    def least_from(self, size: np.ndarray) -> np.ndarray:
+        """The least cost of a part of `size` or more (per size): read at every size, or at most `drop` below c
+        at the grid point at or below `size`."""
         if self._suffix is not None:
-            return float(self._suffix[size - 1])
-        return (1.0 - self._drop) * self.exact(size)
+            out: np.ndarray = self._suffix[size - 1]
+            return out
+        below = np.searchsorted(self._grid, size, side="right") - 1
+        return (1.0 - self._drop) * self._values[below]
 
     def exact(self, size: int) -> float:
         if size not in self._exact:
             self._exact[size] = float(self._cost(size))
         return self._exact[size]
 
-    def at(self, x: float) -> float:
-        return float(np.interp(x, self.xs, self.ys))
+    def at(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(np.interp(x, self.xs, self.ys), dtype=np.float64)
 
 
-def _grid(n: int, ratio: float) -> np.ndarray:
-    if n <= 2 * EXACT:
+def _grid(n: int, ratio: float, points: int) -> np.ndarray:
+    """Sizes 1..n to read: every size near both ends and a geometric grid between, about `points` in all (more
+    where `ratio` asks for them and `points` allows)."""
+    exact = min(EXACT, max(2, points // 4))
+    if n <= 2 * exact:
         return np.arange(1, n + 1, dtype=np.int64)
-    steps = math.ceil(math.log(n / EXACT) / math.log(ratio))
-    middle = np.geomspace(EXACT, n - EXACT, num=max(2, steps)).round().astype(np.int64)
-    ends = np.concatenate([np.arange(1, EXACT + 1), np.arange(n - EXACT, n + 1)])
+    steps = min(math.ceil(math.log(n / exact) / math.log(ratio)), max(2, points - 2 * exact))
+    middle = np.geomspace(exact, n - exact, num=max(2, steps)).round().astype(np.int64)
+    ends = np.concatenate([np.arange(1, exact + 1), np.arange(n - exact, n + 1)])
     return np.unique(np.concatenate([ends, middle]))
+
+
+def _ranges(
+    k: np.ndarray, largest: np.ndarray, work: np.ndarray, least: np.ndarray, held: np.ndarray
+) -> list[FlexibleOption]:
+    """The options of the part counts `k`; above MAX_COUNTS of them, geometric ranges of counts, each as its
+    fewest parts with the least largest part, work, least part and bytes of the range (for the work bound
+    only: see MAX_COUNTS)."""
+    if len(k) > MAX_COUNTS:
+        starts = np.unique(np.concatenate([[0], np.geomspace(1, len(k), MAX_COUNTS).round().astype(np.int64)]))
+        starts = starts[starts < len(k)]
+        k = k[starts]
+        largest, work, least, held = (np.minimum.reduceat(a, starts) for a in (largest, work, least, held))
+    return [
+        FlexibleOption(parts=int(p), largest_s=float(a), work_s=float(w), least_s=float(s), held_bytes=int(b))
+        for p, a, w, s, b in zip(k, largest, work, least, held, strict=True)
+    ]
 
 
 def _lower_hull(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
