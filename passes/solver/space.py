@@ -39,13 +39,14 @@ ROW_DROP = 0.004
 SPACE_CALLS = 200_000
 MIN_POINTS = 12
 MAX_COUNTS = 64
+MAX_DFF_OPTIONS = 300_000  # above, the DFFs' arrays cost seconds and a GiB (5000 tables x 32 cores: 1.3 million)
 
 
 def space_bound_s(module: Module) -> float:
     """A lower bound (busy time) on the makespan of every plan of the module's workload on its target under its
     cost model: any strategy, mode, part count and cut of every table."""
     options = list(space_options(module).values())
-    if module.target.cores > MAX_COUNTS:  # options stand for ranges of part counts: the work bound alone
+    if module.target.cores > MAX_COUNTS or sum(map(len, options)) > MAX_DFF_OPTIONS:  # the work bound alone
         return choice_lower_bound([[(o.largest_s, o.work_s) for o in menu] for menu in options], module.target.cores)
     return flexible_lower_bound_s(options, module.target.cores, module.target.local.capacity_bytes)
 
