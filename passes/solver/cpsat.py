@@ -108,7 +108,7 @@ def solve(
         _add_hint(model, problem, y, x, makespan, hint if previous is not None else hint.relabel_by_load(problem))
 
     solver = cp_model.CpSolver()
-    _copy_settings(solver, settings)
+    copy_settings(solver, settings)
     reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub if hint else None) if listener else None
     start = time.perf_counter()
     status, interrupted = run_solver(solver, model, reporter)  # Ctrl-C stops the search, keeping its best
@@ -203,7 +203,7 @@ def _add_hint(
     model.add_hint(makespan, hint.makespan(problem))
 
 
-def _copy_settings(solver: cp_model.CpSolver, settings: SolverSettings) -> None:
+def copy_settings(solver: cp_model.CpSolver, settings: SolverSettings) -> None:
     """The settings, one by one. The limit is deterministic time, so that a solve stopped by it returns the same
     plan on every run; the wall-clock cap only guards against slow machines."""
     solver.parameters.max_deterministic_time = settings.time_limit_s

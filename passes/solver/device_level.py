@@ -25,7 +25,7 @@ from embmap.ir.lowering import largest_fitting_cap
 from embmap.ir.plan import SolverReport
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
-from embmap.passes.solver.cpsat import STATUS_NAMES, WALL_CAP_FACTOR, cpsat_boolean_limit
+from embmap.passes.solver.cpsat import STATUS_NAMES, copy_settings, cpsat_boolean_limit
 from embmap.passes.solver.dff import dff_lower_bound
 from embmap.passes.solver.problem import MAX_MODEL_SUM, TIME_UNIT_S, to_units
 from embmap.passes.solver.progress import ProgressEvent, ProgressListener, SolveReporter, run_solver
@@ -420,7 +420,7 @@ def solve(
     if hint is not None:
         _add_hint(model, problem, x, sending, makespan, relabel(problem, hint, classes))
     solver = cp_model.CpSolver()
-    _copy_settings(solver, settings)
+    copy_settings(solver, settings)
     reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub if hint else None) if listener else None
     start = time.perf_counter()
     status, interrupted = run_solver(solver, model, reporter)  # Ctrl-C stops the search, keeping its best
@@ -538,17 +538,6 @@ def _add_hint(
     for d, var in sending.items():
         model.add_hint(var, d in sends)
     model.add_hint(makespan, problem.makespan(hint))
-
-
-def _copy_settings(solver: cp_model.CpSolver, settings: SolverSettings) -> None:
-    """The settings, one by one, as at the core level (`passes.solver.cpsat`): the limit is deterministic time,
-    so that a solve stopped by it returns the same placement on every run; the wall-clock cap only guards."""
-    solver.parameters.max_deterministic_time = settings.time_limit_s
-    solver.parameters.max_time_in_seconds = WALL_CAP_FACTOR * settings.time_limit_s + 1.0
-    solver.parameters.num_workers = settings.workers
-    solver.parameters.interleave_search = settings.workers > 1  # deterministic parallel search
-    solver.parameters.random_seed = settings.seed
-    solver.parameters.relative_gap_limit = settings.relative_gap
 
 
 def _read_result(
