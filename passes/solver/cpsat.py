@@ -107,13 +107,21 @@ def solve(
     if hint is not None:
         _add_hint(model, problem, y, x, makespan, hint if previous is not None else hint.relabel_by_load(problem))
 
+    solver, status, interrupted, wall = run_model(model, settings, listener, lb, ub if hint else None)
+    return _read_result(solver, status, problem, y, x, lb, wall, interrupted)
+
+
+def run_model(
+    model: cp_model.CpModel, settings: SolverSettings, listener: ProgressListener | None, lb: int, ub: int | None
+) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus, bool, float]:
+    """Solve `model` with `settings`, reporting progress (bounds in units from `lb`, the hint's `ub`) to
+    `listener`; Ctrl-C stops the search, keeping its best. The solver, status, whether interrupted, wall time."""
     solver = cp_model.CpSolver()
     copy_settings(solver, settings)
-    reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub if hint else None) if listener else None
+    reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub) if listener else None
     start = time.perf_counter()
-    status, interrupted = run_solver(solver, model, reporter)  # Ctrl-C stops the search, keeping its best
-    wall = time.perf_counter() - start
-    return _read_result(solver, status, problem, y, x, lb, wall, interrupted)
+    status, interrupted = run_solver(solver, model, reporter)
+    return solver, status, interrupted, time.perf_counter() - start
 
 
 def _usable_options(problem: AssignmentProblem, ub: int) -> list[list[int]]:

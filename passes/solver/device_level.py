@@ -25,10 +25,10 @@ from embmap.ir.lowering import largest_fitting_cap
 from embmap.ir.plan import SolverReport
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
-from embmap.passes.solver.cpsat import STATUS_NAMES, copy_settings, cpsat_boolean_limit
+from embmap.passes.solver.cpsat import STATUS_NAMES, cpsat_boolean_limit, run_model
 from embmap.passes.solver.dff import dff_lower_bound
 from embmap.passes.solver.problem import MAX_MODEL_SUM, TIME_UNIT_S, to_units
-from embmap.passes.solver.progress import ProgressEvent, ProgressListener, SolveReporter, run_solver
+from embmap.passes.solver.progress import ProgressEvent, ProgressListener
 from embmap.passes.solver.settings import SolverSettings
 
 Picks = tuple[int, ...]  # per table, the index of its option
@@ -419,12 +419,7 @@ def solve(
     # Hint: the greedy placement, relabelled to respect the symmetry breaking.
     if hint is not None:
         _add_hint(model, problem, x, sending, makespan, relabel(problem, hint, classes))
-    solver = cp_model.CpSolver()
-    copy_settings(solver, settings)
-    reporter = SolveReporter(listener, TIME_UNIT_S, lb, ub if hint else None) if listener else None
-    start = time.perf_counter()
-    status, interrupted = run_solver(solver, model, reporter)  # Ctrl-C stops the search, keeping its best
-    wall = time.perf_counter() - start
+    solver, status, interrupted, wall = run_model(model, settings, listener, lb, ub if hint else None)
     return _read_result(solver, status, usable, x, lb, wall, interrupted)
 
 
