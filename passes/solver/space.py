@@ -46,16 +46,25 @@ def space_bound_s(module: Module) -> float:
     """A lower bound (busy time) on the makespan of every plan of the module's workload on its target under its
     cost model: any strategy, mode, part count and cut of every table."""
     options = list(space_options(module).values())
-    if module.target.cores > MAX_COUNTS or sum(map(len, options)) > MAX_DFF_OPTIONS:  # the work bound alone
+    if work_only(module):
         return choice_lower_bound([[(o.largest_s, o.work_s) for o in menu] for menu in options], module.target.cores)
     return flexible_lower_bound_s(options, module.target.cores, module.target.local.capacity_bytes)
 
 
+def work_only(module: Module) -> bool:
+    """Whether the bound is the work bound alone: above MAX_COUNTS cores (ranges of part counts), or where the
+    options would number more than MAX_DFF_OPTIONS."""
+    cores = module.target.cores
+    return cores > MAX_COUNTS or 8 * cores * len(module.workload.tables) > MAX_DFF_OPTIONS
+
+
 def space_options(module: Module) -> dict[str, list[FlexibleOption]]:
     """Per table, a flexible option for each way to serve it: strategy, mode and part count (or, above
-    MAX_COUNTS cores, range of part counts)."""
+    MAX_COUNTS cores, range of part counts); for the work bound alone, only those no other option beats in both
+    largest part and work."""
     points = max(MIN_POINTS, SPACE_CALLS // (8 * max(1, len(module.workload.tables))))
-    context = (module.workload.batch_size, points, module.target.model_dump_json(), module.cost_profile.model_dump_json())
+    context: tuple[object, ...] = (module.workload.batch_size, points, work_only(module))
+    context += (module.target.model_dump_json(), module.cost_profile.model_dump_json())
     return {t.name: table_options(module, t, points, context) for t in module.workload.tables}
 
 
@@ -75,8 +84,18 @@ def table_options(module: Module, t: TableSpec, points: int, context: tuple[obje
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
-        _CACHE[key] = _table_options(module, t, points)
+        options = _table_options(module, t, points)
+        _CACHE[key] = _least_work_front(options) if context[2] else options
     return _CACHE[key]
+
+
+def _least_work_front(options: list[FlexibleOption]) -> list[FlexibleOption]:
+    """The options no other has both a smaller-or-equal largest part and less work (all the work bound reads)."""
+    front: list[FlexibleOption] = []
+    for o in sorted(options, key=lambda o: (o.largest_s, o.work_s)):
+        if not front or o.work_s < front[-1].work_s:
+            front.append(o)
+    return front
 
 
 def _table_options(module: Module, t: TableSpec, points: int) -> list[FlexibleOption]:
