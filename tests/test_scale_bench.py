@@ -36,10 +36,10 @@ def test_quick_scale_bench_reports_every_cell_with_sane_numbers(
     assert [(int(r[0]), int(r[1])) for r in rows] == list(scale.QUICK_CELLS)
     # The first cell is small enough for CP-SAT; the second is above its size rule, so the greedy plan stands.
     assert rows[0][3] in ("OPTIMAL", "FEASIBLE") and rows[1][3] == "NOT_SOLVED"
-    for tables, _, plan_time, _, gap, makespan, bound, items, memory in rows:
+    for tables, _, plan_time, _, gap, makespan, bound, menu_bound, items, memory in rows:
         assert float(plan_time.removesuffix(" s")) > 0
         assert 0.0 <= float(gap.removesuffix("%")) <= 100.0
-        assert float(makespan) >= float(bound) > 0
+        assert float(makespan) >= float(bound) > 0 and float(makespan) >= float(menu_bound) > 0
         assert int(items) >= int(tables)  # every table has at least one part
         assert float(memory.removesuffix(" MiB").replace(",", "")) > 10
     assert "Seconds per pass" in written and "| 300 | 128 |" in written.split("Seconds per pass")[1]
