@@ -37,8 +37,9 @@ def check_fits(workload: WorkloadSpec, target: TargetSpec) -> None:
                 f"table {t.name}",
                 f"needs {fmt_bytes(t.bytes)} ({t.rows} rows x {t.row_bytes} B); the largest memory of "
                 f"{target.name} ({main.name}) holds {fmt_bytes(main.capacity_bytes)}",
-                f"cap its rows with --row-cap {main.capacity_bytes // t.row_bytes} or less (ids hashed, as DLRM's "
-                f"--max-ind-range), use a smaller dtype, or a target with more memory",
+                # The cap applies to every table: it must leave room for the others too.
+                f"cap rows with --row-cap {largest_fitting_cap(workload, main.capacity_bytes)} or less (ids hashed, "
+                "as DLRM's --max-ind-range), use a smaller dtype, or a target with more memory",
             )
     total = workload.total_bytes
     if total > main.capacity_bytes:

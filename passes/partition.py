@@ -8,15 +8,17 @@ import dataclasses
 import enum
 
 from embmap.ir.errors import InfeasibleError
+from embmap.ir.lowering import lower
 from embmap.ir.module import Module, TableOptions
 from embmap.ir.plan import PartitionMode, Strategy
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
-from embmap.passes.base import ModulePass, PassContext, register
+from embmap.passes.base import REGISTRY, ModulePass, PassContext, register
 from embmap.passes.solver.cpsat import cpsat_boolean_limit
+from embmap.passes.solver.errors import Menu, greedy_places, largest_packing_cap
+from embmap.passes.solver.greedy import round_robin
 from embmap.passes.solver.options import OptionShape, option_shape, pareto_front
-from embmap.passes.solver.problem import to_units
-
+from embmap.passes.solver.problem import AssignmentProblem, to_units
 
 # Every part count from 1 to the cores is offered where the menus' shapes number at most this (each costs two
 # calls of the cost model: about half a second) and the CP-SAT model they make stays within its size rule
@@ -89,17 +91,16 @@ class PartitionPass(ModulePass):
         shards = -(-t.bytes // cap)  # the fewest row shards that each fit
         if sharded:
             holds = f"{limit} row shards on {limit} cores hold {fmt_bytes(limit * cap)}"
-            largest = limit * rows_per_core
         else:
             holds = f"policy {self.policy.value} keeps the whole table in each part"
-            largest = rows_per_core
         fixes = [
             f"allow a shared-memory strategy for it (select-strategy{{strategies=GM:GM-UB:{':'.join(strategies)}}})"
         ]
         if sharded and shards <= module.target.cores and limit < shards:
             fixes.append(f"allow {shards} parts (partition{{max-parts={shards}}})")
-        if largest > 0:
-            fixes.append(f"--row-cap {largest} or less")
+        row_cap = self._fitting_row_cap(module, limit)
+        if row_cap:
+            fixes.append(f"--row-cap {row_cap} or less")
         fixes.append(f"a target whose {local.name} holds {fmt_bytes(-(-t.bytes // (limit if sharded else 1)))} or more")
         return InfeasibleError(
             f"table {t.name}",
@@ -108,6 +109,59 @@ class PartitionPass(ModulePass):
             f"{fmt_bytes(cap)} ({rows_per_core} rows); {holds}",
             ", ".join(fixes[:-1]) + ", or " + fixes[-1],
         )
+
+    def _fitting_row_cap(self, module: Module, limit: int) -> int:
+        """About the largest row cap with which this compile gets through this pass and the core assignment.
+        The cap applies to every table, and the tables that must be preloaded (all their strategies preloaded)
+        share the local buffers: from the largest cap under which their options pack onto the cores together
+        (`largest_packing_cap`), down to one under which the passes, rerun on the capped tables, find a
+        placement (`_places_under_cap`). 0 where no cap does."""
+        assert module.candidates is not None
+        held = [
+            t
+            for t, cands in zip(module.workload.tables, module.candidates, strict=True)
+            if all(c.strategy.preloaded for c in cands.candidates)
+        ]
+
+        def menus_under(row_cap: int) -> list[Menu]:
+            return [self._bytes_menu(module, t.model_copy(update={"rows": min(t.rows, row_cap)}), limit) for t in held]
+
+        return largest_packing_cap(
+            menus_under,
+            max(t.rows for t in held),
+            module.target.cores,
+            module.target.local.capacity_bytes,
+            lambda row_cap: self._places_under_cap(module, row_cap),
+        )
+
+    def _places_under_cap(self, module: Module, row_cap: int) -> bool:
+        """Whether a compile with `--row-cap row_cap` gets through this pass and the core assignment: the
+        workload lowered with the cap (as the compiler does), profiled by the `profile` pass, partitioned by
+        this one and placed by the greedy placement, which CP-SAT starts from (for whole tables, by round-robin
+        too). The profile pass is found by name: the capped tables' facts are its to compute."""
+        capped = lower(module.workload.model_copy(update={"row_cap": row_cap}), module.target, module.cost_profile)
+        ctx = PassContext()
+        capped = REGISTRY["profile"]().apply(capped, ctx).model_copy(update={"candidates": module.candidates})
+        try:
+            problem = AssignmentProblem.from_module(self.apply(capped, ctx))
+            if self.policy is PartitionPolicy.WHOLE:
+                round_robin(problem)  # the placement a table-wise pipeline uses; raises where it finds no room
+        except InfeasibleError:
+            return False
+        return greedy_places(problem)
+
+    def _bytes_menu(self, module: Module, t: TableSpec, limit: int) -> Menu:
+        """The (parts, local bytes per part) of the options a preloaded table may have, uncosted: its fewest
+        replicas of the whole table and every row sharding `_enumerate` may offer (every part count, the
+        widest of its menus), those that fit the local buffer."""
+        local = module.target.local.capacity_bytes
+        if self.policy is PartitionPolicy.SPLIT_ALL:
+            menu = [(min(limit, module.workload.batch_size), t.bytes)]
+        elif self.policy is PartitionPolicy.WHOLE:
+            menu = [(1, t.bytes)]
+        else:
+            menu = [(k, -(-t.rows // k) * t.row_bytes) for k in range(1, min(limit, t.rows) + 1)]
+        return [(k, b) for k, b in menu if b <= local]
 
     def _enumerate(
         self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int, every: bool = False

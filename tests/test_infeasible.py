@@ -1,19 +1,24 @@
 """When no plan exists, the error is one line naming the tables and memories involved and the fixes, with
-the numbers behind them; on the command line it exits with status 2."""
+the numbers behind them; on the command line it exits with status 2. A row cap it suggests compiles: the
+same compile rerun with it succeeds (checked on generated workloads at the end)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from embmap import mapper
 from embmap.ir.errors import InfeasibleError
-from embmap.ir.spec import TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.spec import DType, TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.verify import verify_plan
 from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
 from embmap.mapper.torchrec.cluster import cluster, compile_cluster
-from tests.conftest import tiny_target
+from tests.conftest import KiB, examples, tiny_target
 
 FORCE_L1 = "profile,select-strategy{strategies=L1},partition,assign-cores,schedule"
 MiB = 1 << 20
@@ -78,7 +83,12 @@ def test_replicas_exceeding_the_local_buffers_are_proven_infeasible() -> None:
         "local buffer at the least (a 62.5KiB, b 62.5KiB, c 62.5KiB and 1 more); the 3 cores hold 3 x 64KiB = 192KiB"
     )
     assert "allow a shared-memory strategy for a, b, c and 1 more" in message
-    assert "--row-cap 384 or less" in message  # 4 x 384 rows x 128 B = 3 x 64 KiB
+    # With 384 rows the four tables would fill the three buffers to the byte, in a placement the compile may or
+    # may not find. The cap suggested is one under which it cannot miss, whatever options and cores the
+    # placement picks: at 153 rows, a table's parts take at most 19.1 KiB of a core, so three tables leave
+    # 6.6 KiB on every core, room for a third of the fourth (3 x 19584 + 6528 B <= 64 KiB).
+    assert "--row-cap 153 or less" in message
+    assert follow_the_suggestion(workload(*FOUR), tiny_target(cores=3), FORCE_L1)[0] == 153
     assert "a target with at least 4 cores" in message
 
 
@@ -133,3 +143,92 @@ def test_cli_reports_infeasibility_in_one_line_with_status_2(
     assert not out.exists()
     assert main(["compile", str(spec), "--target", str(target), "--row-cap", "8388608", "-o", str(out)]) == 0
     assert out.exists()  # the suggested fix works
+
+
+# Following a suggested row cap ---------------------------------------------------------------------------
+# The cap applies to every table, and the tables that must be preloaded share the local buffers: the cap an
+# error suggests is one under which they all fit and the placement finds them room, so the same compile rerun
+# with it succeeds. Generated: tables that only L1 or L1-UB may serve, a tiny target, a part limit or
+# partition policy, and CP-SAT or the greedy placement.
+
+SUGGESTED_CAP = re.compile(r"--row-cap (\d+) or less")
+FAST = SolverSettings(time_limit_s=1.0)
+
+
+def follow_the_suggestion(w: WorkloadSpec, target: TargetSpec, pipeline: str) -> tuple[int | None, str]:
+    """Compile; where no plan exists and the error suggests a row cap, compile again with it, which must
+    succeed with a plan that verifies. The cap followed (or None) and what happened, for the statistics."""
+    try:
+        mapper.compile(w, target, pipeline, baselines=False, solver=FAST)
+        return None, "feasible"
+    except InfeasibleError as exc:
+        message = str(exc)
+    source = "assign-cores" if message.startswith("assign-cores") else "partition"
+    found = SUGGESTED_CAP.search(message)
+    if found is None:
+        return None, f"{source}: no row cap suggested"
+    cap = int(found.group(1))
+    plan = mapper.compile(w, target, pipeline, row_cap=cap, baselines=False, solver=FAST)
+    verify_plan(plan)
+    assert plan.workload.row_cap == cap
+    return cap, f"{source}: the row cap suggested compiles"
+
+
+@st.composite
+def preloaded_only(draw: st.DrawFn, tables: int, fit_alone: bool) -> tuple[WorkloadSpec, TargetSpec, str]:
+    """`tables` tables that only preloaded strategies may serve, on a target of a few small local buffers,
+    and a pipeline: a part limit or partition policy, then CP-SAT (with balance and pack, as in the embmap
+    pipeline) or greedy. With `fit_alone`, each table fits the buffers of as many cores as the partition lets
+    it use, from half of that up (most errors are then assign-cores's: the tables do not pack together);
+    else up to 20,000 rows (most errors are partition's: some table has no option that fits)."""
+    cores = draw(st.sampled_from([1, 2, 3, 4, 7, 8]))
+    local = draw(st.sampled_from([4 * KiB, 10_000, 64 * KiB]))
+    parts, partition = draw(
+        st.sampled_from(
+            [
+                (cores, "partition"),
+                (min(cores, 2), "partition{max-parts=2}"),
+                (1, "partition{policy=whole}"),
+                (1, "partition{policy=split-all}"),
+            ]
+        )
+    )
+    specs = []
+    for i in range(tables):
+        dim, dtype = draw(st.sampled_from([4, 8, 16, 24, 32, 50])), draw(st.sampled_from([DType.FP32, DType.FP16]))
+        most = max(1, parts * local // (dim * dtype.bytes)) if fit_alone else 20_000
+        rows = draw(st.integers(max(1, min(50, most // 2)), most))
+        specs.append(TableSpec(name=f"t{i}", rows=rows, dim=dim, dtype=dtype, pooling=draw(st.sampled_from([1, 4]))))
+    workload = WorkloadSpec(name="w", batch_size=draw(st.sampled_from([3, 64])), tables=tuple(specs))
+    strategies = draw(st.sampled_from(["L1", "L1-UB", "L1:L1-UB"]))
+    assign = draw(st.sampled_from(["assign-cores,balance,pack", "assign-cores{method=greedy}"]))
+    pipeline = f"profile,select-strategy{{strategies={strategies}}},{partition},{assign},schedule,verify"
+    return workload, tiny_target(cores=cores, local_bytes=local), pipeline
+
+
+@examples(12)
+@given(case=preloaded_only(tables=1, fit_alone=False))
+def test_the_row_cap_suggested_for_one_table_compiles(case: tuple[WorkloadSpec, TargetSpec, str]) -> None:
+    event(follow_the_suggestion(*case)[1])
+
+
+@examples(16)
+@given(tables=st.integers(2, 5), data=st.data())
+def test_the_row_cap_suggested_for_several_tables_compiles(tables: int, data: st.DataObject) -> None:
+    event(follow_the_suggestion(*data.draw(preloaded_only(tables, fit_alone=False)))[1])
+
+
+@examples(16)
+@given(tables=st.integers(3, 8), data=st.data())
+def test_the_row_cap_suggested_when_tables_do_not_pack_compiles(tables: int, data: st.DataObject) -> None:
+    event(follow_the_suggestion(*data.draw(preloaded_only(tables, fit_alone=True)))[1])
+
+
+def test_a_table_error_suggests_a_cap_that_leaves_room_for_the_other_tables() -> None:
+    # t alone fits 1536 rows in three shards of 64 KiB (the cap suggested before), but the cap applies to u as
+    # well and both share the three local buffers: 2 x 768 rows x 128 B = 3 x 64 KiB is the most they hold.
+    tables = (TableSpec(name="t", rows=3000, dim=32), TableSpec(name="u", rows=3000, dim=32))
+    message = infeasible(workload(*tables), tiny_target(cores=3), FORCE_L1)
+    assert message.startswith("table t: no option fits")
+    cap, _ = follow_the_suggestion(workload(*tables), tiny_target(cores=3), FORCE_L1)
+    assert cap is not None and 512 <= cap <= 768
