@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
+from embmap.cost_models.table_facts import table_profiles
 from embmap.ir.errors import PipelineError
 from embmap.ir.module import Module
 from embmap.ir.plan import ExecutionPlan, PartitionMode, PlanCore, PlanItem, PlanTable, WorkItem
-from embmap.passes.base import PassContext
-from embmap.passes.profile import ProfilePass
 from embmap.passes.solver.space import space_bound_s
 
 
@@ -72,7 +71,7 @@ def emit_plan(
     makespan = module.makespan_s or 0.0
     start_up = module.cost_profile.core_start_s
     if whole_space:
-        profiled = module if module.table_profiles is not None else ProfilePass().apply(module, PassContext())
+        profiled = module if module.table_profiles else module.model_copy(update={"table_profiles": table_profiles(module)})
         space, counts = space_bound_s(profiled), module.part_counts
     else:
         space, counts = module.lower_bound_s, "forced"

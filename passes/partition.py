@@ -7,13 +7,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from embmap.cost_models.table_facts import table_profiles
 from embmap.ir.errors import InfeasibleError
 from embmap.ir.lowering import lower
 from embmap.ir.module import Module, TableOptions
 from embmap.ir.plan import PartitionMode, Strategy
 from embmap.ir.printer import fmt_bytes
 from embmap.ir.spec import TableSpec
-from embmap.passes.base import REGISTRY, ModulePass, PassContext, register
+from embmap.passes.base import ModulePass, PassContext, register
 from embmap.passes.solver.cpsat import cpsat_boolean_limit
 from embmap.passes.solver.errors import Menu, greedy_places, largest_packing_cap
 from embmap.passes.solver.greedy import round_robin
@@ -138,10 +139,10 @@ class PartitionPass(ModulePass):
         """Whether a compile with `--row-cap row_cap` gets through this pass and the core assignment: the
         workload lowered with the cap (as the compiler does), profiled by the `profile` pass, partitioned by
         this one and placed by the greedy placement, which CP-SAT starts from (for whole tables, by round-robin
-        too). The profile pass is found by name: the capped tables' facts are its to compute."""
+        too)."""
         capped = lower(module.workload.model_copy(update={"row_cap": row_cap}), module.target, module.cost_profile)
         ctx = PassContext()
-        capped = REGISTRY["profile"]().apply(capped, ctx).model_copy(update={"candidates": module.candidates})
+        capped = capped.model_copy(update={"table_profiles": table_profiles(capped), "candidates": module.candidates})
         try:
             problem = AssignmentProblem.from_module(self.apply(capped, ctx))
             if self.policy is PartitionPolicy.WHOLE:
