@@ -56,30 +56,57 @@ class PartitionPass(ModulePass):
         assert module.candidates is not None
         cores = module.target.cores
         limit = min(cores, self.max_parts) if self.max_parts else cores
-        shapes = sum(2 * limit * len(c.candidates) for c in module.candidates)
-        if self.policy is PartitionPolicy.ENUMERATE and shapes <= MAX_EVERY_COUNT_SHAPES:
-            menus = self._menus(module, limit, every=True)
+        every = self.policy is PartitionPolicy.ENUMERATE
+        every = every and sum(2 * limit * len(c.candidates) for c in module.candidates) <= MAX_EVERY_COUNT_SHAPES
+        shapes = self._shapes(module, limit, every)
+        if every:
+            menus = self._menus(shapes)
             if cores * sum(len(m.options) for m in menus) <= cpsat_boolean_limit(ctx.solver.time_limit_s):
                 return module.model_copy(update={"options": menus, "part_counts": "every"})
-        menus = self._menus(module, limit, every=False)
+            # The sparse counts are a subset of every count: the same shapes, fewer of them.
+            shapes = [
+                [s for s in table if s.parts in self._sparse(module, t, s)]
+                for t, table in zip(module.workload.tables, shapes, strict=True)
+            ]
+        menus = self._menus(shapes)
         if self.policy is not PartitionPolicy.ENUMERATE:
             counts = self.policy.value
         else:
             counts = "every" if limit <= 8 else "sparse"
         return module.model_copy(update={"options": menus, "part_counts": counts})
 
-    def _menus(self, module: Module, limit: int, every: bool) -> tuple[TableOptions, ...]:
+    def _shapes(self, module: Module, limit: int, every: bool) -> list[list[OptionShape]]:
+        """Per table, the shapes `_enumerate` offers that fit the local buffer (an error where none does)."""
         assert module.candidates is not None
-        menus = []
+        out = []
         cap = module.target.local.capacity_bytes
         for t, cands in zip(module.workload.tables, module.candidates, strict=True):
             strategies = [c.strategy for c in cands.candidates]
             shapes = [s for s in self._enumerate(module, t, strategies, limit, every) if s.part_bytes <= cap]
             if not shapes:
                 raise self._no_option(module, t, strategies, limit)
-            if self.prune:  # before the options are built: most are dominated, and some have hundreds of parts
-                shapes = pareto_front(shapes, key=lambda s: (s.parts, to_units(s.part_s), s.part_bytes))
-            menus.append(TableOptions(table=t.name, options=tuple(s.build() for s in shapes)))
+            out.append(shapes)
+        return out
+
+    def _sparse(self, module: Module, t: TableSpec, shape: OptionShape) -> set[int]:
+        """The part counts the sparse menu offers `t` in `shape`'s strategy and mode (as `_enumerate` does)."""
+        cores = module.target.cores
+        limit = min(cores, self.max_parts) if self.max_parts else cores
+        if shape.mode is PartitionMode.SAMPLES:
+            return set(part_counts(min(limit, module.workload.batch_size)))
+        counts = set(part_counts(min(limit, t.rows)))
+        if shape.strategy.preloaded and t.bytes > module.target.local.capacity_bytes:
+            counts.add(-(-t.bytes // module.target.local.capacity_bytes))
+        return counts
+
+    def _menus(self, shapes: list[list[OptionShape]]) -> tuple[TableOptions, ...]:
+        """Each table's menu of its shapes, those no other needs pruned (before the options are built: most are
+        dominated, and some have hundreds of parts)."""
+        menus = []
+        for table in shapes:
+            if self.prune:
+                table = pareto_front(table, key=lambda s: (s.parts, to_units(s.part_s), s.part_bytes))
+            menus.append(TableOptions(table=table[0].table, options=tuple(s.build() for s in table)))
         return tuple(menus)
 
     def _no_option(self, module: Module, t: TableSpec, strategies: list[Strategy], limit: int) -> InfeasibleError:
