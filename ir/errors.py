@@ -1,8 +1,8 @@
 """One error type for everything a user can get wrong, and for a run that fails on good input.
 
 Every error renders as a single line that names the offending field, what is wrong with it and how to fix
-it, so that the command line can print it as is and exit with status 2 (3 for a `RunFault`, which is not
-bad input).
+it, so that the command line can print it as is and exit with the status of its kind: 2 for bad input, 3 for
+a `RunFault` (good input, failed run), 4 for a `ResourceError` (good input, the machine refused a resource).
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ class InfeasibleError(EmbmapError):
 
 class RunFault(EmbmapError):
     """A worker of the runtime died, exited early or hung: the run failed, though its input was good."""
+
+
+class ResourceError(EmbmapError):
+    """The machine refused something the command needs, though its input was good: disk space, a permission,
+    shared memory, memory or address space, an optional package, an open standard output. `field` names the
+    resource (a path, `/dev/shm`, `torch`), `fix` says what to free, grant or install."""
 
 
 class VerificationError(EmbmapError):
