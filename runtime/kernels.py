@@ -7,7 +7,9 @@
   lookups are gathered from the scratch buffer;
 - row shards gather only the lookups in their rows and accumulate into the output under a per-table lock.
 
-PyTorch's embedding_bag (FBGEMM on CPU) does the gathers when torch is importable; NumPy otherwise.
+PyTorch's embedding_bag (FBGEMM on CPU) does the gathers when torch is importable; NumPy otherwise. Every
+kernel sums in fp32 and writes fp32, whatever the table's dtype: embedding_bag returns an fp16 table's sums
+rounded to fp16, so fp16 rows are gathered and summed in fp32 instead.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
     if not streamed and not shard:
 
         def gather_all(b: int) -> None:
-            store(F.embedding_bag(indices[b, s0:s1], weights, mode="sum").float())
+            store(_bag_sums(weights, indices[b, s0:s1]))
 
         return gather_all
 
@@ -133,8 +135,7 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
 
         def gather_shard(b: int) -> None:
             local, bags = select(b)
-            offsets = torch.searchsorted(bags, bag_starts)
-            store(F.embedding_bag(local, weights, offsets, mode="sum").float())
+            store(_lookup_sums(weights, local, bags, bag_starts))
 
         return gather_shard
 
@@ -155,6 +156,24 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
         store(acc)
 
     return stream
+
+
+def _bag_sums(weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Each bag's sum of its rows (`idx` [bags, pooling]) in fp32. embedding_bag returns its sums in the table's
+    dtype (an fp16 table's rounded to fp16), so an fp16 table's rows are gathered and summed in fp32."""
+    if weights.dtype == torch.float32:
+        return F.embedding_bag(idx, weights, mode="sum")
+    return weights[idx].sum(1, dtype=torch.float32)
+
+
+def _lookup_sums(
+    weights: torch.Tensor, local: torch.Tensor, bags: torch.Tensor, bag_starts: torch.Tensor
+) -> torch.Tensor:
+    """Each bag's sum in fp32 of lookups `local` whose bags are `bags` (ascending; bags may be empty)."""
+    if weights.dtype == torch.float32:
+        return F.embedding_bag(local, weights, torch.searchsorted(bags, bag_starts), mode="sum")
+    acc = torch.zeros((len(bag_starts), weights.shape[1]), dtype=torch.float32)
+    return acc.index_add_(0, bags, weights[local].float())
 
 
 def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
