@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from embmap.ir.printer import printable
+
 
 class EmbmapError(Exception):
     """A user-facing error: `field: problem (fix: ...)` on one line."""
@@ -20,10 +22,12 @@ class EmbmapError(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
+        """One line whatever it quotes: whitespace runs become a space, other control characters (a name's
+        escape sequence) are shown escaped (`printable`)."""
         text = f"{self.field}: {self.problem}" if self.field else self.problem
         if self.fix:
             text += f" (fix: {self.fix})"
-        return " ".join(text.split())
+        return printable(" ".join(text.split()))
 
 
 class SpecError(EmbmapError):

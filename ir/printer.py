@@ -6,7 +6,30 @@ one is for people.
 
 from __future__ import annotations
 
-from embmap.ir.module import Module
+import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embmap.ir.module import Module
+
+# Characters that move the cursor, start an escape sequence, reorder text or cannot be encoded: control
+# characters (C0, DEL, C1: newline, carriage return, ESC, CSI), format characters (bidirectional overrides,
+# zero-width), line and paragraph separators, and lone surrogates (JSON's "\ud800").
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` (a name, a path, a note from a file or the command line) safe to print on a terminal: every
+    character that could forge a line, a colour or a cursor move is written as its Python escape (`\\n`,
+    `\\x1b`, `\\u202e`); everything else, letters of any script included, as is."""
+    if text.isprintable():  # the common case; isprintable is also false for spaces other than ' '
+        return text
+    return "".join(
+        ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if unicodedata.category(ch) in _UNPRINTABLE
+        else ch
+        for ch in text
+    )
 
 
 def fmt_s(seconds: float) -> str:
@@ -26,7 +49,7 @@ def fmt_bytes(n: float) -> str:
 
 def print_module(m: Module) -> str:
     w, t = m.workload, m.target
-    lines = [f"module @{w.name} target=@{t.name} cores={t.cores} batch={w.batch_size} {{"]
+    lines = [f"module @{printable(w.name)} target=@{printable(t.name)} cores={t.cores} batch={w.batch_size} {{"]
     for tab in w.tables:
         dist = tab.distribution.model_dump(exclude_defaults=False) if tab.distribution else {}
         dist_text = " ".join(f"{k}={v}" for k, v in dist.items() if k != "kind")

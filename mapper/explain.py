@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from embmap.ir.plan import ExecutionPlan, MoveReport, SolverReport
-from embmap.ir.printer import fmt_bytes, fmt_s
+from embmap.ir.printer import fmt_bytes, fmt_s, printable
 
 
 def baselines_of(plan: ExecutionPlan) -> dict[str, float]:
@@ -98,8 +98,9 @@ def explain_text(plan: ExecutionPlan) -> str:
         hint += f", pattern dive {fmt_s(s.packed_objective_s)}"
     note = _status_note(s)
     lines = [
-        f"plan: {d['workload']} on {d['target']} ({d['cores_total']} cores), batch {d['batch_size']}",
-        f"pipeline: {d['pipeline']}",
+        f"plan: {printable(d['workload'])} on {printable(d['target'])} ({d['cores_total']} cores), "
+        f"batch {d['batch_size']}",
+        f"pipeline: {printable(d['pipeline'])}",
         f"predicted makespan {fmt_s(plan.makespan_s)}   lower bound {fmt_s(plan.lower_bound_s)}"
         f"   (within {_ratio(plan.makespan_s, plan.lower_bound_s)} of the bound)"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
@@ -118,12 +119,12 @@ def explain_text(plan: ExecutionPlan) -> str:
     for t in d["tables"]:
         how = "whole" if t["parts"] == 1 else f"{t['mode']} x{t['parts']}"
         lines.append(
-            f"  {t['name']:<24} {t['strategy']:<6} {how:<12} {fmt_bytes(t['bytes']):>9}  work {fmt_s(t['predicted_work_s'])}"
+            f"  {printable(t['name']):<24} {t['strategy']:<6} {how:<12} {fmt_bytes(t['bytes']):>9}  work {fmt_s(t['predicted_work_s'])}"
         )
     lines += ["", "cores:"]
     for c in d["cores"]:
         parts = "; ".join(
-            f"{e['table']} {e['strategy']}"
+            f"{printable(e['table'])} {e['strategy']}"
             + ("" if e["share"] >= 0.9999 else f" {e['share']:.0%}")
             + f" {fmt_s(e['predicted_s'])}"
             for e in c["items"]

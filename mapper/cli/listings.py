@@ -1,5 +1,5 @@
 """The listings: `embmap passes`, `embmap targets` (with the cost profile a compile will use for each) and
-`embmap workloads`."""
+`embmap workloads`. Names and texts from the target and workload files are printed with `printable`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _default_text(field: object) -> str:
 def cmd_targets(args: argparse.Namespace) -> int:
     """The built-in targets, each with its memories and the cost profile a compile for it uses without
     --profile (`mapper.profiles.profile_choice`). --json prints the target files alone."""
-    from embmap.ir.printer import fmt_bytes
+    from embmap.ir.printer import fmt_bytes, printable
     from embmap.ir.targets import BUILTIN_TARGETS
     from embmap.mapper.profiles import profile_choice
 
@@ -53,16 +53,16 @@ def cmd_targets(args: argparse.Namespace) -> int:
         return 0
     for t in targets:
         mems = [t.local, t.scratch, *([t.shared_cache] if t.shared_cache else []), t.main]
-        print(f"{t.name:<10} {t.cores} cores  {t.description}")
-        print("           " + ", ".join(f"{m.name} {fmt_bytes(m.capacity_bytes)}" for m in mems))
+        print(f"{printable(t.name):<10} {t.cores} cores  {printable(t.description)}")
+        print("           " + ", ".join(f"{printable(m.name)} {fmt_bytes(m.capacity_bytes)}" for m in mems))
         why, detail = profile_choice(t).lines()
-        print(f"           cost profile: {why}")
-        print(f"                         {detail}")
+        print(f"           cost profile: {printable(why)}")
+        print(f"                         {printable(detail)}")
     return 0
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
-    from embmap.ir.printer import fmt_bytes
+    from embmap.ir.printer import fmt_bytes, printable
     from embmap.mapper.workloads import builtin_names, builtin_workload
 
     rows: list[dict[str, Any]] = []
@@ -85,5 +85,6 @@ def cmd_workloads(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         cap = f" (row cap {r['row_cap']:,}: {fmt_bytes(r['planned_bytes'])})" if r["row_cap"] else ""
-        print(f"{r['name']:<20} {r['tables']:>3} tables {fmt_bytes(r['bytes']):>9}{cap}  {r['title']}")
+        name, title = printable(r["name"]), printable(r["title"])
+        print(f"{name:<20} {r['tables']:>3} tables {fmt_bytes(r['bytes']):>9}{cap}  {title}")
     return 0
