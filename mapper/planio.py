@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from embmap.ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
 from embmap.ir.errors import SpecError, VerificationError
-from embmap.ir.loader import MAX_SPEC_BYTES, validate, write_text_atomic
+from embmap.ir.loader import MAX_SPEC_BYTES, load_json, validate, write_text_atomic
 from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
 from embmap.ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
 from embmap.ir.verify import verify_plan
@@ -81,7 +80,7 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
     if path.stat().st_size > MAX_PLAN_BYTES:
         raise SpecError("plan", f"{path} is larger than {MAX_PLAN_BYTES} bytes", "give a plan written by embmap")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"), "plan")
     except RecursionError:
         raise SpecError("plan", f"{path} is nested too deeply", "give a plan written by `embmap compile -o`") from None
     except (ValueError, OSError) as exc:  # bad JSON or UTF-8, integers of too many digits, unreadable file

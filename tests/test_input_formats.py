@@ -194,22 +194,106 @@ def _workload(tmp_path: Path, text: str, name: str = "w.yaml") -> WorkloadSpec:
 
 
 @pytest.mark.parametrize(
-    ("written", "rows"), [("1.0e+3", 1000), ("1_000", 1000), ("0x10", 16), ("010", 8), ("1:30", 90), ("1000.0", 1000)]
+    ("written", "rows"),
+    [
+        ("1e6", 1_000_000),
+        ("1.0e+3", 1000),
+        ("1e3", 1000),
+        ("1.5e3", 1500),
+        ("1E+3", 1000),
+        ("1000.0", 1000),
+        ("+16", 16),
+    ],
 )
-def test_yaml_1_1_numbers_read_as_the_notes_say(tmp_path: Path, written: str, rows: int) -> None:
+def test_yaml_numbers_are_read_as_json_reads_them(tmp_path: Path, written: str, rows: int) -> None:
     assert _workload(tmp_path, WORKLOAD.format(rows=written)).tables[0].rows == rows
 
 
-@pytest.mark.parametrize("written", ["1e3", "1.0e3", '"1000"', "true", ".inf"])
+@pytest.mark.parametrize(
+    ("written", "yaml_1_1"), [("010", "8"), ("1:30", "90"), ("1_000", "1000"), ("0x10", "16"), ("0b11", "3")]
+)
+def test_numbers_only_yaml_1_1_reads_are_refused_where_they_are(tmp_path: Path, written: str, yaml_1_1: str) -> None:
+    with pytest.raises(SpecError) as info:
+        _workload(tmp_path, WORKLOAD.format(rows=written))
+    assert str(info.value).startswith(
+        f"workload w.yaml: tables[0].rows is {written} (line 4), which YAML 1.1 reads as {yaml_1_1} and JSON"
+    )
+    assert f'quote it ("{written}") for text' in str(info.value)
+    quoted = _workload(tmp_path, WORKLOAD.format(rows=4).replace("name: w", f'name: "{written}"'))
+    assert quoted.name == written  # quoted, the same characters are text
+
+
+@pytest.mark.parametrize("written", ['"1000"', "true", ".inf", "0o10", "09", "1e"])
 def test_numbers_written_otherwise_are_refused(tmp_path: Path, written: str) -> None:
     with pytest.raises(SpecError, match=r"tables\[0\]\.rows"):
         _workload(tmp_path, WORKLOAD.format(rows=written))
 
 
-def test_duplicate_keys_keep_the_last(tmp_path: Path) -> None:
-    assert _workload(tmp_path, "name: a\n" + WORKLOAD.format(rows=4)).name == "w"
-    text = '{"name": "a", "name": "w", "tables": [{"name": "t", "rows": 4, "dim": 16}]}'
-    assert _workload(tmp_path, text, "w.json").name == "w"
+@pytest.mark.parametrize("written", ["yes", "No", "on", "OFF"])
+def test_yaml_1_1_booleans_are_refused_as_text_and_as_flags(tmp_path: Path, written: str) -> None:
+    with pytest.raises(SpecError, match=f"name is {written} \\(line 1\\), which YAML 1.1 reads as (true|false)"):
+        _workload(tmp_path, WORKLOAD.format(rows=4).replace("name: w", f"name: {written}"))
+    assert _workload(tmp_path, WORKLOAD.format(rows=4).replace("name: w", f"name: '{written}'")).name == written
+
+
+def _with_key_twice(text: str) -> str:
+    """A JSON object's text with its first key given again, first (a value the loader must not keep silently)."""
+    data = json.loads(text)
+    first = next(iter(data))
+    return "{" + json.dumps(first) + ": " + json.dumps(data[first]) + ",\n" + text.lstrip()[1:]
+
+
+def _spec_texts() -> dict[str, tuple[str, Any]]:
+    from embmap.mapper.profiles import load_profile
+
+    workload = WorkloadSpec(name="w", tables=(TableSpec(name="t", rows=4, dim=16),))
+    return {
+        "workload": (workload.model_dump_json(indent=1), resolve_workload),
+        "target": (ascend910().model_dump_json(indent=1), resolve_target),
+        "profile": (resolve_profile_text(), lambda p: load_profile(Path(p))),
+    }
+
+
+def resolve_profile_text() -> str:
+    from embmap.mapper.profiles import default_profile
+
+    return default_profile(ascend910()).model_dump_json(indent=1)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+@pytest.mark.parametrize("kind", ["workload", "target", "profile"])
+def test_a_key_given_twice_is_refused_naming_it(tmp_path: Path, kind: str, suffix: str) -> None:
+    text, load = _spec_texts()[kind]
+    first = next(iter(json.loads(text)))
+    path = tmp_path / f"spec{suffix}"
+    path.write_text(text, encoding="utf-8")
+    load(str(path))  # once, it loads
+    path.write_text(_with_key_twice(text), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load(str(path))
+    message = str(info.value)
+    assert f"spec{suffix}: the top level has the key '{first}' twice" in message
+    assert ("(on lines 1 and 3)" in message) == (suffix == ".yaml")  # JSON's reader gives no lines
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_key_given_twice_deep_inside_is_refused_with_its_path(tmp_path: Path, suffix: str) -> None:
+    text = (
+        '{"name": "w", "tables": [{"name": "t", "rows": 4, "dim": 16}, {"name": "u", "rows": 4, "dim": 8, "dim": 16}]}'
+    )
+    with pytest.raises(SpecError, match=r"^workload w\S*: tables\[1\] has the key 'dim' twice"):
+        _workload(tmp_path, text, f"w{suffix}")
+
+
+def test_targets_json_saved_as_yaml_loads_as_each_builtin_target(tmp_path: Path) -> None:
+    """YAML reads JSON's numbers as JSON does (`6e-08`, `1.2e+12`), so the listing's output loads from a .yaml."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["targets", "--json"]) == 0
+    for data in json.loads(out.getvalue()):
+        path = tmp_path / f"{data['name']}.yaml"
+        path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        assert resolve_target(str(path)) == BUILTIN_TARGETS[data["name"]]()
 
 
 def test_a_builtin_name_wins_over_a_file_of_that_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,24 +315,28 @@ def test_a_target_is_a_file_only_by_its_suffix_or_a_slash(tmp_path: Path, monkey
     assert resolve_target("t.yaml").name == resolve_target("./t").name == "t"
 
 
-@pytest.mark.parametrize(("bandwidth", "ok"), [("6.4e+10", True), ("6.4e10", False), ("64e9", False)])
-def test_target_exponents_need_a_point_and_a_sign(tmp_path: Path, bandwidth: str, ok: bool) -> None:
+@pytest.mark.parametrize("bandwidth", ["6.4e+10", "6.4e10", "64e9", "6.4E10"])
+def test_target_exponents_are_json_numbers(tmp_path: Path, bandwidth: str) -> None:
     memory = MEMORY.format(bandwidth=bandwidth)
     path = tmp_path / "t.yaml"
     path.write_text(f"name: t\ncores: 2\nlocal: {memory}\nscratch: {memory}\nmain: {memory}\n", encoding="utf-8")
-    if ok:
-        assert resolve_target(str(path)).local.bandwidth_bytes_per_s == 6.4e10
-    else:
-        with pytest.raises(SpecError, match="must be a number, not a str"):
-            resolve_target(str(path))
+    assert resolve_target(str(path)).local.bandwidth_bytes_per_s == 6.4e10
 
 
-@pytest.mark.parametrize("written", ["yes", "on", "1", '"true"'])
-def test_target_booleans_take_what_pydantic_converts(tmp_path: Path, written: str) -> None:
+@pytest.mark.parametrize(
+    ("written", "ok"), [("true", True), ("1", True), ('"true"', True), ("yes", False), ("on", False)]
+)
+def test_target_booleans_take_what_pydantic_converts_but_not_yaml_1_1_words(
+    tmp_path: Path, written: str, ok: bool
+) -> None:
     memory = MEMORY.format(bandwidth="1.0e+9")
     path = tmp_path / "t.yaml"
     path.write_text(
         f"name: t\ncores: 2\nlocal: {memory}\nscratch: {memory}\nmain: {memory}\nlocal_is_cache: {written}\n",
         encoding="utf-8",
     )
-    assert resolve_target(str(path)).local_is_cache is True
+    if ok:
+        assert resolve_target(str(path)).local_is_cache is True
+    else:
+        with pytest.raises(SpecError, match=f"local_is_cache is {written} \\(line 6\\), which YAML 1.1 reads as true"):
+            resolve_target(str(path))
