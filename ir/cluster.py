@@ -10,6 +10,7 @@ each table is sharded across the devices, in TorchRec's terms (`table_wise`, `ro
 from __future__ import annotations
 
 import enum
+import hashlib
 from typing import Final, Literal
 
 from pydantic import Field, model_validator
@@ -19,7 +20,7 @@ from embmap.ir.plan import ExecutionPlan, SolverReport
 from embmap.ir.spec import Frozen, TableSpec, TargetSpec, WorkloadSpec
 from embmap.ir.verify import verify_plan
 
-CLUSTER_PLAN_SCHEMA: Final = "embmap.cluster-plan/1"
+CLUSTER_PLAN_SCHEMA: Final = "embmap.cluster-plan/2"
 
 
 class LinkSpec(Frozen):
@@ -38,6 +39,10 @@ class ClusterSpec(Frozen):
     device: TargetSpec
     link: LinkSpec
     source: str = ""
+
+    def digest(self) -> str:
+        """As `TargetSpec.digest`: the first 16 hex digits of the SHA-256 of the compact JSON."""
+        return "sha256:" + hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 class Sharding(enum.StrEnum):
@@ -78,9 +83,11 @@ class DevicePlan(Frozen):
 
 
 class ClusterPlan(Frozen):
-    schema_version: Literal["embmap.cluster-plan/1"] = CLUSTER_PLAN_SCHEMA
+    schema_version: Literal["embmap.cluster-plan/2"] = CLUSTER_PLAN_SCHEMA
     generator: str
     pipeline: str
+    workload_digest: str = Field(description="`workload.digest()` when compiled; checked on load")
+    cluster_digest: str = Field(description="`cluster.digest()` when compiled; checked on load")
     workload: WorkloadSpec
     cluster: ClusterSpec
     shardings: tuple[TableSharding, ...]

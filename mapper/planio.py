@@ -10,6 +10,7 @@ from embmap.ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_p
 from embmap.ir.errors import SpecError, VerificationError
 from embmap.ir.loader import MAX_SPEC_BYTES, load_json, validate, write_text_atomic
 from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
+from embmap.ir.printer import printable
 from embmap.ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference
 from embmap.ir.verify import verify_plan
 
@@ -53,8 +54,8 @@ def check_plan_workload(plan: ExecutionPlan, workload: WorkloadSpec | str) -> No
         cap = f" (compiled with row cap {plan.workload.row_cap:,})" if plan.workload.row_cap else ""
         raise SpecError(
             "plan.workload",
-            f"was compiled for {plan.workload.name}{cap}; workload {given.name} {difference}",
-            f"recompile the plan for {given.name}, or give the workload it was compiled for",
+            f"was compiled for {printable(plan.workload.name)}{cap}; workload {printable(given.name)} {difference}",
+            f"recompile the plan for {printable(given.name)}, or give the workload it was compiled for",
         )
 
 
@@ -67,8 +68,8 @@ def check_plan_target(plan: ExecutionPlan, target: TargetSpec | str) -> None:
     if difference:
         raise SpecError(
             "plan.target",
-            f"was compiled for {plan.target.name}; target {given.name} {difference}",
-            f"recompile the plan with --target {given.name}",
+            f"was compiled for {printable(plan.target.name)}; target {printable(given.name)} {difference}",
+            f"recompile the plan with --target {printable(given.name)}",
         )
 
 
@@ -92,6 +93,7 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
     version = data.get("schema_version")
     if version == CLUSTER_PLAN_SCHEMA:
         cluster = validate(ClusterPlan, data, "plan")
+        check_cluster_digests(cluster)
         _verified(verify_cluster_plan, cluster)
         return cluster
     if version != PLAN_SCHEMA:
@@ -106,19 +108,30 @@ def load_any_plan(path: Path) -> ExecutionPlan | ClusterPlan:
     return plan
 
 
-def check_digests(plan: ExecutionPlan) -> None:
+def check_digests(plan: ExecutionPlan, where: str = "plan") -> None:
     """The embedded workload and target are the ones the plan was compiled for: edited by hand, the plan's
-    items and costs no longer describe them."""
-    for field, spec, recorded in (
-        ("workload", plan.workload, plan.workload_digest),
-        ("target", plan.target, plan.target_digest),
-    ):
-        if spec.digest() != recorded:
-            raise SpecError(
-                f"plan.{field}",
-                f"was edited after compiling: its digest is {spec.digest()}, the plan was compiled for {recorded}",
-                "recompile the plan rather than edit it (embmap compile ... -o PLAN)",
-            )
+    items and costs no longer describe them. An integrity check against edits and damage, not a signature:
+    whoever edits a plan can recompute the digests (docs/plan-format.md, "Digests")."""
+    _check_digest(f"{where}.workload", plan.workload.digest(), plan.workload_digest)
+    _check_digest(f"{where}.target", plan.target.digest(), plan.target_digest)
+
+
+def check_cluster_digests(plan: ClusterPlan) -> None:
+    """As `check_digests`, for a plan across devices: its workload and cluster, and every device's plans."""
+    _check_digest("plan.workload", plan.workload.digest(), plan.workload_digest)
+    _check_digest("plan.cluster", plan.cluster.digest(), plan.cluster_digest)
+    for d in plan.devices:
+        for i, p in enumerate(d.plans):
+            check_digests(p, f"plan.devices[{d.device}].plans[{i}]")
+
+
+def _check_digest(field: str, actual: str, recorded: str) -> None:
+    if actual != recorded:
+        raise SpecError(
+            field,
+            f"was edited after compiling: its digest is {actual}, the plan was compiled for {printable(recorded)}",
+            "recompile the plan rather than edit it (embmap compile ... -o PLAN)",
+        )
 
 
 def _verified(verify: Callable[[Plan], None], plan: Plan) -> None:

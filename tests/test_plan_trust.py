@@ -1,5 +1,6 @@
-"""Plan files you can trust: written atomically, refused when edited after compiling, and refused for tables,
-batch sizes or targets other than the ones they were compiled for."""
+"""Plan files you can trust: written atomically, refused when edited after compiling (plans across devices
+too) or when a key is given twice, and refused for tables, batch sizes or targets other than the ones they
+were compiled for."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from embmap.ir.cluster import ClusterPlan
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import write_text_atomic
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import ascend910
+from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
-from embmap.mapper.planio import load_plan, save_plan
+from embmap.mapper.planio import load_any_plan, load_plan, save_plan
+from embmap.mapper.torchrec.cluster import cluster, compile_cluster
 from embmap.runtime import RunConfig, materialize_for, run_plan
 from tests.test_runtime import plan_for
 
@@ -179,3 +183,90 @@ def test_run_refuses_data_made_for_other_tables(plan: ExecutionPlan) -> None:
             run_plan(other, RunConfig(batches=1, warmup=0, index_batches=2, seed=5), data)
     finally:
         data.close()
+
+
+# A key given twice -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["pipeline", "makespan_s"])
+def test_a_plan_that_gives_a_key_twice_is_refused(path: Path, key: str) -> None:
+    text = path.read_text()
+    data = json.loads(text)
+    path.write_text("{" + json.dumps(key) + ": " + json.dumps(data[key]) + ", " + text.lstrip()[1:])
+    with pytest.raises(SpecError, match=f"^plan: the top level has the key '{key}' twice"):
+        load_plan(path)
+
+
+def test_a_key_given_twice_inside_a_plan_is_refused_with_its_path(path: Path) -> None:
+    text = path.read_text().replace('"items": [', '"items": [{"id": 0, "id": 0},', 1)
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"^plan: items\[0\] has the key 'id' twice"):
+        load_plan(path)
+    assert main(["explain", str(path)]) == 2
+
+
+# Plans across devices --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_plan() -> ClusterPlan:
+    tables = (TableSpec(name="a", rows=4000, dim=16, pooling=2), TableSpec(name="b", rows=500, dim=8))
+    return compile_cluster(
+        WorkloadSpec(name="c", batch_size=64, tables=tables),
+        cluster("cpu", 2, memory_bytes=1 << 26),
+        solver=SolverSettings(time_limit_s=1.0, workers=1, seed=0),
+    )
+
+
+def test_a_cluster_plan_records_the_digests_of_its_workload_and_cluster(
+    cluster_plan: ClusterPlan, tmp_path: Path
+) -> None:
+    assert cluster_plan.workload_digest == cluster_plan.workload.digest()
+    assert cluster_plan.cluster_digest == cluster_plan.cluster.digest()
+    path = tmp_path / "cluster.json"
+    save_plan(cluster_plan, path)
+    assert load_any_plan(path) == cluster_plan
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("plan.workload", lambda d: d["workload"]["tables"][0].update(pooling=4)),
+        ("plan.workload", lambda d: d["workload"].update(name="other")),
+        ("plan.cluster", lambda d: d["cluster"]["link"].update(bandwidth_bytes_per_s=1.0)),
+        ("plan.cluster", lambda d: d["cluster"]["device"]["main"].update(latency_s=0.5)),
+        (
+            "plan.devices[1].plans[0].workload",
+            lambda d: d["devices"][1]["plans"][0]["workload"]["tables"][0].update(pooling=9),
+        ),
+        ("plan.devices[0].plans[0].target", lambda d: d["devices"][0]["plans"][0]["target"]["main"].update(name="X")),
+    ],
+)
+def test_an_edited_cluster_plan_is_refused(
+    cluster_plan: ClusterPlan, tmp_path: Path, field: str, edit: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cluster.json"
+    save_plan(cluster_plan, path)
+    data = json.loads(path.read_text())
+    edit(data)  # type: ignore[operator]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError) as info:
+        load_any_plan(path)
+    assert str(info.value).startswith(f"{field}: was edited after compiling")
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{field}: was edited after compiling" in err
+
+
+def test_a_cluster_plan_without_digests_is_refused(cluster_plan: ClusterPlan, tmp_path: Path) -> None:
+    path = tmp_path / "cluster.json"
+    save_plan(cluster_plan, path)
+    data = json.loads(path.read_text())
+    del data["workload_digest"], data["cluster_digest"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match="digest"):
+        load_any_plan(path)
+    data["schema_version"] = "embmap.cluster-plan/1"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match="recompile the plan"):
+        load_any_plan(path)

@@ -36,7 +36,7 @@ from embmap.ir.errors import InfeasibleError, SpecError
 from embmap.ir.lowering import check_fits, lower
 from embmap.ir.module import Module, TableProfile
 from embmap.ir.plan import ExecutionPlan, Strategy
-from embmap.ir.printer import fmt_bytes, fmt_s
+from embmap.ir.printer import fmt_bytes, fmt_s, printable
 from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
 from embmap.mapper.backend import tool_version
 from embmap.mapper.compiler import compile, prepare_workload, resolve_target
@@ -274,6 +274,8 @@ def compile_cluster(
     return ClusterPlan(
         generator=tool_version(),
         pipeline=pipeline,
+        workload_digest=w.digest(),
+        cluster_digest=spec.digest(),
         workload=w,
         cluster=spec,
         shardings=layout,
@@ -445,8 +447,9 @@ def explain_cluster(plan: ClusterPlan) -> str:
     """Per device: its shards, predicted compute and communication; then every table's sharding."""
     spec = plan.cluster
     lines = [
-        f"{plan.workload.name} on {spec.name}: {spec.devices} x {spec.device.name} ({spec.device.cores} cores, "
-        f"{fmt_bytes(spec.device.main.capacity_bytes)} {spec.device.main.name}), link {spec.link.name} "
+        f"{printable(plan.workload.name)} on {printable(spec.name)}: {spec.devices} x {printable(spec.device.name)} "
+        f"({spec.device.cores} cores, {fmt_bytes(spec.device.main.capacity_bytes)} {printable(spec.device.main.name)}), "
+        f"link {printable(spec.link.name)} "
         f"{spec.link.bandwidth_bytes_per_s / 1e9:g} GB/s",
         f"predicted makespan {fmt_s(plan.makespan_s)} (device level: {plan.solver.method} {plan.solver.status}, "
         f"gap {plan.solver.gap:.2%})",
@@ -464,5 +467,5 @@ def explain_cluster(plan: ClusterPlan) -> str:
     lines += ["", "shardings: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
     lines.append("table                 sharding       ranks")
     for s in plan.shardings:
-        lines.append(f"{s.table:<21} {s.sharding.value:<14} {list(s.ranks)}")
+        lines.append(f"{printable(s.table):<21} {s.sharding.value:<14} {list(s.ranks)}")
     return "\n".join(lines)
