@@ -160,10 +160,11 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
 
 def _bag_sums(weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Each bag's sum of its rows (`idx` [bags, pooling]) in fp32. embedding_bag returns its sums in the table's
-    dtype (an fp16 table's rounded to fp16), so an fp16 table's rows are gathered and summed in fp32."""
+    dtype (an fp16 table's rounded to fp16), so an fp16 table's rows are gathered, converted and summed in fp32
+    (index_select gathers several times faster than indexing with a tensor)."""
     if weights.dtype == torch.float32:
         return F.embedding_bag(idx, weights, mode="sum")
-    return weights[idx].sum(1, dtype=torch.float32)
+    return weights.index_select(0, idx.reshape(-1)).float().view(*idx.shape, -1).sum(1)
 
 
 def _lookup_sums(
@@ -173,7 +174,7 @@ def _lookup_sums(
     if weights.dtype == torch.float32:
         return F.embedding_bag(local, weights, torch.searchsorted(bags, bag_starts), mode="sum")
     acc = torch.zeros((len(bag_starts), weights.shape[1]), dtype=torch.float32)
-    return acc.index_add_(0, bags, weights[local].float())
+    return acc.index_add_(0, bags, weights.index_select(0, local).float())
 
 
 def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
