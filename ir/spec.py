@@ -18,6 +18,13 @@ from pydantic_core import PydanticCustomError
 
 NUMBER_TYPES = (int, float, int | None, float | None)
 
+# The bounds of a workload's numbers, one place for the files' loaders and the command line's arguments.
+MAX_TABLES = 100_000
+MAX_ROWS = 10**12
+MAX_DIM = 65536
+MAX_POOLING = 100_000
+MAX_BATCH_SIZE = 10**7
+
 
 class Frozen(BaseModel):
     """Base of every IR value: immutable, and unknown fields are an error rather than silently ignored.
@@ -97,7 +104,7 @@ class HotTables(Frozen):
     through their pooling factors. The other tables keep theirs; the hot tables' poolings grow, each in
     proportion to its own, until they carry `mass` of the lookups (so the batch does more lookups)."""
 
-    tables: int = Field(2, ge=1, le=100_000)
+    tables: int = Field(2, ge=1, le=MAX_TABLES)
     mass: float = Field(0.9, gt=0.0, lt=1.0)
 
     def apply(self, tables: tuple[TableSpec, ...]) -> tuple[TableSpec, ...]:
@@ -109,7 +116,7 @@ class HotTables(Frozen):
         cold_pool = sum(t.pooling for i, t in enumerate(tables) if i not in hot)
         hot_budget = max(hot_pool, self.mass / (1.0 - self.mass) * cold_pool)
         return tuple(
-            t.model_copy(update={"pooling": max(1, min(100_000, round(hot_budget * t.pooling / hot_pool)))})
+            t.model_copy(update={"pooling": max(1, min(MAX_POOLING, round(hot_budget * t.pooling / hot_pool)))})
             if i in hot
             else t
             for i, t in enumerate(tables)
@@ -125,10 +132,10 @@ class TableSpec(Frozen):
     """One embedding table and how each sample queries it."""
 
     name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
-    rows: int = Field(gt=0, le=10**12)
-    dim: int = Field(gt=0, le=65536)
+    rows: int = Field(gt=0, le=MAX_ROWS)
+    dim: int = Field(gt=0, le=MAX_DIM)
     dtype: DType = DType.FP32
-    pooling: int = Field(1, gt=0, le=100_000, description="lookups per sample, sum-pooled")
+    pooling: int = Field(1, gt=0, le=MAX_POOLING, description="lookups per sample, sum-pooled")
     distribution: Distribution | None = Field(None, description="overrides the workload's default")
 
     @property
@@ -145,13 +152,13 @@ class WorkloadSpec(Frozen):
 
     name: str = Field(min_length=1, max_length=128)
     title: str = ""
-    batch_size: int = Field(1024, gt=0, le=10**7)
+    batch_size: int = Field(1024, gt=0, le=MAX_BATCH_SIZE)
     distribution: Distribution = Field(default_factory=Uniform)
     hot_tables: HotTables | None = Field(None, description="skews the pooling factors onto the largest tables")
     row_cap: int | None = Field(
         None, gt=0, description="ids hashed into at most this many rows per table (DLRM's --max-ind-range)"
     )
-    tables: tuple[TableSpec, ...] = Field(min_length=1, max_length=100_000)
+    tables: tuple[TableSpec, ...] = Field(min_length=1, max_length=MAX_TABLES)
     source: str = ""
     notes: str = ""
     assumptions: tuple[str, ...] = ()
@@ -198,6 +205,7 @@ class WorkloadSpec(Frozen):
 
 
 MAX_MEMORY_BYTES = 1 << 50
+MAX_CORES = 65536
 
 
 class MemorySpec(Frozen):
@@ -236,7 +244,7 @@ class TargetSpec(Frozen):
 
     name: str = Field(min_length=1, max_length=64)
     description: str = ""
-    cores: int = Field(gt=0, le=65536)
+    cores: int = Field(gt=0, le=MAX_CORES)
     local: MemorySpec
     scratch: MemorySpec
     shared_cache: MemorySpec | None = None
