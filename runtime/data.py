@@ -172,9 +172,10 @@ def check_outputs(
     worst, worst_tol, worst_ratio, ok = 0.0, 0.0, -1.0, True
     for t in tables:
         rows = data.tables[t.name].array[data.indices[t.name].array[index_batch]]
-        rows = rows.astype(NUMPY_DTYPES[t.dtype], copy=False).astype(np.float64)
-        err = np.abs(np.asarray(outputs[t.name], dtype=np.float64) - rows.sum(axis=1))
-        tol = tolerance(t.pooling, np.abs(rows).sum(axis=1), (rounded_to or {}).get(t.name, DType.FP32))
+        rows = rows.astype(NUMPY_DTYPES[t.dtype], copy=False)  # [batch, pooling, dim]; summed in float64
+        err = np.abs(np.asarray(outputs[t.name], dtype=np.float64) - rows.sum(axis=1, dtype=np.float64))
+        magnitude = np.abs(rows).sum(axis=1, dtype=np.float64)
+        tol = tolerance(t.pooling, magnitude, (rounded_to or {}).get(t.name, DType.FP32))
         within = err <= tol  # False where the output is NaN
         ok = ok and bool(within.all())
         with np.errstate(divide="ignore", invalid="ignore"):
