@@ -420,3 +420,84 @@ def test_random_measurement_rows_are_rejected(cells: list[str]) -> None:
     """One measured row can never be fitted (too few points), so every random row fails in one line."""
     line = ",".join(cells).replace("\n", " ").replace("\r", " ")
     assert_rejected("csv", "m.csv", f"{CSV_HEADER}\n{line}\n".encode())
+
+
+# Numbers that never pass through a loader --------------------------------------------------------------------
+# Every number of the command line and every key of a synthetic recipe, past its bounds, meets the same
+# contract as a broken file: exit 2, one line naming the option or key, nothing written. Each case names the
+# command's input as `{workload}` / `{plan}` (a valid file written first) and its outputs under the folder.
+
+NUMBER_CASES: dict[str, tuple[list[str], str]] = {
+    "time-limit-nan": (["--time-limit", "nan"], "--time-limit: must be positive"),
+    "time-limit-inf": (["--time-limit", "inf"], "--time-limit: must be positive"),
+    "time-limit-negative": (["--time-limit", "-1"], "--time-limit: must be positive"),
+    "seed-65-bits": (["--seed", str(2**64)], "--seed: must be >= 0"),
+    "seed-negative": (["--seed", "-1"], "--seed: must be >= 0"),
+    "workers-100000": (["--workers", "100000"], "--workers: must be > 0"),
+    "max-moves-1e30": (["--previous", "{plan}", "--max-moves", "1e30"], "--max-moves: must be >= 0"),
+    "devices-100000": (["--devices", "100000"], "--devices: must be > 0"),
+    "link-gbps-inf": (["--devices", "2", "--link-gbps", "inf"], "--link-gbps: must be positive"),
+    "device-cores-0": (["--devices", "2", "--device-cores", "0"], "--device-cores: must be > 0"),
+    "device-memory-0": (["--devices", "2", "--device-memory", "0"], "--device-memory: must be > 0"),
+    "cores-huge-int": (["--cores", HUGE_INT], "--cores: must be > 0"),
+    "batch-1e3": (["--batch", "1e3"], "--batch: must be > 0"),
+    "row-cap-negative": (["--row-cap", "-5"], "--row-cap: must be >= 0"),
+}
+RECIPE_CASES: dict[str, tuple[str, str]] = {
+    "batch_size=0": ("batch_size=0", "synthetic.batch_size: must be >= 1"),
+    "tables=100001": ("tables=100001", "synthetic.tables: must be >= 1"),
+    "tables=1e9": ("tables=1000000000", "synthetic.tables: must be >= 1"),
+    "total_bytes=nan": ("total_bytes=nan", "synthetic.total_bytes: must be > 0"),
+    "dims=70000": ("dims=70000", "synthetic.dims: must be >= 1"),
+    "seed=-1": ("seed=-1", "synthetic.seed: must be >= 0"),
+    "pooling_skew=-1": ("pooling_skew=-1", "synthetic.pooling_skew: must be >= 0"),
+    "pooling-too-high": ("tables=50,pooling_mean=100000,pooling_skew=2", "synthetic.pooling_mean: draws table"),
+    "rows-too-many": ("tables=1,total_bytes=1e15,dims=16", "synthetic.total_bytes: draws table"),
+    "key-twice": ("seed=1,seed=2", "synthetic.seed: is given twice"),
+}
+RUN_CASES: dict[str, tuple[list[str], str]] = {
+    "batches-0": (["--batches", "0"], "--batches: must be > 0"),
+    "batches-1e7": (["--batches", "10000000"], "--batches: must be > 0"),
+    "warmup-negative": (["--warmup", "-1"], "--warmup: must be >= 0"),
+    "seed-negative": (["--seed", "-1"], "--seed: must be >= 0"),
+    "timeout-inf": (["--timeout", "inf"], "--timeout: must be positive"),
+}
+
+
+def number_case(case: str, folder: Path) -> list[str]:
+    """The command line of a case, its inputs written into `folder`, its outputs aimed there."""
+    plan, workload = folder / "plan.json", folder / "good-workload.json"
+    plan.write_text(plan_text())
+    workload.write_text(json.dumps(WORKLOAD))
+    out = ["-o", str(folder / "result.json")]
+    kind, _, name = case.partition(":")
+    if kind == "compile":
+        options = [o.format(plan=plan) for o in NUMBER_CASES[name][0]]
+        return ["compile", str(workload), "--target", "ascend910", *FAST, *options, *out]
+    if kind == "recipe":
+        return ["compile", f"synthetic:{RECIPE_CASES[name][0]}", "--target", "ascend910", *FAST, *out]
+    if kind == "run":
+        return ["run", str(plan), *RUN_CASES[name][0]]
+    assert kind == "bench"
+    return ["bench", "--quick", "--no-measure", "--repeats", name, "--out", str(folder / "bench")]
+
+
+NUMBER_WORDS = {
+    **{f"compile:{k}": v[1] for k, v in NUMBER_CASES.items()},
+    **{f"recipe:{k}": v[1] for k, v in RECIPE_CASES.items()},
+    **{f"run:{k}": v[1] for k, v in RUN_CASES.items()},
+    **{f"bench:{n}": "--repeats: must be > 0" for n in ("0", "1000000")},
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBER_WORDS))
+def test_numbers_outside_files(case: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        args = number_case(case, folder)
+        before = {p.name for p in folder.iterdir()}
+        code, _, err = cli(args)
+        assert code == 2, f"exit {code}: {err}"
+        assert_one_line_error(err)
+        assert NUMBER_WORDS[case] in err, err
+        assert {p.name for p in folder.iterdir()} == before, f"left {set(folder.iterdir()) - before} behind"

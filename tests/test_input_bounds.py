@@ -76,7 +76,7 @@ def test_a_batch_override_is_bounded_like_the_file(tmp_path: Path, capsys: pytes
     assert main(["compile", "avazu", "--target", "ascend910", "--batch", "1000000000000", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "workload.batch_size: input should be less than or equal to 10000000, got 1000000000000" in err
+    assert err.startswith("embmap: error: --batch: must be > 0 and <= 10000000, got 1000000000000 (fix: ")
     assert not out.exists()
 
 
@@ -109,3 +109,146 @@ def test_device_level_costs_beyond_the_solver_scale_are_refused() -> None:
     crawl = LinkSpec(name="crawl", bandwidth_bytes_per_s=1e-6, latency_s=0.0)
     with pytest.raises(SpecError, match=r"^workload: the device-level options add up to .* beyond the"):
         compile_cluster(w, cluster("cpu", 2, crawl), solver=FAST)
+
+
+# Numbers that skip the loaders: the command line's options and the synthetic recipe's keys ------------------
+
+COMPILE_NUMBERS = [
+    # (options, the error's start: the field, then the range it must be in)
+    (["--time-limit", "nan"], "--time-limit: must be positive and <= 86400, got nan"),
+    (["--time-limit", "inf"], "--time-limit: must be positive and <= 86400, got inf"),
+    (["--time-limit", "-1"], "--time-limit: must be positive"),
+    (["--time-limit", "1e300"], "--time-limit: must be positive and <= 86400, got 1e300"),
+    (["--seed", str(2**64)], "--seed: must be >= 0 and <= 2147483647, got 18446744073709551616"),
+    (["--seed", str(2**31)], "--seed: must be >= 0 and <= 2147483647"),
+    (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--workers", "100000"], "--workers: must be > 0 and <= 1024, got 100000"),
+    (["--workers", "0"], "--workers: must be > 0"),
+    (["--cores", "0"], "--cores: must be > 0 and <= 65536"),
+    (["--cores", "70000"], "--cores: must be > 0 and <= 65536"),
+    (["--batch", "2.5"], "--batch: must be > 0 and <= 10000000, got 2.5"),
+    (["--batch", "1" + "0" * 5000], "--batch: must be > 0 and <= 10000000, got '1000"),
+    (["--row-cap", "-1"], "--row-cap: must be >= 0 and <= 1000000000000"),
+    (["--row-cap", "1e30"], "--row-cap: must be >= 0"),
+    (["--previous", "old.json", "--max-moves", "1e30"], "--max-moves: must be >= 0 and <= 100000, got 1e30"),
+    (["--previous", "old.json", "--max-moves", str(10**30)], "--max-moves: must be >= 0 and <= 100000"),
+    (["--devices", "100000"], "--devices: must be > 0 and <= 4096, got 100000"),
+    (["--devices", "0"], "--devices: must be > 0"),
+    (["--devices", "2", "--link-gbps", "inf"], "--link-gbps: must be positive and <= 1e+06, got inf"),
+    (["--devices", "2", "--link-gbps", "nan"], "--link-gbps: must be positive and <= 1e+06, got nan"),
+    (["--devices", "2", "--link-gbps", "0"], "--link-gbps: must be positive and <= 1e+06, got 0"),
+    (["--devices", "2", "--device-cores", "0"], "--device-cores: must be > 0 and <= 65536"),
+    (["--devices", "2", "--device-memory", "0"], "--device-memory: must be > 0 and <= 1125899906842624"),
+    (["--devices", "2", "--device-memory", str(2**60)], "--device-memory: must be > 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"), COMPILE_NUMBERS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_compile_numbers_are_bounded_before_any_work(
+    options: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan.json"
+    assert main(["compile", "avazu", "--target", "ascend910", *options, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"embmap: error: {words}"), err
+    assert "(fix: " in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--batches", "0"], "--batches: must be > 0 and <= 1000000, got 0"),
+        (["--batches", "10000000"], "--batches: must be > 0 and <= 1000000"),
+        (["--warmup", "-1"], "--warmup: must be >= 0 and <= 1000000"),
+        (["--warmup", "1e9"], "--warmup: must be >= 0"),
+        (["--seed", "-1"], "--seed: must be >= 0 and <= 18446744073709551615, got -1"),
+        (["--seed", str(2**64)], "--seed: must be >= 0 and <= 18446744073709551615"),
+        (["--timeout", "nan"], "--timeout: must be positive and <= 86400, got nan"),
+        (["--timeout", "inf"], "--timeout: must be positive"),
+        (["--timeout", "1e12"], "--timeout: must be positive"),
+    ],
+)
+def test_run_numbers_are_bounded_before_the_plan_is_read(
+    options: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tmp_path / "no-such-plan.json"), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"embmap: error: {words}"), err
+
+
+@pytest.mark.parametrize("repeats", ["0", "1000000", "2.5"])
+def test_bench_repeats_are_bounded(repeats: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--no-measure", "--repeats", repeats, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"embmap: error: --repeats: must be > 0 and <= 1000, got {repeats} (fix: ")
+    assert not out.exists()
+
+
+def test_the_command_line_bounds_are_the_files_bounds() -> None:
+    """A value the command line accepts at its limit is one a file accepts, and one past it neither does."""
+    from embmap.ir.cluster import ClusterSpec
+    from embmap.mapper.cli.parser import MAX_DEVICES
+
+    assert MAX_DEVICES == 4096
+    with pytest.raises(ValueError, match="less than or equal to 4096"):
+        ClusterSpec.model_validate({"name": "c", "devices": MAX_DEVICES + 1, "device": {}, "link": {}})
+    assert WorkloadSpec(name="w", batch_size=10**7, tables=(TableSpec(name="t", rows=10**12, dim=65536),))
+
+
+SYNTHETIC_KEYS = [
+    # recipe, the key the error names, its range
+    ("batch_size=0", "batch_size", "must be >= 1 and <= 10000000, got 0"),
+    ("batch_size=100000000", "batch_size", "must be >= 1 and <= 10000000"),
+    ("tables=0", "tables", "must be >= 1 and <= 100000, got 0"),
+    ("tables=100001", "tables", "must be >= 1 and <= 100000, got 100001"),
+    ("total_bytes=nan", "total_bytes", "must be > 0 and <= 1125899906842624, got nan"),
+    ("total_bytes=inf", "total_bytes", "must be > 0"),
+    ("total_bytes=0", "total_bytes", "must be > 0 and <= 1125899906842624, got 0"),
+    ("dims=16:70000", "dims", "must be >= 1 and <= 65536, got 70000"),
+    ("dims=0", "dims", "must be >= 1"),
+    ("seed=-1", "seed", "must be >= 0 and <= 18446744073709551615, got -1"),
+    (f"seed={2**64}", "seed", "must be >= 0 and <= 18446744073709551615"),
+    ("pooling_skew=-1", "pooling_skew", "must be >= 0 and <= 10, got -1"),
+    ("pooling_skew=nan", "pooling_skew", "must be >= 0"),
+    ("size_skew=-1", "size_skew", "must be >= 0 and <= 10, got -1"),
+    ("size_skew=inf", "size_skew", "must be >= 0"),
+    ("pooling_mean=0.5", "pooling_mean", "must be >= 1 and <= 100000, got 0.5"),
+    ("pooling_mean=nan", "pooling_mean", "must be >= 1"),
+    ("pooling_mean=100000,pooling_skew=2,tables=50", "pooling_mean", "draws table t0002 with a pooling factor of"),
+    ("total_bytes=1e15,tables=1,dims=16", "total_bytes", "draws table t0000 with 15625000000000 rows, more than"),
+    ("tables=1e3", "tables", "cannot read '1e3' (fix: give a whole number)"),
+    ("tables=3,tables=4", "tables", "is given twice"),
+    ("name=" + "x" * 129, "name", "has 129 characters, more than 128"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "key", "words"), SYNTHETIC_KEYS)
+def test_each_synthetic_key_is_bounded_and_named(recipe: str, key: str, words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        resolve_workload(f"synthetic:{recipe}")
+    assert info.value.field == f"synthetic.{key}"
+    assert words in info.value.one_line() and info.value.fix
+
+
+def test_synthetic_limits_are_checked_before_any_allocation() -> None:
+    """A billion tables is refused before a single array is drawn (it allocated 7.45 GiB first)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(SpecError, match=r"^synthetic\.tables: must be >= 1 and <= 100000, got 1000000000"):
+            resolve_workload("synthetic:tables=1000000000")
+        with pytest.raises(SpecError, match=r"^synthetic\.tables"):
+            resolve_workload("synthetic:tables=200000")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated before the refusal"
+
+
+def test_synthetic_at_its_limits_still_builds() -> None:
+    w = resolve_workload("synthetic:tables=3,dims=65536,batch_size=10000000,seed=18446744073709551615,size_skew=10")
+    assert len(w.tables) == 3 and w.batch_size == 10**7 and {t.dim for t in w.tables} == {65536}

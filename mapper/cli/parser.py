@@ -1,25 +1,100 @@
-"""The argument parser of `embmap`: one parser per command, and the argument types that read
-distributions and hot tables. Usage errors are one line and exit 2, like every other input error."""
+"""The argument parser of `embmap`: one parser per command, and the argument types that read numbers,
+distributions and hot tables. Usage errors are one line and exit 2, like every other input error.
+
+Every number on the command line has bounds, checked as it is read, before any work: where a file states the
+same quantity, its bounds are the file's (`ir.spec`), so that a value refused in a file is refused here too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
+from annotated_types import Le
+from pydantic import BaseModel
+
 from embmap import __version__
+from embmap.ir.cluster import ClusterSpec
 from embmap.ir.errors import SpecError
-from embmap.ir.spec import Distribution, HotSet, HotTables, Uniform, Zipf
+from embmap.ir.spec import (
+    MAX_BATCH_SIZE,
+    MAX_CORES,
+    MAX_MEMORY_BYTES,
+    MAX_ROWS,
+    MAX_TABLES,
+    Distribution,
+    HotSet,
+    HotTables,
+    Uniform,
+    Zipf,
+)
+
+MAX_SECONDS = 86_400.0  # no compile searches and no run waits on a hung core for more than a day
+MAX_SEED = 2**31 - 1  # CP-SAT's random seed is a 32-bit signed integer
+MAX_RUN_SEED = 2**64 - 1  # the run's tables and indices are drawn by numpy, seeded with 64 bits
+MAX_WORKERS = 1024  # CP-SAT accepts up to 10,000 (more is MODEL_INVALID), each with its own copy of the model
+
+
+def _most(model: type[BaseModel], field: str) -> int:
+    """The upper bound (`le`) a model's field declares, so that the command line refuses what a file would."""
+    return next(m.le for m in model.model_fields[field].metadata if isinstance(m, Le) and isinstance(m.le, int))
+
+
+MAX_DEVICES = _most(ClusterSpec, "devices")
+MAX_LINK_GBPS = 1e6  # a petabyte per second per device: more is no link
+MAX_BATCHES = 1_000_000  # batches a run measures or warms up with: each draws its own indices
+MAX_REPEATS = 1000  # bench's interleaved rounds
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit 2 like every other input error."""
+    """argparse, but usage errors are one line and exit 2 like every other input error: `embmap: error: FIELD:
+    problem (fix: ...)`, the field being the option (`--seed`), not argparse's `argument --seed`."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.removeprefix("argument ")
         fix = "" if "(fix:" in message else f" (fix: see `{self.prog} --help`)"
         sys.stderr.write(f"embmap: error: {message}{fix}\n")
         raise SystemExit(2)
+
+
+def _shown(text: str) -> str:
+    """The value as given, short and printable, for an error line."""
+    return text if text.isprintable() and 0 < len(text) <= 40 else repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+def whole(lowest: int, highest: int, fix: str) -> Callable[[str], int]:
+    """An argument type: a whole number from `lowest` to `highest`, else a usage error naming the range."""
+    least = "> 0" if lowest == 1 else f">= {lowest}"
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # not a whole number, or too many digits to read
+            value = lowest - 1
+        if not lowest <= value <= highest:
+            raise argparse.ArgumentTypeError(f"must be {least} and <= {highest}, got {_shown(text)} (fix: {fix})")
+        return value
+
+    return read
+
+
+def positive(highest: float, fix: str) -> Callable[[str], float]:
+    """An argument type: a number above 0 and at most `highest` (so never NaN or infinite)."""
+
+    def read(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value <= highest:  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"must be positive and <= {highest:g}, got {_shown(text)} (fix: {fix})")
+        return value
+
+    return read
 
 
 if TYPE_CHECKING:
@@ -97,9 +172,21 @@ def _add_compile(sub: Subparsers) -> None:
     c.add_argument(
         "--pipeline", default="embmap", help="named pipeline (embmap, default, round-robin, greedy) or a pass list"
     )
-    c.add_argument("--cores", type=int, help="number of cores (overrides the target's, e.g. ascend910 with 128)")
-    c.add_argument("--batch", type=int, help="batch size (overrides the workload's)")
-    c.add_argument("--row-cap", type=int, help="hash ids into at most N rows per table; 0 removes the workload's cap")
+    c.add_argument(
+        "--cores",
+        type=whole(1, MAX_CORES, f"give the chip's cores, at most {MAX_CORES} as in a target file"),
+        help=f"number of cores (overrides the target's, e.g. ascend910 with 128; 1 to {MAX_CORES})",
+    )
+    c.add_argument(
+        "--batch",
+        type=whole(1, MAX_BATCH_SIZE, f"give samples per batch, at most {MAX_BATCH_SIZE} as in a workload file"),
+        help=f"batch size (overrides the workload's; 1 to {MAX_BATCH_SIZE})",
+    )
+    c.add_argument(
+        "--row-cap",
+        type=whole(0, MAX_ROWS, f"give rows per table, at most {MAX_ROWS} as in a workload file, or 0 for no cap"),
+        help=f"hash ids into at most N rows per table (up to {MAX_ROWS}); 0 removes the workload's cap",
+    )
     c.add_argument(
         "--distribution",
         type=_distribution_arg,
@@ -119,12 +206,21 @@ def _add_compile(sub: Subparsers) -> None:
     )
     c.add_argument(
         "--time-limit",
-        type=float,
+        type=positive(MAX_SECONDS, "give seconds of search, at most a day, e.g. --time-limit 2"),
         help="CP-SAT time limit in seconds (of the solver's deterministic time, so a stopped search repeats "
-        "exactly; default 2); Ctrl-C stops the search sooner and keeps the best plan found so far",
+        f"exactly; default 2, at most {MAX_SECONDS:g}); Ctrl-C stops the search sooner and keeps the best plan "
+        "found so far",
     )
-    c.add_argument("--workers", type=int, help="CP-SAT workers (default 1)")
-    c.add_argument("--seed", type=int, help="CP-SAT random seed; the same seed and workers give the same plan")
+    c.add_argument(
+        "--workers",
+        type=whole(1, MAX_WORKERS, f"give CP-SAT's search threads, at most {MAX_WORKERS}, e.g. --workers 1"),
+        help=f"CP-SAT workers (default 1, at most {MAX_WORKERS})",
+    )
+    c.add_argument(
+        "--seed",
+        type=whole(0, MAX_SEED, f"give a seed from 0 to {MAX_SEED}: CP-SAT's seeds are 32-bit"),
+        help=f"CP-SAT random seed (0 to {MAX_SEED}); the same seed and workers give the same plan",
+    )
     c.add_argument(
         "-q",
         "--quiet",
@@ -150,24 +246,43 @@ def _add_compile_devices(c: argparse.ArgumentParser) -> None:
     """compile's options across devices (a cluster plan) and from a previous plan (re-planning)."""
     c.add_argument(
         "--devices",
-        type=int,
-        help="plan across N devices of the target (tables sharded over devices, then cores): a cluster plan",
+        type=whole(1, MAX_DEVICES, f"give the number of devices, at most {MAX_DEVICES}"),
+        help=f"plan across N devices of the target (tables sharded over devices, then cores; 1 to {MAX_DEVICES}): "
+        "a cluster plan",
     )
     c.add_argument(
         "--device-method",
         choices=("cp-sat", "table-wise-greedy"),
         help="with --devices: how tables are placed on devices (default cp-sat)",
     )
-    c.add_argument("--device-memory", type=int, metavar="BYTES", help="with --devices: one device's main memory")
-    c.add_argument("--device-cores", type=int, help="with --devices: one device's cores")
-    c.add_argument("--link-gbps", type=float, help="with --devices: GB/s one device sends in the output all-to-all")
+    c.add_argument(
+        "--device-memory",
+        type=whole(1, MAX_MEMORY_BYTES, f"give one device's main memory in bytes, at most 1 PiB = {MAX_MEMORY_BYTES}"),
+        metavar="BYTES",
+        help=f"with --devices: one device's main memory (1 to {MAX_MEMORY_BYTES} bytes)",
+    )
+    c.add_argument(
+        "--device-cores",
+        type=whole(1, MAX_CORES, f"give one device's cores, at most {MAX_CORES} as in a target file"),
+        help=f"with --devices: one device's cores (1 to {MAX_CORES})",
+    )
+    c.add_argument(
+        "--link-gbps",
+        type=positive(MAX_LINK_GBPS, "give the GB/s one device sends, e.g. --link-gbps 25"),
+        help=f"with --devices: GB/s one device sends in the output all-to-all (above 0, at most {MAX_LINK_GBPS:g})",
+    )
     c.add_argument(
         "--previous",
         type=Path,
         metavar="PLAN",
         help="re-plan from this plan (same target, any workload): tables stay where it put them unless moving pays",
     )
-    c.add_argument("--max-moves", type=int, metavar="K", help="with --previous: at most K tables move")
+    c.add_argument(
+        "--max-moves",
+        type=whole(0, MAX_TABLES, f"give a number of tables, at most {MAX_TABLES}, a workload's table limit"),
+        metavar="K",
+        help=f"with --previous: at most K tables move (0 to {MAX_TABLES})",
+    )
 
 
 def _add_plan_readers(sub: Subparsers) -> None:
@@ -196,9 +311,24 @@ def _add_run(sub: Subparsers) -> None:
         "a name, synthetic recipe or file, as for compile",
     )
     r.add_argument("--target", help="refuse the plan unless it was compiled for this target (same cores and memories)")
-    r.add_argument("--batches", type=int, default=50, help="measured batches (after warm-up)")
-    r.add_argument("--warmup", type=int, default=5)
-    r.add_argument("--seed", type=int, default=0, help="seed of the materialised tables and indices")
+    r.add_argument(
+        "--batches",
+        type=whole(1, MAX_BATCHES, f"give a positive number of batches, at most {MAX_BATCHES}"),
+        default=50,
+        help=f"measured batches (after warm-up; 1 to {MAX_BATCHES})",
+    )
+    r.add_argument(
+        "--warmup",
+        type=whole(0, MAX_BATCHES, f"give a number of batches, at most {MAX_BATCHES}"),
+        default=5,
+        help=f"batches run before the measured ones (0 to {MAX_BATCHES}; default 5)",
+    )
+    r.add_argument(
+        "--seed",
+        type=whole(0, MAX_RUN_SEED, f"give a seed from 0 to {MAX_RUN_SEED}, 64 bits"),
+        default=0,
+        help=f"seed of the materialised tables and indices (0 to {MAX_RUN_SEED})",
+    )
     r.add_argument(
         "--backend",
         choices=("auto", "native", "torch", "numpy"),
@@ -207,10 +337,11 @@ def _add_run(sub: Subparsers) -> None:
     )
     r.add_argument(
         "--timeout",
-        type=float,
+        type=positive(MAX_SECONDS, "give seconds, at most a day, e.g. --timeout 120"),
         default=120.0,
         metavar="S",
-        help="a run in which no core passes a barrier for S seconds has a hung core: it is stopped (exit 3)",
+        help="a run in which no core passes a barrier for S seconds has a hung core: it is stopped (exit 3); "
+        f"above 0, at most {MAX_SECONDS:g}",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -250,8 +381,9 @@ def _add_bench(sub: Subparsers) -> None:
     b.add_argument("--no-measure", action="store_true", help="predict only; do not run the plans on this machine")
     b.add_argument(
         "--repeats",
-        type=int,
-        help="interleaved rounds, each running every plan and framework once (default 5, quick 1)",
+        type=whole(1, MAX_REPEATS, f"give a positive number of rounds, at most {MAX_REPEATS}"),
+        help=f"interleaved rounds, each running every plan and framework once (default 5, quick 1; at most "
+        f"{MAX_REPEATS})",
     )
 
 

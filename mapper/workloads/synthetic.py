@@ -11,7 +11,18 @@ from typing import Any
 import numpy as np
 
 from embmap.ir.errors import SpecError
-from embmap.ir.spec import DType, TableSpec, Uniform, WorkloadSpec
+from embmap.ir.spec import (
+    MAX_BATCH_SIZE,
+    MAX_DIM,
+    MAX_MEMORY_BYTES,
+    MAX_POOLING,
+    MAX_ROWS,
+    MAX_TABLES,
+    DType,
+    TableSpec,
+    Uniform,
+    WorkloadSpec,
+)
 
 SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's private 25 MB set is not public; this stands in for it: same total size, a few dozen tables.
@@ -39,23 +50,36 @@ def synthetic(
     seed: int = 0,
     name: str | None = None,
 ) -> WorkloadSpec:
-    if tables < 1:
-        raise SpecError("synthetic.tables", f"must be >= 1, got {tables}", "ask for at least one table")
-    if total_bytes <= 0:
-        raise SpecError("synthetic.total_bytes", f"must be > 0, got {total_bytes}", "give a positive size")
-    if size_skew < 0 or pooling_skew < 0:
-        raise SpecError("synthetic.size_skew", "skews must be >= 0", "use 0 for no skew, about 1 for production-like")
-    if pooling_mean < 1:
-        raise SpecError("synthetic.pooling_mean", f"must be >= 1, got {pooling_mean}", "use 1 for one-hot features")
-    if not dims or min(dims) < 1:
-        raise SpecError("synthetic.dims", f"must be positive, got {dims}", "e.g. dims=16:32:64")
+    """The seeded workload of a recipe; each key is checked against `RECIPE_LIMITS` before anything is drawn, and
+    the drawn tables against a workload file's limits before they are built."""
+    check_recipe(
+        tables=tables,
+        total_bytes=total_bytes,
+        size_skew=size_skew,
+        pooling_mean=pooling_mean,
+        pooling_skew=pooling_skew,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    if not dims:
+        raise SpecError("synthetic.dims", "is empty", "e.g. dims=16:32:64")
+    for d in dims:
+        _check_key("dims", d)
+    if name is not None and len(name) > MAX_NAME_CHARS:
+        raise SpecError(
+            "synthetic.name", f"has {len(name)} characters, more than {MAX_NAME_CHARS}", "give a shorter name"
+        )
     rng = np.random.default_rng(seed)
     size_w = _skewed(rng, tables, size_skew)
     pool_w = _skewed(rng, tables, pooling_skew)
-    pooling = np.maximum(1, np.round(pooling_mean * pool_w / pool_w.mean())).astype(int)
+    pooling = np.maximum(1, np.round(pooling_mean * pool_w / pool_w.mean()))
     dim = rng.choice(np.array(dims), size=tables)
     row_bytes = dim * DType.FP32.bytes
-    rows = np.maximum(2, np.round(total_bytes * size_w / size_w.sum() / row_bytes)).astype(np.int64)
+    rows = np.maximum(2, np.round(total_bytes * size_w / size_w.sum() / row_bytes))
+    _check_drawn(
+        "pooling_mean", "a pooling factor of {}", pooling, MAX_POOLING, "give a smaller pooling_mean or pooling_skew"
+    )
+    _check_drawn("total_bytes", "{} rows", rows, MAX_ROWS, "give a smaller total_bytes, larger dims or more tables")
     specs = tuple(
         TableSpec(name=f"t{i:04d}", rows=int(rows[i]), dim=int(dim[i]), pooling=int(pooling[i])) for i in range(tables)
     )
@@ -72,6 +96,58 @@ def synthetic(
         source=f"embmap synthetic generator ({recipe})",
         notes="synthetic: table sizes and pooling factors drawn from seeded power laws, not from a dataset",
     )
+
+
+MAX_SKEW = 10.0  # at 10 the second-ranked table is a thousandth of the first: steeper is no longer a skew
+MAX_NAME_CHARS = 128  # as a workload file's name
+MAX_SEED = 2**64 - 1  # numpy's generator is seeded with 64 bits
+RECIPE_LIMITS: dict[str, tuple[float, float, str]] = {
+    # key: (least, most, fix); every bound is inclusive but total_bytes's least (0, itself refused)
+    "tables": (1, MAX_TABLES, f"ask for 1 to {MAX_TABLES} tables, a workload's table limit"),
+    "total_bytes": (
+        0,
+        MAX_MEMORY_BYTES,
+        f"give the tables' total size in bytes, above 0 and at most {MAX_MEMORY_BYTES}",
+    ),
+    "size_skew": (0.0, MAX_SKEW, "use 0 for equal sizes, about 1 for production-like, at most 10"),
+    "pooling_mean": (1.0, MAX_POOLING, f"use 1 for one-hot features, at most {MAX_POOLING}, a table's pooling limit"),
+    "pooling_skew": (0.0, MAX_SKEW, "use 0 for equal pooling factors, about 1 for production-like, at most 10"),
+    "dims": (1, MAX_DIM, f"give dimensions from 1 to {MAX_DIM}, e.g. dims=16:32:64"),
+    "batch_size": (1, MAX_BATCH_SIZE, f"give samples per batch, 1 to {MAX_BATCH_SIZE} as in a workload file"),
+    "seed": (0, MAX_SEED, f"give a seed from 0 to {MAX_SEED}"),
+}
+
+
+def check_recipe(**values: float) -> None:
+    """Each of a recipe's numbers within `RECIPE_LIMITS`, or a SpecError naming its key: before any allocation,
+    so that `tables=1000000000` is refused, not drawn."""
+    for key, value in values.items():
+        _check_key(key, value)
+
+
+def _check_key(key: str, value: float) -> None:
+    least, most, fix = RECIPE_LIMITS[key]
+    above = key == "total_bytes"
+    if not ((least < value) if above else (least <= value)) or not value <= most:  # NaN fails every comparison
+        lower = f"> {_number(least)}" if above else f">= {_number(least)}"
+        raise SpecError(f"synthetic.{key}", f"must be {lower} and <= {_number(most)}, got {_number(value)}", fix)
+
+
+def _check_drawn(key: str, what: str, values: np.ndarray, most: int, fix: str) -> None:
+    """The drawn tables within a workload file's limits (a recipe's keys together can exceed them)."""
+    i = int(np.argmax(values))
+    if values[i] > most:
+        raise SpecError(
+            f"synthetic.{key}",
+            f"draws table t{i:04d} with {what.format(_number(float(values[i])))}, more than the {most} a table may have",
+            fix,
+        )
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.0f}" if value.is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def _skewed(rng: np.random.Generator, n: int, skew: float) -> np.ndarray:
@@ -99,15 +175,17 @@ def parse_recipe(text: str) -> dict[str, Any]:
     for pair in filter(None, (p.strip() for p in text.split(","))):
         key, eq, value = pair.partition("=")
         key = key.strip().replace("-", "_")
+        if key not in _FIELDS and key != "dims":
+            raise SpecError(f"synthetic.{key}", "unknown field", f"use {', '.join([*_FIELDS, 'dims'])}")
         if not eq:
             raise SpecError(f"synthetic.{key}", "has no value", "write key=value")
+        if key in out:
+            raise SpecError(f"synthetic.{key}", "is given twice", "give each key once")
+        kind = int if key == "dims" else _FIELDS[key]
         try:
-            if key == "dims":
-                out[key] = tuple(int(d) for d in value.split(":"))
-            elif key in _FIELDS:
-                out[key] = _FIELDS[key](value)
-            else:
-                raise SpecError(f"synthetic.{key}", "unknown field", f"use {', '.join([*_FIELDS, 'dims'])}")
-        except ValueError:
-            raise SpecError(f"synthetic.{key}", f"cannot read {value!r}", "give a number") from None
+            out[key] = tuple(int(d) for d in value.split(":")) if key == "dims" else kind(value.strip())
+        except ValueError:  # also an integer of more digits than Python reads
+            number = "a whole number" if kind is int else "a number"
+            shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+            raise SpecError(f"synthetic.{key}", f"cannot read {shown}", f"give {number}") from None
     return out
