@@ -4,6 +4,7 @@ machine (target `cpu`), or the target's uncalibrated preset."""
 from __future__ import annotations
 
 import platform
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -92,7 +93,40 @@ def default_profile(target: TargetSpec) -> CostProfile:
     return profile_choice(target).profile
 
 
-def load_profile(path: Path) -> CostProfile:
+def load_profile(path: Path, target: TargetSpec | str | None = None, force: bool = False) -> CostProfile:
+    """The profile in a file; with `target` (a TargetSpec, built-in name or file, as `compile` takes), one made
+    for that target (`check_profile_target`)."""
     if not path.is_file():
         raise SpecError("--profile", f"no such file {str(path)!r}", "give a profile written by `embmap calibrate -o`")
-    return validate(CostProfile, read_document(path, "profile"), "profile")
+    profile = validate(CostProfile, read_document(path, "profile"), "profile")
+    if target is not None:
+        from embmap.mapper.compiler import resolve_target  # the compiler chooses profiles: imported when used
+
+        warning = check_profile_target(profile, resolve_target(target), path.name, force)
+        if warning:
+            sys.stderr.write(f"embmap: warning: {warning}\n")
+    return profile
+
+
+def check_profile_target(profile: CostProfile, target: TargetSpec, where: str, force: bool = False) -> str:
+    """A profile's costs are those of the target it was made for (its `target`, the name `embmap calibrate
+    --target` and the presets record): one made for another target is refused, naming both, unless `force`d;
+    then the returned line says so ("" where the targets agree)."""
+    if profile.target == target.name:
+        return ""
+    made_for, name = _printable(profile.target), _printable(target.name)
+    problem = f"{_printable(where)} was made for target {made_for}, and this compile is for target {name}"
+    if force:
+        return f"--profile: {problem}; used anyway (--force-profile)"
+    raise SpecError(
+        "--profile",
+        problem,
+        f"give a profile made for {name}, as `embmap calibrate --target {name}"
+        f"{'' if target.name == 'cpu' else ' --from-csv MEASUREMENTS.csv'} -o PROFILE.json` fits, or add "
+        "--force-profile to use this one anyway",
+    )
+
+
+def _printable(text: str) -> str:
+    """A name from a file, for one line of output: as written, or escaped where it holds control characters."""
+    return text if text.isprintable() else ascii(text)

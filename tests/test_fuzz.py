@@ -478,8 +478,12 @@ def number_case(case: str, folder: Path) -> list[str]:
         return ["compile", f"synthetic:{RECIPE_CASES[name][0]}", "--target", "ascend910", *FAST, *out]
     if kind == "run":
         return ["run", str(plan), *RUN_CASES[name][0]]
-    assert kind == "bench"
-    return ["bench", "--quick", "--no-measure", "--repeats", name, "--out", str(folder / "bench")]
+    if kind == "bench":
+        return ["bench", "--quick", "--no-measure", "--repeats", name, "--out", str(folder / "bench")]
+    assert kind == "profile"
+    profile = folder / "cpu-profile.json"
+    profile.write_text(json.dumps({**profile_doc(), "target": "cpu"}))
+    return ["compile", str(workload), "--target", "ascend910", "--profile", str(profile), *FAST, *out]
 
 
 NUMBER_WORDS = {
@@ -487,6 +491,7 @@ NUMBER_WORDS = {
     **{f"recipe:{k}": v[1] for k, v in RECIPE_CASES.items()},
     **{f"run:{k}": v[1] for k, v in RUN_CASES.items()},
     **{f"bench:{n}": "--repeats: must be > 0" for n in ("0", "1000000")},
+    "profile:another-target": "--profile: cpu-profile.json was made for target cpu",
 }
 
 

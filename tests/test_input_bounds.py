@@ -252,3 +252,57 @@ def test_synthetic_limits_are_checked_before_any_allocation() -> None:
 def test_synthetic_at_its_limits_still_builds() -> None:
     w = resolve_workload("synthetic:tables=3,dims=65536,batch_size=10000000,seed=18446744073709551615,size_skew=10")
     assert len(w.tables) == 3 and w.batch_size == 10**7 and {t.dim for t in w.tables} == {65536}
+
+
+# A profile made for another target -------------------------------------------------------------------------
+
+
+def _profile_file(folder: Path, target: str) -> Path:
+    from embmap.cost_models import preset_profile
+    from embmap.ir.targets import builtin_target
+
+    path = folder / f"{target}-profile.json"
+    path.write_text(preset_profile(builtin_target(target)).model_dump_json())
+    (folder / "w.json").write_text(tiny_workload().model_dump_json())  # compiled in a fraction of a second
+    return path
+
+
+@pytest.mark.parametrize("devices", [[], ["--devices", "2"]], ids=["one-device", "cluster"])
+def test_a_profile_for_another_target_is_refused(
+    devices: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile, out = _profile_file(tmp_path, "cpu"), tmp_path / "plan.json"
+    args = ["compile", "avazu", "--target", "ascend910", "--profile", str(profile), *devices, "-q", "-o", str(out)]
+    assert main([*args, "--time-limit", "1", "--no-baselines"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(
+        "embmap: error: --profile: cpu-profile.json was made for target cpu, and this compile is for target ascend910"
+    )
+    assert "--force-profile" in err and not out.exists()
+
+
+def test_a_forced_profile_for_another_target_compiles_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embmap.mapper.planio import load_plan
+
+    profile, out = _profile_file(tmp_path, "cpu"), tmp_path / "plan.json"
+    args = ["compile", str(tmp_path / "w.json"), "--target", "ascend910", "--profile", str(profile), "--force-profile"]
+    assert main([*args, "-q", "--time-limit", "1", "--no-baselines", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "embmap: warning: --profile: cpu-profile.json was made for target cpu, and this compile is for target "
+        "ascend910; used anyway (--force-profile)\n"
+    )
+    plan = load_plan(out)
+    assert plan.target.name == "ascend910" and plan.cost_profile.target == "cpu" and plan.items
+
+
+def test_a_profile_for_the_same_target_compiles_without_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile, out = _profile_file(tmp_path, "ascend910"), tmp_path / "plan.json"
+    args = ["compile", str(tmp_path / "w.json"), "--target", "ascend910", "--profile", str(profile), "-q"]
+    assert main([*args, "--time-limit", "1", "--no-baselines", "-o", str(out)]) == 0
+    assert capsys.readouterr().err == "" and out.is_file()

@@ -202,7 +202,12 @@ def _add_compile(sub: Subparsers) -> None:
         "--profile",
         type=Path,
         help="cost profile JSON (default: the one `embmap targets` names: the calibrated profile shipped for this "
-        "kind of machine, else the target's uncalibrated preset)",
+        "kind of machine, else the target's uncalibrated preset); refused if made for another target",
+    )
+    c.add_argument(
+        "--force-profile",
+        action="store_true",
+        help="use --profile even though it was made for another target (with a warning line)",
     )
     c.add_argument(
         "--time-limit",

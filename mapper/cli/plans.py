@@ -26,7 +26,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     check_writable(args.output, "--output")  # fail before the work, not after it
     _check_print_ir_after(args)
-    profile = load_profile(args.profile) if args.profile else None
+    profile = load_profile(args.profile, args.target, args.force_profile) if args.profile else None
     _check_moves_and_devices(args)
     if args.devices is not None:
         return _compile_cluster(args, profile)
