@@ -306,3 +306,16 @@ def test_a_profile_for_the_same_target_compiles_without_a_warning(
     args = ["compile", str(tmp_path / "w.json"), "--target", "ascend910", "--profile", str(profile), "-q"]
     assert main([*args, "--time-limit", "1", "--no-baselines", "-o", str(out)]) == 0
     assert capsys.readouterr().err == "" and out.is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--seed", "1\n2"], ["extra\narg"], ["--pipeline", "greedy", "--device-method", "a\x1b[2Jb"]],
+    ids=["number", "unrecognized", "choice"],
+)
+def test_usage_errors_quote_what_was_typed_on_one_line(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compile", "avazu", "--target", "ascend910", *args, "-o", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embmap: error: ") and err.count("\n") == 1 and "\x1b" not in err, err

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from embmap import __version__
 from embmap.ir.cluster import ClusterSpec
 from embmap.ir.errors import SpecError
+from embmap.ir.printer import printable
 from embmap.ir.spec import (
     MAX_BATCH_SIZE,
     MAX_CORES,
@@ -55,7 +56,7 @@ class OneLineParser(argparse.ArgumentParser):
     problem (fix: ...)`, the field being the option (`--seed`), not argparse's `argument --seed`."""
 
     def error(self, message: str) -> NoReturn:
-        message = message.removeprefix("argument ")
+        message = printable(message.removeprefix("argument "))  # what the user typed may hold a newline
         fix = "" if "(fix:" in message else f" (fix: see `{self.prog} --help`)"
         sys.stderr.write(f"embmap: error: {message}{fix}\n")
         raise SystemExit(2)
