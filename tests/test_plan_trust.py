@@ -1,6 +1,6 @@
 """Plan files you can trust: written atomically, refused when edited after compiling (plans across devices
-too) or when a key is given twice, and refused for tables, batch sizes or targets other than the ones they
-were compiled for."""
+too) or when a key is given twice, refused for tables, batch sizes or targets other than the ones they were
+compiled for, and printed with the control characters of their names escaped."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from embmap.ir.errors import SpecError
 from embmap.ir.loader import write_text_atomic
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
-from embmap.ir.targets import ascend910
+from embmap.ir.targets import ascend910, cpu
 from embmap.mapper import SolverSettings
 from embmap.mapper.cli import main
 from embmap.mapper.planio import load_any_plan, load_plan, save_plan
@@ -270,3 +270,60 @@ def test_a_cluster_plan_without_digests_is_refused(cluster_plan: ClusterPlan, tm
     path.write_text(json.dumps(data))
     with pytest.raises(SpecError, match="recompile the plan"):
         load_any_plan(path)
+
+
+# Names printed on a terminal -------------------------------------------------------------------------------
+
+EVIL = "w\n\x1b[31mred\u202e"  # a newline would forge a line, ESC [31m a colour, U+202E reverse the text
+SHOWN = "w\\n\\x1b[31mred\\u202e"
+
+
+def _no_raw_controls(text: str) -> bool:
+    return not any(ch in text for ch in "\x1b\u202e\r") and all(line.isprintable() for line in text.splitlines())
+
+
+def test_names_are_printed_escaped_by_explain_and_run(
+    plan: ExecutionPlan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload = plan.workload.model_copy(update={"name": EVIL})
+    path = tmp_path / "plan.json"
+    save_plan(plan.model_copy(update={"workload": workload, "workload_digest": workload.digest()}), path)
+    assert main(["explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"plan: {SHOWN} on cpu ") and _no_raw_controls(out)
+    assert main(["run", str(path), "--batches", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ran {SHOWN} plan on cpus") and _no_raw_controls(out)
+    other = tmp_path / "other.json"  # an error that quotes the name
+    other.write_text(variant(plan, rows=2000).model_copy(update={"name": EVIL}).model_dump_json())
+    assert main(["run", str(path), "--workload", str(other), "--batches", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"was compiled for {SHOWN}; workload {SHOWN} has table t" in err
+    assert _no_raw_controls(err)
+
+
+def test_names_are_printed_escaped_by_compile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workload, target = tmp_path / "w.json", tmp_path / "t.yaml"
+    tables = (TableSpec(name="t", rows=100, dim=8),)
+    workload.write_text(WorkloadSpec(name=EVIL, batch_size=32, tables=tables).model_dump_json())
+    target.write_text(cpu().model_copy(update={"name": "chip\x1b]0;title\x07"}).model_dump_json())  # YAML reads JSON
+    out = tmp_path / "plan.json"
+    args = ["compile", str(workload), "--target", str(target), "-o", str(out), "-q", "--no-baselines"]
+    assert main([*args, "--time-limit", "1", "--print-ir-after", "verify", "--explain"]) == 0
+    captured = capsys.readouterr()
+    assert f"{SHOWN} on chip\\x1b]0;title\\x07, makespan" in captured.out
+    assert f"plan: {SHOWN} on chip\\x1b]0;title\\x07 (" in captured.out  # --explain
+    assert f"module @{SHOWN} target=@chip\\x1b]0;title\\x07 " in captured.err  # --print-ir-after
+    assert _no_raw_controls(captured.out) and _no_raw_controls(captured.err)
+
+
+@pytest.mark.parametrize("name", ["t\n", "t\x1b[31m", "a\nb"])
+def test_a_table_name_with_control_characters_is_refused_on_one_escaped_line(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Table names are letters, digits, '_', '.' and '-' (their schema): they never reach a terminal raw."""
+    workload = tmp_path / "w.json"
+    workload.write_text(json.dumps({"name": "w", "tables": [{"name": name, "rows": 10, "dim": 8}]}))
+    assert main(["compile", str(workload), "--target", "cpu", "-o", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "workload.tables[0].name" in err and _no_raw_controls(err)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from embmap.ir.errors import SpecError
 from embmap.ir.loader import check_writable
-from embmap.ir.printer import fmt_s
+from embmap.ir.printer import fmt_s, printable
 
 if TYPE_CHECKING:
     from embmap.ir.plan import ExecutionPlan
@@ -57,8 +57,8 @@ def run_text(plan: ExecutionPlan, report: RunReport) -> str:
     d = run_data(plan, report)
     verdict = "correct" if d["correct"] else "WRONG"
     lines = [
-        f"ran {d['workload']} plan on cpus {d['cpus']} with {d['backend']}: {d['batches']} batches, output {verdict} "
-        f"(max error {d['max_abs_error']:.2g}, tolerance {d['tolerance']:.2g})",
+        f"ran {printable(d['workload'])} plan on cpus {d['cpus']} with {d['backend']}: {d['batches']} batches, "
+        f"output {verdict} (max error {d['max_abs_error']:.2g}, tolerance {d['tolerance']:.2g})",
         f"batch latency  measured p50 {fmt_s(d['measured_p50_s'])}  p99 {fmt_s(d['measured_p99_s'])}   "
         f"predicted {fmt_s(d['predicted_s'])} ({d['error']:+.1%})"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from embmap.ir.printer import printable
     from embmap.mapper.explain import explain_text, moves_text
     from embmap.mapper.planio import save_plan
     from embmap.mapper.profiles import load_profile
@@ -42,8 +43,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         for name, seconds in timing.records:
             sys.stderr.write(f"  {name:<16} {seconds * 1e3:9.1f} ms\n")
     print(
-        f"wrote {args.output}: {plan.workload.name} on {plan.target.name}, makespan {plan.makespan_s * 1e6:.2f} us, "
-        f"{plan.solver.status} gap {plan.solver.gap:.2%}"
+        f"wrote {printable(str(args.output))}: {printable(plan.workload.name)} on {printable(plan.target.name)}, "
+        f"makespan {plan.makespan_s * 1e6:.2f} us, {plan.solver.status} gap {plan.solver.gap:.2%}"
     )
     if plan.solver.moves is not None:
         print(moves_text(plan.solver.moves))
@@ -125,6 +126,7 @@ def _compile_one(args: argparse.Namespace, profile: CostProfile | None, timing: 
 
 def _compile_cluster(args: argparse.Namespace, profile: CostProfile | None) -> int:
     from embmap.ir.cluster import LinkSpec
+    from embmap.ir.printer import printable
     from embmap.mapper.compiler import resolve_target
     from embmap.mapper.planio import save_plan
     from embmap.mapper.torchrec.cluster import LINKS, cluster, compile_cluster, explain_cluster
@@ -156,8 +158,8 @@ def _compile_cluster(args: argparse.Namespace, profile: CostProfile | None) -> i
     )
     save_plan(plan, args.output)
     print(
-        f"wrote {args.output}: {plan.workload.name} on {spec.name}, makespan {plan.makespan_s * 1e6:.2f} us, "
-        f"device level {plan.solver.status} gap {plan.solver.gap:.2%}"
+        f"wrote {printable(str(args.output))}: {printable(plan.workload.name)} on {printable(spec.name)}, "
+        f"makespan {plan.makespan_s * 1e6:.2f} us, device level {plan.solver.status} gap {plan.solver.gap:.2%}"
     )
     if args.explain:
         print(explain_cluster(plan))
