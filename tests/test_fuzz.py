@@ -28,6 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from embmap.cost_models import preset_profile
+from embmap.ir.printer import printable
 from embmap.ir.targets import ascend910
 from embmap.mapper.cli import main
 from tests.conftest import examples
@@ -118,6 +119,7 @@ def outcome(kind: str, name: str, content: bytes) -> tuple[int, str, Path | None
 
 def assert_one_line_error(err: str) -> None:
     assert err.startswith("embmap: error: ") and err.count("\n") == 1, err
+    assert printable(err[:-1]) == err[:-1], f"unescaped control characters: {err!r}"
     assert "Traceback" not in err and "internal error" not in err, err
     assert "(fix: " in err and not err.rstrip().endswith("(fix: )"), err
 
@@ -258,6 +260,7 @@ RAW_CASES = {
     "scalar": b"3",
     "list": b"[1, 2]",
     "truncated": json.dumps(WORKLOAD)[:40].encode(),
+    "key-twice": b'{"name": "w", "name": "w"}',
 }
 FILE_KINDS = {
     "workload": ("w.json", "w.yaml"),
@@ -287,6 +290,12 @@ YAML_CASES = {
     "yaml-bool": "name: w\ntables: [{name: a, rows: yes, dim: 4}]\n",
     "yaml-date": "name: w\ntables: [{name: a, rows: 2024-01-01, dim: 4}]\n",
     "duplicate-key-types": "name: w\ntables: {a: 1}\n",
+    "key-twice": "name: w\ntables: [{name: a, rows: 5, dim: 4, dim: 4}]\n",
+    "yaml-octal": "name: w\ntables: [{name: a, rows: 010, dim: 4}]\n",
+    "yaml-base-60": "name: w\ntables: [{name: a, rows: 1:30, dim: 4}]\n",
+    "yaml-underscore": "name: w\ntables: [{name: a, rows: 1_000, dim: 4}]\n",
+    "yaml-no-as-name": "name: no\ntables: [{name: a, rows: 5, dim: 4}]\n",
+    "escape-in-name": 'name: w\ntables: [{name: "a\\e[31m", rows: 5, dim: 4}]\n',
 }
 
 
