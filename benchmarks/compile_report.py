@@ -20,7 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embmap.ir.loader import write_text_atomic  # noqa: E402
+from embmap.ir.errors import EmbmapError  # noqa: E402
+from embmap.ir.output import check_outputs, write_text_atomic  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.mapper import BASELINES, SolverSettings, compile  # noqa: E402
@@ -46,6 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.out is not None:
+        try:
+            check_outputs([("--out", args.out)])  # before minutes of compiles, not after
+        except EmbmapError as exc:
+            parser.error(exc.one_line())
     solver = SolverSettings(time_limit_s=args.time_limit, workers=args.workers, seed=0)
     lines = [
         f"target {args.target}; CP-SAT time limit {args.time_limit:g} s, {args.workers} worker(s); "

@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embmap.ir.loader import write_text_atomic  # noqa: E402
+from embmap.ir.errors import EmbmapError  # noqa: E402
+from embmap.ir.output import check_outputs, write_text_atomic  # noqa: E402
 from embmap.mapper.pipelines import pipeline_for  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
 from embmap.passes import parse_pipeline  # noqa: E402
@@ -251,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"planner_s": torchrec_cell(tables, ranks)}))
         return 0
 
+    if args.out:
+        try:
+            check_outputs([("--out", args.out)])  # before hours of cells, not after
+        except EmbmapError as exc:
+            parser.error(exc.one_line())
     time_limit = 1.0 if args.quick else args.time_limit
     grid = QUICK_CELLS if args.quick else tuple((t, c) for t in args.tables for c in args.cores)
     cells = []

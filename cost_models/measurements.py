@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from embmap.ir.errors import SpecError
-from embmap.ir.loader import write_text_atomic
+from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import Strategy
 from embmap.ir.spec import DType, HotSet, TableSpec, Uniform, Zipf
 

@@ -9,9 +9,7 @@ than read one way or the other: quoting them makes them text (docs/workloads.md,
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -328,29 +326,3 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
-
-
-def check_writable(path: Path, field: str = "output") -> Path:
-    """`path` can be written as a file: it is not a directory and its directory exists. Returns the directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise SpecError(field, f"{path} is a directory", "give a file path, e.g. -o plan.json")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SpecError(field, f"directory {parent} does not exist", "create it first or choose another path")
-    return parent
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    parent = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise whoever reads the file next
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,7 +8,8 @@ from typing import TypeVar
 
 from embmap.ir.cluster import CLUSTER_PLAN_SCHEMA, ClusterPlan, verify_cluster_plan
 from embmap.ir.errors import SpecError, VerificationError
-from embmap.ir.loader import MAX_SPEC_BYTES, load_json, validate, write_text_atomic
+from embmap.ir.loader import MAX_SPEC_BYTES, load_json, validate
+from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
 from embmap.ir.printer import printable
 from embmap.ir.spec import TargetSpec, WorkloadSpec, target_difference, workload_difference

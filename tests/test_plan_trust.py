@@ -12,7 +12,7 @@ import pytest
 
 from embmap.ir.cluster import ClusterPlan
 from embmap.ir.errors import SpecError
-from embmap.ir.loader import write_text_atomic
+from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.ir.spec import TableSpec, WorkloadSpec, Zipf
 from embmap.ir.targets import ascend910, cpu

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from pydantic import BaseModel  # noqa: E402
 
+from embmap.ir.output import write_text_atomic  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.spec import TargetSpec, WorkloadSpec  # noqa: E402
 
@@ -44,12 +45,12 @@ def example_text() -> str:
 
 def main() -> int:
     DOCS.mkdir(exist_ok=True)
-    SCHEMA_PATH.write_text(schema_text(), encoding="utf-8")
+    write_text_atomic(SCHEMA_PATH, schema_text())
     print(f"wrote {SCHEMA_PATH.relative_to(ROOT)}")
     for name, model in INPUT_SCHEMAS.items():
-        (DOCS / name).write_text(schema_text(model), encoding="utf-8")
+        write_text_atomic(DOCS / name, schema_text(model))
         print(f"wrote docs/{name}")
-    EXAMPLE_PATH.write_text(example_text(), encoding="utf-8")
+    write_text_atomic(EXAMPLE_PATH, example_text())
     print(f"wrote {EXAMPLE_PATH.relative_to(ROOT)}")
     return 0
 

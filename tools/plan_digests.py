@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import ExecutionPlan
 from embmap.mapper import compile
 from embmap.mapper.workloads import builtin_names
@@ -43,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     now = digests()
     if args.output:
-        args.output.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(now, indent=1, sort_keys=True) + "\n")
         print(f"wrote {len(now)} plan digests to {args.output}")
         return 0
     then = json.loads(args.check.read_text(encoding="utf-8"))

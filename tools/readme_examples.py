@@ -187,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         if diffs:
             print(f"out of date: {', '.join(diffs)}; run `make readme`", file=sys.stderr)
         return 1 if diffs else 0
+    from embmap.ir.output import write_text_atomic
+
     for page, text in regenerate().items():
         path = ROOT / page
         if masked(path.read_text(encoding="utf-8")) != masked(text):  # not for wall times alone
-            path.write_text(text, encoding="utf-8")
+            write_text_atomic(path, text)
             print(f"wrote {page}")
     return 0
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embmap.ir.output import write_atomic
 from embmap.mapper.bench.statistics import baseline_names, by_case, framework_names, paired_speedup, same_plan
 
 if TYPE_CHECKING:
@@ -83,7 +84,5 @@ def _bar(ours: Row, theirs: Row, measured: bool) -> float:
 
 
 def _save(fig: object, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")  # type: ignore[attr-defined]
-    tmp.replace(path)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"), "--out")  # type: ignore[attr-defined]
     return path

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embmap.ir.loader import write_text_atomic
+from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import ExecutionPlan
 from embmap.mapper.bench.plots import write_plots
 from embmap.mapper.bench.run import BenchConfig, PlanningTime, Row, Scenario

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from embmap.ir.errors import SpecError
-from embmap.ir.loader import check_writable
+from embmap.ir.output import check_outputs, is_stdout
 from embmap.ir.printer import fmt_s, printable
 
 if TYPE_CHECKING:
@@ -96,17 +96,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from embmap.cost_models.measurements import read_csv, write_csv
+    from embmap.ir.output import write_text_atomic
     from embmap.mapper.compiler import resolve_target
-    from embmap.mapper.planio import write_text_atomic
 
     target = resolve_target(args.target)
     if args.check is not None:
         return _check_drift(target, args)
     if args.output is None:
         raise SpecError("--output", "is required to write the profile", "add -o PROFILE.json (or --check to compare)")
-    for flag, path in (("--output", args.output), ("--save-csv", args.save_csv)):
-        if path is not None:
-            check_writable(path, flag)  # fail before measuring for minutes, not after
+    # fail before measuring for minutes, not after; neither output is the table fitted nor the other output
+    check_outputs([("--output", args.output), ("--save-csv", args.save_csv)], [args.from_csv])
     command = (
         "embmap " + " ".join(sys.argv[1:])
         if sys.argv[1:2] == ["calibrate"]
@@ -131,8 +130,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.save_csv:
         write_csv(measured, args.save_csv)
     write_text_atomic(args.output, result.profile.model_dump_json(indent=1) + "\n")
-    print(calibration_text(result, len(measured)))
-    print(f"wrote {args.output}")
+    # the messages go where no result goes: standard error when -o - or --save-csv - writes to standard output
+    messages = sys.stderr if is_stdout(args.output) or is_stdout(args.save_csv) else sys.stdout
+    print(calibration_text(result, len(measured)), file=messages)
+    print(f"wrote {'standard output' if is_stdout(args.output) else args.output}", file=messages)
     return 0
 
 
@@ -193,7 +194,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, repeats=args.repeats)
     if args.no_measure:
         config = dataclasses.replace(config, measure=False)
-    check_writable(args.out / "RESULTS.md", "--out")
+    names = ("results.csv", "RESULTS.md", "speedup.png", "core-load.png")
+    check_outputs([("--out", args.out / name) for name in names])
     limits = machine_limits(config)
     rows, plans = run_bench(config, progress=_progress)
     planning = planning_times(config)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embmap.ir.errors import SpecError
-from embmap.ir.loader import check_writable
+from embmap.ir.output import check_outputs, is_stdout
 
 if TYPE_CHECKING:
     from embmap.ir.cost_profile import CostProfile
@@ -25,7 +27,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from embmap.mapper.profiles import load_profile
     from embmap.passes import TimingInstrument
 
-    check_writable(args.output, "--output")  # fail before the work, not after it
+    # fail before the work, not after it; the plan is written to no file it was compiled from
+    check_outputs([("--output", args.output)], [args.workload, args.target, args.profile, args.previous])
     _check_print_ir_after(args)
     profile = load_profile(args.profile, args.target, args.force_profile) if args.profile else None
     _check_moves_and_devices(args)
@@ -34,6 +37,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     timing = TimingInstrument()
     plan = _compile_one(args, profile, timing)
     save_plan(plan, args.output)
+    say = _messages(args.output)
     if plan.solver.interrupted:
         sys.stderr.write(
             f"embmap: interrupted: stopped the search after {plan.solver.wall_s:.2f} s at gap {plan.solver.gap:.2%}; "
@@ -42,15 +46,25 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.timing:
         for name, seconds in timing.records:
             sys.stderr.write(f"  {name:<16} {seconds * 1e3:9.1f} ms\n")
-    print(
-        f"wrote {printable(str(args.output))}: {printable(plan.workload.name)} on {printable(plan.target.name)}, "
+    say(
+        f"wrote {printable(_where(args.output))}: {printable(plan.workload.name)} on {printable(plan.target.name)}, "
         f"makespan {plan.makespan_s * 1e6:.2f} us, {plan.solver.status} gap {plan.solver.gap:.2%}"
     )
     if plan.solver.moves is not None:
-        print(moves_text(plan.solver.moves))
+        say(moves_text(plan.solver.moves))
     if args.explain:
-        print(explain_text(plan))
+        say(explain_text(plan))
     return 0
+
+
+def _messages(output: Path) -> Callable[[str], None]:
+    """Where a command's messages go: standard output, unless the command writes its result there (`-o -`)."""
+    stream = sys.stderr if is_stdout(output) else sys.stdout
+    return lambda text: print(text, file=stream)
+
+
+def _where(output: Path) -> str:
+    return "standard output" if is_stdout(output) else str(output)
 
 
 def _check_print_ir_after(args: argparse.Namespace) -> None:
@@ -157,12 +171,14 @@ def _compile_cluster(args: argparse.Namespace, profile: CostProfile | None) -> i
         solver=_solver_settings(args),
     )
     save_plan(plan, args.output)
-    print(
-        f"wrote {printable(str(args.output))}: {printable(plan.workload.name)} on {printable(spec.name)}, "
-        f"makespan {plan.makespan_s * 1e6:.2f} us, device level {plan.solver.status} gap {plan.solver.gap:.2%}"
+    say = _messages(args.output)
+    say(
+        f"wrote {printable(_where(args.output))}: {printable(plan.workload.name)} on {printable(spec.name)}, "
+        f"makespan {plan.makespan_s * 1e6:.2f} us, "
+        f"device level {plan.solver.status} gap {plan.solver.gap:.2%}"
     )
     if args.explain:
-        print(explain_cluster(plan))
+        say(explain_cluster(plan))
     return 0
 
 
@@ -183,7 +199,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from embmap.mapper.planio import load_any_plan
     from embmap.mapper.torchrec.io import export_torchrec
 
-    check_writable(args.output, "--output")
+    if is_stdout(args.output):
+        raise SpecError("--output", "is binary (torch.save), not text for standard output", "give a file path")
+    check_outputs([("--output", args.output)], [args.plan])
     plan = load_any_plan(args.plan)
     if not isinstance(plan, ClusterPlan):
         raise SpecError("plan", "is a plan for one device", "compile with --devices N to get a plan TorchRec can run")

@@ -24,6 +24,7 @@ from typing import Any
 
 from embmap.ir.cluster import ClusterPlan, Sharding
 from embmap.ir.errors import SpecError
+from embmap.ir.output import write_atomic
 from embmap.ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
 from embmap.mapper.torchrec.planner import available
 
@@ -181,14 +182,9 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
 
 
 def export_torchrec(plan: ClusterPlan, path: Path, device_type: str | None = None) -> None:
-    """Write the ShardingPlan with `torch.save` (load it with `torch.load(path, weights_only=False)`),
-    through a temporary file, so that a failure leaves nothing half-written."""
+    """Write the ShardingPlan with `torch.save` (load it with `torch.load(path, weights_only=False)`), whole or
+    not at all (`write_atomic`)."""
     import torch
 
     result = sharding_plan(plan, device_type=device_type)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(result, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda f: torch.save(result, f), "--output")
