@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import IO
 import pytest
 
 from embmap.ir.errors import ResourceError, SpecError
-from embmap.ir.output import check_outputs, check_writable, write_atomic, write_text_atomic
+from embmap.ir.output import GuardedStream, check_outputs, check_writable, write_atomic, write_text_atomic
 from embmap.mapper.cli import EXIT, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,36 @@ def test_an_exception_or_a_signal_midway_leaves_no_temporary(tmp_path: Path) -> 
 
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "x.bin", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+SIGNALLED = """
+import sys, time
+from pathlib import Path
+from embmap.ir.output import write_atomic
+from embmap.mapper.cli import _stop_signals, Terminated
+
+def slow(f):
+    f.write(b"half")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(30)
+
+with _stop_signals():
+    try:
+        write_atomic(Path(sys.argv[1]) / "x.bin", slow)
+    except Terminated as exc:
+        sys.exit(128 + exc.signum)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_remove_the_temporary(signum: int, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED, str(tmp_path)], stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None and proc.stdout.readline() == b"writing\n"
+    assert [p.name for p in tmp_path.iterdir()][0].startswith(".x.bin.")  # the temporary, half written
+    proc.send_signal(signum)
+    assert proc.wait(timeout=10) == 128 + signum
     assert list(tmp_path.iterdir()) == []
 
 
@@ -258,3 +289,97 @@ def test_compile_to_standard_output(workload: Path, tmp_path: Path, monkeypatch:
     assert json.loads(out)["schema_version"] == "embmap.plan/1"
     assert "wrote standard output" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.yaml"]  # no file named "-"
+
+
+def run_closed(args: list[str], cwd: Path, stderr_too: bool = False) -> tuple[int, str]:
+    """Run the command line with standard output (and error, with `stderr_too`) a pipe whose reader is gone."""
+    read, write = os.pipe()
+    os.close(read)
+    err_path = cwd / "stderr.txt"
+    with open(err_path, "w", encoding="utf-8") as err_file:
+        proc = subprocess.run(
+            [*CLI, *args], cwd=cwd, stdout=write, stderr=write if stderr_too else err_file, timeout=120, check=False
+        )
+    os.close(write)
+    err = err_path.read_text(encoding="utf-8")
+    err_path.unlink()
+    return proc.returncode, err
+
+
+def test_a_compile_whose_reader_went_away_still_writes_its_plan(workload: Path, tmp_path: Path) -> None:
+    """`compile --print-ir-after all 2>&1 | head`: the IR on standard error meets a closed pipe."""
+    code, _ = run_closed(["compile", str(workload), *FAST, "--print-ir-after", "all", "-o", "p.json"], tmp_path, True)
+    assert code == 0
+    assert json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))["schema_version"] == "embmap.plan/1"
+
+
+def test_a_lost_message_does_not_change_the_status(workload: Path, tmp_path: Path) -> None:
+    code, err = run_closed(["compile", str(workload), *FAST, "-o", "q.json"], tmp_path)
+    assert code == 0 and err == ""  # "wrote q.json" lost: a message, not the result
+    assert (tmp_path / "q.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["workloads", "explain", "compile"])
+def test_a_result_that_did_not_reach_standard_output_is_status_4(command: str, workload: Path, tmp_path: Path) -> None:
+    plan = ROOT / "docs" / "example-plan.json"
+    args = {"workloads": ["workloads"], "explain": ["explain", str(plan)]}.get(command)
+    code, err = run_closed(args or ["compile", str(workload), *FAST, "-o", "-"], tmp_path)
+    assert code == EXIT["resource"], err
+    one_line(err, "standard output: closed by its reader")
+    assert "Exception ignored" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.yaml"]
+
+
+WRONG_RUN = """
+import sys
+from embmap.mapper import cli
+
+def wrong_run(args):
+    for i in range(20000):
+        print("core", i, "predicted 1.00 us measured 1.10 us")
+    sys.stderr.write("embmap: error: pooled outputs differ from the reference lookup\\n")
+    return cli.EXIT["wrong_output"]
+
+cli.COMMANDS["run"] = wrong_run
+sys.exit(cli.main(["run", "plan.json"]))
+"""
+
+
+def test_a_closed_pipe_never_hides_a_wrong_output(tmp_path: Path) -> None:
+    """`embmap run wrong.json | head -c 10` exited 0 when the reader left before the report was printed."""
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRONG_RUN], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+    )
+    os.close(write)
+    assert proc.returncode == EXIT["wrong_output"], proc.stderr
+    assert proc.stderr == "embmap: error: pooled outputs differ from the reference lookup\n"
+
+
+def test_a_full_standard_output_is_status_4(workload: Path, tmp_path: Path) -> None:
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        proc = subprocess.run(
+            [*CLI, "compile", str(workload), *FAST, "-o", "-"],
+            cwd=tmp_path,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == EXIT["resource"], proc.stderr
+    one_line(proc.stderr, "standard output: no space left")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.yaml"]
+
+
+def test_the_guard_discards_after_a_failure_and_keeps_the_error() -> None:
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    guard = GuardedStream(Closed())
+    assert guard.write("abc") == 3 and guard.write("more") == 4
+    guard.flush()
+    assert guard.error is not None and guard.error.errno == errno.EPIPE
+    assert GuardedStream(None).error is not None  # started with the descriptor closed

@@ -7,6 +7,13 @@ optional package: a `ResourceError`); 5 an internal error, a bug; 128+N stopped 
 A Ctrl-C while `embmap compile` runs the CP-SAT search is not an interruption of the command: it stops the
 search, and the compile finishes with the best plan found so far (status 0).
 
+Standard output and error outlive their readers (`GuardedStream`): when the reader of a pipe goes away the
+command still does its work (a compile whose progress reader went away still writes its plan) and exits with
+the status of that work, so a closed pipe never turns a wrong output or a missing plan into success. Where
+the command's result itself went to standard output (a listing, a report, `-o -`) and could not be written
+whole, the status is 4: the result was not delivered. SIGTERM and SIGHUP stop the command as Ctrl-C does,
+through its clean-up (no temporary file is left), with status 128+N.
+
 `parser` builds the argument parser; the commands live one group to a module: `plans` (compile, export,
 explain), `measure` (run, calibrate, bench) and `listings` (passes, targets, workloads).
 """
@@ -14,12 +21,17 @@ explain), `measure` (run, calibrate, bench) and `listings` (passes, targets, wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import NoReturn, TextIO, cast
 
 from embmap.ir.errors import EmbmapError, ResourceError, RunFault
+from embmap.ir.output import GuardedStream, is_stdout, os_error, stdout_error
 from embmap.mapper.cli.listings import cmd_passes, cmd_targets, cmd_workloads
 from embmap.mapper.cli.measure import cmd_bench, cmd_calibrate, cmd_run
 from embmap.mapper.cli.parser import build_parser
@@ -40,11 +52,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+# Commands whose result is what they print (not a file they write).
+PRINTS_RESULT = frozenset({"explain", "passes", "targets", "workloads", "run"})
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds the command like KeyboardInterrupt, through every `finally`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already reported on one line
-        return int(exc.code or 0)
+    with _guarded_streams() as stdout, _stop_signals():
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error already reported on one line
+            return _delivered(int(exc.code or 0), stdout, prints_result=True)
+        status = _run(args)
+        return _delivered(status, stdout, _prints_result(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except RunFault as exc:  # good input, failed run: not status 2, so scripts can tell them apart
@@ -59,17 +90,100 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("embmap: interrupted\n")
         return EXIT["interrupted"]
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # a bug, not bad input: say so in one line, with the trace on request
-        if os.environ.get("EMBMAP_DEBUG"):
-            raise
-        sys.stderr.write(f"embmap: internal error: {type(exc).__name__}: {exc} (set EMBMAP_DEBUG=1 for the trace)\n")
-        return EXIT["internal"]
+    except Terminated as exc:
+        sys.stderr.write(f"embmap: stopped by {signal.Signals(exc.signum).name}\n")
+        return 128 + exc.signum
+    except OSError as exc:  # the machine refused (disk full, permission, a deleted working directory), or a bug
+        error = os_error(exc)
+        if error is None:
+            return _internal(exc)
+        sys.stderr.write(f"embmap: error: {error.one_line()}\n")
+        return EXIT["resource"] if isinstance(error, ResourceError) else EXIT["bad_input"]
+    except Exception as exc:
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> int:
+    """A bug, not bad input: say so in one line, with the trace on request."""
+    if os.environ.get("EMBMAP_DEBUG"):
+        raise exc
+    sys.stderr.write(f"embmap: internal error: {type(exc).__name__}: {exc} (set EMBMAP_DEBUG=1 for the trace)\n")
+    return EXIT["internal"]
+
+
+def _prints_result(args: argparse.Namespace) -> bool:
+    """The command's result goes to standard output: a listing, a report, or an output given as `-`."""
+    if args.command in PRINTS_RESULT or (args.command == "calibrate" and args.check is not None):
+        return True
+    return any(is_stdout(getattr(args, flag, None)) for flag in ("output", "save_csv"))
+
+
+def _delivered(status: int, stdout: GuardedStream, prints_result: bool) -> int:
+    """The work's status, or 4 where it succeeded but its result, printed, did not reach standard output whole
+    (the reader closed the pipe, the disk is full): the caller must not take a cut listing or plan for a whole
+    one. Output that is only a message ("wrote plan.json") may be lost without changing the status."""
+    sys.stdout.flush()
+    if status != EXIT["done"] or stdout.error is None or not prints_result:
+        return status
+    error = stdout_error(stdout.error)
+    sys.stderr.write(f"embmap: error: {error.one_line()}\n")
+    return EXIT["resource"]
+
+
+@contextlib.contextmanager
+def _guarded_streams() -> Iterator[GuardedStream]:
+    """sys.stdout and sys.stderr as `GuardedStream`s for the command, restored after it."""
+    saved = sys.stdout, sys.stderr
+    stdout, stderr = GuardedStream(sys.stdout), GuardedStream(sys.stderr)
+    sys.stdout, sys.stderr = cast(TextIO, stdout), cast(TextIO, stderr)
+    try:
+        yield stdout
+    finally:
+        for stream in (stdout, stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+# The handlers `_stop_signals` replaced, while it holds them: a forked child (a worker of `embmap run`) gets
+# them back at once, so that a signal ends it as it did before instead of unwinding a copy of the command.
+_REPLACED: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+
+
+def _restore_replaced() -> None:
+    for signum, handler in _REPLACED.items():
+        with contextlib.suppress(ValueError, OSError):  # not the main thread of the child
+            signal.signal(signum, handler)
+
+
+os.register_at_fork(after_in_child=_restore_replaced)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Terminated` while the command runs (where they are not ignored, as nohup
+    ignores SIGHUP); a second one does what it did before, e.g. ends the process at once."""
+    if threading.current_thread() is not threading.main_thread() or _REPLACED:
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signum, _REPLACED.get(signum, signal.SIG_DFL))
+        raise Terminated(signum)
+
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not signal.SIG_IGN:
+            _REPLACED[signum] = handler
+            signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        _restore_replaced()
+        _REPLACED.clear()
 
 
 def entry() -> NoReturn:
     raise SystemExit(main())
 
 
-__all__ = ["COMMANDS", "EXIT", "build_parser", "entry", "main"]
+__all__ = ["COMMANDS", "EXIT", "Terminated", "build_parser", "entry", "main"]
