@@ -515,3 +515,58 @@ def test_numbers_outside_files(case: str) -> None:
         assert_one_line_error(err)
         assert NUMBER_WORDS[case] in err, err
         assert {p.name for p in folder.iterdir()} == before, f"left {set(folder.iterdir()) - before} behind"
+
+
+# Output paths: refused before any work, in one line, with exit 2 and the inputs untouched ------------------
+
+OUTPUT_CASES: dict[str, tuple[str, str]] = {
+    "compile-to-a-directory": ("compile -o {dir}", "is a directory"),
+    "compile-to-a-fifo": ("compile -o {fifo}", "is a FIFO"),
+    "compile-to-its-workload": ("compile -o {workload}", "is also an input"),
+    "compile-to-its-previous-plan": ("compile --previous {plan} -o {plan}", "is also an input"),
+    "compile-to-a-missing-directory": ("compile -o {folder}/nope/p.json", "does not exist"),
+    "compile-into-a-file": ("compile -o {workload}/p.json", "is not a directory"),
+    "calibrate-one-path-twice": ("calibrate -o {folder}/p.json --save-csv {folder}/p.json", "also given to --output"),
+    "calibrate-over-its-table": ("calibrate -o {folder}/p.json --save-csv {csv}", "is also an input"),
+    "calibrate-stdout-twice": ("calibrate -o - --save-csv -", "also given to --output"),
+    "export-over-its-plan": ("export {plan} -o {plan}", "is also an input"),
+    "export-to-stdout": ("export {plan} -o -", "is binary"),
+    "bench-plot-is-a-directory": ("bench --quick --no-measure --out {folder}", "speedup.png is a directory"),
+}
+
+
+def output_case(case: str, folder: Path) -> list[str]:
+    """The command line of a case, with a directory, a FIFO and the command's inputs in `folder`."""
+    import os
+
+    plan, workload, csv = folder / "plan.json", folder / "good-workload.json", folder / "m.csv"
+    plan.write_text(plan_text())
+    workload.write_text(json.dumps(WORKLOAD))
+    csv.write_text(f"{CSV_HEADER}\n{CSV_ROW}\n")
+    (folder / "dir").mkdir()
+    (folder / "speedup.png").mkdir()
+    os.mkfifo(folder / "fifo")
+    line = OUTPUT_CASES[case][0].format(
+        folder=folder, dir=folder / "dir", fifo=folder / "fifo", workload=workload, plan=plan, csv=csv
+    )
+    command, *rest = line.split()
+    if command == "compile":
+        return ["compile", str(workload), "--target", "ascend910", *FAST, *rest]
+    if command == "calibrate":
+        return ["calibrate", "--target", "ascend910", "--from-csv", str(csv), *rest]
+    return [command, *rest]
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUT_CASES))
+def test_bad_output_paths(case: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        args = output_case(case, folder)
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        code, out, err = cli(args)
+        assert code == 2, f"exit {code}: {err}"
+        assert_one_line_error(err)
+        assert OUTPUT_CASES[case][1] in err, err
+        assert out == "" and (folder / "fifo").is_fifo() and (folder / "dir").is_dir()
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+        assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "dir", "fifo", "speedup.png"])
