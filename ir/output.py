@@ -217,6 +217,8 @@ def stdout_error(exc: OSError) -> EmbmapError:
             "closed by its reader before the output was written whole",
             "read the whole output, or write it to a file",
         )
+    if exc.errno == errno.EBADF:
+        return ResourceError("standard output", "is closed (started with >&-)", "give the command a standard output")
     return os_error(exc, "standard output") or ResourceError("standard output", str(exc), "write it to a file")
 
 
