@@ -183,7 +183,11 @@ def _stop_signals() -> Iterator[None]:
 
 
 def entry() -> NoReturn:
-    raise SystemExit(main())
+    status = main()
+    # The command is over and its status decided: a Ctrl-C during the interpreter's exit (libraries' exit
+    # handlers) would only print a traceback after the command's one line, or end it with another status.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(status)
 
 
 __all__ = ["COMMANDS", "EXIT", "Terminated", "build_parser", "entry", "main"]
