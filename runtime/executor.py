@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from embmap.ir.errors import RunFault, SpecError
+from embmap.ir.errors import ResourceError, RunFault, SpecError
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.spec import DType, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
-from embmap.runtime import native
+from embmap.runtime import kernels, native
 from embmap.runtime.baselines import BaselineReport, prepare_baseline
 from embmap.runtime.data import Materialized, SharedArray, check_outputs, materialize
 from embmap.runtime.kernels import ItemData, build_kernel
@@ -136,7 +136,13 @@ def backend_name(config: RunConfig) -> str:
     fault (a test of the reference executor's supervision)."""
     requested = config.backend
     if requested == "native" and not native.available():
-        raise RuntimeError("backend native requested but the native executor is not built; reinstall embmap")
+        raise native.not_built()
+    if requested == "torch" and not kernels.HAVE_TORCH:
+        raise ResourceError(
+            "torch",
+            "--backend torch needs PyTorch, which is not installed here",
+            "pip install 'embmap[runtime]' (or pip install torch), or run with --backend numpy or native",
+        )
     if requested == "auto" and config.fault is None and native.available():
         return "native"
     if requested == "native" and config.fault is not None:

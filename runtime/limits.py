@@ -49,7 +49,7 @@ def measure(
 ) -> Limits:
     """Measure both limits on `cpus` (default: every usable CPU)."""
     if not native.available():
-        raise RuntimeError("the native executor is not built; reinstall embmap (pip install -e .)")
+        raise native.not_built()
     assert native.NATIVE is not None
     cpus = cpus if cpus is not None else usable_cpus()
     src = huge_page_array((table_bytes,), np.uint8)

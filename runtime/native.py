@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from embmap.ir.errors import ResourceError
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.spec import DType
 
@@ -30,6 +31,15 @@ SPIN_S = 100e-6  # a core waiting at the batch barrier spins this long, then sle
 
 def available() -> bool:
     return NATIVE is not None
+
+
+def not_built() -> ResourceError:
+    """The one-line error for a run that needs the extension where the install did not build it."""
+    return ResourceError(
+        "native executor",
+        "is not built in this install (runtime/_native.cpp was not compiled)",
+        "reinstall embmap with a C++ compiler present (pip install -e .), or run with --backend numpy",
+    )
 
 
 def vector_isa() -> str:
@@ -82,7 +92,7 @@ def run(
     """Run the plan on `cpus` (one per plan core). `tables`: per table of the plan's workload, in its order,
     (weights [rows, dim], indices [index_batches, batch, pooling] int64, output [batch, dim] float32)."""
     if NATIVE is None:
-        raise RuntimeError("the native executor is not built; reinstall embmap (pip install -e .)")
+        raise not_built()
     _, items, order = plan_arrays(plan)
     total = warmup + batches
     n_ids = max((it.id for it in plan.items), default=0) + 1
@@ -125,7 +135,7 @@ def kernel_loop(
     """One item's kernel called directly in a loop on one pinned thread: seconds per batch. The yardstick for
     the executor's own overhead (`benchmarks/runtime_overhead.py`)."""
     if NATIVE is None:
-        raise RuntimeError("the native executor is not built; reinstall embmap (pip install -e .)")
+        raise not_built()
     return np.asarray(
         NATIVE.kernel_loop(
             weights,
