@@ -373,6 +373,15 @@ def test_a_full_standard_output_is_status_4(workload: Path, tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.yaml"]
 
 
+def test_a_listing_without_standard_output_is_status_4(tmp_path: Path) -> None:
+    """Started with standard output closed (`>&-`), Python prints nothing and says nothing."""
+    proc = subprocess.run(
+        [*CLI, "targets"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=lambda: os.close(1)
+    )
+    assert proc.returncode == EXIT["resource"], proc.stderr
+    one_line(proc.stderr, "standard output: is closed")
+
+
 def test_the_guard_discards_after_a_failure_and_keeps_the_error() -> None:
     class Closed(io.StringIO):
         def write(self, text: str) -> int:
