@@ -245,7 +245,7 @@ def _add_compile(sub: Subparsers) -> None:
     c.add_argument("--timing", action="store_true", help="print per-pass wall time to stderr")
     c.add_argument("--explain", action="store_true", help="print the explanation after compiling")
     _add_compile_devices(c)
-    c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON")
+    c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON (- for standard output)")
 
 
 def _add_compile_devices(c: argparse.ArgumentParser) -> None:
@@ -358,7 +358,7 @@ def _add_calibrate(sub: Subparsers) -> None:
     k.add_argument(
         "--from-csv", type=Path, help="fit from a measurement table made by another runtime (docs/calibration.md)"
     )
-    k.add_argument("--save-csv", type=Path, help="also write the measurements as CSV")
+    k.add_argument("--save-csv", type=Path, help="also write the measurements as CSV (- for standard output)")
     k.add_argument("--quick", action="store_true", help="a small grid (about a minute), for trying it out")
     k.add_argument(
         "--check",
@@ -376,7 +376,7 @@ def _add_calibrate(sub: Subparsers) -> None:
         help="the fit's loss over relative errors: huber (default; a point measured while another tenant slowed "
         "its core weighs less) or squares (plain least squares)",
     )
-    k.add_argument("-o", "--output", type=Path, help="where to write the profile JSON")
+    k.add_argument("-o", "--output", type=Path, help="where to write the profile JSON (- for standard output)")
 
 
 def _add_bench(sub: Subparsers) -> None:
