@@ -3,18 +3,24 @@
 Indices follow the table's distribution over popularity ranks, then a fixed affine permutation maps ranks to
 row ids (ids are hashed in practice), exactly as the cost model assumes: a contiguous row range receives a
 proportional share of the lookups.
+
+What worker processes share lives in a `SharedRegion`: one anonymous shared mapping per run holding every
+array, which forked workers inherit. It has no name in /dev/shm and no file descriptor, so a run killed in
+any way leaves nothing behind, a small or read-only /dev/shm does not matter, and a plan of any number of
+tables maps one region. The memory goes with the last process that maps it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import math
 import mmap
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import shared_memory
+from types import TracebackType
 
 import numpy as np
 
@@ -24,26 +30,84 @@ from embmap.ir.targets import HUGE_PAGE_BYTES
 
 NUMPY_DTYPES = {DType.FP32: np.float32, DType.FP16: np.float16}
 INDEX_DTYPE = np.int64
+PAGE_BYTES = 4096
+LINE_BYTES = 64
+SEM_BYTES = 64  # one cache line per semaphore; sizeof(sem_t) is 32 on 64-bit Linux (glibc and musl)
+
+ArraySpec = tuple[tuple[int, ...], "np.dtype | type"]
+
+
+def _layout(specs: Sequence[ArraySpec]) -> tuple[list[int], int]:
+    """Each array's offset and the total: arrays of a page or more start on a page, others on a cache line."""
+    offsets, end = [], 0
+    for shape, dtype in specs:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        align = PAGE_BYTES if nbytes >= PAGE_BYTES else LINE_BYTES
+        end = -(-end // align) * align
+        offsets.append(end)
+        end += nbytes
+    return offsets, max(end, 1)
+
+
+class SharedRegion:
+    """Arrays that forked processes share, all in one anonymous shared mapping (MAP_SHARED | MAP_ANONYMOUS):
+    no name to unlink, no file descriptor, freed by the kernel with the last process that maps it."""
+
+    def __init__(self, specs: Sequence[ArraySpec], what: str) -> None:
+        offsets, self.nbytes = _layout(specs)
+        self._map: mmap.mmap | None = mmap.mmap(-1, self.nbytes, flags=mmap.MAP_SHARED)
+        self.arrays = [
+            np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset)
+            for (shape, dtype), offset in zip(specs, offsets, strict=True)
+        ]
+
+    @property
+    def closed(self) -> bool:
+        return self._map is None
+
+    def close(self) -> None:
+        """Unmap now where no view of an array is left; otherwise the memory goes with the last view."""
+        self.arrays = []
+        region, self._map = self._map, None
+        if region is not None:
+            with contextlib.suppress(BufferError):
+                region.close()
+
+
+class ProcessLock:
+    """A mutex that forked processes share: an unnamed POSIX semaphore (sem_init with pshared) inside a
+    SharedRegion, so that it has no name in /dev/shm and no file descriptor, unlike multiprocessing's Lock.
+    `slot` is SEM_BYTES of the region, initialised here once, before the processes are forked."""
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+
+    def __init__(self, slot: np.ndarray) -> None:
+        assert slot.nbytes >= SEM_BYTES and slot.ctypes.data % LINE_BYTES == 0
+        self._slot = slot  # keeps the region mapped as long as the lock lives
+        self._sem = ctypes.c_void_p(int(slot.ctypes.data))
+        if self._libc.sem_init(self._sem, 1, 1) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"sem_init: {errno.errorcode.get(code, code)}")
+
+    def __enter__(self) -> None:
+        while self._libc.sem_wait(self._sem) != 0:
+            if ctypes.get_errno() != errno.EINTR:
+                raise OSError(ctypes.get_errno(), "sem_wait")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._libc.sem_post(self._sem)
 
 
 @dataclass
 class SharedArray:
-    """A numpy array whose memory is a named shared-memory segment, visible to forked workers."""
+    """A view of an array of a SharedRegion, with LocalArray's interface; the region owns the memory."""
 
-    shm: shared_memory.SharedMemory
     array: np.ndarray
 
-    @staticmethod
-    def create(shape: tuple[int, ...], dtype: np.dtype | type) -> SharedArray:
-        nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        shm = shared_memory.SharedMemory(create=True, size=nbytes)
-        return SharedArray(shm, np.ndarray(shape, dtype=dtype, buffer=shm.buf))
-
-    def close(self, unlink: bool) -> None:
+    def close(self, unlink: bool = True) -> None:
         del self.array
-        self.shm.close()
-        if unlink:
-            self.shm.unlink()
 
 
 @dataclass
@@ -56,7 +120,7 @@ class LocalArray:
     def create(shape: tuple[int, ...], dtype: np.dtype | type) -> LocalArray:
         return LocalArray(huge_page_array(shape, dtype))
 
-    def close(self, unlink: bool) -> None:
+    def close(self, unlink: bool = True) -> None:
         del self.array
 
 
@@ -79,12 +143,14 @@ def huge_page_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarra
 
 @dataclass
 class Materialized:
-    """Tables [rows, dim], index batches [n, batch, pooling] and pooled outputs [batch, dim] per table."""
+    """Tables [rows, dim], index batches [n, batch, pooling] and pooled outputs [batch, dim] per table; for
+    worker processes, views of one SharedRegion (`region`)."""
 
     tables: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     indices: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     outputs: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     made_for: tuple[object, ...] = ()  # (tables, batch size, index batches, seed)
+    region: SharedRegion | None = None
 
     def arrays(self) -> list[SharedArray | LocalArray]:
         return [*self.tables.values(), *self.indices.values(), *self.outputs.values()]
@@ -92,6 +158,8 @@ class Materialized:
     def close(self, unlink: bool = True) -> None:
         for a in self.arrays():
             a.close(unlink)
+        if self.region is not None:
+            self.region.close()
 
 
 def permutation_params(rows: int) -> tuple[int, int]:
@@ -137,16 +205,23 @@ def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
 def materialize(
     tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int, shared: bool = True
 ) -> Materialized:
-    """Tables, index batches and outputs; in shared memory (`shared`, for worker processes) or not."""
+    """Tables, index batches and outputs; in one shared region (`shared`, for worker processes) or in this
+    process's memory."""
     m = Materialized(made_for=(tables, batch_size, index_batches, seed))
-    make = SharedArray.create if shared else LocalArray.create
+    specs: list[ArraySpec] = []
+    for t in tables:
+        specs += [((t.rows, t.dim), NUMPY_DTYPES[t.dtype]), ((index_batches, batch_size, t.pooling), INDEX_DTYPE)]
+        specs.append(((batch_size, t.dim), np.float32))
     try:
-        for t in tables:
-            m.tables[t.name] = make((t.rows, t.dim), NUMPY_DTYPES[t.dtype])
+        if shared:
+            m.region = SharedRegion(specs, "the tables, index batches and outputs")
+            views: list[SharedArray | LocalArray] = [SharedArray(a) for a in m.region.arrays]
+        else:
+            views = [LocalArray.create(shape, dtype) for shape, dtype in specs]
+        for k, t in enumerate(tables):
+            m.tables[t.name], m.indices[t.name], m.outputs[t.name] = views[3 * k : 3 * k + 3]
             fill_table(t, m.tables[t.name].array, seed)
-            m.indices[t.name] = make((index_batches, batch_size, t.pooling), INDEX_DTYPE)
             m.indices[t.name].array[:] = make_indices(t, index_batches, batch_size, seed)
-            m.outputs[t.name] = make((batch_size, t.dim), np.float32)
             m.outputs[t.name].array[:] = 0.0
     except BaseException:
         m.close()

@@ -7,16 +7,23 @@ the core's items timing each, barrier). A reference worker that dies, raises or 
 for `RunConfig.timeout_s`) stops the run with one `RunFault` naming the core, batch and item. Either way every
 pooled output of the last batch is checked against the reference lookup; `run_rounds` pairs plans and the
 frameworks users run in rounds on the same data.
+
+Nothing outlives a run: its shared memory is one anonymous region (`data.SharedRegion`, no name in /dev/shm),
+each worker asks the kernel to kill it when the parent dies (PR_SET_PDEATHSIG) and checks at every barrier
+that its parent lives, and the parent stops its workers with Ctrl-C, SIGTERM and SIGHUP held back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,13 +35,24 @@ from embmap.ir.spec import DType, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
 from embmap.runtime import kernels, native
 from embmap.runtime.baselines import BaselineReport, prepare_baseline
-from embmap.runtime.data import Materialized, SharedArray, check_outputs, materialize
+from embmap.runtime.data import (
+    SEM_BYTES,
+    Materialized,
+    ProcessLock,
+    SharedRegion,
+    check_outputs,
+    materialize,
+)
 from embmap.runtime.kernels import ItemData, build_kernel
 from embmap.runtime.kernels import backend_name as kernels_backend
 
 SPIN_CHECK_EVERY = 4096
 POLL_S = 0.05  # how often the parent looks at the barrier counters while it waits
 ERROR_BYTES = 240  # per core: the worker's last words, when it fails by an exception
+# Signals that stop a command: held back while workers start (a worker starts with them blocked, then ignores
+# the terminal's, which the parent handles for the whole run) and while the parent stops its workers.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when the thread that forked it ends
 
 
 @dataclass(frozen=True)
@@ -189,30 +207,62 @@ def _run_reference(
     owned: bool,
 ) -> RunReport:
     """One forked worker process per core, kernels called from Python, data in shared memory."""
-    tables = plan.workload.tables
     total = config.warmup + config.batches
     shared = _Shared.create(plan, total)
     ctx = mp.get_context("fork")
-    locks = {t.name: ctx.Lock() for t in tables}
     workers: list[Any] = []
     try:
+        parent = os.getpid()
         workers = [
             ctx.Process(
-                target=_worker, args=(plan, core, cpu, data, shared, locks, backend, total, config), daemon=True
+                target=_worker, args=(plan, core, cpu, data, shared, backend, total, config, parent), daemon=True
             )
             for core, cpu in enumerate(cpus)
         ]
-        for w in workers:
-            w.start()
+        with _signals_blocked():
+            for w in workers:
+                w.start()
         _supervise(plan, workers, shared, config.timeout_s)
         correct, err, tol = _check(plan, data, (total - 1) % config.index_batch_count)
-        arrays = shared.starts.array, shared.ends.array, shared.items.array
-        return _report(plan, *arrays, backend, cpus, config, correct, err, tol)
+        return _report(plan, shared.starts, shared.ends, shared.items, backend, cpus, config, correct, err, tol)
     finally:
-        _stop(workers)
-        shared.close()
-        if owned:
-            data.close()
+        with _signals_deferred():
+            _stop(workers)
+            shared.close()
+            if owned:
+                data.close()
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """STOP_SIGNALS blocked in this thread while it forks the workers: a worker starts with them blocked and
+    lets them through once it ignores the terminal's (a Ctrl-C before that would print its traceback)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait while the parent stops its workers and releases the memory (a SIGKILL
+    and a reap each: short), so that a second Ctrl-C does not cut the clean-up short or print a traceback.
+    One that came is delivered after, unless the run is already ending by an exception (a first Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    saved = {s: h for s in STOP_SIGNALS if (h := signal.getsignal(s)) not in (signal.SIG_IGN, None)}
+    for s in saved:
+        signal.signal(s, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    for signum in dict.fromkeys(came):
+        signal.raise_signal(signum)
 
 
 def run_interleaved(
@@ -291,45 +341,44 @@ def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> N
 
 @dataclass
 class _Shared:
-    """Barrier counters, per-core status and the timestamps workers record."""
+    """Barrier counters, per-core status, the timestamps workers record and the row shards' locks: one
+    SharedRegion, zeroed by the kernel."""
 
-    counters: SharedArray  # [cores] int64: the last barrier phase each core reached
-    status: SharedArray  # [cores] int64: 0 running, 1 done, 2 failed
-    starts: SharedArray  # [batches, cores] int64 ns
-    ends: SharedArray  # [batches, cores] int64 ns
-    items: SharedArray  # [batches, items] int64 ns; 0 until the item has run in that batch
-    errors: SharedArray  # [cores, ERROR_BYTES] uint8: a failed worker's message, UTF-8, NUL-padded
+    region: SharedRegion
+    counters: np.ndarray  # [cores] int64: the last barrier phase each core reached
+    status: np.ndarray  # [cores] int64: 0 running, 1 done, 2 failed
+    starts: np.ndarray  # [batches, cores] int64 ns
+    ends: np.ndarray  # [batches, cores] int64 ns
+    items: np.ndarray  # [batches, items] int64 ns; 0 until the item has run in that batch
+    errors: np.ndarray  # [cores, ERROR_BYTES] uint8: a failed worker's message, UTF-8, NUL-padded
+    locks: dict[str, ProcessLock]  # per table whose row shards accumulate into its output
 
     @staticmethod
     def create(plan: ExecutionPlan, batches: int) -> _Shared:
         cores, n_items = plan.target.cores, len(plan.items)
-        made: list[SharedArray] = []
-        try:
-            for shape, dtype in (
+        sharded = sorted({it.table for it in plan.items if it.output == "accumulate"})
+        region = SharedRegion(
+            [
                 ((cores,), np.int64),
                 ((cores,), np.int64),
                 ((batches, cores), np.int64),
                 ((batches, cores), np.int64),
                 ((batches, max(1, n_items)), np.int64),
                 ((cores, ERROR_BYTES), np.uint8),
-            ):
-                made.append(SharedArray.create(shape, dtype))
-                made[-1].array[:] = 0
-        except BaseException:
-            for a in made:
-                a.close(unlink=True)
-            raise
-        return _Shared(*made)
-
-    def arrays(self) -> tuple[SharedArray, ...]:
-        return (self.counters, self.status, self.starts, self.ends, self.items, self.errors)
+                ((max(1, len(sharded)), SEM_BYTES), np.uint8),
+            ],
+            "the run's barrier counters and timings",
+        )
+        counters, status, starts, ends, items, errors, sems = region.arrays
+        locks = {name: ProcessLock(sems[k]) for k, name in enumerate(sharded)}
+        return _Shared(region, counters, status, starts, ends, items, errors, locks)
 
     def close(self) -> None:
-        for a in self.arrays():
-            a.close(unlink=True)
+        self.locks.clear()
+        self.region.close()
 
     def error_of(self, core: int) -> str:
-        return bytes(self.errors.array[core]).rstrip(b"\0").decode("utf-8", "replace")
+        return bytes(self.errors[core]).rstrip(b"\0").decode("utf-8", "replace")
 
 
 def _worker(
@@ -338,12 +387,13 @@ def _worker(
     cpu: int,
     data: Materialized,
     shared: _Shared,
-    locks: dict[str, Any],
     backend: str,
     total: int,
     config: RunConfig,
+    parent: int,
 ) -> None:
     try:
+        _bind_to(parent)
         os.sched_setaffinity(0, {cpu})
         if backend == "torch":
             import torch
@@ -360,19 +410,19 @@ def _worker(
                 indices=data.indices[t.name].array,
                 output=data.outputs[t.name].array,
                 scratch_bytes=plan.target.scratch.capacity_bytes,
-                lock=locks[t.name],
+                lock=shared.locks.get(t.name),
             )
             _prefault(item_data.weights[it.rows[0] : it.rows[1]])
             _prefault(item_data.indices)
             kernels.append(build_kernel(it, item_data, backend))
         owned = [data.outputs[t].array for t in _zeroing_duty(plan, core)]
         zeroing = any(it.output == "accumulate" for it in plan.items)  # then every core waits for the zeroing
-        counters = memoryview(shared.counters.array.data).cast("B").cast("q")
+        counters = memoryview(shared.counters.data).cast("B").cast("q")
         # The parent stops the run when no core passes a barrier for timeout_s; the workers' own limit is a
-        # backstop for a parent that is gone.
-        barrier = _SpinBarrier(counters, core, 2 * config.timeout_s + 1.0)
+        # backstop for a parent that is stuck.
+        barrier = _SpinBarrier(counters, core, 2 * config.timeout_s + 1.0, parent)
         barrier.wait()  # everyone built its kernels and replicas
-        item_times, starts, ends = shared.items.array, shared.starts.array, shared.ends.array
+        item_times, starts, ends = shared.items, shared.starts, shared.ends
         steps = list(zip(order, kernels, strict=True))
         clock = time.perf_counter_ns
         fault = config.fault if config.fault is not None and config.fault.core == core else None
@@ -395,12 +445,26 @@ def _worker(
             starts[b, core] = start
             ends[b, core] = end
             barrier.wait()
-        shared.status.array[core] = 1
+        shared.status[core] = 1
     except BaseException as exc:  # reported by the parent through the status and error arrays
-        shared.status.array[core] = 2
+        shared.status[core] = 2
         message = f"{type(exc).__name__}: {exc}".encode()[:ERROR_BYTES]
-        shared.errors.array[core, : len(message)] = np.frombuffer(message, dtype=np.uint8)
+        shared.errors[core, : len(message)] = np.frombuffer(message, dtype=np.uint8)
         os._exit(1)  # no interpreter teardown in a forked child (it would run the parent's exit handlers)
+
+
+def _bind_to(parent: int) -> None:
+    """A worker's first act: have the kernel kill it when its parent dies (PR_SET_PDEATHSIG, then a check that
+    the parent did not die before), leave the terminal's Ctrl-C and hangup to the parent, which stops the
+    workers itself, and let through the signals the parent blocked while forking."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):  # no prctl: the barrier's check of the parent remains
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _inject(fault: Fault) -> None:
@@ -439,11 +503,12 @@ class _SpinBarrier:
     are read through a plain memoryview: numpy's machinery in the spin loop would cool the caches the next
     kernel needs (measured: a 30 us kernel ran 5 us slower after a numpy-based spin)."""
 
-    def __init__(self, counters: memoryview, core: int, timeout_s: float) -> None:
+    def __init__(self, counters: memoryview, core: int, timeout_s: float, parent: int) -> None:
         self.counters = counters
         self.core = core
         self.phase = 0
         self.timeout_s = timeout_s
+        self.parent = parent
 
     def wait(self) -> None:
         self.phase += 1
@@ -452,21 +517,24 @@ class _SpinBarrier:
         began = time.monotonic()
         while min(self.counters) < self.phase:
             spins += 1
-            if spins % SPIN_CHECK_EVERY == 0 and time.monotonic() - began > self.timeout_s:
-                raise TimeoutError(f"waited {self.timeout_s:g} s at a barrier for another core")
+            if spins % SPIN_CHECK_EVERY == 0:
+                if os.getppid() != self.parent:  # the parent is gone: nobody waits for this run
+                    os._exit(1)
+                if time.monotonic() - began > self.timeout_s:
+                    raise TimeoutError(f"waited {self.timeout_s:g} s at a barrier for another core")
 
 
 def _supervise(plan: ExecutionPlan, workers: list[Any], shared: _Shared, timeout_s: float) -> None:
     """Wait until every worker has finished its batches. Raise `RunFault` as soon as one exits without
     finishing, or when no core has passed a barrier for `timeout_s` (the core furthest behind is hung)."""
-    counters = shared.counters.array
+    counters = shared.counters
     seen = counters.copy()
     quiet_since = time.monotonic()
     poll_s = min(POLL_S, timeout_s / 4)
     while True:
         running = [w for w in workers if w.exitcode is None]
         for core, w in enumerate(workers):
-            if w.exitcode is not None and (w.exitcode != 0 or shared.status.array[core] != 1):
+            if w.exitcode is not None and (w.exitcode != 0 or shared.status[core] != 1):
                 raise _death(plan, shared, core, w.exitcode)
         if not running:
             return
@@ -508,16 +576,16 @@ def _death(plan: ExecutionPlan, shared: _Shared, core: int, exitcode: int) -> Ru
 def _whereabouts(plan: ExecutionPlan, shared: _Shared, core: int) -> str:
     """Where a core was, read from its barrier counter and the item times it recorded: the phase after
     the set-up barrier is 1; each batch then takes two phases (zeroing, items) or one (items)."""
-    phase = int(shared.counters.array[core])
+    phase = int(shared.counters[core])
     if phase == 0:
         return "while building its kernels"
     zeroing = any(it.output == "accumulate" for it in plan.items)
     batch, step = divmod(phase - 1, 2) if zeroing else (phase - 1, 1)
-    if batch >= shared.items.array.shape[0]:
+    if batch >= shared.items.shape[0]:
         return "after its last batch"
     if step == 0:
         return f"at batch {batch}, zeroing outputs"
-    times = shared.items.array[batch]
+    times = shared.items[batch]
     pending = [i for i in plan.cores[core].items if times[i] == 0]
     if not pending:
         return f"at batch {batch}, after its items"

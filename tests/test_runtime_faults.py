@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
 from embmap.mapper.cli import main
 from embmap.mapper.planio import save_plan
 from embmap.runtime import Fault, RunConfig, run_plan
-from embmap.runtime.data import SharedArray
+from embmap.runtime.data import SharedRegion
 from embmap.runtime.executor import usable_cpus
 from tests.test_runtime import plan_for
 
@@ -45,22 +46,23 @@ def child_pids() -> list[int]:
 
 
 @pytest.fixture
-def segments(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Names of the shared-memory segments created while the test runs; none may be left in /dev/shm."""
-    names: list[str] = []
-    create = SharedArray.create
+def segments(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[SharedRegion]]:
+    """The shared regions the run makes: each must be released, none may be a file of /dev/shm, and no
+    worker may be left."""
+    made: list[SharedRegion] = []
+    create = SharedRegion.__init__
 
-    def recording(shape: tuple[int, ...], dtype: object) -> SharedArray:
-        a = create(shape, dtype)  # type: ignore[arg-type]
-        names.append(a.shm.name)
-        return a
+    def recording(self: SharedRegion, *args: Any) -> None:
+        create(self, *args)
+        made.append(self)
 
-    monkeypatch.setattr(SharedArray, "create", staticmethod(recording))
+    monkeypatch.setattr(SharedRegion, "__init__", recording)
     assert child_pids() == []
-    yield names
-    assert names, "the run created no shared memory: the fixture watched nothing"
-    left = [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
-    assert left == [], f"shared-memory segments left behind: {left}"
+    yield made
+    assert made, "the run created no shared memory: the fixture watched nothing"
+    assert all(r.closed for r in made), "shared memory not released"
+    maps = Path(f"/proc/{os.getpid()}/maps").read_text()
+    assert "/dev/shm/" not in maps, "a file of /dev/shm mapped"
     assert child_pids() == [], "worker processes left behind"
 
 
@@ -82,7 +84,9 @@ def run_with(plan: ExecutionPlan, fault: Fault, timeout_s: float) -> tuple[str, 
     ("kind", "what"),
     [("exit", "exited with status 3"), ("kill", "was killed by SIGKILL"), ("raise", "raised")],
 )
-def test_a_dead_worker_is_named_at_once(sharded: ExecutionPlan, segments: list[str], kind: str, what: str) -> None:
+def test_a_dead_worker_is_named_at_once(
+    sharded: ExecutionPlan, segments: list[SharedRegion], kind: str, what: str
+) -> None:
     item = sharded.cores[1].items[0]
     message, elapsed = run_with(sharded, Fault(core=1, batch=2, kind=kind), DEATH_TIMEOUT_S)  # type: ignore[arg-type]
     assert "\n" not in message
@@ -93,7 +97,7 @@ def test_a_dead_worker_is_named_at_once(sharded: ExecutionPlan, segments: list[s
     assert elapsed < 10.0, f"took {elapsed:.1f} s to see a dead worker; it must not wait for the timeout"
 
 
-def test_a_hung_worker_is_named_after_the_timeout(sharded: ExecutionPlan, segments: list[str]) -> None:
+def test_a_hung_worker_is_named_after_the_timeout(sharded: ExecutionPlan, segments: list[SharedRegion]) -> None:
     item = sharded.cores[0].items[0]
     message, elapsed = run_with(sharded, Fault(core=0, batch=1, kind="hang"), HANG_TIMEOUT_S)
     assert "\n" not in message
@@ -101,7 +105,7 @@ def test_a_hung_worker_is_named_after_the_timeout(sharded: ExecutionPlan, segmen
     assert HANG_TIMEOUT_S <= elapsed < HANG_TIMEOUT_S + 6.0, f"detected after {elapsed:.1f} s"
 
 
-def test_a_fault_without_zeroing_in_the_first_batch(segments: list[str]) -> None:
+def test_a_fault_without_zeroing_in_the_first_batch(segments: list[SharedRegion]) -> None:
     """Split samples write their outputs: one barrier per batch, so the batch is read differently."""
     plan = plan_for(Strategy.GM, PartitionMode.SAMPLES, 2)
     assert {it.output for it in plan.items} == {"write"}
@@ -111,7 +115,7 @@ def test_a_fault_without_zeroing_in_the_first_batch(segments: list[str]) -> None
     assert message.startswith(f"core 1: hung at batch 3, item {plan.cores[1].items[0]} (table t)")
 
 
-def test_no_fault_means_a_correct_run(sharded: ExecutionPlan, segments: list[str]) -> None:
+def test_no_fault_means_a_correct_run(sharded: ExecutionPlan, segments: list[SharedRegion]) -> None:
     """The fault hook is off by default, and a fault on a later batch than the run has never fires."""
     assert RunConfig().fault is None
     config = RunConfig(batches=3, warmup=1, index_batches=2, backend="numpy", fault=Fault(core=1, batch=4, kind="kill"))
