@@ -17,6 +17,7 @@ import ctypes
 import errno
 import math
 import mmap
+import resource
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from embmap.ir.distributions import histogram
+from embmap.ir.errors import ResourceError
 from embmap.ir.spec import DType, TableSpec
 from embmap.ir.targets import HUGE_PAGE_BYTES
 
@@ -35,6 +37,17 @@ LINE_BYTES = 64
 SEM_BYTES = 64  # one cache line per semaphore; sizeof(sem_t) is 32 on 64-bit Linux (glibc and musl)
 
 ArraySpec = tuple[tuple[int, ...], "np.dtype | type"]
+
+
+def memory_refused(nbytes: int, what: str, smaller: str = "recompile with a row cap (--row-cap N)") -> ResourceError:
+    """The one-line error for memory or address space the machine refused, with the limit that refused it;
+    `smaller` says how to ask for less."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    limit = "" if soft == resource.RLIM_INFINITY else f" under an address-space limit of {soft / 2**30:.2f} GiB"
+    raise_it = "raise the limit (ulimit -v unlimited), " if limit else ""
+    return ResourceError(
+        "memory", f"could not get {nbytes / 2**30:.2f} GiB for {what}{limit}", f"{raise_it}free memory, or {smaller}"
+    )
 
 
 def _layout(specs: Sequence[ArraySpec]) -> tuple[list[int], int]:
@@ -55,7 +68,12 @@ class SharedRegion:
 
     def __init__(self, specs: Sequence[ArraySpec], what: str) -> None:
         offsets, self.nbytes = _layout(specs)
-        self._map: mmap.mmap | None = mmap.mmap(-1, self.nbytes, flags=mmap.MAP_SHARED)
+        try:
+            self._map: mmap.mmap | None = mmap.mmap(-1, self.nbytes, flags=mmap.MAP_SHARED)
+        except OSError as exc:
+            if exc.errno in (errno.ENOMEM, errno.EAGAIN):
+                raise memory_refused(self.nbytes, what) from None
+            raise
         self.arrays = [
             np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset)
             for (shape, dtype), offset in zip(specs, offsets, strict=True)
@@ -206,12 +224,13 @@ def materialize(
     tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int, shared: bool = True
 ) -> Materialized:
     """Tables, index batches and outputs; in one shared region (`shared`, for worker processes) or in this
-    process's memory."""
+    process's memory. Memory or address space refused: a ResourceError naming how much was asked for."""
     m = Materialized(made_for=(tables, batch_size, index_batches, seed))
     specs: list[ArraySpec] = []
     for t in tables:
         specs += [((t.rows, t.dim), NUMPY_DTYPES[t.dtype]), ((index_batches, batch_size, t.pooling), INDEX_DTYPE)]
         specs.append(((batch_size, t.dim), np.float32))
+    nbytes = _layout(specs)[1]
     try:
         if shared:
             m.region = SharedRegion(specs, "the tables, index batches and outputs")
@@ -223,6 +242,14 @@ def materialize(
             fill_table(t, m.tables[t.name].array, seed)
             m.indices[t.name].array[:] = make_indices(t, index_batches, batch_size, seed)
             m.outputs[t.name].array[:] = 0.0
+    except MemoryError:
+        m.close()
+        raise memory_refused(nbytes, "the tables, index batches and outputs") from None
+    except OSError as exc:
+        m.close()
+        if exc.errno in (errno.ENOMEM, errno.EAGAIN):
+            raise memory_refused(nbytes, "the tables, index batches and outputs") from None
+        raise
     except BaseException:
         m.close()
         raise

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from embmap.ir.errors import ResourceError, RunFault, SpecError
+from embmap.ir.errors import EmbmapError, ResourceError, RunFault, SpecError
 from embmap.ir.plan import ExecutionPlan
 from embmap.ir.spec import DType, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
@@ -42,6 +42,7 @@ from embmap.runtime.data import (
     SharedRegion,
     check_outputs,
     materialize,
+    memory_refused,
 )
 from embmap.runtime.kernels import ItemData, build_kernel
 from embmap.runtime.kernels import backend_name as kernels_backend
@@ -193,7 +194,10 @@ def _run_native(plan: ExecutionPlan, config: RunConfig, data: Materialized, cpus
         (data.tables[t.name].array, data.indices[t.name].array, data.outputs[t.name].array)
         for t in plan.workload.tables
     ]
-    timings = native.run(plan, tables, cpus, config.warmup, config.batches, config.index_batch_count)
+    try:
+        timings = native.run(plan, tables, cpus, config.warmup, config.batches, config.index_batch_count)
+    except MemoryError:  # the cores' private replicas, scratch buffers and partial sums
+        raise memory_refused(sum(it.local_bytes for it in plan.items), "the cores' replicas and buffers") from None
     correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
     return _report(plan, timings.starts, timings.ends, timings.items, "native", cpus, config, correct, err, tol)
 
@@ -554,9 +558,15 @@ def _supervise(plan: ExecutionPlan, workers: list[Any], shared: _Shared, timeout
             )
 
 
-def _death(plan: ExecutionPlan, shared: _Shared, core: int, exitcode: int) -> RunFault:
+def _death(plan: ExecutionPlan, shared: _Shared, core: int, exitcode: int) -> EmbmapError:
     where = _whereabouts(plan, shared, core)
     message = shared.error_of(core)
+    if message.startswith("MemoryError"):  # the machine refused memory: not a fault of the run
+        return ResourceError(
+            "memory",
+            f"core {core} ran out of memory {where}; the run was stopped",
+            "free memory, raise the address-space limit (ulimit -v), or recompile with a row cap (--row-cap N)",
+        )
     if exitcode < 0:
         try:
             signame = signal.Signals(-exitcode).name

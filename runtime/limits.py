@@ -11,13 +11,14 @@ uses; above 100% means the caches served part of its rows.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 import numpy as np
 
 from embmap.ir.targets import usable_cpus
 from embmap.runtime import native
-from embmap.runtime.data import huge_page_array
+from embmap.runtime.data import huge_page_array, memory_refused
 
 ROW_DIMS = (16, 32, 64, 128)  # fp32 rows of 64 to 512 bytes
 PREFETCH_DISTANCES = (0, 8, 16, 32)
@@ -52,10 +53,16 @@ def measure(
         raise native.not_built()
     assert native.NATIVE is not None
     cpus = cpus if cpus is not None else usable_cpus()
-    src = huge_page_array((table_bytes,), np.uint8)
-    src[:] = 1
-    dst = huge_page_array((table_bytes,), np.uint8)
-    dst[:] = 0
+    try:
+        src = huge_page_array((table_bytes,), np.uint8)
+        src[:] = 1
+        dst = huge_page_array((table_bytes,), np.uint8)
+        dst[:] = 0
+    except (MemoryError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOMEM, errno.EAGAIN):
+            raise
+        what = "the arrays the machine's limits are measured on"
+        raise memory_refused(2 * table_bytes, what, "measure on a smaller table") from None
     copy = 2 * table_bytes / native.NATIVE.copy_seconds(src, dst, cpus, repeats)
     del dst
     rng = np.random.default_rng(0)

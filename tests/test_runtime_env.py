@@ -1,8 +1,8 @@
-"""The run's environment. What the machine refuses (an optional package) is one line and exit 4; /dev/shm is
-not needed at all (not its size, not its being writable); the number of tables does not cost file
-descriptors; and nothing of a run outlives it: not when its parent is killed by any signal, not when its
-whole process group is, not when Ctrl-C comes twice. Both executors: the reference one (worker processes,
-shared memory) and the native one (threads)."""
+"""The run's environment. What the machine refuses (memory, address space, an optional package) is one line
+and exit 4; /dev/shm is not needed at all (not its size, not its being writable); the number of tables does
+not cost file descriptors; and nothing of a run outlives it: not when its parent is killed by any signal, not
+when its whole process group is, not when Ctrl-C comes twice. Both executors: the reference one (worker
+processes, shared memory) and the native one (threads)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from embmap.ir.targets import cpu
 from embmap.mapper.calibration import forced_plan
 from embmap.mapper.cli import EXIT, main
 from embmap.mapper.planio import save_plan
-from embmap.runtime import RunConfig, executor, kernels, native, run_plan
+from embmap.runtime import RunConfig, executor, kernels, limits, native, run_plan
 from embmap.runtime.data import SharedRegion
 from embmap.runtime.executor import usable_cpus
 from tests.test_runtime_faults import child_pids
@@ -92,6 +92,50 @@ def test_backend_native_without_the_extension_is_one_line(
     monkeypatch.setattr(native, "NATIVE", None)
     assert main(["run", str(small_plan), "--backend", "native", "--batches", "1"]) == EXIT["resource"]
     one_line(capsys.readouterr().err, "embmap: error: native executor:", "pip install")
+
+
+def with_address_space(limit_bytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("native", marks=pytest.mark.long)])
+def test_an_address_space_limit_is_one_line_naming_it(backend: str, tmp_path: Path) -> None:
+    """Tables of 3 GiB under `ulimit -v` 2.5 GiB: the interpreter and its libraries fit, the tables do not."""
+    path = tmp_path / "big.json"
+    save_plan(plan_of(1, rows=3 << 20, dim=256, batch=8), path)
+    limit = 5 << 29
+    proc = subprocess.run(
+        [*CLI, "run", str(path), "--backend", backend, "--batches", "1", "--warmup", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: with_address_space(limit),
+        check=False,
+    )
+    assert proc.returncode == EXIT["resource"], proc.stderr
+    one_line(proc.stderr, "embmap: error: memory:", "3.00 GiB", "2.50 GiB", "ulimit -v")
+
+
+@pytest.mark.skipif(not native.available(), reason="the limits are measured by the native extension")
+def test_the_limits_measurement_out_of_memory_is_a_resource_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(shape: tuple[int, ...], dtype: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(limits, "huge_page_array", refused)
+    with pytest.raises(ResourceError, match=r"^memory: could not get 0.50 GiB for the arrays .* smaller table"):
+        limits.measure(table_bytes=1 << 28)
+
+
+@needs_two_cores
+def test_a_worker_out_of_memory_is_a_resource_error_not_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_memory(fault: executor.Fault) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(executor, "_inject", out_of_memory)  # the forked workers inherit it
+    config = RunConfig(batches=2, warmup=0, backend="numpy", fault=executor.Fault(core=1, batch=1))
+    with pytest.raises(ResourceError, match=r"^memory: core 1 ran out of memory at batch 1"):
+        run_plan(plan_of(1), config)
 
 
 # /dev/shm and file descriptors: not needed ----------------------------------------------------------------
