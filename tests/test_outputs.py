@@ -21,7 +21,7 @@ import pytest
 
 from embmap.ir.errors import ResourceError, SpecError
 from embmap.ir.output import GuardedStream, check_outputs, check_writable, write_atomic, write_text_atomic
-from embmap.mapper.cli import EXIT, main
+from embmap.mapper.cli import COMMANDS, EXIT, main
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--target", "ascend910", "--time-limit", "0.2", "--workers", "1", "--seed", "0", "--no-baselines", "-q"]
@@ -116,7 +116,8 @@ def test_a_full_disk_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize(
-    ("code", "words"), [(errno.EDQUOT, "quota"), (errno.EACCES, "permission"), (errno.EROFS, "read-only")]
+    ("code", "words"),
+    [(errno.EDQUOT, "quota"), (errno.EACCES, "permission"), (errno.EROFS, "read-only"), (errno.EIO, "input/output")],
 )
 def test_what_the_machine_refuses_is_a_resource_error(code: int, words: str, tmp_path: Path) -> None:
     def refuse(f: IO[bytes]) -> None:
@@ -166,6 +167,28 @@ def test_sigterm_and_sighup_remove_the_temporary(signum: int, tmp_path: Path) ->
     proc.send_signal(signum)
     assert proc.wait(timeout=10) == 128 + signum
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "words"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/data/x"), EXIT["resource"], "/data/x: no space left"),
+        (PermissionError(errno.EACCES, "Permission denied", "/etc/x"), EXIT["resource"], "/etc/x: permission denied"),
+        (OSError(errno.ENAMETOOLONG, "File name too long", "/a/b"), EXIT["resource"], "/a/b: the name is too long"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"), EXIT["bad_input"], "in.csv: no such"),
+        (OSError(errno.EINVAL, "Invalid argument"), EXIT["internal"], "internal error: OSError"),
+    ],
+)
+def test_an_os_error_reaching_the_command_line_is_one_line_by_its_errno(
+    raised: OSError, status: int, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def command(args: object) -> int:
+        raise raised
+
+    monkeypatch.setitem(COMMANDS, "workloads", command)
+    code, _, err = cli(["workloads"])
+    assert code == status
+    assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
 
 
 # Refused before any work -----------------------------------------------------------------------------------
