@@ -103,19 +103,20 @@ class ProcessLock:
         assert slot.nbytes >= SEM_BYTES and slot.ctypes.data % LINE_BYTES == 0
         self._slot = slot  # keeps the region mapped as long as the lock lives
         self._sem = ctypes.c_void_p(int(slot.ctypes.data))
+        self._wait, self._post = self._libc.sem_wait, self._libc.sem_post  # bound once: a lock is taken per item
         if self._libc.sem_init(self._sem, 1, 1) != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"sem_init: {errno.errorcode.get(code, code)}")
 
     def __enter__(self) -> None:
-        while self._libc.sem_wait(self._sem) != 0:
+        while self._wait(self._sem) != 0:
             if ctypes.get_errno() != errno.EINTR:
                 raise OSError(ctypes.get_errno(), "sem_wait")
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._libc.sem_post(self._sem)
+        self._post(self._sem)
 
 
 @dataclass
