@@ -26,6 +26,10 @@ from typing import IO, Any, TextIO
 from embmap.ir.errors import EmbmapError, ResourceError, SpecError
 
 STDOUT = "-"
+STDOUT_NAMES = (STDOUT, "/dev/stdout")
+# Folders of the kernel's own files: a rename there would replace a device or a link to a descriptor (as root,
+# `-o /dev/stderr` turned /dev/stderr into a regular file), so no output goes there (but /dev/shm, a tmpfs).
+SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
 
 # What each refusal of the machine means for the user, and what to do about it.
 _REFUSALS: dict[int, tuple[str, str]] = {
@@ -44,8 +48,8 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 
 
 def is_stdout(path: Path | str | None) -> bool:
-    """`-` (standard output), as given on the command line."""
-    return path is not None and str(path) == STDOUT
+    """`-` or /dev/stdout: standard output, written as a stream rather than renamed over."""
+    return path is not None and str(path) in STDOUT_NAMES
 
 
 def working_directory_gone() -> bool:
@@ -138,16 +142,22 @@ def _check_kind(path: Path, field: str) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        return
+        mode = 0
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise ResourceError(field, "the name is too long for the file system", "give a shorter path") from None
-        return  # e.g. a broken symbolic link: the rename replaces the link itself
+        mode = 0  # e.g. a broken symbolic link: the rename replaces the link itself
     if stat.S_ISDIR(mode):
         raise SpecError(field, f"{path} is a directory", "give a file path, e.g. -o plan.json")
-    if not stat.S_ISREG(mode):
+    if mode and not stat.S_ISREG(mode):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
         raise SpecError(field, f"{path} is {kind}, not a regular file", "give a file path, or - for standard output")
+    folder = os.path.normpath(path.parent.absolute())
+    shm = folder == "/dev/shm" or folder.startswith("/dev/shm/")  # a file system for files, in /dev
+    if not shm and any(folder == top or folder.startswith(top + "/") for top in SYSTEM_FOLDERS):
+        raise SpecError(
+            field, f"{path} is in {folder}, the system's devices", "give a file path, or - for standard output"
+        )
 
 
 def user_umask() -> int:

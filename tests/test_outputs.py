@@ -200,7 +200,11 @@ def test_outputs_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
     for path, words in ((Path("/dev/null"), "is a device"), (fifo, "is a FIFO"), (tmp_path, "is a directory")):
         with pytest.raises(SpecError, match=words):
             check_writable(path, "--output")
-    assert check_writable("-") is None  # standard output
+    assert check_writable("/dev/shm/x.json") == Path("/dev/shm")  # a file system in /dev
+    assert check_writable("-") is None and check_writable("/dev/stdout") is None  # standard output
+    for path in ("/dev/stderr", "/proc/self/fd/1", "/dev/x.json", "/sys/x"):  # links to descriptors, devices
+        with pytest.raises(SpecError, match="the system's devices|is a device|is a FIFO"):
+            check_writable(path, "--output")
 
 
 def test_compile_to_a_fifo_is_refused_and_the_fifo_kept(workload: Path, tmp_path: Path) -> None:
