@@ -340,6 +340,17 @@ def test_a_compile_whose_reader_went_away_still_writes_its_plan(workload: Path, 
     assert json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))["schema_version"] == "embmap.plan/1"
 
 
+@pytest.mark.long  # avazu, so that the IR overflows the pipe's buffer: about 5 s
+def test_a_reader_that_stops_after_one_line_does_not_stop_the_compile(tmp_path: Path) -> None:
+    """As `embmap compile avazu --print-ir-after all 2>&1 | head -1`: the reader leaves while the IR is printed."""
+    args = [*CLI, "compile", "avazu", *FAST, "--print-ir-after", "all", "-o", "p.json"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"// -----// IR after")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))["workload"]["name"] == "avazu"
+
+
 def test_a_lost_message_does_not_change_the_status(workload: Path, tmp_path: Path) -> None:
     code, err = run_closed(["compile", str(workload), *FAST, "-o", "q.json"], tmp_path)
     assert code == 0 and err == ""  # "wrote q.json" lost: a message, not the result
