@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ValidationError
 
 from embmap.cost_models.analytic import (
     CacheState,
@@ -29,7 +30,7 @@ from embmap.cost_models.analytic import (
     table_histogram,
     together_cache_share,
 )
-from embmap.cost_models.measurements import Measurement, require_valid
+from embmap.cost_models.measurements import MAX_MEASUREMENTS, Measurement, require_valid
 from embmap.cost_models.nnls import nnls
 from embmap.ir.cost_profile import CostProfile, FitReport
 from embmap.ir.errors import SpecError
@@ -68,21 +69,25 @@ def measurement_terms(
     neighbour_bytes: float = 0.0,
     neighbour_pages: float = 0.0,
     window: float = 1.0,
+    distinct_rows: float | None = None,
 ) -> dict[str, float]:
     """Parameter name -> total amount of the measured item, exactly as the cost model would predict it, given
     what the shared cache holds of its table (default: what it holds with the table alone in the whole
     cache), the bytes and pages its core's other items read (default: none, alone on its core) and the
-    profile's `main_window_rows` (`window`)."""
+    profile's `main_window_rows` (`window`). `distinct_rows`: the table's distinct rows per batch, if the
+    caller computed them already (they depend on neither the cache nor the window)."""
     require_valid(m, "measurement")
     table = m.table
     lookups = m.batch_size * table.pooling
     if cache is None:
         cache = cache_states_of([m], target, 1.0)[0]
+    if distinct_rows is None:
+        distinct_rows = table_histogram(table).expected_distinct(lookups)
     stats = TableProfile(
         table=table.name,
         bytes=table.bytes,
         lookups_per_batch=lookups,
-        distinct_rows_per_batch=table_histogram(table).expected_distinct(lookups),
+        distinct_rows_per_batch=distinct_rows,
         cache_share_bytes=cache.share_bytes,
         walk_hit_ratio=cache.walk_hit_ratio,
         neighbour_bytes=neighbour_bytes,
@@ -179,6 +184,7 @@ def fit_profile(
     """
     if loss not in LOSSES:
         raise SpecError("loss", f"unknown loss {loss!r}", f"use one of {', '.join(LOSSES)}")
+    _require_informative(measurements)
     fixed = dict(fixed or {})
     fraction = fixed.pop("cache_effective_fraction", None)
     window = fixed.pop("main_window_rows", None)
@@ -241,7 +247,14 @@ def _fit_linear(
     _require_enough_points(len(b), free)
     offset = a @ np.array([fixed_coef.get(p, 0.0) for p in names])
     scaled, norms = _relative_design(a[:, [names.index(p) for p in free]], b)
-    coefs = _irls(scaled, (b - offset) / b, loss) / norms
+    coefs = _irls(scaled, (b - offset) / b, loss) / np.where(norms > 0, norms, 1.0)
+    if not np.isfinite(coefs).all():
+        bad = [p for p, c in zip(free, coefs, strict=True) if not np.isfinite(c)]
+        raise SpecError(
+            "calibration",
+            f"the fit gives {', '.join(bad)} no finite value",
+            "look for measurements far out of line with the others (a unit other than seconds, a timer's overflow)",
+        )
     how = f"{'Huber' if loss == 'huber' else 'least-squares'} NNLS on {len(b)} points"
     profile = _fitted_profile(
         base, target, dict(zip(free, coefs, strict=True)), _confounded(scaled, free), fixed, how, command
@@ -314,6 +327,9 @@ class _Design:
         self.target = target
         self.neighbours = neighbour_bytes_of(measurements)
         self.pages = neighbour_pages_of(measurements, target.tlb)
+        self.distinct = [
+            table_histogram(m.table).expected_distinct(m.batch_size * m.table.pooling) for m in measurements
+        ]
         self._states: dict[float, list[CacheState]] = {}
         self._amounts: dict[tuple[float, float], np.ndarray] = {}
 
@@ -325,9 +341,14 @@ class _Design:
             rows = [
                 [terms.get(p, 0.0) for p in names]
                 for terms in (
-                    measurement_terms(m, self.target, state, others, other_pages, window)
-                    for m, state, others, other_pages in zip(
-                        self.measurements, self._states[fraction], self.neighbours, self.pages, strict=True
+                    measurement_terms(m, self.target, state, others, other_pages, window, distinct)
+                    for m, state, others, other_pages, distinct in zip(
+                        self.measurements,
+                        self._states[fraction],
+                        self.neighbours,
+                        self.pages,
+                        self.distinct,
+                        strict=True,
                     )
                 )
             ]
@@ -350,6 +371,26 @@ def _fixed_coefficients(fixed: Mapping[str, float]) -> dict[str, float]:
             )
         out[name] = 1.0 / value if bandwidth else float(value)
     return out
+
+
+def _require_informative(measurements: Sequence[Measurement]) -> None:
+    """Refuse measurements no fit can learn from (none, or all of one time) or too many to fit in minutes."""
+    if len(measurements) > MAX_MEASUREMENTS:
+        raise SpecError(
+            "calibration",
+            f"{len(measurements):,} measurements, more than the {MAX_MEASUREMENTS:,} one fit takes",
+            f"fit a sample of at most {MAX_MEASUREMENTS:,} of them (every strategy and table size represented)",
+        )
+    for i, m in enumerate(measurements):
+        require_valid(m, f"measurements[{i}]")
+    times = {m.measured_s for m in measurements}
+    if len(measurements) > 1 and len(times) == 1:
+        raise SpecError(
+            "calibration",
+            f"all {len(measurements)} measurements took exactly {times.pop()!r} s: equal times cannot tell the "
+            "cost of one item from another's",
+            "measure each item's own time (a timer per item, not one value copied to every line)",
+        )
 
 
 def _require_enough_points(points: int, free: list[str]) -> None:
@@ -378,20 +419,36 @@ def _solve(scaled: np.ndarray, target: np.ndarray) -> np.ndarray:
         raise SpecError(
             "calibration", f"the fit did not converge: {exc}", "look for outliers in the measurements"
         ) from None
+    except ValueError:  # amounts so far apart from their times that relative errors overflow
+        raise SpecError(
+            "calibration",
+            "the measurements' amounts divided by their times are not finite numbers",
+            "look for measurements far out of line with the others (a unit other than seconds)",
+        ) from None
 
 
 def _confounded(scaled: np.ndarray, free: list[str]) -> dict[str, list[str]]:
     """Parameters the measurements cannot tell apart: those that share a (near) null vector of the design."""
     if not free:
         return {}
-    _, sv, vt = np.linalg.svd(scaled, full_matrices=True)
-    sv = np.concatenate([sv, np.zeros(len(free) - len(sv))])
+    # Only the right singular vectors: a full decomposition would also build the points x points U.
+    sv, vt = _right_singular(scaled)
     out: dict[str, list[str]] = {}
     for v in vt[sv <= CONFOUNDED_SV * max(float(sv[0]), 1e-300)]:
         involved = [p for p, c in zip(free, v, strict=True) if abs(c) > 1e-3 * float(np.abs(v).max())]
         for p in involved:
             out.setdefault(p, []).extend(q for q in involved if q != p and q not in out[p])
     return out
+
+
+def _right_singular(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The singular values of `a` (points x parameters), one per parameter (0 past the rank of a short
+    matrix), and the right singular vectors as rows, in O(points) memory."""
+    if a.shape[0] < a.shape[1]:
+        _, sv, vt = np.linalg.svd(a, full_matrices=True)  # a short matrix: U is small, and V needs every row
+        return np.concatenate([sv, np.zeros(a.shape[1] - len(sv))]), vt
+    _, sv, vt = np.linalg.svd(a, full_matrices=False)
+    return sv, vt
 
 
 def _fitted_profile(
@@ -420,7 +477,16 @@ def _fitted_profile(
         else:
             sources[name] = f"not exercised by the measurements; kept from {base.sources.get(name, 'the base profile')}"
     data = base.model_dump() | values | {"target": target.name, "calibrated": True, "sources": sources, "fit": None}
-    return CostProfile.model_validate(data)
+    try:
+        return CostProfile.model_validate(data)
+    except ValidationError as exc:  # a profile that every later compile would refuse, or break on
+        err = exc.errors(include_url=False)[0]
+        raise SpecError(
+            "calibration",
+            f"the fitted profile is unusable: {err['msg']}",
+            "check that measured_s is in seconds, and measure items of several sizes and strategies so that "
+            "the fit can tell the costs apart",
+        ) from None
 
 
 def _profile_value(name: str, coef: float) -> tuple[float, bool]:

@@ -43,6 +43,15 @@ COLUMNS = (
 )
 OPTIONAL_COLUMNS = ("table", "plan", "cache_share_bytes", "first_on_core", "core")
 DISTRIBUTION_FIX = "write uniform, zipf:ALPHA (e.g. zipf:1.05) or hot-set:ROWS:MASS (e.g. hot-set:16:0.9)"
+# The most measurements one fit takes: a fit costs tens of milliseconds a measurement (each priced by the cost
+# model at every cache fraction and window the search tries), so 10,000 take minutes; the shipped cpu fit
+# has 2,315. Larger files are refused before they are read, at about 500 bytes a line.
+MAX_MEASUREMENTS = 10_000
+MAX_CSV_BYTES = 500 * MAX_MEASUREMENTS
+# A measured item takes at least a nanosecond (no timer resolves less, and the solver counts whole
+# nanoseconds) and at most an hour (a batch's item, not a benchmark's whole run).
+MIN_MEASURED_S = 1e-9
+MAX_MEASURED_S = 3600.0
 
 Problem = tuple[str, str, str]  # (field, problem, fix), the field a CSV column name
 
@@ -83,6 +92,12 @@ def _problem(m: Measurement) -> Problem | None:
             )
     if not (math.isfinite(m.measured_s) and m.measured_s > 0):
         return "measured_s", f"must be a positive number, got {m.measured_s!r}", "write seconds, e.g. 1.2e-05"
+    if not MIN_MEASURED_S <= m.measured_s <= MAX_MEASURED_S:
+        return (
+            "measured_s",
+            f"must be between {MIN_MEASURED_S:g} and {MAX_MEASURED_S:g} s, got {m.measured_s!r}",
+            "write the item's time in seconds, e.g. 1.2e-05",
+        )
     share = m.cache_share_bytes
     if share is not None and not (math.isfinite(share) and share >= 0):
         return "cache_share_bytes", f"must be a non-negative number, got {share!r}", "write bytes, or leave it empty"
@@ -107,6 +122,8 @@ def read_csv(path: Path) -> list[Measurement]:
         cells = _split(raw, path.name, line)
         if columns is None:
             columns = _check_header(cells, path.name, line)
+        elif len(out) == MAX_MEASUREMENTS:
+            raise SpecError(f"{path.name} line {line}", f"more than {MAX_MEASUREMENTS:,} measurements", TOO_MANY_FIX)
         else:
             out.append(_parse_row(cells, columns, path.name, line))
     if columns is None:
@@ -114,9 +131,18 @@ def read_csv(path: Path) -> list[Measurement]:
     return out
 
 
+TOO_MANY_FIX = f"fit a sample of at most {MAX_MEASUREMENTS:,} of them (every strategy and table size represented)"
+
+
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise SpecError(path.name or str(path), f"no such file {str(path)!r}", "give the path of a measurements CSV")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SpecError(path.name, f"cannot read it: {exc}", "give a readable measurements CSV") from None
+    if size > MAX_CSV_BYTES:
+        raise SpecError(path.name, f"is {size:,} bytes, more than the {MAX_CSV_BYTES:,} a CSV may hold", TOO_MANY_FIX)
     try:
         return path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet export) is not a column
     except (OSError, UnicodeDecodeError) as exc:

@@ -4,6 +4,7 @@ never by time: a square law gives 16 times the peak, a near-linear one at most a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import tracemalloc
@@ -11,8 +12,12 @@ from collections.abc import Callable
 
 import pytest
 
+from embmap.cost_models.calibrate import fit_profile
+from embmap.cost_models.measurements import Measurement
+from embmap.cost_models.presets import preset_profile
 from embmap.ir.plan import CoreSchedule, CostBreakdown, Strategy, WorkItem
-from embmap.ir.spec import TableSpec, TargetSpec
+from embmap.ir.spec import TableSpec, TargetSpec, Uniform
+from embmap.ir.targets import cpu
 from embmap.ir.verify import item_violations, schedule_violations
 from tests.conftest import tiny_target
 
@@ -67,6 +72,33 @@ def test_the_verifier_still_finds_two_items_on_one_cell_among_thousands() -> Non
     last = items[-1].model_copy(update={"samples": (batch - 2, batch)})  # also serves its neighbour's sample
     wrong = item_violations([table], target, batch, [*items[:-1], last])
     assert "table t: two items serve the same (row, sample) lookups" in wrong
+
+
+def measurements(n: int) -> list[Measurement]:
+    """n measurements of small tables alone on a core, their times from a made-up linear law with noise."""
+    rng = random.Random(n)
+    shapes = itertools.cycle(itertools.product((64, 256, 1024), (16, 64), (1, 4), (Strategy.GM, Strategy.L1)))
+    out = []
+    for i, (rows, dim, pooling, strategy) in zip(range(n), shapes, strict=False):
+        table = TableSpec(name=f"t{i}", rows=rows, dim=dim, pooling=pooling, distribution=Uniform())
+        batch = 64 * (1 + i % 5)
+        seconds = (1e-6 + 2e-9 * batch * pooling + 1e-12 * rows * dim) * rng.uniform(0.95, 1.05)
+        out.append(Measurement(strategy, table, batch, (0, rows), (0, batch), seconds, plan=f"p{i}", core=0))
+    return out
+
+
+def test_the_fit_is_near_linear_in_its_measurements() -> None:
+    """400 and 1,600 measurements, one (cache fraction, window) so that the search tries one linear fit: a
+    singular value decomposition that also built the points x points matrix took 16 times the memory (and
+    its time grew with the square: 2,096 measurements did not finish in ten minutes)."""
+    target = cpu()
+    base = preset_profile(target)
+    fixed = {"cache_effective_fraction": 1.0, "main_window_rows": 1.0}
+    peaks = []
+    for n in (400, 1600):
+        ms = [dataclasses.replace(m, core=None) for m in measurements(n)]
+        peaks.append(peak_bytes(lambda: fit_profile(ms, target, base, command="c", fixed=fixed)))  # noqa: B023
+    assert peaks[1] < GROWTH * peaks[0], f"peak {peaks[0]} B for 400 measurements, {peaks[1]} B for 1,600"
 
 
 def guillotine(rng: random.Random, box: tuple[int, int, int, int], depth: int) -> list[tuple[int, int, int, int]]:
