@@ -15,6 +15,13 @@ from embmap.ir.spec import Frozen
 
 PROFILE_SCHEMA: Final = "embmap.cost-profile/1"
 MAX_COST_S = 1.0  # no single access, item or start-up of an embedding lookup takes a second
+# The least an item of one sample and one lookup costs (item_fixed_s + bag_s + index_s): one unit of the
+# solver's integer time (`passes.solver.problem.TIME_UNIT_S`). A profile that prices items below it makes
+# plans whose makespan rounds to nothing, which no compile can verify.
+MIN_ITEM_S = 1e-9
+# No memory of a chip moves less than a megabyte a second; slower bandwidths price one table's reads in days,
+# beyond what the solver can count.
+MIN_BANDWIDTH_BYTES_PER_S = 1e6
 
 
 class FitReport(Frozen):
@@ -124,6 +131,20 @@ class CostProfile(Frozen):
                     "{name} is {value} s, more than {most} s",
                     {"name": name, "value": repr(getattr(self, name)), "most": f"{MAX_COST_S:g}"},
                 )
+            if name.endswith("_bytes_per_s") and getattr(self, name) < MIN_BANDWIDTH_BYTES_PER_S:
+                raise PydanticCustomError(
+                    "bandwidth_too_small",
+                    "{name} is {value} B/s, less than {least} B/s",
+                    {"name": name, "value": repr(getattr(self, name)), "least": f"{MIN_BANDWIDTH_BYTES_PER_S:g}"},
+                )
+        least = self.item_fixed_s + self.bag_s + self.index_s
+        if least < MIN_ITEM_S:
+            raise PydanticCustomError(
+                "item_cost_too_small",
+                "item_fixed_s + bag_s + index_s is {value} s, less than {least} s: items of one sample would cost "
+                "nothing, and no plan could be checked",
+                {"value": repr(least), "least": f"{MIN_ITEM_S:g}"},
+            )
         return self
 
     @staticmethod

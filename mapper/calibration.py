@@ -18,7 +18,7 @@ from embmap.cost_models import preset_profile
 from embmap.cost_models.calibrate import CalibrationResult, fit_profile
 from embmap.cost_models.measurements import Measurement
 from embmap.ir.cost_profile import CostProfile
-from embmap.ir.errors import SpecError
+from embmap.ir.errors import ResourceError, SpecError
 from embmap.ir.lowering import lower
 from embmap.ir.module import Module, TableOptions
 from embmap.ir.plan import ExecutionPlan, PartitionMode, Strategy
@@ -253,7 +253,22 @@ def calibrate(
     measured = measure_grid(target, points, config, progress)
     measured += measure_whole_plans(target, quick, config)
     measured += measure_hot_set_ladders(target, quick, config)
-    return fit(measured, target, command, loss), measured
+    return fit_measured_here(measured, target, command, loss), measured
+
+
+def fit_measured_here(
+    measured: Sequence[Measurement], target: TargetSpec, command: str, loss: str = "huber"
+) -> CalibrationResult:
+    """`fit` for measurements this machine just took: where they cannot be fitted (a timer that read 0, times
+    all alike), the input was good and the machine's measurements were not, so a ResourceError says so."""
+    try:
+        return fit(measured, target, command, loss)
+    except SpecError as exc:
+        raise ResourceError(
+            "calibrate",
+            f"the {len(measured)} measurements taken on this machine cannot be fitted: {exc.field}: {exc.problem}",
+            "run it again on a quieter machine (nothing else busy), or keep them with --save-csv to look at them",
+        ) from None
 
 
 def fit(measured: Iterable[Measurement], target: TargetSpec, command: str, loss: str = "huber") -> CalibrationResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -466,3 +467,92 @@ def test_fit_recovers_the_main_memory_window_among_every_strategy(ascend: Target
 def test_a_fixed_window_outside_its_range_is_an_error(ascend: TargetSpec, exact: list[Measurement]) -> None:
     with pytest.raises(SpecError, match=r"fixed\.main_window_rows: must be between 1 and 64, got 0.5"):
         fit_profile(exact, ascend, preset_profile(ascend), command="c", fixed={"main_window_rows": 0.5})
+
+
+# Degenerate measurements: refused, never a profile that breaks every later compile --------------------
+
+
+def test_a_fit_of_equal_times_is_refused(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    """Every line the same time (one timer read copied to every item): the fit used to put it all in
+    item_fixed_s and write a profile that prices every item alike."""
+    same = [dataclasses.replace(m, measured_s=1e-6) for m in exact[:40]]
+    with pytest.raises(SpecError, match=r"calibration: all 40 measurements took exactly 1e-06 s"):
+        fit_profile(same, ascend, preset_profile(ascend), command="c")
+
+
+def test_a_fit_that_gives_an_unusable_profile_is_refused(ascend: TargetSpec, exact: list[Measurement]) -> None:
+    """Times in the wrong unit (microseconds written as seconds): the fitted costs are beyond any chip's, and
+    every compile would refuse the profile; the fit says so in one line (it raised pydantic's
+    ValidationError: an internal error, exit 5)."""
+    wrong = [dataclasses.replace(m, measured_s=m.measured_s * 1e6) for m in exact[:200]]
+    with pytest.raises(SpecError, match="calibration: the fitted profile is unusable: .*_s is .* s, more than 1 s"):
+        fit_profile(wrong, ascend, preset_profile(ascend), command="c")
+
+
+def test_a_fitted_bandwidth_below_a_megabyte_a_second_is_refused(ascend: TargetSpec) -> None:
+    """Reads that take a millisecond a kilobyte: no memory is that slow, and the solver could not count a
+    plan's time in nanoseconds."""
+    t = TableSpec(name="t", rows=1000, dim=16, pooling=2, distribution=Uniform())
+    ms = [Measurement(Strategy.L1, t, b, (0, 1000), (0, b), 1e-6 + 2 * b * 64 / 1e3) for b in (1, 4, 16, 64)]
+    fixed = {"bag_s": 0.0, "local_row_s": 0.0}
+    with pytest.raises(SpecError, match=r"unusable: local_bytes_per_s is .* B/s, less than 1e\+06 B/s"):
+        fit_profile(ms, ascend, preset_profile(ascend), command="c", holdout_every=0, fixed=fixed)
+
+
+@pytest.mark.parametrize("measured", ["1e-300", "5e-324", "1e300", "1e-10", "4000"])
+def test_measured_times_outside_a_nanosecond_to_an_hour_are_refused(tmp_path: Path, measured: str) -> None:
+    """1e-300 s gave a profile with relative errors of 1e300 %, 5e-324 s an internal error in the solver."""
+    path = tmp_path / "measurements.csv"
+    path.write_text(f"{HEADER}\n{GOOD}\n{GOOD.replace('1.8e-05', measured)}\n")
+    with pytest.raises(SpecError, match=r"measurements.csv line 3 column measured_s: must be between 1e-09 and 3600"):
+        read_csv(path)
+
+
+def test_a_csv_of_more_than_the_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embmap.cost_models import measurements
+
+    path = tmp_path / "measurements.csv"
+    path.write_text(f"{HEADER}\n" + f"{GOOD}\n" * 4)
+    monkeypatch.setattr(measurements, "MAX_MEASUREMENTS", 3)
+    with pytest.raises(SpecError, match="measurements.csv line 5: more than 3 measurements"):
+        read_csv(path)
+    monkeypatch.setattr(measurements, "MAX_CSV_BYTES", 100)  # refused by its size, before it is read
+    with pytest.raises(SpecError, match=r"measurements.csv: is \d+ bytes, more than the 100 a CSV may hold"):
+        read_csv(path)
+
+
+def test_more_measurements_than_the_cap_are_refused_by_the_fit(
+    ascend: TargetSpec, exact: list[Measurement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from embmap.cost_models import calibrate
+
+    monkeypatch.setattr(calibrate, "MAX_MEASUREMENTS", 10)
+    with pytest.raises(SpecError, match="calibration: 11 measurements, more than the 10 one fit takes"):
+        fit_profile(exact[:11], ascend, preset_profile(ascend), command="c")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"item_fixed_s": 0.0, "bag_s": 0.0, "index_s": 0.0}, "item_fixed_s \\+ bag_s \\+ index_s is 0.0 s"),
+        (
+            {"item_fixed_s": 1e-300, "bag_s": 0.0, "index_s": 0.0},
+            "item_fixed_s \\+ bag_s \\+ index_s is 1e-300 s, less than 1e-09 s",
+        ),
+        ({"main_bytes_per_s": 1e-3}, "main_bytes_per_s is 0.001 B/s, less than 1e\\+06 B/s"),
+    ],
+)
+def test_the_profile_loader_refuses_a_profile_no_compile_can_use(
+    tmp_path: Path, change: dict[str, float], problem: str
+) -> None:
+    """Items that cost nothing made every compile fail its own check ("lower_bound_s 1e-09 exceeds
+    makespan_s 2e-12"); a bandwidth of a thousandth of a byte a second priced one table in days."""
+    from embmap.mapper.profiles import load_profile
+
+    shipped = Path(__file__).resolve().parents[1] / "cost_models" / "profiles" / "cpu.json"
+    data = json.loads(shipped.read_text()) | change
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match=f"profile: {problem}"):
+        load_profile(path, "cpu")
+    assert load_profile(shipped, "cpu").target == "cpu"  # the shipped one passes

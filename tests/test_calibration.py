@@ -4,14 +4,15 @@ points again and pairs them with the measurements behind a profile, and the comm
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from embmap.cost_models import preset_profile
-from embmap.cost_models.measurements import Measurement
-from embmap.ir.errors import SpecError
+from embmap.cost_models.measurements import Measurement, write_csv
+from embmap.ir.errors import ResourceError, SpecError
 from embmap.ir.targets import cpu
-from embmap.mapper.calibration import Drift, check_drift, grid, point_plan
+from embmap.mapper.calibration import Drift, check_drift, fit_measured_here, grid, point_plan
 from embmap.mapper.cli import main
 from embmap.runtime import RunConfig
 
@@ -67,3 +68,29 @@ def test_calibrate_check_and_output_errors(capsys: pytest.CaptureFixture[str]) -
     assert "--check: measures and compares only" in capsys.readouterr().err
     assert main(["calibrate", "--target", "cpu"]) == 2
     assert "--output: is required" in capsys.readouterr().err
+
+
+def degenerate_csv(path: Path) -> Path:
+    """Twenty measurements of grid points (two items each), every one the same time."""
+    write_csv(grid_reference(range(10), measured_s=1e-6), path)
+    return path
+
+
+def test_calibrate_from_a_degenerate_csv_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to write a profile fitted to equal times; times in the wrong unit gave an internal error."""
+    out = tmp_path / "profile.json"
+    csv = degenerate_csv(tmp_path / "same.csv")
+    assert main(["calibrate", "--target", "cpu", "--from-csv", str(csv), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embmap: error: calibration: all 20 measurements took exactly 1e-06 s")
+    assert err.count("\n") == 1 and "Traceback" not in err and not out.exists()
+
+
+def test_degenerate_measurements_taken_here_are_a_resource_error() -> None:
+    """Good input, measurements that came out degenerate on this machine (a timer that read the same for
+    every item): not a bad input (exit 2), but the machine's (exit 4), saying to measure again."""
+    same = grid_reference(range(10), measured_s=1e-6)
+    with pytest.raises(ResourceError, match="calibrate: the 20 measurements taken on this machine cannot be fitted"):
+        fit_measured_here(same, cpu(), "embmap calibrate --target cpu")
