@@ -47,6 +47,9 @@ LOSSES = ("huber", "squares")
 HUBER_K = 0.15
 IRLS_MAX_ITER = 50  # reweighting rounds of the Huber fit (it settles in 10-20 on the shipped measurements)
 IRLS_TOL = 1e-4  # the weights move less than this: settled
+# No memory of a chip moves less than a megabyte a second: a fit that finds a slower one was given times in
+# another unit, and its profile would price one table's reads in days, beyond what a compile can count.
+MIN_FITTED_BYTES_PER_S = 1e6
 
 
 @dataclass(frozen=True)
@@ -477,16 +480,21 @@ def _fitted_profile(
         else:
             sources[name] = f"not exercised by the measurements; kept from {base.sources.get(name, 'the base profile')}"
     data = base.model_dump() | values | {"target": target.name, "calibrated": True, "sources": sources, "fit": None}
-    try:
-        return CostProfile.model_validate(data)
-    except ValidationError as exc:  # a profile that every later compile would refuse, or break on
-        err = exc.errors(include_url=False)[0]
-        raise SpecError(
-            "calibration",
-            f"the fitted profile is unusable: {err['msg']}",
-            "check that measured_s is in seconds, and measure items of several sizes and strategies so that "
-            "the fit can tell the costs apart",
-        ) from None
+    # A profile that every later compile would refuse, or break on, is refused here, in one line.
+    slow = [p for p in coefs if p.endswith("_bytes_per_s") and values[p] < MIN_FITTED_BYTES_PER_S]
+    if slow:
+        problem = f"{slow[0]} is {float(values[slow[0]]):.3g} B/s, less than {MIN_FITTED_BYTES_PER_S:g} B/s"
+    else:
+        try:
+            return CostProfile.model_validate(data)
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False)[0]["msg"]
+    raise SpecError(
+        "calibration",
+        f"the fitted profile is unusable: {problem}",
+        "check that measured_s is in seconds, and measure items of several sizes and strategies so that the fit "
+        "can tell the costs apart",
+    )
 
 
 def _profile_value(name: str, coef: float) -> tuple[float, bool]:

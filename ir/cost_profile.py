@@ -19,9 +19,6 @@ MAX_COST_S = 1.0  # no single access, item or start-up of an embedding lookup ta
 # solver's integer time (`passes.solver.problem.TIME_UNIT_S`). A profile that prices items below it makes
 # plans whose makespan rounds to nothing, which no compile can verify.
 MIN_ITEM_S = 1e-9
-# No memory of a chip moves less than a megabyte a second; slower bandwidths price one table's reads in days,
-# beyond what the solver can count.
-MIN_BANDWIDTH_BYTES_PER_S = 1e6
 
 
 class FitReport(Frozen):
@@ -130,12 +127,6 @@ class CostProfile(Frozen):
                     "cost_too_large",
                     "{name} is {value} s, more than {most} s",
                     {"name": name, "value": repr(getattr(self, name)), "most": f"{MAX_COST_S:g}"},
-                )
-            if name.endswith("_bytes_per_s") and getattr(self, name) < MIN_BANDWIDTH_BYTES_PER_S:
-                raise PydanticCustomError(
-                    "bandwidth_too_small",
-                    "{name} is {value} B/s, less than {least} B/s",
-                    {"name": name, "value": repr(getattr(self, name)), "least": f"{MIN_BANDWIDTH_BYTES_PER_S:g}"},
                 )
         least = self.item_fixed_s + self.bag_s + self.index_s
         if least < MIN_ITEM_S:
