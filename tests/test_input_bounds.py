@@ -130,8 +130,8 @@ COMPILE_NUMBERS = [
     (["--batch", "1" + "0" * 5000], "--batch: must be > 0 and <= 10000000, got '1000"),
     (["--row-cap", "-1"], "--row-cap: must be >= 0 and <= 1000000000000"),
     (["--row-cap", "1e30"], "--row-cap: must be >= 0"),
-    (["--previous", "old.json", "--max-moves", "1e30"], "--max-moves: must be >= 0 and <= 100000, got 1e30"),
-    (["--previous", "old.json", "--max-moves", str(10**30)], "--max-moves: must be >= 0 and <= 100000"),
+    (["--previous", "old.json", "--max-moves", "1e30"], "--max-moves: must be >= 0 and <= 10000, got 1e30"),
+    (["--previous", "old.json", "--max-moves", str(10**30)], "--max-moves: must be >= 0 and <= 10000"),
     (["--devices", "100000"], "--devices: must be > 0 and <= 4096, got 100000"),
     (["--devices", "0"], "--devices: must be > 0"),
     (["--devices", "2", "--link-gbps", "inf"], "--link-gbps: must be positive and <= 1e+06, got inf"),
@@ -202,8 +202,8 @@ SYNTHETIC_KEYS = [
     # recipe, the key the error names, its range
     ("batch_size=0", "batch_size", "must be >= 1 and <= 10000000, got 0"),
     ("batch_size=100000000", "batch_size", "must be >= 1 and <= 10000000"),
-    ("tables=0", "tables", "must be >= 1 and <= 100000, got 0"),
-    ("tables=100001", "tables", "must be >= 1 and <= 100000, got 100001"),
+    ("tables=0", "tables", "must be >= 1 and <= 10000, got 0"),
+    ("tables=10001", "tables", "must be >= 1 and <= 10000, got 10001"),
     ("total_bytes=nan", "total_bytes", "must be > 0 and <= 1125899906842624, got nan"),
     ("total_bytes=inf", "total_bytes", "must be > 0"),
     ("total_bytes=0", "total_bytes", "must be > 0 and <= 1125899906842624, got 0"),
@@ -239,7 +239,7 @@ def test_synthetic_limits_are_checked_before_any_allocation() -> None:
 
     tracemalloc.start()
     try:
-        with pytest.raises(SpecError, match=r"^synthetic\.tables: must be >= 1 and <= 100000, got 1000000000"):
+        with pytest.raises(SpecError, match=r"^synthetic\.tables: must be >= 1 and <= 10000, got 1000000000"):
             resolve_workload("synthetic:tables=1000000000")
         with pytest.raises(SpecError, match=r"^synthetic\.tables"):
             resolve_workload("synthetic:tables=200000")
