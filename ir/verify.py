@@ -197,28 +197,52 @@ def schedule_violations(target: TargetSpec, items: Sequence[WorkItem], schedules
     by_id = {it.id: it for it in items}
     out: list[str] = []
     finish: dict[int, float] = {}
-    graph = nx.DiGraph()
-    graph.add_nodes_from(by_id)
+    edges: tuple[list[int], list[int]] = ([], [])  # (before, after): each core's order, then the dependencies
     for sched in schedules:
-        out += _core_schedule_violations(sched, by_id, graph, finish)
+        out += _core_schedule_violations(sched, by_id, edges, finish)
     if sorted(finish) != sorted(by_id) or sum(len(s.items) for s in schedules) != len(by_id):
         out.append("every item must appear in exactly one core's schedule")
     start_of = {i: s for sched in schedules for i, s in zip(sched.items, sched.start_s, strict=False)}
     for it in items:
         for d in it.depends_on:
-            graph.add_edge(d, it.id)
+            if d in by_id:  # an unknown item has no edge into it: it closes no cycle
+                edges[0].append(d)
+                edges[1].append(it.id)
             if d in finish and it.id in start_of and start_of[it.id] < finish[d] - TIME_TOLERANCE_S:
                 out.append(f"item {it.id} starts before item {d}, which it depends on, finishes")
-    if not nx.is_directed_acyclic_graph(graph):
+    if _has_cycle(list(by_id), edges):
         out.append("schedules and dependencies form a cycle")
     return out
 
 
+def _has_cycle(nodes: list[int], edges: tuple[list[int], list[int]]) -> bool:
+    """Whether the edges (before, after) between the nodes close a cycle: Kahn's algorithm, which takes the
+    nodes nothing waits for, one at a time, and finds every node when there is none; O(nodes + edges), in
+    flat arrays (a graph library's objects took about a kilobyte an item)."""
+    index = {n: k for k, n in enumerate(nodes)}
+    src = np.fromiter((index[a] for a in edges[0]), dtype=np.int64, count=len(edges[0]))
+    dst = np.fromiter((index[b] for b in edges[1]), dtype=np.int64, count=len(edges[1]))
+    order = np.argsort(src, kind="stable")
+    after = dst[order].tolist()
+    starts = np.searchsorted(src[order], np.arange(len(nodes) + 1)).tolist()
+    waiting = np.bincount(dst, minlength=len(nodes)).tolist()
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    done = 0
+    while ready:
+        k = ready.pop()
+        done += 1
+        for m in after[starts[k] : starts[k + 1]]:
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                ready.append(m)
+    return done < len(nodes)
+
+
 def _core_schedule_violations(
-    sched: CoreSchedule, by_id: dict[int, WorkItem], graph: nx.DiGraph, finish: dict[int, float]
+    sched: CoreSchedule, by_id: dict[int, WorkItem], edges: tuple[list[int], list[int]], finish: dict[int, float]
 ) -> list[str]:
-    """One core's schedule: its items, in order, each lasting its cost; chains them in `graph` and records
-    their finish times in `finish`."""
+    """One core's schedule: its items, in order, each lasting its cost; chains them in `edges` (before,
+    after) and records their finish times in `finish`."""
     if not len(sched.items) == len(sched.start_s) == len(sched.finish_s):
         return [f"core {sched.core}: schedule needs a start and finish per item"]
     out: list[str] = []
@@ -233,7 +257,8 @@ def _core_schedule_violations(
         if abs((f - s) - it.cost.total_s) > max(TIME_TOLERANCE_S, 1e-9 * it.cost.total_s):
             out.append(f"core {sched.core}: item {i} lasts {f - s:.3g} s, its cost is {it.cost.total_s:.3g} s")
         if prev_id is not None:
-            graph.add_edge(prev_id, i)
+            edges[0].append(prev_id)
+            edges[1].append(i)
         prev_end, prev_id = f, i
         finish[i] = f
     return out

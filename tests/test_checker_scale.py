@@ -164,3 +164,24 @@ def test_the_verifier_agrees_with_counting_every_cell(seed: int) -> None:
     assert tiling == (cells != [1] * len(cells)), (rects, wrong)
     assert not overlap or max(cells) > 1, (rects, wrong)
     assert overlap or max(cells) < 2 or not one_way, (rects, wrong)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_the_cycle_check_agrees_with_a_graph_library(seed: int) -> None:
+    """The schedule check's cycle finder (flat arrays, not a graph library's objects) against networkx on
+    random graphs: sparse ones, dense ones, with self-loops and repeated edges."""
+    import networkx as nx
+
+    from embmap.ir.verify import _has_cycle
+
+    rng = random.Random(seed)
+    nodes = rng.sample(range(100), rng.randint(1, 12))
+    pairs = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randint(0, 3 * len(nodes)))]
+    if rng.random() < 0.5:  # keep only forward edges of a random order: acyclic
+        rank = {n: k for k, n in enumerate(rng.sample(nodes, len(nodes)))}
+        pairs = [(a, b) for a, b in pairs if rank[a] < rank[b]]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(pairs)
+    edges = ([a for a, _ in pairs], [b for _, b in pairs])
+    assert _has_cycle(nodes, edges) == (not nx.is_directed_acyclic_graph(graph)), pairs
