@@ -20,7 +20,7 @@ NUMBER_TYPES = (int, float, int | None, float | None)
 
 # The bounds of a workload's numbers, one place for the files' loaders and the command line's arguments.
 # Tables: what a compile plans in minutes and a few GiB (synthetic:tables=10000 on ascend910: 234 s, 2.1 GiB;
-# on cpu, whose calibrated model costs more a table, 1,471 s and 0.7 GiB on two shared cores). Time and memory
+# on target cpu, 1,471 s and 0.7 GiB, on two cores shared with other work). Time and memory
 # grow with the tables, so 100,000 would take hours and about 20 GiB.
 MAX_TABLES = 10_000
 MAX_ROWS = 10**12
