@@ -319,3 +319,32 @@ def test_usage_errors_quote_what_was_typed_on_one_line(
     assert main(["compile", "avazu", "--target", "ascend910", *args, "-o", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("embmap: error: ") and err.count("\n") == 1 and "\x1b" not in err, err
+
+
+def test_force_profile_without_a_profile_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.json"
+    assert main(["compile", "avazu", "--target", "ascend910", "--force-profile", "-q", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "embmap: error: --force-profile: given without --profile (fix: give --profile PROFILE.json, or leave it out)\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"workers": 100_000}, "solver.workers"),
+        ({"workers": 0}, "solver.workers"),
+        ({"seed": -1}, "solver.seed"),
+        ({"seed": 2**31}, "solver.seed"),
+        ({"time_limit_s": float("nan")}, "solver.time_limit_s"),
+        ({"time_limit_s": float("inf")}, "solver.time_limit_s"),
+    ],
+)
+def test_solver_settings_refuse_what_the_command_line_refuses(values: dict[str, float], field: str) -> None:
+    """A library caller gets the command line's bounds: CP-SAT would answer MODEL_INVALID or never stop."""
+    with pytest.raises(SpecError) as caught:
+        SolverSettings(**values)  # type: ignore[arg-type]
+    assert caught.value.field == field

@@ -430,3 +430,16 @@ def test_the_guard_discards_after_a_failure_and_keeps_the_error() -> None:
     guard.flush()
     assert guard.error is not None and guard.error.errno == errno.EPIPE
     assert GuardedStream(None).error is not None  # started with the descriptor closed
+
+
+def test_an_internal_error_quoting_input_stays_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def command(args: object) -> int:
+        raise ValueError("bad name 'a\nembmap: done\x1b[31m'")
+
+    monkeypatch.setitem(COMMANDS, "workloads", command)
+    code, _, err = cli(["workloads"])
+    assert code == EXIT["internal"]
+    assert (
+        err
+        == "embmap: internal error: ValueError: bad name 'a\\nembmap: done\\x1b[31m' (set EMBMAP_DEBUG=1 for the trace)\n"
+    )

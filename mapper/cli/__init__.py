@@ -32,6 +32,7 @@ from typing import NoReturn, TextIO, cast
 
 from embmap.ir.errors import EmbmapError, ResourceError, RunFault
 from embmap.ir.output import GuardedStream, is_stdout, os_error, stdout_error
+from embmap.ir.printer import printable
 from embmap.mapper.cli.listings import cmd_passes, cmd_targets, cmd_workloads
 from embmap.mapper.cli.measure import cmd_bench, cmd_calibrate, cmd_run
 from embmap.mapper.cli.parser import build_parser
@@ -107,7 +108,8 @@ def _internal(exc: Exception) -> int:
     """A bug, not bad input: say so in one line, with the trace on request."""
     if os.environ.get("EMBMAP_DEBUG"):
         raise exc
-    sys.stderr.write(f"embmap: internal error: {type(exc).__name__}: {exc} (set EMBMAP_DEBUG=1 for the trace)\n")
+    text = printable(f"{type(exc).__name__}: {exc}")  # a message may quote input: one line, nothing forged
+    sys.stderr.write(f"embmap: internal error: {text} (set EMBMAP_DEBUG=1 for the trace)\n")
     return EXIT["internal"]
 
 

@@ -33,11 +33,10 @@ from embmap.ir.spec import (
     Uniform,
     Zipf,
 )
+from embmap.passes.solver.settings import MAX_SEED, MAX_WORKERS
 
 MAX_SECONDS = 86_400.0  # no compile searches and no run waits on a hung core for more than a day
-MAX_SEED = 2**31 - 1  # CP-SAT's random seed is a 32-bit signed integer
 MAX_RUN_SEED = 2**64 - 1  # the run's tables and indices are drawn by numpy, seeded with 64 bits
-MAX_WORKERS = 1024  # CP-SAT accepts up to 10,000 (more is MODEL_INVALID), each with its own copy of the model
 
 
 def _most(model: type[BaseModel], field: str) -> int:
@@ -245,7 +244,9 @@ def _add_compile(sub: Subparsers) -> None:
     c.add_argument("--timing", action="store_true", help="print per-pass wall time to stderr")
     c.add_argument("--explain", action="store_true", help="print the explanation after compiling")
     _add_compile_devices(c)
-    c.add_argument("-o", "--output", type=Path, required=True, help="where to write the plan JSON (- for standard output)")
+    c.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to write the plan JSON (- for standard output)"
+    )
 
 
 def _add_compile_devices(c: argparse.ArgumentParser) -> None:

@@ -30,6 +30,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     # fail before the work, not after it; the plan is written to no file it was compiled from
     check_outputs([("--output", args.output)], [args.workload, args.target, args.profile, args.previous])
     _check_print_ir_after(args)
+    if args.force_profile and not args.profile:
+        raise SpecError("--force-profile", "given without --profile", "give --profile PROFILE.json, or leave it out")
     profile = load_profile(args.profile, args.target, args.force_profile) if args.profile else None
     _check_moves_and_devices(args)
     if args.devices is not None:

@@ -10,6 +10,9 @@ from embmap.ir.errors import SpecError
 # second; the larger ones (12,000-23,000 booleans) it spends about 5 s presolving, and 10 s improved no plan of
 # any built-in workload over its hint, so a longer default would only slow every compile.
 DEFAULT_TIME_LIMIT_S = 2.0
+MAX_TIME_LIMIT_S = 86_400.0  # a day: no compile searches longer
+MAX_SEED = 2**31 - 1  # CP-SAT's random seed is a 32-bit signed integer
+MAX_WORKERS = 1024  # CP-SAT accepts up to 10,000 (more is MODEL_INVALID), each with its own copy of the model
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,17 @@ class SolverSettings:
     relative_gap: float = 0.0  # stop once the plan is proven within this of optimal (0: prove it optimal)
 
     def __post_init__(self) -> None:
-        if not self.time_limit_s > 0:
+        if not 0 < self.time_limit_s <= MAX_TIME_LIMIT_S:  # also refuses nan
             raise SpecError(
-                "solver.time_limit_s", f"must be > 0 seconds, got {self.time_limit_s}", "give e.g. --time-limit 2"
+                "solver.time_limit_s",
+                f"must be > 0 and <= {MAX_TIME_LIMIT_S:g} seconds, got {self.time_limit_s}",
+                "give e.g. --time-limit 2",
             )
-        if self.workers < 1:
-            raise SpecError("solver.workers", f"must be >= 1, got {self.workers}", "give e.g. --workers 1")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise SpecError(
+                "solver.workers", f"must be in [1, {MAX_WORKERS}], got {self.workers}", "give e.g. --workers 1"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise SpecError("solver.seed", f"must be in [0, {MAX_SEED}], got {self.seed}", "give e.g. --seed 0")
         if not 0.0 <= self.relative_gap < 1.0:
             raise SpecError("solver.relative_gap", f"must be in [0, 1), got {self.relative_gap}", "give e.g. 0.01")
