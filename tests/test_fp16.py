@@ -137,7 +137,7 @@ def test_a_rounding_kernel_is_caught_by_the_executor(pooling: int, monkeypatch: 
 
         return run
 
-    monkeypatch.setattr("embmap.runtime.executor.build_kernel", rounding)
+    monkeypatch.setattr("embmap.runtime.workers.build_kernel", rounding)
     plan = fp16_plan(Strategy.GM, PartitionMode.SAMPLES, 1, pooling)
     report = run_plan(plan, dataclasses.replace(CONFIG, backend="numpy"))
     assert not report.correct and report.max_abs_error > report.tolerance

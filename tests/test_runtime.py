@@ -122,7 +122,7 @@ def test_a_wrong_kernel_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     def lazy(item: object, data: object, backend: str) -> kernels_module.Kernel:
         return lambda b: None
 
-    monkeypatch.setattr("embmap.runtime.executor.build_kernel", lazy)
+    monkeypatch.setattr("embmap.runtime.workers.build_kernel", lazy)
     report = run_plan(plan_for(Strategy.GM, PartitionMode.SAMPLES, 1), dataclasses.replace(FEW, backend="numpy"))
     assert not report.correct and report.max_abs_error > report.tolerance
 

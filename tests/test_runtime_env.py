@@ -27,7 +27,7 @@ from embmap.ir.targets import cpu
 from embmap.mapper.calibration import forced_plan
 from embmap.mapper.cli import EXIT, main
 from embmap.mapper.planio import save_plan
-from embmap.runtime import RunConfig, executor, kernels, limits, native, run_plan
+from embmap.runtime import RunConfig, kernels, limits, native, run_plan, workers
 from embmap.runtime.data import SharedRegion
 from embmap.runtime.executor import usable_cpus
 from tests.test_runtime_faults import child_pids
@@ -129,11 +129,11 @@ def test_the_limits_measurement_out_of_memory_is_a_resource_error(monkeypatch: p
 
 @needs_two_cores
 def test_a_worker_out_of_memory_is_a_resource_error_not_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
-    def out_of_memory(fault: executor.Fault) -> None:
+    def out_of_memory(fault: workers.Fault) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(executor, "_inject", out_of_memory)  # the forked workers inherit it
-    config = RunConfig(batches=2, warmup=0, backend="numpy", fault=executor.Fault(core=1, batch=1))
+    monkeypatch.setattr(workers, "_inject", out_of_memory)  # the forked workers inherit it
+    config = RunConfig(batches=2, warmup=0, backend="numpy", fault=workers.Fault(core=1, batch=1))
     with pytest.raises(ResourceError, match=r"^memory: core 1 ran out of memory at batch 1"):
         run_plan(plan_of(1), config)
 
@@ -158,13 +158,13 @@ def test_a_run_maps_nothing_in_dev_shm(monkeypatch: pytest.MonkeyPatch) -> None:
     shared memory is anonymous (the native one's threads share this process's memory). Looked at from inside
     a worker, while it runs: it fails the run if it or its parent maps a file of /dev/shm."""
 
-    def look(fault: executor.Fault) -> None:
+    def look(fault: workers.Fault) -> None:
         names = shm_names([os.getpid(), os.getppid()])
         if names:
             raise RuntimeError(f"maps /dev/shm/{sorted(names)[0]}")
 
-    monkeypatch.setattr(executor, "_inject", look)  # the forked workers inherit it
-    config = RunConfig(batches=2, warmup=0, backend="numpy", fault=executor.Fault(core=1, batch=1))
+    monkeypatch.setattr(workers, "_inject", look)  # the forked workers inherit it
+    config = RunConfig(batches=2, warmup=0, backend="numpy", fault=workers.Fault(core=1, batch=1))
     assert run_plan(plan_of(3), config).correct
 
 
@@ -334,15 +334,15 @@ def test_a_second_ctrl_c_during_clean_up_does_not_cut_it_short(monkeypatch: pyte
     def first_ctrl_c(*args: object) -> None:
         raise KeyboardInterrupt
 
-    stop = executor._stop
+    stop = workers._stop
 
     def second_ctrl_c(workers: list[Any]) -> None:
         signal.raise_signal(signal.SIGINT)
         stop(workers)
 
     monkeypatch.setattr(SharedRegion, "__init__", recording)
-    monkeypatch.setattr(executor, "_supervise", first_ctrl_c)
-    monkeypatch.setattr(executor, "_stop", second_ctrl_c)
+    monkeypatch.setattr(workers, "_supervise", first_ctrl_c)
+    monkeypatch.setattr(workers, "_stop", second_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_plan(plan_of(2), RunConfig(batches=2, warmup=0, backend="numpy"))
     assert len(made) == 2 and all(r.closed for r in made)
@@ -354,11 +354,11 @@ def test_signals_wait_while_the_workers_are_stopped() -> None:
     """A Ctrl-C during the clean-up is delivered after it; none is when the run already ends by an exception
     (the first Ctrl-C)."""
     stopped = []
-    with pytest.raises(KeyboardInterrupt), executor._signals_deferred():
+    with pytest.raises(KeyboardInterrupt), workers.signals_deferred():
         signal.raise_signal(signal.SIGINT)
         stopped.append("clean-up finished")
     assert stopped == ["clean-up finished"]
-    with pytest.raises(RuntimeError, match="first"), executor._signals_deferred():
+    with pytest.raises(RuntimeError, match="first"), workers.signals_deferred():
         signal.raise_signal(signal.SIGINT)
         raise RuntimeError("first")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
