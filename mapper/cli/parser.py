@@ -198,6 +198,12 @@ def _add_compile(sub: Subparsers) -> None:
         metavar="TABLES[:MASS]",
         help="put MASS (default 0.9) of each sample's lookups on the TABLES largest tables via their pooling",
     )
+    _add_compile_search(c)
+    _add_compile_output(c)
+
+
+def _add_compile_search(c: argparse.ArgumentParser) -> None:
+    """The cost profile and CP-SAT's settings."""
     c.add_argument(
         "--profile",
         type=Path,
@@ -226,6 +232,10 @@ def _add_compile(sub: Subparsers) -> None:
         type=whole(0, MAX_SEED, f"give a seed from 0 to {MAX_SEED}: CP-SAT's seeds are 32-bit"),
         help=f"CP-SAT random seed (0 to {MAX_SEED}); the same seed and workers give the same plan",
     )
+
+
+def _add_compile_output(c: argparse.ArgumentParser) -> None:
+    """What a compile prints and writes."""
     c.add_argument(
         "-q",
         "--quiet",
