@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -48,9 +49,21 @@ class RankHistogram:
         """E[number of distinct rows] among `lookups` independent draws."""
         if lookups <= 0:
             return 0.0
-        # 1 - (1 - p)^n, computed without cancellation for tiny p.
-        hit = -np.expm1(lookups * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
+        hit = -np.expm1(lookups * self._log_miss)  # 1 - (1 - p)^n
         return float(np.dot(self.counts, hit))
+
+    @cached_property
+    def _log_miss(self) -> np.ndarray:
+        """log(1 - p) of each bucket's rows, without cancellation for tiny p: read by every expectation over
+        draws, dozens of times per root found (`_filling_draws`), so computed once."""
+        out: np.ndarray = np.log1p(-np.minimum(self.probs, 1.0 - 1e-16))
+        return out
+
+    @cached_property
+    def _mass(self) -> np.ndarray:
+        """The lookup mass of each bucket, counts * probs."""
+        out: np.ndarray = self.counts * self.probs
+        return out
 
     def lru_hit_ratio(self, cache_rows: float) -> float:
         """Steady-state hit ratio of an LRU cache of `cache_rows` rows under independent draws (Che's
@@ -73,8 +86,8 @@ class RankHistogram:
 
     def _steady_hit_ratio(self, filling: float) -> float:
         """Che's hit ratio for the characteristic time `filling` (draws)."""
-        hit = -np.expm1(filling * np.log1p(-np.minimum(self.probs, 1.0 - 1e-16)))
-        return float(np.dot(self.counts * self.probs, hit))
+        hit = -np.expm1(filling * self._log_miss)
+        return float(np.dot(self._mass, hit))
 
     def cold_lru_hits(self, draws: float, cache_rows: float) -> float:
         """Expected hits among `draws` draws of an LRU cache of `cache_rows` rows that starts empty: every
@@ -89,7 +102,18 @@ class RankHistogram:
         return max(0.0, filling - cache_rows) + (draws - filling) * self._steady_hit_ratio(filling)
 
     def _filling_draws(self, cache_rows: float) -> float:
-        """The draws after which `cache_rows` (< rows) distinct rows have been touched."""
+        """The draws after which `cache_rows` (< rows) distinct rows have been touched. Memoized: items cut by
+        samples ask it for the same cache at every part size."""
+        found = self._fillings.get(cache_rows)
+        if found is None:
+            found = self._fillings[cache_rows] = self._find_filling_draws(cache_rows)
+        return found
+
+    @cached_property
+    def _fillings(self) -> dict[float, float]:
+        return {}
+
+    def _find_filling_draws(self, cache_rows: float) -> float:
         lo, hi = 0.0, 1.0
         while self.expected_distinct(hi) < cache_rows:
             hi *= 2.0
