@@ -6,6 +6,8 @@ dtype. TorchRec's configs do not say how many ids a sample looks up, so the pool
 comes from `pooling` (table -> mean ids per sample), else from TorchRec `ParameterConstraints`
 (`pooling_factors`, one per feature), else TorchRec's own default of 1.0. A table read by several features
 looks up the sum of their pooling factors per sample.
+A fractional factor is rounded to whole lookups per sample (`TableSpec.pooling`
+is an integer), with a warning and a note in the workload's assumptions naming each table rounded.
 
 Export builds the ShardingPlan with TorchRec's public constructors (`table_wise`, `row_wise`,
 `column_wise`, `data_parallel`, `construct_module_sharding_plan`), so TorchRec itself lays out the shards;
@@ -18,11 +20,12 @@ TorchRec is an optional dependency: `make` installs it (see the README).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from embmap.ir.cluster import ClusterPlan, Sharding
+from embmap.ir.cluster import ClusterPlan, Sharding, TableSharding
 from embmap.ir.errors import SpecError
 from embmap.ir.output import write_atomic
 from embmap.ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
@@ -64,7 +67,7 @@ def workload_from_torchrec(
             raise SpecError(
                 f"{what}.{unknown[0]}", "names no table of the model", f"use one of {', '.join(sorted(known))}"
             )
-    specs, assumed = [], []
+    specs, assumed, rounded = [], [], []
     for c in configs:
         dtype = DTYPES.get(getattr(c.data_type, "name", str(c.data_type)))
         if dtype is None:
@@ -73,14 +76,11 @@ def workload_from_torchrec(
         if factor is None:
             factor = DEFAULT_POOLING * len(c.feature_names)
             assumed.append(c.name)
+        pooling_int = max(1, round(factor))
+        if pooling_int != factor:
+            rounded.append(f"{c.name} {factor:g} -> {pooling_int}")
         specs.append(
-            TableSpec(
-                name=c.name,
-                rows=c.num_embeddings,
-                dim=c.embedding_dim,
-                dtype=dtype,
-                pooling=max(1, round(factor)),
-            )
+            TableSpec(name=c.name, rows=c.num_embeddings, dim=c.embedding_dim, dtype=dtype, pooling=pooling_int)
         )
     notes = []
     if assumed:
@@ -88,6 +88,15 @@ def workload_from_torchrec(
             f"pooling factor {DEFAULT_POOLING:g} per feature (TorchRec's default) for {len(assumed)} tables "
             f"without one: {', '.join(assumed[:5])}{' ...' if len(assumed) > 5 else ''}"
         )
+    if rounded:
+        # TableSpec.pooling is an integer (lookups per sample): say so rather than change the lookups unseen.
+        note = (
+            f"pooling factors rounded to whole lookups per sample for {len(rounded)} tables: "
+            + ", ".join(rounded[:5])
+            + (" ..." if len(rounded) > 5 else "")
+        )
+        warnings.warn(note, stacklevel=2)
+        notes.append(note)
     return WorkloadSpec(
         name=name,
         batch_size=batch_size,
@@ -139,15 +148,6 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
     `module_path` (built from the plan's tables when `module` is None). `device_type` defaults to "cpu" for
     the cpu target and "cuda" otherwise."""
     _require_torchrec("export")
-    import warnings
-
-    from torchrec.distributed.sharding_plan import (
-        column_wise,
-        construct_module_sharding_plan,
-        data_parallel,
-        row_wise,
-        table_wise,
-    )
     from torchrec.distributed.types import ShardingPlan
 
     ebc = module if module is not None else collection(plan.workload)
@@ -161,8 +161,31 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
                 f"the plan has {t.rows} x {t.dim}, the module {have}",
                 "plan the module's own tables (no row cap), or export without a module",
             )
+    world = plan.cluster.devices
+    kind = device_type or ("cpu" if plan.cluster.device.name == "cpu" else "cuda")
+    return ShardingPlan({module_path: module_sharding_plan(ebc, plan.shardings, world, kind)})
+
+
+def module_sharding_plan(
+    module: Any,
+    shardings: Iterable[TableSharding],
+    world: int,
+    device_type: str,
+    sharder: Any = None,
+    local_size: int | None = None,
+) -> Any:
+    """One sharded module's EmbeddingModuleShardingPlan from the device level's shardings of its tables, built
+    by TorchRec's constructors so that TorchRec lays out the shards."""
+    from torchrec.distributed.sharding_plan import (
+        column_wise,
+        construct_module_sharding_plan,
+        data_parallel,
+        row_wise,
+        table_wise,
+    )
+
     per_param = {}
-    for s in plan.shardings:
+    for s in shardings:
         if s.sharding is Sharding.TABLE_WISE:
             per_param[s.table] = table_wise(rank=s.ranks[0], compute_kernel=FUSED)
         elif s.sharding is Sharding.ROW_WISE:
@@ -171,14 +194,16 @@ def sharding_plan(plan: ClusterPlan, module: Any = None, module_path: str = "", 
             per_param[s.table] = column_wise(ranks=list(s.ranks), compute_kernel=FUSED)
         else:
             per_param[s.table] = data_parallel()
-    world = plan.cluster.devices
-    kind = device_type or ("cpu" if plan.cluster.device.name == "cpu" else "cuda")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module_plan = construct_module_sharding_plan(
-            ebc, per_param, local_size=world, world_size=world, device_type=kind
+        return construct_module_sharding_plan(
+            module,
+            per_param,
+            sharder=sharder,
+            local_size=local_size or world,
+            world_size=world,
+            device_type=device_type,
         )
-    return ShardingPlan({module_path: module_plan})
 
 
 def export_torchrec(plan: ClusterPlan, path: Path, device_type: str | None = None) -> None:
