@@ -367,3 +367,23 @@ def test_collective_plan_without_a_process_group_is_refused() -> None:
 
     with pytest.raises(SpecError, match="pg: no process group"):
         planner().collective_plan(dlrm().eval(), [EmbeddingBagCollectionSharder()])
+
+
+def test_the_example_in_docs_torchrec_prints_what_the_page_shows() -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from embmap.ir.targets import cpu
+
+    page = (Path(__file__).parent.parent / "docs" / "torchrec.md").read_text()
+    generated_on = re.search(r"`(this machine: [^`]*)`", page)
+    assert generated_on is not None
+    if generated_on.group(1) != cpu().description:  # the cpu target, and so the plan, is the machine's
+        pytest.skip(f"the page's plan was made on another machine ({generated_on.group(1)})")
+    code = re.findall(r"```python\n(.*?)```", page, re.S)[1]
+    shown = re.findall(r"```text\n(.*?)```", page, re.S)[0]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.rstrip() == shown.rstrip()
+    assert "EmbmapShardingPlanner(" in code and "t_0   | table_wise" in shown
