@@ -387,3 +387,31 @@ def test_the_example_in_docs_torchrec_prints_what_the_page_shows() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert run.stdout.rstrip() == shown.rstrip()
     assert "EmbmapShardingPlanner(" in code and "t_0   | table_wise" in shown
+
+
+def test_every_collection_in_the_tree_is_planned_at_its_path_and_names_must_be_unique() -> None:
+    import torch
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.modules.embedding_configs import EmbeddingBagConfig
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+    def ebc(*names: str, features: int = 1) -> Any:
+        return EmbeddingBagCollection(
+            tables=[
+                EmbeddingBagConfig(
+                    name=n, embedding_dim=8, num_embeddings=50, feature_names=[f"{n}_{k}" for k in range(features)]
+                )
+                for n in names
+            ],
+            device=torch.device("meta"),
+        )
+
+    model = torch.nn.ModuleDict({"a": ebc("x", "y"), "b": torch.nn.Sequential(ebc("z", features=2))}).eval()
+    p = planner(constraints={"z": pc(sharding_types=["table_wise"])})  # default pooling_factors: 1 per feature
+    plan = p.plan(model, [EmbeddingBagCollectionSharder()])
+    assert {path: sorted(m) for path, m in plan.plan.items()} == {"a": ["x", "y"], "b.0": ["z"]}
+    assert plan.plan["b.0"]["z"].sharding_type == "table_wise"
+    assert {t.name: t.pooling for t in p.last_plan.workload.tables} == {"x": 1, "y": 1, "z": 2}
+    twice = torch.nn.ModuleDict({"a": ebc("x"), "b": ebc("x")}).eval()
+    with pytest.raises(SpecError, match="tables.x: in both a and b"):
+        planner().plan(twice, [EmbeddingBagCollectionSharder()])
