@@ -141,8 +141,8 @@ def test_solver_settings_check_themselves() -> None:
     from embmap.ir.errors import SpecError
 
     for bad, words in (
-        ({"time_limit_s": 0.0}, "solver.time_limit_s: must be > 0 seconds, got 0.0"),
-        ({"workers": 0}, "solver.workers: must be >= 1, got 0"),
+        ({"time_limit_s": 0.0}, "solver.time_limit_s: must be > 0 and <= 86400 seconds, got 0.0"),
+        ({"workers": 0}, "solver.workers: must be in [1, 1024], got 0"),
         ({"relative_gap": 1.0}, "solver.relative_gap: must be in [0, 1), got 1.0"),
     ):
         with pytest.raises(SpecError) as info:
