@@ -95,7 +95,7 @@ class HotSet(Frozen):
     """Extremely unbalanced: `hot_mass` of the lookups fall on `hot_rows` rows, the rest uniformly elsewhere."""
 
     kind: Literal["hot-set"] = "hot-set"
-    hot_rows: int = Field(16, ge=1)
+    hot_rows: int = Field(16, ge=1, le=MAX_ROWS)
     hot_mass: float = Field(0.9, gt=0.0, lt=1.0)
 
 

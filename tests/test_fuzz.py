@@ -449,6 +449,7 @@ NUMBER_CASES: dict[str, tuple[list[str], str]] = {
     "device-cores-0": (["--devices", "2", "--device-cores", "0"], "--device-cores: must be > 0"),
     "device-memory-0": (["--devices", "2", "--device-memory", "0"], "--device-memory: must be > 0"),
     "cores-huge-int": (["--cores", HUGE_INT], "--cores: must be > 0"),
+    "hot-set-rows-beyond-any-table": (["--distribution", "hot-set:10000000000000"], "ROWS 1 to 1,000,000,000,000"),
     "batch-1e3": (["--batch", "1e3"], "--batch: must be > 0"),
     "row-cap-negative": (["--row-cap", "-5"], "--row-cap: must be >= 0"),
 }

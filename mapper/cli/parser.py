@@ -121,7 +121,7 @@ def parse_distribution(text: str) -> Distribution:
     raise SpecError(
         "--distribution",
         f"cannot read {text!r}",
-        "use uniform, zipf[:ALPHA] (ALPHA in (0, 5]) or hot-set[:ROWS[:MASS]]",
+        f"use uniform, zipf[:ALPHA] (ALPHA in (0, 5]) or hot-set[:ROWS[:MASS]] (ROWS 1 to {MAX_ROWS:,}, MASS in (0, 1))",
     )
 
 
