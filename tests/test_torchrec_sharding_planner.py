@@ -88,6 +88,7 @@ def _dlrm_rank(rank: int, world: int, port: int, queue: Any) -> None:
         from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
         from embmap.mapper.torchrec import EmbmapShardingPlanner
+        from embmap.mapper.torchrec.dmp import copy_full_weights
 
         torch.set_num_threads(1)
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -104,7 +105,9 @@ def _dlrm_rank(rank: int, world: int, port: int, queue: Any) -> None:
         planner = EmbmapShardingPlanner(topology=topology, batch_size=32, constraints=constraints)
         plan = planner.collective_plan(model, sharders, pg)
         dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=sharders)
-        _copy_weights(dmp, reference)  # DMP initialises its shards afresh: the check needs the reference's
+        copy_full_weights(
+            dmp, reference.state_dict()
+        )  # DMP initialises its shards afresh: the check needs the reference's
         g = torch.Generator().manual_seed(rank + 1)
         lengths = torch.randint(0, 4, (8 * 32,), generator=g)
         values = torch.cat(
@@ -128,23 +131,6 @@ def _dlrm_rank(rank: int, world: int, port: int, queue: Any) -> None:
         return
     queue.put(result)
     os._exit(0)  # skip gloo's and FBGEMM's native teardown (see mapper/torchrec/dmp.py)
-
-
-def _copy_weights(dmp: Any, reference: Any) -> None:
-    """Fill every shard and replica of the sharded model from the unsharded model's weights."""
-    import torch
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
-    full = reference.state_dict()
-    with torch.no_grad():
-        for name, tensor in dmp.state_dict().items():
-            whole = full[name.removeprefix("module.")]
-            if isinstance(tensor, ShardedTensor):
-                for shard in tensor.local_shards():
-                    (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                    shard.tensor.copy_(whole[r0 : r0 + nr, c0 : c0 + nc])
-            else:
-                tensor.copy_(whole)
 
 
 def test_dlrm_with_the_embmap_planner_on_two_gloo_ranks_gives_the_unsharded_models_outputs() -> None:

@@ -15,6 +15,7 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +160,6 @@ def _rank(
 def _sharded_model(workload: WorkloadSpec, plan: Any, seed: int) -> tuple[Any, Any]:
     """This rank's DMP model, its shards filled from the seeded full tables, and the unsharded collection."""
     import torch
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.model_parallel import DistributedModelParallel
 
@@ -171,6 +171,17 @@ def _sharded_model(workload: WorkloadSpec, plan: Any, seed: int) -> tuple[Any, A
         sharders=[EmbeddingBagCollectionSharder()],
         init_data_parallel=False,
     )
+    copy_full_weights(model, full)
+    reference = collection(workload, "cpu")
+    reference.load_state_dict(full)
+    return model, reference
+
+
+def copy_full_weights(model: Any, full: Mapping[str, Any]) -> None:
+    """Fill every shard and replica of a sharded model from the unsharded model's state dict `full`."""
+    import torch
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             whole = full[name.removeprefix("module.")]
@@ -180,9 +191,6 @@ def _sharded_model(workload: WorkloadSpec, plan: Any, seed: int) -> tuple[Any, A
                     shard.tensor.copy_(whole[r0 : r0 + nr, c0 : c0 + nc])
             else:
                 tensor.copy_(whole)
-    reference = collection(workload, "cpu")
-    reference.load_state_dict(full)
-    return model, reference
 
 
 def _check_and_time(
