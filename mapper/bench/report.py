@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 
 DMP_SECTION = "## On TorchRec's DistributedModelParallel"  # written by benchmarks/torchrec_dmp.py's runs
+PLANNERS_SECTION = "## TorchRec's planner, proposer by proposer"  # written by benchmarks/torchrec_planners.py
+KEPT_SECTIONS = (DMP_SECTION, PLANNERS_SECTION)
 PAPER_RANGES = {False: "1.5-6.5x", True: ">20x"}  # the paper's speedups over the default compiler
 FRAMEWORK_TEXT = {
     "torch": "**torch** runs PyTorch's `embedding_bag` (mode sum) once per table, with as many intra-op threads "
@@ -90,9 +92,10 @@ def _cell(value: object) -> object:
 
 
 def _kept_section(path: Path) -> str:
-    """The DMP comparison of an earlier RESULTS.md, which this benchmark does not measure, kept as it was."""
+    """The sections of an earlier RESULTS.md that this benchmark does not measure (`KEPT_SECTIONS`: the DMP
+    comparison, TorchRec's planner proposer by proposer), kept as they were: from the first to the end."""
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    at = text.find(DMP_SECTION)
+    at = min((i for i in (text.find(s) for s in KEPT_SECTIONS) if i >= 0), default=-1)
     return "\n" + text[at:] if at >= 0 else ""
 
 
