@@ -2,13 +2,14 @@
 thousands of tables on up to hundreds of cores; print one Markdown table (and per-pass times).
 
 Usage: python benchmarks/scale.py [--tables 100,500,1000,5000] [--cores 32,128,512] [--time-limit 10]
-                                  [--cell-timeout 900] [--torchrec] [--torchrec-timeout 600] [--out FILE] [--quick]
+                                  [--cell-timeout 900] [--torchrec] [--torchrec-timeout 300] [--out FILE] [--quick]
 Each cell compiles `synthetic:tables=N,seed=0` for ascend910 with its core count set to C (`--cores C`): the
 embmap pipeline, CP-SAT with 1 worker and seed 0, no baselines. Every cell runs in a fresh Python process, so
 that its peak memory (the process's peak resident set, interpreter and libraries included) is its own.
 Plan time is the whole compile: workload generation, passes, plan emission and verification. With
-`--torchrec`, TorchRec's EmbeddingShardingPlanner plans the same 500-table workload on 32 ranks, in a process
-of its own stopped after `--torchrec-timeout` seconds. With `--out`, the report also goes to a Markdown file
+`--torchrec`, TorchRec's EmbeddingShardingPlanner plans the same 500-table workload on 32 ranks with each of its
+proposers, against EmbmapShardingPlanner (benchmarks/torchrec_planners.py's cell), each planner in a process of
+its own stopped after `--torchrec-timeout` seconds. With `--out`, the report also goes to a Markdown file
 with the machine, command and date (`make bench-scale` writes docs/SCALE.md). `--quick` runs two small cells,
 one solved by CP-SAT and one above its size rule, in seconds.
 """
@@ -107,15 +108,6 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
     )
 
 
-def torchrec_cell(tables: int, ranks: int) -> float:
-    """TorchRec's planner time on the cell's workload (what the child process runs)."""
-    from embmap.mapper.compiler import prepare_workload
-    from embmap.mapper.torchrec.planner import torchrec_sharding
-
-    _, seconds = torchrec_sharding(prepare_workload(workload(tables)), ranks)
-    return seconds
-
-
 def run_child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
     """Run this script with `args` in a fresh process: its JSON result, or why there is none."""
     command = [sys.executable, str(Path(__file__).resolve()), *args]
@@ -135,17 +127,36 @@ def measure(tables: int, cores: int, time_limit: float, timeout_s: float) -> Cel
 
 
 def measure_torchrec(timeout_s: float) -> str:
-    """One line on TorchRec's planner for `TORCHREC_CELL`: its time, or why there is none."""
+    """TorchRec's planner on `TORCHREC_CELL`, proposer by proposer, against EmbmapShardingPlanner
+    (benchmarks/torchrec_planners.py's cell: each planner in a process of its own, stopped after `timeout_s`)."""
     from embmap.mapper.torchrec.planner import available
 
     tables, ranks = TORCHREC_CELL
     what = f"TorchRec's EmbeddingShardingPlanner on `{workload(tables)}` with {ranks} ranks"
     if not available():
         return f"{what}: not measured (TorchRec is not installed)."
-    data, error = run_child(["--torchrec-cell", str(tables), str(ranks)], timeout_s)
-    if data is None:
-        return f"{what}: {error}."
-    return f"{what}: {data['planner_s']:.1f} s (the planner alone, no plan emitted or verified)."
+    planners = _planners_bench()
+    rows = planners.run_cell(tables, ranks, list(planners.LABELS), timeout_s)
+    lines = [
+        f"{what}, proposer by proposer, against EmbmapShardingPlanner (`benchmarks/torchrec_planners.py`, whose "
+        "section of RESULTS.md says how the cell is set up; plan time: `planner.plan` alone, no plan emitted "
+        "or verified):",
+        "",
+        *planners.cell_table(rows),
+    ]
+    return "\n".join(lines)
+
+
+def _planners_bench() -> Any:
+    """benchmarks/torchrec_planners.py, imported from beside this script."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("torchrec_planners", Path(__file__).with_name("torchrec_planners.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def _mib(n: int | None) -> str:
@@ -235,21 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="CP-SAT time limit per cell (seconds)"
     )
     parser.add_argument("--cell-timeout", type=float, default=900.0, help="stop a cell after this many seconds")
-    parser.add_argument("--torchrec", action="store_true", help="also time TorchRec's planner on 500 tables x 32")
-    parser.add_argument("--torchrec-timeout", type=float, default=600.0, help="stop TorchRec's planner after this")
+    parser.add_argument(
+        "--torchrec", action="store_true", help="also time TorchRec's planner, each proposer, on 500 tables x 32"
+    )
+    parser.add_argument("--torchrec-timeout", type=float, default=300.0, help="stop each planner after this")
     parser.add_argument("--out", type=Path, help="also write the report to this Markdown file")
     parser.add_argument("--quick", action="store_true", help="two small cells, in seconds")
     parser.add_argument("--cell", type=int, nargs=2, metavar=("TABLES", "CORES"), help=argparse.SUPPRESS)
-    parser.add_argument("--torchrec-cell", type=int, nargs=2, metavar=("TABLES", "RANKS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.cell:  # child: one cell, one JSON line
         tables, cores = args.cell
         print(json.dumps(asdict(compile_cell(tables, cores, args.time_limit))))
-        return 0
-    if args.torchrec_cell:
-        tables, ranks = args.torchrec_cell
-        print(json.dumps({"planner_s": torchrec_cell(tables, ranks)}))
         return 0
 
     if args.out:

@@ -1,12 +1,17 @@
-"""The same model on the same engine: embmap's plan vs TorchRec's planner, run by DistributedModelParallel.
+"""The same model on the same engine: embmap's plan vs TorchRec's planner, proposer by proposer, run by
+DistributedModelParallel.
 
-For each model (a built-in workload with rows capped, so that every rank can hold the full tables it
-copies its shards from) and each memory budget per rank: plan with `compile_cluster` on 2 CPU ranks and
-with TorchRec's EmbeddingShardingPlanner (`Topology(world_size=2, compute_device="cpu", ddr_cap=...)`, the
-same pooling factors, the per-rank batch), run both on DMP with 2 gloo processes, and print the median
-forward latency (per iteration the slower rank; pooled outputs checked against the unsharded collection
-first). The two plans take turns, `--repeats` times each, and each plan's best run is kept: other tenants
-of a shared machine only ever add time.
+For each model (a built-in workload with rows capped, so that every rank can hold the full tables it copies
+its shards from) and each memory budget per rank: plan with `compile_cluster` on 2 CPU ranks, and with TorchRec's
+EmbeddingShardingPlanner once per proposer that plans on a CPU topology (`torchrec_planners.CPU_PROPOSERS`:
+greedy, greedy without depth, grid search, uniform and the default list; `Topology(world_size=2,
+compute_device="cpu", ddr_cap=...)`, the same pooling factors, the per-rank batch); all planners may choose
+table_wise, row_wise or data_parallel, as in benchmarks/torchrec_planners.py. The distinct plans run on DMP with
+2 gloo processes; for every planner it prints the predicted time (embmap's device-level model,
+`compare.predicted_s`, the same for all) and the median forward latency (per iteration the slower rank; pooled
+outputs checked against the unsharded collection first), and names TorchRec's best proposer by each. The plans
+take turns, `--repeats` times each, and each plan's best run is kept: other tenants of a shared machine only
+ever add time.
 
 Usage: python benchmarks/torchrec_dmp.py [--iterations 30] [--repeats 3] [--row-cap 100000]
 """
@@ -18,16 +23,19 @@ import logging
 import statistics
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embmap.ir.cluster import ClusterPlan  # noqa: E402
+from embmap.ir.cluster import ClusterPlan, ClusterSpec  # noqa: E402
 from embmap.ir.printer import fmt_bytes, fmt_s  # noqa: E402
 from embmap.ir.spec import WorkloadSpec  # noqa: E402
 from embmap.mapper.compiler import prepare_workload  # noqa: E402
 from embmap.mapper.profiles import machine_key  # noqa: E402
 from embmap.mapper.torchrec.cluster import cluster, compile_cluster  # noqa: E402
+from embmap.mapper.torchrec.compare import predicted_s, shardings_of  # noqa: E402
 from embmap.mapper.torchrec.dmp import run_dmp  # noqa: E402
 from embmap.mapper.torchrec.io import sharding_plan  # noqa: E402
 from embmap.passes.solver.settings import SolverSettings  # noqa: E402
@@ -36,24 +44,51 @@ WORLD = 2
 MODELS = ("avazu", "criteo-1tb-t3", "criteo-1tb-dlrmv2")
 
 
-def torchrec_planner_plan(w: WorkloadSpec, memory_bytes: int) -> object:
-    import torch
-    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
-    from torchrec.distributed.planner.types import ParameterConstraints
+def _planners_bench() -> Any:
+    """benchmarks/torchrec_planners.py, imported from beside this script."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("torchrec_planners", Path(__file__).with_name("torchrec_planners.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+PLANNERS = _planners_bench()
+
+
+@dataclass
+class Planned:
+    """One planner's plan of one model and budget (or why there is none), and the distinct plan it runs."""
+
+    planner: str
+    plan: Any = None
+    key: str = ""  # equal for planners whose plans are the same
+    predicted_s: float | None = None
+    error: str = ""
+
+
+def torchrec_plans(w: WorkloadSpec, spec: ClusterSpec) -> list[Planned]:
+    """TorchRec's plan with each proposer of `PLANNERS.CPU_PROPOSERS`, priced by the device level's model."""
     from torchrec.distributed.types import ShardingPlan
 
-    from embmap.mapper.torchrec.io import collection
+    out = []
+    for name in PLANNERS.CPU_PROPOSERS:
+        try:
+            done = PLANNERS.plan_with(name, w, WORLD, spec.device.main.capacity_bytes, w.batch_size // WORLD)
+        except Exception as exc:  # a proposer that plans nothing is reported, not dropped
+            out.append(Planned(name, error=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]))
+            continue
+        plan = ShardingPlan({"": done["plan"].plan[""]})
+        out.append(Planned(name, plan, key(plan), predicted_s(w, spec, shardings_of(plan))))
+    return out
 
-    constraints = {t.name: ParameterConstraints(pooling_factors=[float(t.pooling)]) for t in w.tables}
-    planner = EmbeddingShardingPlanner(
-        topology=Topology(world_size=WORLD, compute_device="cpu", ddr_cap=memory_bytes),
-        batch_size=w.batch_size // WORLD,
-        constraints=constraints,
-    )
-    with torch.no_grad():
-        plan = planner.plan(collection(w, "meta"), [EmbeddingBagCollectionSharder()])
-    return ShardingPlan({"": plan.plan[""]})
+
+def key(plan: Any) -> str:
+    """What DMP runs of a plan: every table's sharding type, ranks and compute kernel."""
+    return repr(sorted((t, str(p.sharding_type), p.ranks, str(p.compute_kernel)) for t, p in plan.plan[""].items()))
 
 
 def kinds(plan: object) -> str:
@@ -64,9 +99,54 @@ def kinds(plan: object) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
-def latency(results: list) -> float:
+def latency(results: list[Any]) -> float:
     per_iteration = [max(ts) for ts in zip(*(r.forward_s for r in results), strict=True)]
     return statistics.median(per_iteration)
+
+
+def measure(w: WorkloadSpec, planned: list[Planned], iterations: int, repeats: int) -> dict[str, float]:
+    """Each distinct plan's best median latency over `repeats` runs, taking turns; outputs checked first."""
+    distinct = {p.key: p.plan for p in planned if p.plan is not None}
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for k, plan in distinct.items():
+            results = run_dmp(w, plan, WORLD, iterations=iterations)
+            error = max(r.max_abs_error for r in results)
+            assert error < 1e-4, f"{w.name} {kinds(plan)}: outputs differ by {error}"
+            best[k] = min(best.get(k, float("inf")), latency(results))
+    return best
+
+
+def rows_of(name: str, label: str, memory: int, planned: list[Planned], best: dict[str, float]) -> list[str]:
+    """One table row per planner; a plan the same as an earlier planner's says so."""
+    first: dict[str, str] = {}
+    ours = best[planned[0].key]
+    rows = []
+    for p in planned:
+        who = PLANNERS.LABELS[p.planner] if p.planner != "embmap" else "embmap (compile_cluster)"
+        if p.plan is None:
+            rows.append(f"| {name} | {fmt_bytes(memory)} ({label}) | {who} | - | - | - | - | {p.error} |")
+            continue
+        same = first.setdefault(p.key, who)
+        note = "" if same == who else f"the same plan as {same}"
+        rows.append(
+            f"| {name} | {fmt_bytes(memory)} ({label}) | {who} | {kinds(p.plan)} | {fmt_s(p.predicted_s or 0.0)} "
+            f"| {fmt_s(best[p.key])} | {best[p.key] / ours:.2f}x | {note} |"
+        )
+    return rows
+
+
+def best_line(name: str, label: str, planned: list[Planned], best: dict[str, float]) -> str:
+    theirs = [p for p in planned[1:] if p.plan is not None]
+    if not theirs:
+        return f"- {name} ({label}): no TorchRec proposer planned"
+    by_measured = min(theirs, key=lambda p: best[p.key])
+    by_predicted = min(theirs, key=lambda p: p.predicted_s or 0.0)
+    return (
+        f"- {name} ({label}): TorchRec's best by measured latency {PLANNERS.LABELS[by_measured.planner]} "
+        f"({fmt_s(best[by_measured.key])}, embmap's {best[planned[0].key] / best[by_measured.key]:.2f}x of it); "
+        f"by predicted time {PLANNERS.LABELS[by_predicted.planner]} ({fmt_s(by_predicted.predicted_s or 0.0)})"
+    )
 
 
 def main() -> None:
@@ -79,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
-    rows = []
+    table, lines = [], []
     for name in args.models:
         w = prepare_workload(name, args.batch, args.row_cap, None, None).effective()
         total = w.total_bytes
@@ -87,32 +167,30 @@ def main() -> None:
         # 15% of a rank's memory in reserve, so the tight budget leaves it room for every table once).
         for label, memory in (("roomy", 4 * total), ("tight", int(0.9 * total))):
             spec = cluster("cpu", WORLD, memory_bytes=memory)
-            ours: ClusterPlan = compile_cluster(w, spec, solver=SolverSettings(time_limit_s=5.0, workers=1, seed=0))
-            plans = {"embmap": sharding_plan(ours), "torchrec": torchrec_planner_plan(w, memory)}
-            best: dict[str, float] = {}
-            errors: dict[str, float] = {}
-            for _ in range(args.repeats):
-                for who, plan in plans.items():
-                    results = run_dmp(w, plan, WORLD, iterations=args.iterations)
-                    errors[who] = max(r.max_abs_error for r in results)
-                    best[who] = min(best.get(who, float("inf")), latency(results))
-            rows.append((name, label, memory, ours, plans, best, errors))
+            ours: ClusterPlan = compile_cluster(
+                w,
+                spec,
+                solver=SolverSettings(time_limit_s=5.0, workers=1, seed=0),
+                shardings={t.name: PLANNERS.KINDS for t in w.tables},  # what TorchRec's planners may choose
+            )
+            plan = sharding_plan(ours)
+            planned = [Planned("embmap", plan, key(plan), predicted_s(w, spec, shardings_of(plan)))]
+            planned += torchrec_plans(w, spec)
+            best = measure(w, planned, args.iterations, args.repeats)
+            table += rows_of(name, label, memory, planned, best)
+            lines.append(best_line(name, label, planned, best))
     print(
         f"machine: {machine_key()}; {WORLD} ranks (gloo, one core each); global batch {args.batch}; "
         f"rows capped at {args.row_cap:,}; {args.iterations} forwards x {args.repeats} runs, best run's median\n"
     )
-    print("| model | memory per rank | planner | shardings / kernels | predicted (embmap) | measured | vs TorchRec |")
-    print("|---|---|---|---|---|---|---|")
-    for name, label, memory, ours, plans, best, errors in rows:
-        for who in ("embmap", "torchrec"):
-            predicted = fmt_s(ours.makespan_s) if who == "embmap" else "-"
-            ratio = f"{best['torchrec'] / best[who]:.2f}x" if who == "embmap" else "1.00x"
-            assert errors[who] < 1e-4, f"{name} {who}: outputs differ by {errors[who]}"
-            print(
-                f"| {name} | {fmt_bytes(memory)} ({label}) | {who} | {kinds(plans[who])} | {predicted} "
-                f"| {fmt_s(best[who])} | {ratio} |"
-            )
-    print("\nvs TorchRec: TorchRec's measured latency / this plan's (above 1: embmap's plan is faster)")
+    print(
+        "| model | memory per rank | planner | shardings / kernels | predicted (embmap's model) | measured "
+        "| vs embmap | note |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(table))
+    print("\nvs embmap: this plan's measured latency / embmap's (above 1: embmap's plan is faster)\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
