@@ -8,7 +8,7 @@ DEMO_WORKLOAD ?= avazu
 DEMO_TARGET   ?= ascend910
 OUT    := out
 
-.PHONY: help demo test test-long bench bench-compile bench-scale bench-quick bench-torchrec lint typecheck schema readme clean
+.PHONY: help demo test test-long bench bench-compile bench-scale bench-quick bench-torchrec bench-planners lint typecheck schema readme clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,8 +46,11 @@ bench: $(STAMP) $(NATIVE)  ## every pipeline x workload x distribution, predicte
 bench-compile: $(STAMP) $(NATIVE)  ## compile time (median of 3), gap and plan of every built-in workload on ascend910: docs/COMPILE.md
 	$(PY) benchmarks/compile_report.py --out docs/COMPILE.md
 
-bench-torchrec: $(STAMP) $(NATIVE)  ## our cluster plan vs TorchRec's planner, both run on DMP with 2 gloo ranks
+bench-torchrec: $(STAMP) $(NATIVE)  ## our cluster plan vs TorchRec's planner, each proposer, all run on DMP with 2 gloo ranks
 	$(PY) benchmarks/torchrec_dmp.py
+
+bench-planners: $(STAMP) $(NATIVE)  ## EmbmapShardingPlanner vs TorchRec's planner proposer by proposer, 500-5000 tables x 32-128 ranks: docs/RESULTS.md
+	$(PY) benchmarks/torchrec_planners.py --out docs/RESULTS.md
 
 bench-quick: $(STAMP) $(NATIVE)  ## the same on one small workload, in seconds (CI runs it as a test)
 	@mkdir -p $(OUT)/bench
