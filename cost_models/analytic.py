@@ -53,7 +53,7 @@ class _Reads:
     cache: float  # bytes of the table's rows the shared cache holds
     row_frac: float  # the share of the table's rows the item owns
     samples: int
-    indices: int  # indices the item reads
+    indices: float  # indices the item reads (samples x the mean pooling factor)
     served: float  # lookups that fall in its rows (rows are a random subset of ranks)
 
 

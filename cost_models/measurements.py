@@ -218,7 +218,9 @@ def _parse_row(cells: list[str], columns: list[str], file: str, line: int) -> Me
 def _parse_table(row: dict[str, str], line: int, where: Callable[[str], str]) -> TableSpec:
     rows = _parse_int(row["rows"], where("rows"), 1)
     dim = _parse_int(row["dim"], where("dim"), 1)
-    pooling = _parse_int(row["pooling"], where("pooling"), 1)
+    pooling = _parse_float(
+        row["pooling"], where("pooling"), "the mean lookups per sample, e.g. 8 or 2.5", positive=True
+    )
     dtype = row["dtype"].lower()
     if dtype not in {d.value for d in DType}:
         raise SpecError(where("dtype"), f"unknown dtype {row['dtype']!r}", "use fp32, fp16 or int8")

@@ -20,7 +20,7 @@ from embmap.ir.plan import (
     Strategy,
     WorkItem,
 )
-from embmap.ir.spec import Distribution, Frozen, TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.spec import Distribution, Frozen, MeanCount, Pooling, TableSpec, TargetSpec, WorkloadSpec
 
 
 class LookupOp(Frozen):
@@ -28,7 +28,7 @@ class LookupOp(Frozen):
 
     table: str
     batch_size: int = Field(gt=0)
-    pooling: int = Field(gt=0)
+    pooling: Pooling
     distribution: Distribution
 
 
@@ -37,7 +37,7 @@ class TableProfile(Frozen):
 
     table: str
     bytes: int
-    lookups_per_batch: int
+    lookups_per_batch: MeanCount
     distinct_rows_per_batch: float
     cache_share_bytes: float = Field(description="bytes of the table's rows the shared cache holds in steady state")
     walk_hit_ratio: float = Field(

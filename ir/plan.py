@@ -14,7 +14,7 @@ from typing import Final, Literal
 from pydantic import Field
 
 from embmap.ir.cost_profile import CostProfile
-from embmap.ir.spec import Distribution, DType, Frozen, TargetSpec, WorkloadSpec
+from embmap.ir.spec import Distribution, DType, Frozen, Pooling, TargetSpec, WorkloadSpec
 
 # What a plan is made of: the strategies and modes, a work item and its cost, a core's schedule and the
 # solver's report. The compiler's IR (`embmap.ir.module`) annotates its module with the same types; a runtime
@@ -223,7 +223,7 @@ class PlanTable(Frozen):
     rows: int
     dim: int
     dtype: DType
-    pooling: int
+    pooling: Pooling
     distribution: Distribution
     strategy: Strategy
     mode: PartitionMode

@@ -13,7 +13,15 @@ import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 NUMBER_TYPES = (int, float, int | None, float | None)
@@ -27,6 +35,20 @@ MAX_ROWS = 10**12
 MAX_DIM = 65536
 MAX_POOLING = 100_000
 MAX_BATCH_SIZE = 10**7
+
+
+def whole_if_integral(value: float) -> float:
+    """A whole pooling factor as an int: 8 and 8.0 read, print and serialize as 8 (plans and digests of whole
+    factors are what they were before fractional ones were allowed)."""
+    return int(value) if float(value).is_integer() else value
+
+
+# A count that is a mean, so it may be fractional; whole values stay ints.
+_WHOLE = (AfterValidator(whole_if_integral), PlainSerializer(whole_if_integral, return_type=int | float))
+MeanCount = Annotated[float, *_WHOLE]
+# Lookups per sample: the mean over samples, so it may be fractional (TorchRec's pooling factors, a trace's
+# measured mean). The cost model prices the mean; `embmap run` draws the same whole number for every sample.
+Pooling = Annotated[float, Field(gt=0, le=MAX_POOLING), *_WHOLE]
 
 
 class Frozen(BaseModel):
@@ -138,7 +160,7 @@ class TableSpec(Frozen):
     rows: int = Field(gt=0, le=MAX_ROWS)
     dim: int = Field(gt=0, le=MAX_DIM)
     dtype: DType = DType.FP32
-    pooling: int = Field(1, gt=0, le=MAX_POOLING, description="lookups per sample, sum-pooled")
+    pooling: Pooling = Field(1, description="lookups per sample (a mean: may be fractional), sum-pooled")
     distribution: Distribution | None = Field(None, description="overrides the workload's default")
 
     @property

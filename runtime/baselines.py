@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from embmap.ir.spec import DType, TableSpec
-from embmap.runtime.data import Materialized, check_outputs, huge_page_array
+from embmap.runtime.data import Materialized, check_outputs, huge_page_array, lookups_per_sample
 
 FRAMEWORKS = ("torch", "fbgemm-tbe")
 
@@ -143,7 +143,7 @@ def _fbgemm_tbe(tables: tuple[TableSpec, ...], data: Materialized, index_batches
     total_d = int(d_offsets[-1])
     hash_size_cumsum = torch.tensor(np.concatenate([[0], np.cumsum([t.rows for t in tables])]), dtype=torch.int64)
     batch = next(iter(data.indices.values())).array.shape[1]
-    lengths = np.concatenate([np.full(batch, t.pooling, dtype=np.int64) for t in tables])
+    lengths = np.concatenate([np.full(batch, lookups_per_sample(t), dtype=np.int64) for t in tables])
     offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
     flat_indices = [
         torch.from_numpy(np.concatenate([data.indices[t.name].array[b].reshape(-1) for t in tables]))

@@ -26,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from embmap.ir.distributions import histogram
-from embmap.ir.errors import ResourceError
+from embmap.ir.errors import ResourceError, SpecError
 from embmap.ir.spec import DType, TableSpec
 from embmap.ir.targets import HUGE_PAGE_BYTES
 
@@ -204,12 +204,25 @@ def sample_ranks(table: TableSpec, size: int, rng: np.random.Generator) -> np.nd
     return np.minimum(starts[bucket] + offset, table.rows - 1)
 
 
+def lookups_per_sample(table: TableSpec) -> int:
+    """The whole number of lookups each sample of a run makes: a run draws dense index batches
+    [n, batch, pooling], so a fractional (mean) pooling factor can be planned but not run."""
+    if not float(table.pooling).is_integer():
+        raise SpecError(
+            f"tables.{table.name}.pooling",
+            f"is {table.pooling:g}: a run gives every sample the same whole number of lookups",
+            "compile with the mean to plan; run a workload whose pooling factors are whole numbers",
+        )
+    return int(table.pooling)
+
+
 def make_indices(table: TableSpec, batches: int, batch_size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, 1, _stable_hash(table.name)])
-    ranks = sample_ranks(table, batches * batch_size * table.pooling, rng)
+    pooling = lookups_per_sample(table)
+    ranks = sample_ranks(table, batches * batch_size * pooling, rng)
     a, c = permutation_params(table.rows)
     ids = (ranks * a + c) % table.rows
-    return ids.reshape(batches, batch_size, table.pooling).astype(INDEX_DTYPE)
+    return ids.reshape(batches, batch_size, pooling).astype(INDEX_DTYPE)
 
 
 def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
@@ -229,7 +242,10 @@ def materialize(
     m = Materialized(made_for=(tables, batch_size, index_batches, seed))
     specs: list[ArraySpec] = []
     for t in tables:
-        specs += [((t.rows, t.dim), NUMPY_DTYPES[t.dtype]), ((index_batches, batch_size, t.pooling), INDEX_DTYPE)]
+        specs += [
+            ((t.rows, t.dim), NUMPY_DTYPES[t.dtype]),
+            ((index_batches, batch_size, lookups_per_sample(t)), INDEX_DTYPE),
+        ]
         specs.append(((batch_size, t.dim), np.float32))
     nbytes = _layout(specs)[1]
     try:
@@ -278,7 +294,7 @@ def check_outputs(
         rows = rows.astype(NUMPY_DTYPES[t.dtype], copy=False)  # [batch, pooling, dim]; summed in float64
         err = np.abs(np.asarray(outputs[t.name], dtype=np.float64) - rows.sum(axis=1, dtype=np.float64))
         magnitude = np.abs(rows).sum(axis=1, dtype=np.float64)
-        tol = tolerance(t.pooling, magnitude, (rounded_to or {}).get(t.name, DType.FP32))
+        tol = tolerance(lookups_per_sample(t), magnitude, (rounded_to or {}).get(t.name, DType.FP32))
         within = err <= tol  # False where the output is NaN
         ok = ok and bool(within.all())
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,7 @@ from embmap.ir.spec import DType, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
 from embmap.runtime import kernels, native, workers
 from embmap.runtime.baselines import BaselineReport, prepare_baseline
-from embmap.runtime.data import Materialized, check_outputs, materialize, memory_refused
+from embmap.runtime.data import Materialized, check_outputs, lookups_per_sample, materialize, memory_refused
 from embmap.runtime.kernels import backend_name as kernels_backend
 from embmap.runtime.workers import Fault
 
@@ -87,6 +87,7 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
             f"compile for this machine with --target cpu (or a target with at most {len(cpus)} cores)",
         )
     for t in plan.workload.tables:
+        lookups_per_sample(t)
         if t.dtype not in (DType.FP32, DType.FP16):
             raise SpecError(
                 f"plan table {t.name}", f"dtype {t.dtype.value} is not executable here", "use fp32 or fp16 tables"
@@ -275,8 +276,8 @@ def _report(
     starts = starts_ns[measured].astype(np.float64)
     ends = ends_ns[measured].astype(np.float64)
     items = items_ns[measured].astype(np.float64) * 1e-9
-    lookups = plan.workload.batch_size * sum(t.pooling for t in plan.workload.tables)
-    read = plan.workload.batch_size * sum(t.pooling * t.row_bytes for t in plan.workload.tables)
+    lookups = plan.workload.batch_size * sum(lookups_per_sample(t) for t in plan.workload.tables)
+    read = plan.workload.batch_size * sum(lookups_per_sample(t) * t.row_bytes for t in plan.workload.tables)
     return RunReport(
         backend=backend,
         cpus=cpus,
@@ -295,5 +296,7 @@ def _report(
 def _bytes_needed(plan: ExecutionPlan, config: RunConfig) -> int:
     tables = sum(t.bytes for t in plan.workload.tables)
     replicas = sum(it.local_bytes for it in plan.items)
-    index = sum(config.index_batch_count * plan.workload.batch_size * t.pooling * 8 for t in plan.workload.tables)
+    index = sum(
+        config.index_batch_count * plan.workload.batch_size * lookups_per_sample(t) * 8 for t in plan.workload.tables
+    )
     return tables + replicas + index

@@ -23,6 +23,7 @@ import numpy as np
 
 from embmap.ir.plan import Strategy, WorkItem, stream_chunk_rows
 from embmap.ir.spec import TableSpec
+from embmap.runtime.data import lookups_per_sample
 
 try:  # the fast path
     import torch
@@ -87,7 +88,7 @@ def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
         s1=item.samples[1],
         r0=r0,
         r1=r1,
-        pooling=data.table.pooling,
+        pooling=lookups_per_sample(data.table),
         shard=(r0, r1) != (0, data.table.rows),
         streamed=item.strategy in (Strategy.GM_UB, Strategy.L1_UB),
         accumulate=item.output == "accumulate",

@@ -166,6 +166,7 @@ NOT_A_COUNT = {
     "list": [],
     "map": {},
 }
+NOT_A_MEAN = {k: v for k, v in NOT_A_COUNT.items() if k != "float"}  # a mean such as a pooling factor: 2.5 is one
 NOT_A_TIME = {
     "text": "abc",
     "quoted": "1e-9",
@@ -193,7 +194,7 @@ FIELD_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("workload", "batch_size", "workload.batch_size", NOT_A_COUNT),
     ("workload", "tables.0.rows", "workload.tables[0].rows", NOT_A_COUNT),
     ("workload", "tables.1.dim", "workload.tables[1].dim", NOT_A_COUNT),
-    ("workload", "tables.1.pooling", "workload.tables[1].pooling", NOT_A_COUNT),
+    ("workload", "tables.1.pooling", "workload.tables[1].pooling", NOT_A_MEAN),
     ("workload", "distribution.alpha", "workload.distribution.alpha", NOT_A_TIME | {"zero": 0}),
     ("target", "cores", "target.cores", NOT_A_COUNT),
     ("target", "local.capacity_bytes", "target.local.capacity_bytes", NOT_A_COUNT),

@@ -186,17 +186,15 @@ def test_import_reads_tables_and_pooling_from_torchrec() -> None:
         EmbeddingBagConfig(name="b", embedding_dim=32, num_embeddings=7, feature_names=["g"], data_type=DataType.FP16),
         EmbeddingBagConfig(name="c", embedding_dim=8, num_embeddings=9, feature_names=["h"]),
     ]
-    with pytest.warns(UserWarning, match=r"rounded .* c 5.4 -> 5$"):  # TableSpec.pooling is whole lookups
-        w = workload_from_torchrec(
-            configs,
-            batch_size=256,
-            pooling={"c": 5.4},
-            constraints={"a": ParameterConstraints(pooling_factors=[3.0, 2.0])},
-        )
+    w = workload_from_torchrec(
+        configs,
+        batch_size=256,
+        pooling={"c": 5.4},
+        constraints={"a": ParameterConstraints(pooling_factors=[3.0, 2.0])},
+    )
     got = {t.name: (t.rows, t.dim, t.dtype.value, t.pooling) for t in w.tables}
-    assert got == {"a": (100, 16, "fp32", 5), "b": (7, 32, "fp16", 1), "c": (9, 8, "fp32", 5)}
-    assert w.batch_size == 256 and w.assumptions[0].endswith("without one: b")
-    assert w.assumptions[1].endswith("c 5.4 -> 5")
+    assert got == {"a": (100, 16, "fp32", 5), "b": (7, 32, "fp16", 1), "c": (9, 8, "fp32", 5.4)}  # means kept
+    assert w.batch_size == 256 and w.assumptions == (w.assumptions[0],) and w.assumptions[0].endswith("without one: b")
     with pytest.raises(SpecError, match="pooling.zz"):
         workload_from_torchrec(configs, batch_size=8, pooling={"zz": 1.0})
 

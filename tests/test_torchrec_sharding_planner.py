@@ -235,12 +235,19 @@ def test_min_partition_wider_than_the_column_shards_leaves_column_wise_out() -> 
     assert wide.plan[EBC]["t_0"].sharding_type == "table_wise"
 
 
-def test_pooling_factors_are_summed_per_table_and_rounded_visibly() -> None:
-    with pytest.warns(UserWarning, match=r"t_1 0.3 -> 1"):
-        p, _ = plan_of({"t_0": pc(pooling_factors=[20.0]), "t_1": pc(pooling_factors=[0.3])})
+def test_pooling_factors_are_summed_per_table_and_kept_fractional() -> None:
+    p, _ = plan_of({"t_0": pc(pooling_factors=[20.0]), "t_1": pc(pooling_factors=[0.3])})
     pooling = {t.name: t.pooling for t in p.last_plan.workload.tables}
-    assert pooling["t_0"] == 20 and pooling["t_1"] == 1 and pooling["t_2"] == 1
-    assert any("t_1 0.3 -> 1" in note for note in p.last_plan.workload.assumptions)
+    assert pooling["t_0"] == 20 and pooling["t_1"] == 0.3 and pooling["t_2"] == 1
+    # 0.3 lookups per sample are priced as such, not as the whole lookup rounding used to make of them
+    once, _ = plan_of({"t_0": pc(pooling_factors=[20.0]), "t_1": pc(pooling_factors=[1.0])})
+    assert lookup_s(p, "t_1") < lookup_s(once, "t_1")
+
+
+def lookup_s(p: Any, table: str) -> float:
+    """The predicted lookup time of a table's items on every device's cores."""
+    items = [it for d in p.last_plan.devices for plan in d.plans for it in plan.items]
+    return sum(it.cost.lookup_s for it in items if it.table.split(".")[0] == table)
 
 
 def test_kernel_options_are_copied_into_the_parameter_sharding() -> None:

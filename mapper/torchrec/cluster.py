@@ -20,7 +20,7 @@ The replicas are the same workload on every device and are compiled once; the de
 budget of deterministic time (`device_settings`) and leave out `DEVICE_SKIPPED_PASSES`.
 
 A row-wise block is planned at the core level as a table of its rows with the table's pooling scaled by the
-block's share of the rows (rounded, at least one lookup per sample); the device level uses the exact share.
+block's share of the rows (a mean, fractional like any pooling factor), as the device level prices it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from embmap.ir.lowering import check_fits, lower
 from embmap.ir.module import Module, TableProfile
 from embmap.ir.plan import ExecutionPlan, Strategy
 from embmap.ir.printer import fmt_bytes, fmt_s, printable
-from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec
+from embmap.ir.spec import Distribution, TableSpec, TargetSpec, WorkloadSpec, whole_if_integral
 from embmap.mapper.backend import tool_version
 from embmap.mapper.compiler import compile, prepare_workload, resolve_target
 from embmap.mapper.pipelines import pipeline_for
@@ -412,7 +412,7 @@ def device_workloads(
                     update={
                         "name": f"{t.name}.rows{r0}-{r1}",
                         "rows": r1 - r0,
-                        "pooling": max(1, round(t.pooling * share)),
+                        "pooling": whole_if_integral(t.pooling * share),
                     }
                 )
             )

@@ -5,9 +5,8 @@ Import reads an `EmbeddingBagCollection` (or its `EmbeddingBagConfig`s): every t
 dtype. TorchRec's configs do not say how many ids a sample looks up, so the pooling factor of each table
 comes from `pooling` (table -> mean ids per sample), else from TorchRec `ParameterConstraints`
 (`pooling_factors`, one per feature), else TorchRec's own default of 1.0. A table read by several features
-looks up the sum of their pooling factors per sample.
-A fractional factor is rounded to whole lookups per sample (`TableSpec.pooling`
-is an integer), with a warning and a note in the workload's assumptions naming each table rounded.
+looks up the sum of their pooling factors per sample. Factors are means and stay fractional (0.3 is 0.3
+lookups per sample): the cost model prices the mean.
 
 Export builds the ShardingPlan with TorchRec's public constructors (`table_wise`, `row_wise`,
 `column_wise`, `data_parallel`, `construct_module_sharding_plan`), so TorchRec itself lays out the shards;
@@ -28,7 +27,7 @@ from typing import Any
 from embmap.ir.cluster import ClusterPlan, Sharding, TableSharding
 from embmap.ir.errors import SpecError
 from embmap.ir.output import write_atomic
-from embmap.ir.spec import Distribution, DType, TableSpec, Uniform, WorkloadSpec
+from embmap.ir.spec import MAX_POOLING, Distribution, DType, TableSpec, Uniform, WorkloadSpec
 from embmap.mapper.torchrec.planner import available
 
 DEFAULT_POOLING = 1.0  # TorchRec's planner assumes one id per sample and feature when told nothing
@@ -67,7 +66,7 @@ def workload_from_torchrec(
             raise SpecError(
                 f"{what}.{unknown[0]}", "names no table of the model", f"use one of {', '.join(sorted(known))}"
             )
-    specs, assumed, rounded = [], [], []
+    specs, assumed = [], []
     for c in configs:
         dtype = DTYPES.get(getattr(c.data_type, "name", str(c.data_type)))
         if dtype is None:
@@ -76,27 +75,13 @@ def workload_from_torchrec(
         if factor is None:
             factor = DEFAULT_POOLING * len(c.feature_names)
             assumed.append(c.name)
-        pooling_int = max(1, round(factor))
-        if pooling_int != factor:
-            rounded.append(f"{c.name} {factor:g} -> {pooling_int}")
-        specs.append(
-            TableSpec(name=c.name, rows=c.num_embeddings, dim=c.embedding_dim, dtype=dtype, pooling=pooling_int)
-        )
+        specs.append(TableSpec(name=c.name, rows=c.num_embeddings, dim=c.embedding_dim, dtype=dtype, pooling=factor))
     notes = []
     if assumed:
         notes.append(
             f"pooling factor {DEFAULT_POOLING:g} per feature (TorchRec's default) for {len(assumed)} tables "
             f"without one: {', '.join(assumed[:5])}{' ...' if len(assumed) > 5 else ''}"
         )
-    if rounded:
-        # TableSpec.pooling is an integer (lookups per sample): say so rather than change the lookups unseen.
-        note = (
-            f"pooling factors rounded to whole lookups per sample for {len(rounded)} tables: "
-            + ", ".join(rounded[:5])
-            + (" ..." if len(rounded) > 5 else "")
-        )
-        warnings.warn(note, stacklevel=2)
-        notes.append(note)
     return WorkloadSpec(
         name=name,
         batch_size=batch_size,
@@ -116,8 +101,10 @@ def _pooling_of(config: Any, pooling: Mapping[str, float], constraints: Mapping[
         where = f"constraints.{config.name}.pooling_factors"
     else:
         return None
-    if not factor > 0:
-        raise SpecError(where, f"must be positive, got {factor}", "give the mean number of ids per sample")
+    if not 0 < factor <= MAX_POOLING:
+        raise SpecError(
+            where, f"must be in (0, {MAX_POOLING:,}], got {factor}", "give the mean number of ids per sample"
+        )
     return factor
 
 

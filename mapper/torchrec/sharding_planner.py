@@ -223,4 +223,3 @@ def _warn_if_training(module: nn.Module, sharders: list[Any]) -> None:
         fused = getattr(s, "fused_params", None) or {}
         if "optimizer" in fused:
             warnings.warn(f"{type(s).__name__} has an optimizer in its fused_params: {INFERENCE_ONLY}", stacklevel=3)
-
