@@ -51,9 +51,12 @@ SECTION = PLANNERS_SECTION
 BATCH_PER_RANK = 512  # TorchRec's default BATCH_SIZE
 RESERVATION = 0.15  # TorchRec's default HeuristicalStorageReservation, and EmbmapShardingPlanner's
 KINDS = ("table_wise", "row_wise", "data_parallel")
+OUTPUT_BYTES = 4  # pooled outputs are fp32
+OURS = ("embmap", "embmap-device-level")
 QUICK_CELL = (20, 4)
 # Planner names: how each is labelled, in the order they run (the default list after its members).
 LABELS = {
+    "embmap-device-level": "EmbmapShardingPlanner's device level alone (no core mapping)",
     "embmap": "EmbmapShardingPlanner",
     "greedy": "GreedyProposer()",
     "greedy-no-depth": "GreedyProposer(use_depth=False)",
@@ -71,9 +74,39 @@ def workload(tables: int) -> WorkloadSpec:
 
 
 def memory_per_rank_bytes(w: WorkloadSpec, ranks: int) -> int:
-    """Each rank's DDR (`ddr_cap`): usable (less the reservation) max(2 x all tables / ranks, 1.25 x the largest)."""
-    usable = max(2 * w.total_bytes / ranks, 1.25 * max(t.bytes for t in w.tables))
-    return math.ceil(usable / (1 - RESERVATION))
+    """Each rank's memory (`ddr_cap`): `usable_bytes` plus what TorchRec reserves (`reserved_bytes`)."""
+    return usable_bytes(w, ranks) + reserved_bytes(w, ranks)
+
+
+def usable_bytes(w: WorkloadSpec, ranks: int) -> int:
+    """The memory of a rank for tables: 2 x the tables' bytes / ranks plus 1.25 x the pooled outputs TorchRec
+    counts with them (a table's outputs of the global batch, on its rank), and at least 1.25 x the largest
+    table with its outputs. TorchRec's planners and EmbmapShardingPlanner all get this much."""
+    outputs = [BATCH_PER_RANK * ranks * t.dim * OUTPUT_BYTES for t in w.tables]
+    spread = 2 * w.total_bytes / ranks + 1.25 * sum(outputs) / ranks
+    largest = 1.25 * max(t.bytes + o for t, o in zip(w.tables, outputs, strict=True))
+    return math.ceil(max(spread, largest))
+
+
+def reserved_bytes(w: WorkloadSpec, ranks: int) -> int:
+    """What TorchRec's default storage reservation takes from a CPU rank's memory: the inputs of two pipelined
+    batches (its 15% applies to HBM only)."""
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.planner import Topology
+    from torchrec.distributed.planner.storage_reservations import HeuristicalStorageReservation
+
+    from embmap.mapper.torchrec.io import collection
+
+    probe = 1 << 50
+    topology = Topology(world_size=ranks, compute_device="cpu", ddr_cap=probe)
+    left = HeuristicalStorageReservation(RESERVATION).reserve(
+        topology=topology,
+        batch_size=BATCH_PER_RANK,
+        module=collection(w, "meta"),
+        sharders=[EmbeddingBagCollectionSharder()],
+        constraints=constraints(w),
+    )
+    return probe - int(left.devices[0].storage.ddr)
 
 
 def constraints(w: WorkloadSpec) -> dict[str, Any]:
@@ -102,20 +135,26 @@ def make_planner(name: str, w: WorkloadSpec, ranks: int, memory: int, batch: int
     """The planner `name` for `ranks` ranks of `memory` bytes each, with the cell's constraints."""
     from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
 
-    if name == "embmap":
+    if name in OURS:
+        from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
+
         from embmap.mapper.torchrec.sharding_planner import EmbmapShardingPlanner
         from embmap.passes.solver.settings import SolverSettings
 
         topology = Topology(world_size=ranks, compute_device="cpu", ddr_cap=memory)
+        # The memory TorchRec's planners have left (EmbmapShardingPlanner reserves a share of it, no inputs).
+        reserved = FixedPercentageStorageReservation(1 - usable_bytes(w, ranks) / memory)
         return EmbmapShardingPlanner(
             topology=topology,
             batch_size=batch,
             constraints=constraints(w),
+            storage_reservation=reserved,
             debug=False,
             solver=SolverSettings(workers=1, seed=0),
         )
-    if name == "dynamic-programming":  # the proposer needs HBM; no DDR, so that nothing spills past the memory
-        topology = Topology(world_size=ranks, compute_device="cuda", hbm_cap=memory, ddr_cap=0)
+    if name == "dynamic-programming":  # HBM, with TorchRec's 15% of it reserved; no DDR to spill to
+        hbm = math.ceil(memory / (1 - RESERVATION)) + 1
+        topology = Topology(world_size=ranks, compute_device="cuda", hbm_cap=hbm, ddr_cap=0)
     else:
         topology = Topology(world_size=ranks, compute_device="cpu", ddr_cap=memory)
     return EmbeddingShardingPlanner(
@@ -136,6 +175,8 @@ def plan_with(name: str, w: WorkloadSpec, ranks: int, memory: int, batch: int = 
     planner = make_planner(name, w, ranks, memory, batch)
     module = collection(w, "meta")
     sharders = [EmbeddingBagCollectionSharder()]
+    if name == "embmap-device-level":
+        return device_level(planner, module, sharders)
     with torch.no_grad():
         start = time.perf_counter()
         try:
@@ -160,6 +201,38 @@ def plan_with(name: str, w: WorkloadSpec, ranks: int, memory: int, batch: int = 
     return out
 
 
+def device_level(planner: Any, module: Any, sharders: list[Any]) -> dict[str, Any]:
+    """What `EmbmapShardingPlanner.plan` does up to its device level's placement (`compile_cluster`'s first
+    half: the same options and CP-SAT search, so the same shardings), timed: the decision TorchRec's planner
+    makes, without mapping each device's share onto its cores."""
+    from embmap.mapper.profiles import default_profile
+    from embmap.mapper.torchrec import sharding_planner as sp
+    from embmap.mapper.torchrec.cluster import cluster, table_options
+    from embmap.mapper.torchrec.io import workload_from_torchrec
+    from embmap.passes.solver.device_level import place
+
+    n = planner._topology.world_size
+    start = time.perf_counter()
+    found = sp._sharded_modules(module, sharders)
+    configs, per_table, _ = planner._tables(found, "cpu", n)
+    pooling = {name: tc.pooling for name, tc in per_table.items() if tc.pooling is not None}
+    w = workload_from_torchrec(configs, batch_size=planner._batch_size * n, pooling=pooling).effective()
+    spec = cluster(planner._target, n, memory_bytes=planner._memory_bytes(module, found))
+    allowed = {name: list(tc.allowed) for name, tc in per_table.items()}
+    options = table_options(w, spec, default_profile(spec.device), allowed)
+    choice, report = place(list(w.tables), options, spec, "cp-sat", planner._solver)
+    seconds = time.perf_counter() - start
+    return {
+        "plan_s": seconds,
+        "device": "cpu",
+        "shardings": {t.name: [o.sharding.value, list(o.ranks)] for t, o in zip(w.tables, choice, strict=True)},
+        "memory_bytes": spec.device.main.capacity_bytes,
+        "workload_key": workload_key(w),
+        "objective_s": report.objective_s,
+        "gap": report.gap,
+    }
+
+
 def workload_key(w: WorkloadSpec) -> str:
     """What the device level prices of a workload: its batch and its tables, each with its distribution."""
     return w.effective().model_copy(update={"name": "w", "assumptions": ()}).digest()
@@ -172,9 +245,10 @@ def child(name: str, tables: int, ranks: int) -> dict[str, Any]:
         done = plan_with(name, w, ranks, memory_per_rank_bytes(w, ranks))
     except Exception as exc:  # a planner that plans nothing is a result, reported with its reason
         lines = str(exc).strip().splitlines() or [""]
-        return {"error": f"{type(exc).__name__}: {lines[0][:200]}"}
-    plan = done.pop("plan")
-    done["shardings"] = {t: [kind, list(r)] for t, (kind, r) in _shardings(plan).items()}
+        kind = "" if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: "  # ours say what happened
+        return {"error": f"{kind}{lines[0][:200]}"}
+    if "plan" in done:
+        done["shardings"] = {t: [kind, list(r)] for t, (kind, r) in _shardings(done.pop("plan")).items()}
     return done
 
 
@@ -233,8 +307,9 @@ def cell_spec(w: WorkloadSpec, ranks: int) -> tuple[WorkloadSpec, ClusterSpec]:
     configs = collection(w, "meta").embedding_bag_configs()
     pooling = {t.name: float(t.pooling) for t in w.tables}
     planned = workload_from_torchrec(configs, batch_size=BATCH_PER_RANK * ranks, pooling=pooling)
-    memory = max(1, int(memory_per_rank_bytes(w, ranks) * (1 - RESERVATION)))
-    return planned, cluster("cpu", ranks, memory_bytes=memory)
+    memory = memory_per_rank_bytes(w, ranks)
+    usable = max(1, int(memory * (1 - (1 - usable_bytes(w, ranks) / memory))))  # as EmbmapShardingPlanner counts it
+    return planned, cluster("cpu", ranks, memory_bytes=usable)
 
 
 def score(rows: list[Row], results: dict[str, dict[str, Any]], w: WorkloadSpec, ranks: int) -> None:
@@ -242,11 +317,11 @@ def score(rows: list[Row], results: dict[str, dict[str, Any]], w: WorkloadSpec, 
     from embmap.mapper.torchrec.compare import all_options, memory_bytes, predicted_s
 
     planned, spec = cell_spec(w, ranks)
-    ours = results.get("embmap")
-    if ours is not None and ours.get("workload_key") not in (None, workload_key(planned)):
-        raise SystemExit("the rebuilt workload differs from the one EmbmapShardingPlanner planned")
-    if ours is not None and ours.get("memory_bytes") not in (None, spec.device.main.capacity_bytes):
-        raise SystemExit("the rebuilt cluster's memory differs from EmbmapShardingPlanner's")
+    for ours in (results.get(name) for name in OURS):
+        if ours is not None and ours.get("workload_key") not in (None, workload_key(planned)):
+            raise SystemExit("the rebuilt workload differs from the one EmbmapShardingPlanner planned")
+        if ours is not None and ours.get("memory_bytes") not in (None, spec.device.main.capacity_bytes):
+            raise SystemExit("the rebuilt cluster's memory differs from EmbmapShardingPlanner's")
     options = all_options(planned, spec)
     capacity = spec.device.main.capacity_bytes
     for row in rows:
@@ -268,43 +343,60 @@ def score(rows: list[Row], results: dict[str, dict[str, Any]], w: WorkloadSpec, 
         row.note = "; ".join(notes)
 
 
-def run_cell(tables: int, ranks: int, names: Sequence[str], timeout_s: float | None) -> list[Row]:
-    """Every planner on one cell, one process each (None: all in this one, for tests); the default list is
-    not run when a member passed the timeout alone (it runs them all, one after the other)."""
+def run_cell(
+    tables: int,
+    ranks: int,
+    names: Sequence[str],
+    timeout_s: float | None,
+    stopped: dict[str, tuple[int, int]] | None = None,
+) -> list[Row]:
+    """Every planner on one cell, one process each (None: all in this one, for tests). Not run, to save the
+    timeout: a planner `stopped` (name -> cell) on a cell of no more tables and ranks, where it is recorded too,
+    and the default list when a member passed the timeout alone (it runs them all, one after the other)."""
+    stopped = {} if stopped is None else stopped
     results: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
     for name in names:
         row = Row(tables, ranks, name)
-        slow = [m for m in DEFAULT_MEMBERS if m in names and _timed_out(rows, m)]
         data: dict[str, Any] | None = None
-        if name == "default" and slow:
-            row.error = f"> {timeout_s or 0:g} s, not run: {LABELS[slow[0]]} alone passed the timeout"
-        else:
+        row.error = _skipped(name, tables, ranks, rows, stopped, timeout_s)
+        if not row.error:
             data, row.error = measure(name, tables, ranks, timeout_s)
-            if data is not None:
-                results[name], row.plan_s = data, data["plan_s"]
+        if row.error.endswith("stopped"):
+            stopped.setdefault(name, (tables, ranks))
+        if data is not None:
+            results[name], row.plan_s = data, data["plan_s"]
+            if timeout_s is not None:  # kept, should the pricing below fail
+                keep = Path("out") / "torchrec_planners" / f"{tables}x{ranks}-{name}.json"
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                keep.write_text(json.dumps(data))
         rows.append(row)
-        if data is not None and timeout_s is not None:  # kept, should the pricing below fail
-            keep = Path("out") / "torchrec_planners" / f"{tables}x{ranks}-{name}.json"
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            keep.write_text(json.dumps(data))
         print(f"{tables} x {ranks} {name}: {row.error or f'{row.plan_s:.1f} s'}", file=sys.stderr, flush=True)
     score(rows, results, workload(tables), ranks)
     return rows
 
 
-def _timed_out(rows: list[Row], name: str) -> bool:
-    return any(r.planner == name and r.error.startswith(">") for r in rows)
+def _skipped(
+    name: str, tables: int, ranks: int, rows: list[Row], stopped: dict[str, tuple[int, int]], timeout_s: float | None
+) -> str:
+    """Why `name` is not run on this cell, or ""."""
+    limit = f"> {timeout_s or 0:g} s, not run"
+    if name in stopped and stopped[name][0] <= tables and stopped[name][1] <= ranks:
+        return f"{limit}: stopped on {stopped[name][0]} tables x {stopped[name][1]} ranks"
+    slow = [r.planner for r in rows if r.planner in DEFAULT_MEMBERS and r.error.startswith(">")]
+    if name == "default" and slow:
+        return f"{limit}: {LABELS[slow[0]]} alone passed the timeout"
+    return ""
 
 
 def best_torchrec(rows: Sequence[Row]) -> Row | None:
     """TorchRec's best proposer of a cell, by predicted time."""
-    planned = [r for r in rows if r.planner != "embmap" and r.predicted_s is not None]
+    planned = [r for r in rows if r.planner not in OURS and r.predicted_s is not None]
     return min(planned, key=lambda r: r.predicted_s or 0.0, default=None)
 
 
 def cell_table(rows: Sequence[Row]) -> list[str]:
-    ours = next((r.predicted_s for r in rows if r.planner == "embmap"), None)
+    ours = next((r.predicted_s for name in OURS for r in rows if r.planner == name and r.predicted_s), None)
     out = [
         "| tables | ranks | planner (proposer) | plan time | predicted (embmap's device-level model) | vs embmap "
         "| shardings | note |",
@@ -398,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--planners: unknown {unknown[0]!r}; use {', '.join(LABELS)}")
     grid = [QUICK_CELL] if args.quick else [(t, r) for t in args.tables for r in args.ranks]
     timeout_s = None if args.in_process else args.timeout
-    cells = [run_cell(t, r, names, timeout_s) for t, r in grid]
+    stopped: dict[str, tuple[int, int]] = {}
+    cells = [run_cell(t, r, names, timeout_s, stopped) for t, r in grid]
     command = "python benchmarks/torchrec_planners.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = section(cells, command.strip(), args.timeout)
     print(text, end="")
