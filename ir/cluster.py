@@ -61,6 +61,9 @@ class TableSharding(Frozen):
     rows: tuple[tuple[int, int], ...] = Field(description="per rank: the row range it holds")
     columns: tuple[tuple[int, int], ...] = Field(description="per rank: the column range it holds")
     bytes_per_rank: int
+    output: Literal["pooled", "sequence"] = Field(
+        "pooled", description="a pooled row per sample (EmbeddingBagCollection) or a row per id (EmbeddingCollection)"
+    )
 
     @model_validator(mode="after")
     def _one_range_per_rank(self) -> TableSharding:
@@ -76,7 +79,12 @@ class DevicePlan(Frozen):
         "shards over the global batch, then the data-parallel replicas over this device's samples"
     )
     memory_bytes: int
-    compute_s: float = Field(description="predicted: the makespans of its plans, one after the other")
+    compute_s: float = Field(
+        description="predicted: the makespans of its plans, one after the other, plus `sequence_write_s`"
+    )
+    sequence_write_s: float = Field(
+        0.0, description="what its sequence tables write beyond the pooled rows its plans price (device level)"
+    )
     send_bytes: int = Field(description="pooled outputs (or partial sums) this device sends to the others")
     comm_s: float
     finish_s: float

@@ -318,19 +318,20 @@ def test_planner_arguments_not_modelled_are_refused(kwargs: dict[str, Any], fiel
     assert "\n" not in str(e.value)
 
 
-def test_an_embedding_collection_and_weighted_features_are_refused() -> None:
+def test_weighted_features_and_other_sharded_modules_are_refused() -> None:
     import torch
-    from torchrec.distributed.embedding import EmbeddingCollectionSharder
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-    from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConfig
-    from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+    from torchrec.modules.embedding_configs import EmbeddingBagConfig
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-    ec = EmbeddingCollection(
-        tables=[EmbeddingConfig(name="s", embedding_dim=8, num_embeddings=10, feature_names=["s"])],
-        device=torch.device("meta"),
-    )
-    with pytest.raises(SpecError, match="EmbeddingCollection is not modelled"):
-        planner().plan(torch.nn.ModuleDict({"seq": ec}).eval(), [EmbeddingCollectionSharder()])
+    class Other(torch.nn.Module):
+        pass
+
+    class OtherSharder:
+        module_type = Other
+
+    with pytest.raises(SpecError, match="module lone: Other is not modelled"):
+        planner().plan(torch.nn.ModuleDict({"lone": Other()}).eval(), [OtherSharder()])
     weighted = EmbeddingBagCollection(
         tables=[EmbeddingBagConfig(name="w", embedding_dim=8, num_embeddings=10, feature_names=["w"])],
         is_weighted=True,

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
-from embmap.cost_models.analytic import ItemShape, item_cost
+from embmap.cost_models.analytic import ItemShape, coefficient, item_cost
 from embmap.ir.cluster import ClusterPlan, ClusterSpec, DevicePlan, LinkSpec, Sharding, TableSharding
 from embmap.ir.cost_profile import CostProfile
 from embmap.ir.errors import InfeasibleError, SpecError
@@ -90,29 +90,53 @@ def options_for(
     batch: int,
     profile: CostProfile,
     allowed: tuple[Sharding, ...] = tuple(Sharding),
+    sequence: bool = False,
 ) -> list[Option]:
-    return [o for o in _all_options(t, stats, spec, batch, profile) if o.sharding in allowed]
+    """The table's options within `allowed`; `sequence`: its outputs are one row per id, not pooled."""
+    return [o for o in _all_options(t, stats, spec, batch, profile, sequence) if o.sharding in allowed]
+
+
+def output_rows(t: TableSpec, samples: int, row_share: float, sequence: bool) -> float:
+    """Output rows one part writes: a pooled row (or partial sum) per sample, or, for a sequence table, a row
+    per id in its rows (`row_share` of the table's ids)."""
+    return samples * t.pooling * row_share if sequence else float(samples)
+
+
+def sequence_write_s(t: TableSpec, samples: int, row_share: float, dim: int, profile: CostProfile) -> float:
+    """What a sequence table's part writes beyond the pooled rows the core level prices: its output rows less
+    one per sample, at the profile's output bandwidth (negative below one id per sample)."""
+    extra = output_rows(t, samples, row_share, True) - samples
+    return extra * dim * OUTPUT_BYTES * coefficient(profile, "output_bytes_per_s")
 
 
 def _all_options(
-    t: TableSpec, stats: TableProfile, spec: ClusterSpec, batch: int, profile: CostProfile
+    t: TableSpec, stats: TableProfile, spec: ClusterSpec, batch: int, profile: CostProfile, sequence: bool
 ) -> list[Option]:
     n, tgt = spec.devices, spec.device
     local_batch = math.ceil(batch / n)
     strategies = [s for s in Strategy if not s.preloaded or t.bytes <= tgt.local.capacity_bytes]
 
     def cost(table: TableSpec, rows: tuple[int, int], samples: int) -> float:
-        return min(item_cost(ItemShape(s, rows, (0, samples)), table, stats, tgt, profile).total_s for s in strategies)
+        pooled = min(
+            item_cost(ItemShape(s, rows, (0, samples)), table, stats, tgt, profile).total_s for s in strategies
+        )
+        share = (rows[1] - rows[0]) / t.rows
+        return pooled + (sequence_write_s(t, samples, share, table.dim, profile) if sequence else 0.0)
 
     others = (n - 1) / n  # the share of the samples that live on other devices
-    out_bytes = batch * t.dim * OUTPUT_BYTES
+
+    def sent(rows: tuple[int, int], dim: int) -> int:
+        """Output bytes a part over the global batch sends: all but the sending device's own samples'."""
+        share = (rows[1] - rows[0]) / t.rows
+        return round(output_rows(t, batch, share, sequence) * dim * OUTPUT_BYTES * others)
+
     full = ((0, t.rows),)
     opts = [
         Option(
             Sharding.TABLE_WISE,
             (d,),
             (cost(t, (0, t.rows), batch),),
-            (round(out_bytes * others),),
+            (sent((0, t.rows), t.dim),),
             (t.bytes,),
             full,
             ((0, t.dim),),
@@ -128,7 +152,7 @@ def _all_options(
                 Sharding.ROW_WISE,
                 tuple(range(n)),
                 tuple(cost(t, blk, batch) for blk in blocks),
-                tuple(round(out_bytes * others) for _ in blocks),
+                tuple(sent(blk, t.dim) for blk in blocks),
                 tuple((b - a) * t.row_bytes for a, b in blocks),
                 blocks,
                 tuple((0, t.dim) for _ in blocks),
@@ -143,7 +167,7 @@ def _all_options(
                 Sharding.COLUMN_WISE,
                 tuple(range(n)),
                 tuple(c for _ in cols),
-                tuple(round(out_bytes / n * others) for _ in cols),
+                tuple(sent((0, t.rows), narrow.dim) for _ in cols),
                 tuple(narrow.bytes for _ in cols),
                 tuple((0, t.rows) for _ in cols),
                 cols,
@@ -237,11 +261,15 @@ def compile_cluster(
     solver: SolverSettings | None = None,
     shardings: Mapping[str, Sequence[Sharding | str]] | None = None,
     progress: ProgressListener | None = None,
+    sequence_tables: Collection[str] = (),
 ) -> ClusterPlan:
     """Shard a workload's tables across `spec.devices` devices, then map every device's share onto its cores
     with `pipeline` (less `DEVICE_SKIPPED_PASSES`). `batch` is the global batch: all devices' samples of one
     step together. `shardings` limits a table's sharding types (as TorchRec's `ParameterConstraints.sharding_types`
     do). `progress` follows the device level's CP-SAT search (`passes.solver.progress`), where it runs.
+    `sequence_tables` output one row per id rather than a pooled row per sample (an EmbeddingCollection's):
+    the device level prices their larger outputs, in writes and in the all-to-all; the core level maps their
+    lookups as pooled ones, and each device's compute adds the difference (`DevicePlan.sequence_write_s`).
 
     `solver` bounds the device level's search; the devices' compiles share `DEVICE_BUDGET_FACTOR` times its
     time limit (`device_settings`), and devices with the same share (data-parallel replicas) share one compile.
@@ -253,7 +281,8 @@ def compile_cluster(
     check_fits(w, _as_one_target(spec))
     profile = cost_profile or default_profile(spec.device)
     tables = list(w.tables)
-    options = table_options(w, spec, profile, shardings or {})
+    sequence = _sequence(sequence_tables, tables)
+    options = table_options(w, spec, profile, shardings or {}, sequence)
     if device_method == "table-wise-greedy" and not all(
         any(o.sharding is Sharding.TABLE_WISE for o in opts) for opts in options
     ):
@@ -267,6 +296,7 @@ def compile_cluster(
             rows=o.rows,
             columns=o.columns,
             bytes_per_rank=max(o.bytes_per_rank),
+            output="sequence" if t.name in sequence else "pooled",
         )
         for t, o in zip(tables, choice, strict=True)
     )
@@ -286,15 +316,21 @@ def compile_cluster(
 
 
 def table_options(
-    w: WorkloadSpec, spec: ClusterSpec, profile: CostProfile, shardings: Mapping[str, Sequence[Sharding | str]]
+    w: WorkloadSpec,
+    spec: ClusterSpec,
+    profile: CostProfile,
+    shardings: Mapping[str, Sequence[Sharding | str]],
+    sequence: Collection[str] = (),
 ) -> list[list[Option]]:
-    """Every table's device-level options, within the sharding types it allows."""
+    """Every table's device-level options, within the sharding types it allows (`sequence`: the tables whose
+    outputs are a row per id)."""
     module = _device_module(w, spec, profile)
     tables = list(w.tables)
     allowed = _allowed(shardings, tables)
     options = []
     for t in tables:
-        opts = options_for(t, module.table_profile(t.name), spec, w.batch_size, profile, allowed[t.name])
+        stats = module.table_profile(t.name)
+        opts = options_for(t, stats, spec, w.batch_size, profile, allowed[t.name], t.name in sequence)
         if not opts:
             kinds = ", ".join(s.value for s in allowed[t.name])
             raise InfeasibleError(
@@ -326,22 +362,41 @@ def _device_plans(
         key: compile(sub, spec.device, passes, cost_profile=profile, solver=settings, baselines=False)
         for key, sub in distinct.items()
     }
+    writes = sequence_writes_s(w, spec, layout, profile)
     devices = []
     for d, subs in enumerate(shares):
         plans = tuple(compiled[sub.model_dump_json()] for sub in subs)
-        compute = sum(p.makespan_s for p in plans)
+        compute = sum(p.makespan_s for p in plans) + writes[d]
         devices.append(
             DevicePlan(
                 device=d,
                 plans=plans,
                 memory_bytes=memory[d],
                 compute_s=compute,
+                sequence_write_s=writes[d],
                 send_bytes=send[d],
                 comm_s=finish_s(0.0, send[d], spec.link),
                 finish_s=finish_s(compute, send[d], spec.link),
             )
         )
     return devices
+
+
+def sequence_writes_s(
+    w: WorkloadSpec, spec: ClusterSpec, layout: tuple[TableSharding, ...], profile: CostProfile
+) -> list[float]:
+    """Per device, what its sequence tables' parts write beyond the pooled rows its core-level plans price,
+    spread over its cores (as the device level priced them: `sequence_write_s`)."""
+    by_name = {t.name: t for t in w.tables}
+    out = [0.0] * spec.devices
+    for s in layout:
+        if s.output != "sequence":
+            continue
+        t = by_name[s.table]
+        samples = math.ceil(w.batch_size / spec.devices) if s.sharding is Sharding.DATA_PARALLEL else w.batch_size
+        for r, (r0, r1), (c0, c1) in zip(s.ranks, s.rows, s.columns, strict=True):
+            out[r] += sequence_write_s(t, samples, (r1 - r0) / t.rows, c1 - c0, profile) / spec.device.cores
+    return out
 
 
 def device_settings(solver: SolverSettings, distinct: int) -> SolverSettings:
@@ -375,6 +430,13 @@ def _allowed(
         if not out[name]:
             raise SpecError(f"shardings.{name}", "allows no sharding type", "name at least one")
     return out
+
+
+def _sequence(names: Collection[str], tables: list[TableSpec]) -> frozenset[str]:
+    unknown = sorted(set(names) - {t.name for t in tables})
+    if unknown:
+        raise SpecError(f"sequence_tables.{unknown[0]}", "names no table of the workload", "use its table names")
+    return frozenset(names)
 
 
 def _as_one_target(spec: ClusterSpec) -> TargetSpec:
@@ -467,5 +529,6 @@ def explain_cluster(plan: ClusterPlan) -> str:
     lines += ["", "shardings: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
     lines.append("table                 sharding       ranks")
     for s in plan.shardings:
-        lines.append(f"{printable(s.table):<21} {s.sharding.value:<14} {list(s.ranks)}")
+        rows = f"{printable(s.table):<21} {s.sharding.value:<14} {list(s.ranks)}"
+        lines.append(rows + ("  (outputs a row per id)" if s.output == "sequence" else ""))
     return "\n".join(lines)

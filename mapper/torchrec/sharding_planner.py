@@ -9,14 +9,15 @@ Plans are for inference: the device level prices forward lookups and the output 
 pass, gradient exchange or optimizer state. A module in training mode, or sharders whose fused parameters
 name an optimizer, get a warning.
 
-It walks the module tree and plans every EmbeddingBagCollection the sharders cover, all tables together, keyed
-by the modules' real paths (`compile_cluster`, then `io.module_sharding_plan`). `batch_size` is per rank, as
-TorchRec means it; the device level plans the global batch, batch_size x world_size. Constraints are read by
-`constraints.read_constraints`: honoured, or refused in one line. Modules: EmbeddingBagCollections are planned;
-an EmbeddingCollection a sharder covers is refused (its outputs are sequences, pooling factor x more all-to-all
-bytes than the pooled outputs the device level prices), as is one with weighted features (the cost model prices
-unweighted sums). MEAN pooling is planned as SUM: the same lookups and output bytes; the division of each
-output by its length is not priced.
+It walks the module tree and plans every EmbeddingBagCollection and EmbeddingCollection the sharders cover, all
+tables together, keyed by the modules' real paths (`compile_cluster`, then `io.module_sharding_plan`).
+`batch_size` is per rank, as TorchRec means it; the device level plans the global batch, batch_size x
+world_size. Constraints are read by `constraints.read_constraints`: honoured, or refused in one line. An
+EmbeddingCollection's tables output a row per id (sequences, not pooled sums): the device level prices those
+outputs, pooling factor times a pooled table's, in the writes and in the all-to-all (`sequence_tables` of
+`compile_cluster`). An EmbeddingBagCollection with weighted features is refused (the cost model prices unweighted
+sums). MEAN pooling is planned as SUM: the same lookups and output bytes; the division of each output by its
+length is not priced.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torchrec.distributed.planner.storage_reservations import (
     HeuristicalStorageReservation,
 )
 from torchrec.distributed.types import ShardingPlan, ShardingPlanner
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 
 from embmap.ir.cluster import ClusterPlan
 from embmap.ir.errors import SpecError
@@ -121,7 +122,8 @@ class EmbmapShardingPlanner(ShardingPlanner):
         workload = workload_from_torchrec(configs, batch_size=self._batch_size * n, pooling=pooling)
         spec = cluster(self._target, n, memory_bytes=self._memory_bytes(module, found))
         shardings = {name: list(tc.allowed) for name, tc in per_table.items()}
-        result = compile_cluster(workload, spec, solver=self._solver, shardings=shardings)
+        sequence = [name for name, path in owner.items() if not isinstance(found[path][0], EmbeddingBagCollection)]
+        result = compile_cluster(workload, spec, solver=self._solver, shardings=shardings, sequence_tables=sequence)
         self.last_plan = result
         if self._debug:
             log.info("%s", explain_cluster(result))
@@ -144,9 +146,10 @@ class EmbmapShardingPlanner(ShardingPlanner):
         owner: dict[str, str] = {}
         for path, (mod, sharder) in found.items():
             offered = {st: sharder.compute_kernels(st, kind) for st in sharder.sharding_types(kind)}
-            if mod.is_weighted():
+            pooled = isinstance(mod, EmbeddingBagCollection)
+            if pooled and mod.is_weighted():
                 raise SpecError(f"module {path or '<root>'}", "has weighted features", "not modelled: unweighted sums")
-            for c in mod.embedding_bag_configs():
+            for c in mod.embedding_bag_configs() if pooled else mod.embedding_configs():
                 if c.name in owner:
                     raise SpecError(
                         f"tables.{c.name}",
@@ -197,7 +200,8 @@ def _target_of(topology: Any) -> str:
 
 
 def _sharded_modules(module: nn.Module, sharders: list[Any]) -> dict[str, tuple[Any, Any]]:
-    """Module path -> (module, sharder) for every module a sharder covers; EmbeddingCollections are refused."""
+    """Module path -> (module, sharder) for every EmbeddingBagCollection or EmbeddingCollection a sharder
+    covers; other sharded modules are refused."""
     by_type = {s.module_type: s for s in sharders}
     found: dict[str, tuple[Any, Any]] = {}
     for path, mod in module.named_modules():
@@ -206,10 +210,10 @@ def _sharded_modules(module: nn.Module, sharders: list[Any]) -> dict[str, tuple[
         sharder = by_type.get(type(mod))
         if sharder is None:
             continue
-        if not isinstance(mod, EmbeddingBagCollection):
+        if not isinstance(mod, (EmbeddingBagCollection, EmbeddingCollection)):
             raise SpecError(
                 f"module {path or '<root>'}",
-                f"{type(mod).__name__} is not modelled: the cost model prices pooled outputs",
+                f"{type(mod).__name__} is not modelled: the cost model prices embedding lookups",
                 "plan it with TorchRec's planner, or leave its sharder out",
             )
         found[path] = (mod, sharder)
