@@ -6,15 +6,21 @@ Per cell (tables x ranks): one TorchRec model, the EmbeddingBagConfigs of `synth
 batch 512 (TorchRec's default), one `Topology(world_size=R, compute_device="cpu", ddr_cap=M)` and the same
 constraints for every planner: `ParameterConstraints(sharding_types=[table_wise, row_wise, data_parallel],
 pooling_factors=[p])` per table. Column-wise is left out: TorchRec's column shards are not the equal all-device
-blocks the device level prices. M makes memory matter: the usable memory of one rank (M less TorchRec's 15%
-reservation, `memory_per_rank_bytes`) is the larger of 2 x the tables' bytes / R and 1.25 x the largest table,
-so replicating every table never fits, and every table fits one rank.
+blocks the device level prices. M (`memory_per_rank_bytes`) is what TorchRec reserves for inputs plus a usable
+part (`usable_bytes`): 2 x the tables' bytes / R plus 1.25 x the pooled outputs TorchRec counts with the tables
+(each table's outputs of the global batch, 4 bytes a value), and at least 1.25 x the largest table with its
+outputs. So every planner finds room (TorchRec's storage estimates count those outputs; embmap's do not), and
+replicating every table does not fit. EmbmapShardingPlanner is given TorchRec's usable part too
+(`FixedPercentageStorageReservation` of the rest), so all planners plan for the same memory.
 
 Planners, each in a fresh process stopped after `--timeout` seconds (wall clock, imports included; the time
 reported is `planner.plan(module, sharders)` alone): EmbmapShardingPlanner (1 worker, seed 0, the default time
-limit) and TorchRec's EmbeddingShardingPlanner with each proposer alone, with its default list, and with
-DynamicProgrammingProposer on a CUDA topology of the same memory (`hbm_cap=M`, no DDR to spill to; the module
-on meta tensors, planned without a GPU). A planner that plans nothing or raises is reported with its reason.
+limit), its device level alone (the same shardings, without mapping each rank's share onto its cores: the
+decision TorchRec's planner makes), and TorchRec's EmbeddingShardingPlanner with each proposer alone, with its
+default list, and with DynamicProgrammingProposer on a CUDA topology of the same usable memory (HBM, TorchRec's
+15% of it reserved, no DDR to spill to; the module on meta tensors, planned without a GPU). A planner that
+plans nothing or raises is reported with its reason; one stopped by the timeout is not rerun on a cell with
+more tables or ranks, nor the default list where one of its proposers was stopped alone.
 Every plan is priced by embmap's device-level model (`mapper.torchrec.compare.predicted_s`) on the cluster
 EmbmapShardingPlanner plans for (`cluster("cpu", R, memory_bytes=...)`): compute of each device's tables spread
 over its cores, then its outputs over the assumed gloo link; the slowest device's finish.
@@ -98,6 +104,7 @@ def reserved_bytes(w: WorkloadSpec, ranks: int) -> int:
     from embmap.mapper.torchrec.io import collection
 
     probe = 1 << 50
+    warnings.filterwarnings("ignore", "HeuristicalStorageReservation", FutureWarning)
     topology = Topology(world_size=ranks, compute_device="cpu", ddr_cap=probe)
     left = HeuristicalStorageReservation(RESERVATION).reserve(
         topology=topology,
@@ -432,8 +439,10 @@ def section(cells: Sequence[Sequence[Row]], command: str, timeout_s: float) -> s
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {machine_key()}; planning times are wall-clock on a shared 2-core machine",
         f"- per-rank batch {BATCH_PER_RANK}; constraints: {', '.join(KINDS)} and the workload's pooling factors; "
-        f"`ddr_cap` per rank: usable (less {RESERVATION:.0%}) max(2 x all tables' bytes / ranks, 1.25 x the "
-        f"largest table); each planner in a fresh process, stopped after {timeout_s:g} s",
+        "`ddr_cap` per rank: TorchRec's input reservation plus a usable part of 2 x the tables' bytes / ranks plus "
+        "1.25 x the pooled outputs TorchRec counts with them (at least 1.25 x the largest table with its "
+        "outputs), which EmbmapShardingPlanner is given too; each planner in a fresh process, stopped after "
+        f"{timeout_s:g} s, and not rerun on larger cells once stopped",
         "- predicted: embmap's device-level model (`mapper.torchrec.compare.predicted_s`) on the cluster "
         "EmbmapShardingPlanner plans for, the slowest rank's compute and output all-to-all; vs embmap: this "
         "plan's predicted time / EmbmapShardingPlanner's (above 1: embmap's plan is faster). TorchRec's rating "
