@@ -3,9 +3,6 @@ to EmbeddingBagCollections, priced for their larger outputs, and run by DMP exac
 
 from __future__ import annotations
 
-import datetime
-import os
-import warnings
 from typing import Any
 
 import pytest
@@ -16,6 +13,7 @@ from embmap.ir.spec import TableSpec, Uniform, WorkloadSpec
 from embmap.mapper import SolverSettings
 from embmap.mapper.torchrec.cluster import cluster, compile_cluster, table_options
 from embmap.mapper.torchrec.planner import available
+from tests.gloo import on_ranks
 
 pytestmark = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
 
@@ -124,76 +122,44 @@ def test_the_planner_plans_both_kinds_at_their_module_paths() -> None:
     assert outputs == {"s0": "sequence", "s1": "sequence", "b0": "pooled"}
 
 
-def _rank(rank: int, world: int, port: int, queue: Any) -> None:
+def _rank(rank: int, world: int) -> Any:
     import copy
-    import logging
 
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    try:
-        import torch
-        import torch.distributed as dist
-        from torchrec.distributed.model_parallel import DistributedModelParallel
-        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+    import torch
+    import torch.distributed as dist
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-        from embmap.mapper.torchrec.dmp import copy_full_weights
+    from embmap.mapper.torchrec.dmp import copy_full_weights
 
-        torch.set_num_threads(1)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
-        model = SeqModel.build("cpu")
-        reference = copy.deepcopy(model).eval()
-        plan = planner().collective_plan(model, sharders(), dist.GroupMember.WORLD)
-        dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=sharders())
-        copy_full_weights(dmp, reference.state_dict())
-        g = torch.Generator().manual_seed(rank + 1)
+    model = SeqModel.build("cpu")
+    reference = copy.deepcopy(model).eval()
+    plan = planner().collective_plan(model, sharders(), dist.GroupMember.WORLD)
+    dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=sharders())
+    copy_full_weights(dmp, reference.state_dict())
+    g = torch.Generator().manual_seed(rank + 1)
 
-        def kjt(keys: list[str], rows: list[int]) -> Any:
-            lengths = torch.randint(0, 6, (len(keys) * BATCH,), generator=g)
-            values = torch.cat(
-                [
-                    torch.randint(0, r, (int(lengths[i * BATCH : (i + 1) * BATCH].sum()),), generator=g)
-                    for i, r in enumerate(rows)
-                ]
-            )
-            return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=values, lengths=lengths)
+    def kjt(keys: list[str], rows: list[int]) -> Any:
+        lengths = torch.randint(0, 6, (len(keys) * BATCH,), generator=g)
+        values = torch.cat(
+            [
+                torch.randint(0, r, (int(lengths[i * BATCH : (i + 1) * BATCH].sum()),), generator=g)
+                for i, r in enumerate(rows)
+            ]
+        )
+        return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=values, lengths=lengths)
 
-        seq, bags = kjt(["fs0", "fs1"], [500, 64]), kjt(["fb"], [300])
-        dmp.eval()
-        with torch.no_grad():
-            (got_ids, got_bags), (want_ids, want_bags) = dmp(seq, bags), reference(seq, bags)
-        error = max(float((got_ids - want_ids).abs().max()), float((got_bags - want_bags).abs().max()))
-        kinds = {k: v.sharding_type for m in plan.plan.values() for k, v in m.items()}
-        result = (rank, error, tuple(got_ids.shape) == tuple(want_ids.shape), sorted(plan.plan), kinds)
-        del dmp
-        dist.barrier()
-        dist.destroy_process_group()
-    except Exception as exc:
-        queue.put(f"rank {rank}: {type(exc).__name__}: {exc}")
-        return
-    queue.put(result)
-    os._exit(0)  # skip gloo's and FBGEMM's native teardown (see mapper/torchrec/dmp.py)
+    seq, bags = kjt(["fs0", "fs1"], [500, 64]), kjt(["fb"], [300])
+    dmp.eval()
+    with torch.no_grad():
+        (got_ids, got_bags), (want_ids, want_bags) = dmp(seq, bags), reference(seq, bags)
+    error = max(float((got_ids - want_ids).abs().max()), float((got_bags - want_bags).abs().max()))
+    kinds = {k: v.sharding_type for m in plan.plan.values() for k, v in m.items()}
+    return rank, error, tuple(got_ids.shape) == tuple(want_ids.shape), sorted(plan.plan), kinds
 
 
 def test_dmp_runs_the_plan_of_sequences_and_bags_exactly_on_two_gloo_ranks() -> None:
-    import torch.multiprocessing as mp
-
-    from embmap.mapper.torchrec.dmp import _free_port
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    port = _free_port()
-    procs = [ctx.Process(target=_rank, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    results = [queue.get() for _ in range(2) if not queue.empty()]
-    assert not [r for r in results if isinstance(r, str)], results
-    assert len(results) == 2
+    results = on_ranks(_rank)
     for _rank_id, error, same_shape, paths, kinds in results:
         assert same_shape and error < 1e-6
         assert paths == ["bags", "seq"]

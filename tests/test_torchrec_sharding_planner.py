@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import os
 import warnings
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 from embmap.ir.errors import SpecError
 from embmap.mapper import SolverSettings
 from embmap.mapper.torchrec.planner import available
+from tests.gloo import on_ranks
 
 pytestmark = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
 
@@ -72,86 +71,48 @@ def pc(**kwargs: Any) -> Any:
 CONSTRAINTS_KINDS = {"t_0": ["table_wise"], "t_1": ["column_wise"], "t_2": ["table_wise"], "t_3": ["data_parallel"]}
 
 
-def _dlrm_rank(rank: int, world: int, port: int, queue: Any) -> None:
+def _dlrm_rank(rank: int, world: int) -> Any:
     """One rank of the end-to-end run, written as a TorchRec user writes it, with EmbmapShardingPlanner."""
     import copy
-    import logging
 
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    try:
-        import torch
-        import torch.distributed as dist
-        from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-        from torchrec.distributed.model_parallel import DistributedModelParallel
-        from torchrec.distributed.planner import Topology
-        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+    import torch
+    import torch.distributed as dist
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.distributed.planner import Topology
+    from torchrec.distributed.planner.types import ParameterConstraints
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-        from embmap.mapper.torchrec import EmbmapShardingPlanner
-        from embmap.mapper.torchrec.dmp import copy_full_weights
+    from embmap.mapper.torchrec import EmbmapShardingPlanner
+    from embmap.mapper.torchrec.dmp import copy_full_weights
 
-        torch.set_num_threads(1)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
-        model = dlrm("cpu")  # the same seeded weights on every rank
-        reference = copy.deepcopy(model).eval()
-        sharders = [EmbeddingBagCollectionSharder()]
-        pg = dist.GroupMember.WORLD
-        from torchrec.distributed.planner.types import ParameterConstraints
-
-        constraints = {k: ParameterConstraints(sharding_types=v) for k, v in CONSTRAINTS_KINDS.items()}
-        # the two lines a TorchRec user changes: the planner's class (and nothing else)
-        topology = Topology(world_size=world, compute_device="cpu")
-        planner = EmbmapShardingPlanner(topology=topology, batch_size=32, constraints=constraints)
-        plan = planner.collective_plan(model, sharders, pg)
-        dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=sharders)
-        copy_full_weights(
-            dmp, reference.state_dict()
-        )  # DMP initialises its shards afresh: the check needs the reference's
-        g = torch.Generator().manual_seed(rank + 1)
-        lengths = torch.randint(0, 4, (8 * 32,), generator=g)
-        values = torch.cat(
-            [
-                torch.randint(0, 100 * (i + 1), (int(lengths[i * 32 : (i + 1) * 32].sum()),), generator=g)
-                for i in range(8)
-            ]
-        )
-        kjt = KeyedJaggedTensor.from_lengths_sync(keys=[f"f_{i}" for i in range(8)], values=values, lengths=lengths)
-        dense = torch.rand((32, 13), generator=g)
-        dmp.eval()
-        with torch.no_grad():
-            got, want = dmp(dense, kjt), reference(dense, kjt)
-        kinds = sorted({ps.sharding_type for ps in plan.plan[EBC].values()})
-        result = (rank, float((got - want).abs().max()), tuple(got.shape), sorted(plan.plan), kinds)
-        del dmp
-        dist.barrier()
-        dist.destroy_process_group()
-    except Exception as exc:
-        queue.put(f"rank {rank}: {type(exc).__name__}: {exc}")
-        return
-    queue.put(result)
-    os._exit(0)  # skip gloo's and FBGEMM's native teardown (see mapper/torchrec/dmp.py)
+    model = dlrm("cpu")  # the same seeded weights on every rank
+    reference = copy.deepcopy(model).eval()
+    sharders = [EmbeddingBagCollectionSharder()]
+    pg = dist.GroupMember.WORLD
+    constraints = {k: ParameterConstraints(sharding_types=v) for k, v in CONSTRAINTS_KINDS.items()}
+    # the two lines a TorchRec user changes: the planner's class (and nothing else)
+    topology = Topology(world_size=world, compute_device="cpu")
+    planner = EmbmapShardingPlanner(topology=topology, batch_size=32, constraints=constraints)
+    plan = planner.collective_plan(model, sharders, pg)
+    dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=sharders)
+    copy_full_weights(dmp, reference.state_dict())  # DMP initialises its shards afresh: the check needs the reference's
+    g = torch.Generator().manual_seed(rank + 1)
+    lengths = torch.randint(0, 4, (8 * 32,), generator=g)
+    values = torch.cat(
+        [torch.randint(0, 100 * (i + 1), (int(lengths[i * 32 : (i + 1) * 32].sum()),), generator=g) for i in range(8)]
+    )
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=[f"f_{i}" for i in range(8)], values=values, lengths=lengths)
+    dense = torch.rand((32, 13), generator=g)
+    dmp.eval()
+    with torch.no_grad():
+        got, want = dmp(dense, kjt), reference(dense, kjt)
+    kinds = sorted({ps.sharding_type for ps in plan.plan[EBC].values()})
+    return rank, float((got - want).abs().max()), tuple(got.shape), sorted(plan.plan), kinds
 
 
 def test_dlrm_with_the_embmap_planner_on_two_gloo_ranks_gives_the_unsharded_models_outputs() -> None:
-    import torch.multiprocessing as mp
-
-    from embmap.mapper.torchrec.dmp import _free_port
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    port = _free_port()
-    procs = [ctx.Process(target=_dlrm_rank, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    results = [queue.get() for _ in range(2) if not queue.empty()]
-    assert not [r for r in results if isinstance(r, str)], results
-    assert len(results) == 2
+    results = on_ranks(_dlrm_rank)
     for _rank, error, shape, paths, kinds in results:
         assert shape == (32, 1)
         assert error < 1e-5
