@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import ExecutionPlan
-from embmap.mapper.bench.plots import write_plots
+from embmap.mapper.bench.plots import plots_section, write_plots
 from embmap.mapper.bench.run import BenchConfig, PlanningTime, Row, Scenario
 from embmap.mapper.bench.statistics import (
     CONFIDENCE,
@@ -134,7 +134,7 @@ def report_markdown(
     out += _latency_section(rows, limits)
     out += _losses_section(rows, config)
     if plots:
-        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+        out += ["", *plots_section(plots)]
     return "\n".join(out) + "\n"
 
 

@@ -79,6 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
     if not args.timeout > 0:
         raise SpecError("--timeout", f"must be positive, got {args.timeout}", "give seconds, e.g. --timeout 120")
+    if args.trace is not None:  # fail before the run, not after it
+        from embmap.mapper.run_trace import check_trace_path
+
+        check_trace_path(args.trace, [args.plan])
     plan = load_plan(args.plan, workload=args.workload, target=args.target)
     config = RunConfig(
         batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend, timeout_s=args.timeout
@@ -91,6 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"(tolerance {report.tolerance:.3g})\n"
         )
         return 1
+    if args.trace is not None:  # a run with wrong output writes no trace
+        from embmap.mapper.run_trace import write_trace
+
+        write_trace(plan, report, args.trace)
+        print(f"wrote {printable(str(args.trace))}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -312,6 +312,12 @@ def _add_plan_readers(sub: Subparsers) -> None:
     e = sub.add_parser("explain", help="explain a plan: per-core work, makespan, bound, gap, speedups")
     e.add_argument("plan", type=Path)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--gantt",
+        type=Path,
+        metavar="OUT.png|OUT.svg",
+        help="also draw the predicted schedule: a row per core (identical cores share one), bars by strategy",
+    )
 
 
 def _add_run(sub: Subparsers) -> None:
@@ -361,6 +367,12 @@ def _add_run(sub: Subparsers) -> None:
         f"above 0, at most {MAX_SECONDS:g}",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument(
+        "--trace",
+        type=Path,
+        metavar="OUT.json",
+        help="also write the measured items as a Chrome trace (Perfetto, chrome://tracing): a track per core",
+    )
 
 
 def _add_calibrate(sub: Subparsers) -> None:

@@ -216,15 +216,29 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from embmap.ir.cluster import ClusterPlan
+    from embmap.ir.printer import printable
     from embmap.mapper.explain import explain_data, explain_text
     from embmap.mapper.planio import load_any_plan
     from embmap.mapper.torchrec.cluster import explain_cluster
 
+    if args.gantt is not None:  # fail before reading the plan, not after
+        from embmap.mapper.gantt import check_gantt_path
+
+        check_gantt_path(args.gantt, [args.plan])
     plan = load_any_plan(args.plan)
     if isinstance(plan, ClusterPlan):
+        if args.gantt is not None:
+            raise SpecError(
+                "--gantt", "draws a plan for one device; this plan spans devices", "leave out --gantt for it"
+            )
         print(plan.model_dump_json(indent=1) if args.json else explain_cluster(plan))
         return 0
     print(json.dumps(explain_data(plan), indent=1) if args.json else explain_text(plan))
+    if args.gantt is not None:
+        from embmap.mapper.gantt import draw_gantt
+
+        draw_gantt(plan, args.gantt)
+        print(f"wrote {printable(str(args.gantt))}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
