@@ -20,7 +20,7 @@ from embmap.ir.cost_profile import CostProfile
 from embmap.ir.distributions import RankHistogram, crossing, histogram
 from embmap.ir.module import TableProfile
 from embmap.ir.plan import CostBreakdown, Strategy, stream_chunk_rows
-from embmap.ir.spec import HotSet, TableSpec, TargetSpec, TLBSpec, Uniform, Zipf
+from embmap.ir.spec import AnyDistribution, TableSpec, TargetSpec, TLBSpec
 
 Category = Literal["fixed", "lookup", "stream", "combine"]
 OUTPUT_BYTES = 4  # pooled outputs are accumulated and written in fp32
@@ -413,7 +413,7 @@ def table_histogram(table: TableSpec) -> RankHistogram:
 
 
 @lru_cache(maxsize=4096)
-def _histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram:
+def _histogram(distribution: AnyDistribution, rows: int) -> RankHistogram:
     return histogram(distribution, rows)
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from embmap.ir.errors import SpecError
 from embmap.ir.output import write_text_atomic
 from embmap.ir.plan import Strategy
-from embmap.ir.spec import DType, HotSet, TableSpec, Uniform, Zipf
+from embmap.ir.spec import AnyDistribution, DType, Empirical, HotSet, TableSpec, Uniform, Zipf
 
 COLUMNS = (
     "strategy",
@@ -330,7 +330,13 @@ def _format_row(m: Measurement, index: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _format_distribution(d: Uniform | Zipf | HotSet | None) -> str:
+def _format_distribution(d: AnyDistribution | None) -> str:
+    if isinstance(d, Empirical):
+        raise SpecError(
+            "measurements.distribution",
+            "an empirical (profiled) distribution has no form in the measurement CSV",
+            "measure tables of uniform, zipf or hot-set distributions for the CSV",
+        )
     if isinstance(d, Zipf):
         return f"zipf:{d.alpha!r}"
     if isinstance(d, HotSet):

@@ -2,7 +2,8 @@
 
 A histogram is a list of buckets (row count, probability of each row in the bucket), hottest first. Small
 tables get one bucket per row; large Zipf tables get exact head ranks and geometric buckets for the tail,
-so that a 40M-row table costs about a thousand buckets. From it follow the expected number of distinct rows
+so that a 40M-row table costs about a thousand buckets; an empirical distribution (a profiled trace) is its
+own histogram. From it follow the expected number of distinct rows
 among n lookups and the lookup mass of the hottest m rows (what a cache of m rows catches).
 """
 
@@ -14,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from embmap.ir.spec import HotSet, Uniform, Zipf
+from embmap.ir.spec import AnyDistribution, Empirical, HotSet, Uniform
 
 EXACT_ZIPF_ROWS = 65_536  # below this, one bucket per rank
 ZIPF_HEAD_ROWS = 4_096  # above it, exact head ranks, then geometric buckets
@@ -164,7 +165,9 @@ class RankHistogram:
         return min(1.0, total)
 
 
-def histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram:
+def histogram(distribution: AnyDistribution, rows: int) -> RankHistogram:
+    if isinstance(distribution, Empirical):
+        return _empirical(distribution, rows)
     if isinstance(distribution, Uniform) or rows == 1:
         return RankHistogram(np.array([float(rows)]), np.array([1.0 / rows]))
     if isinstance(distribution, HotSet):
@@ -175,6 +178,19 @@ def histogram(distribution: Uniform | Zipf | HotSet, rows: int) -> RankHistogram
         buckets.sort(key=lambda b: -b[1])
         return RankHistogram(np.array([float(c) for c, _ in buckets]), np.array([p for _, p in buckets]))
     return _zipf(distribution.alpha, rows)
+
+
+def _empirical(distribution: Empirical, rows: int) -> RankHistogram:
+    """The measured histogram as it is: over fewer rows (a row cap, a row shard), its most popular ranks
+    renormalised (`Empirical.capped`); over more, each bucket stretched in proportion (the same shape)."""
+    if rows < distribution.rows:
+        distribution = distribution.capped(rows)
+    counts = np.array(distribution.counts, dtype=np.float64)
+    probs = np.array(distribution.probs, dtype=np.float64)
+    if rows > distribution.rows:
+        stretch = rows / distribution.rows
+        counts, probs = counts * stretch, probs / stretch
+    return RankHistogram(counts, probs / float(np.dot(counts, probs)))
 
 
 def _zipf(alpha: float, rows: int) -> RankHistogram:

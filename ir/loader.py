@@ -280,7 +280,7 @@ def spec_error_from(exc: ValidationError, what: str) -> SpecError:
         "float_parsing": "give a number",
         "enum": "use one of the allowed values",
         "literal_error": "use one of the allowed values",
-        "union_tag_invalid": "use kind uniform, zipf or hot-set",
+        "union_tag_invalid": "use kind uniform, zipf, hot-set or empirical",
         "string_pattern_mismatch": "use letters, digits, '_', '.' or '-'",
         "int_type": "give a whole number",
         "int_parsing_size": "give a whole number in the allowed range",
@@ -298,12 +298,13 @@ def spec_error_from(exc: ValidationError, what: str) -> SpecError:
         "dict_type": "give a mapping of fields",
         "model_type": "give a mapping of fields",
         "model_attributes_type": "give a mapping of fields",
-        "union_tag_not_found": "add `kind: uniform`, `kind: zipf` or `kind: hot-set`",
+        "union_tag_not_found": "add `kind: uniform`, `kind: zipf`, `kind: hot-set` or `kind: empirical`",
         "number_type": "write a plain number, e.g. 16 (no quotes, not true or false)",
         "memory_too_large": "give the memory's capacity in bytes",
         "cost_too_large": "give seconds per access or per item, each under a second",
         "value_error": "correct the value",
         "duplicate_name": "give each table a unique name",
+        "histogram_rows": "set rows to the sum of the counts, or profile the trace with the table's rows (--tables)",
     }
     if kind == "extra_forbidden":
         msg = "unknown field"
@@ -321,7 +322,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("uniform", "zipf", "hot-set") and out:
+        elif part in ("uniform", "zipf", "hot-set", "empirical") and out:
             continue  # pydantic's discriminator tag; not a field the user wrote
         else:
             out += ("." if out else "") + str(part)

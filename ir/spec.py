@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -121,7 +122,64 @@ class HotSet(Frozen):
     hot_mass: float = Field(0.9, gt=0.0, lt=1.0)
 
 
-Distribution = Annotated[Uniform | Zipf | HotSet, Field(discriminator="kind")]
+MAX_BUCKETS = 256  # buckets of an empirical histogram: a few kilobytes per table in a workload file
+MASS_TOLERANCE = 1e-6  # how far from 1 the buckets' total probability may be (written numbers are rounded)
+
+
+class Empirical(Frozen):
+    """A measured rank histogram (`embmap profile-trace`): `counts[i]` rows each read with probability
+    `probs[i]`, most popular first. It describes `sum(counts)` rows, which must be the table's rows; a row
+    cap keeps the most popular ranks that fit and renormalises (`capped`). `alpha` is a Zipf exponent fitted
+    to it, shown to readers and never used by the cost model."""
+
+    kind: Literal["empirical"] = "empirical"
+    counts: tuple[Annotated[int, Field(gt=0, le=MAX_ROWS)], ...] = Field(min_length=1, max_length=MAX_BUCKETS)
+    probs: tuple[Annotated[float, Field(gt=0.0, le=1.0)], ...] = Field(min_length=1, max_length=MAX_BUCKETS)
+    alpha: float | None = Field(None, ge=0.0, le=5.0, description="fitted Zipf exponent, for display only")
+
+    @model_validator(mode="after")
+    def _a_distribution(self) -> Empirical:
+        if len(self.counts) != len(self.probs):
+            raise ValueError(
+                f"counts has {len(self.counts)} buckets and probs {len(self.probs)}: give one probability per bucket"
+            )
+        for i in range(1, len(self.probs)):
+            if self.probs[i] > self.probs[i - 1] * (1.0 + 1e-12):
+                raise ValueError(
+                    f"probs[{i}] is {self.probs[i]!r}, more than probs[{i - 1}] {self.probs[i - 1]!r}: "
+                    "list the buckets most popular first (probabilities non-increasing)"
+                )
+        mass = math.fsum(c * p for c, p in zip(self.counts, self.probs, strict=True))
+        if abs(mass - 1.0) > MASS_TOLERANCE:
+            raise ValueError(
+                f"the buckets' lookups sum to {mass:.9g}, not 1 (sum of counts[i] * probs[i]): "
+                "scale probs so that they sum to 1"
+            )
+        return self
+
+    @property
+    def rows(self) -> int:
+        """The rows the histogram describes."""
+        return sum(self.counts)
+
+    def capped(self, rows: int) -> Empirical:
+        """The histogram of the `rows` most popular ranks, renormalised: what a row cap does to it (as to a
+        Zipf, whose ranks beyond the cap are dropped and the rest rescaled)."""
+        if rows >= self.rows:
+            return self
+        counts: list[int] = []
+        for c in self.counts:
+            take = min(c, rows - sum(counts))
+            if take <= 0:
+                break
+            counts.append(take)
+        mass = math.fsum(c * p for c, p in zip(counts, self.probs, strict=False))
+        probs = tuple(p / mass for p in self.probs[: len(counts)])
+        return self.model_copy(update={"counts": tuple(counts), "probs": probs})
+
+
+Distribution = Annotated[Uniform | Zipf | HotSet | Empirical, Field(discriminator="kind")]
+AnyDistribution = Uniform | Zipf | HotSet | Empirical
 
 
 class HotTables(Frozen):
@@ -163,6 +221,11 @@ class TableSpec(Frozen):
     pooling: Pooling = Field(1, description="lookups per sample (a mean: may be fractional), sum-pooled")
     distribution: Distribution | None = Field(None, description="overrides the workload's default")
 
+    @model_validator(mode="after")
+    def _histogram_fits(self) -> TableSpec:
+        check_empirical_rows(self.distribution, self.rows, "its")
+        return self
+
     @property
     def row_bytes(self) -> int:
         return self.dim * self.dtype.bytes
@@ -197,23 +260,18 @@ class WorkloadSpec(Frozen):
                     "duplicate_name", "tables[{i}].name {name} repeats an earlier table", {"i": i, "name": repr(t.name)}
                 )
             seen.add(t.name)
+        for t in self.tables:
+            if t.distribution is None:
+                check_empirical_rows(self.distribution, t.rows, f"table {t.name}'s (the workload's distribution)")
         return self
 
-    def distribution_of(self, table: TableSpec) -> Uniform | Zipf | HotSet:
+    def distribution_of(self, table: TableSpec) -> AnyDistribution:
         return table.distribution or self.distribution
 
     def effective(self) -> WorkloadSpec:
         """The workload as planned: row cap applied, every table's distribution made explicit, pooling
         factors skewed where `hot_tables` says so."""
-        tables = tuple(
-            t.model_copy(
-                update={
-                    "rows": min(t.rows, self.row_cap) if self.row_cap else t.rows,
-                    "distribution": self.distribution_of(t),
-                }
-            )
-            for t in self.tables
-        )
+        tables = tuple(_capped(t, self.distribution_of(t), self.row_cap) for t in self.tables)
         if self.hot_tables is not None:
             tables = self.hot_tables.apply(tables)
         return self.model_copy(update={"tables": tables, "hot_tables": None})
@@ -224,6 +282,24 @@ class WorkloadSpec(Frozen):
 
     def digest(self) -> str:
         return _digest(self)
+
+
+def check_empirical_rows(distribution: AnyDistribution | None, rows: int, whose: str) -> None:
+    """An empirical histogram describes as many rows as the table it is given to has."""
+    if isinstance(distribution, Empirical) and distribution.rows != rows:
+        raise PydanticCustomError(
+            "histogram_rows",
+            "{whose} empirical distribution describes {described} rows (the sum of its counts), the table has {rows}",
+            {"whose": whose, "described": distribution.rows, "rows": rows},
+        )
+
+
+def _capped(table: TableSpec, distribution: AnyDistribution, row_cap: int | None) -> TableSpec:
+    """The table as planned: at most `row_cap` rows, its distribution explicit (an empirical one capped too)."""
+    rows = min(table.rows, row_cap) if row_cap else table.rows
+    if isinstance(distribution, Empirical):
+        distribution = distribution.capped(rows)
+    return table.model_copy(update={"rows": rows, "distribution": distribution})
 
 
 # Target --------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from embmap.mapper.cli.listings import cmd_passes, cmd_targets, cmd_workloads
 from embmap.mapper.cli.measure import cmd_bench, cmd_calibrate, cmd_run
 from embmap.mapper.cli.parser import build_parser
 from embmap.mapper.cli.plans import cmd_compile, cmd_explain, cmd_export
+from embmap.mapper.cli.trace import cmd_profile_trace
 
 EXIT = {"done": 0, "wrong_output": 1, "bad_input": 2, "run_failed": 3, "resource": 4, "internal": 5, "interrupted": 130}
 
@@ -48,6 +49,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "calibrate": cmd_calibrate,
     "passes": cmd_passes,
+    "profile-trace": cmd_profile_trace,
     "targets": cmd_targets,
     "workloads": cmd_workloads,
 }

@@ -23,6 +23,7 @@ from embmap.ir.errors import SpecError
 from embmap.ir.printer import printable
 from embmap.ir.spec import (
     MAX_BATCH_SIZE,
+    MAX_BUCKETS,
     MAX_CORES,
     MAX_MEMORY_BYTES,
     MAX_ROWS,
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_bench(sub)
     _add_listings(sub)
+    _add_profile_trace(sub)
     return parser
 
 
@@ -413,6 +415,24 @@ def _add_bench(sub: Subparsers) -> None:
         type=whole(1, MAX_REPEATS, f"give a positive number of rounds, at most {MAX_REPEATS}"),
         help=f"interleaved rounds, each running every plan and framework once (default 5, quick 1; at most "
         f"{MAX_REPEATS})",
+    )
+
+
+def _add_profile_trace(sub: Subparsers) -> None:
+    t = sub.add_parser("profile-trace", help="measure a workload from an index trace: pooling and popularity")
+    t.add_argument("trace", type=Path, help=".npz, .parquet, .pt (TorchRec KeyedJaggedTensors), or a directory")
+    t.add_argument("-o", "--output", type=Path, required=True, help="the workload file to write (YAML)")
+    t.add_argument("--tables", type=Path, help="YAML/JSON: table name -> rows, dim, dtype, features")
+    t.add_argument(
+        "--buckets",
+        type=whole(1, MAX_BUCKETS, f"give 1 to {MAX_BUCKETS}"),
+        default=64,
+        help=f"histogram buckets per table (1 to {MAX_BUCKETS}; default 64)",
+    )
+    t.add_argument(
+        "--batch-size",
+        type=whole(1, MAX_BATCH_SIZE, "give the samples of one batch"),
+        help="samples per batch (default: the trace's own batches)",
     )
 
 
