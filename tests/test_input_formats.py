@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 
 from embmap.ir.errors import SpecError
 from embmap.ir.spec import (
+    Empirical,
     HotSet,
     HotTables,
     MemorySpec,
@@ -49,6 +50,7 @@ FIELD_TABLES: dict[tuple[Path, str], tuple[type[BaseModel], ...]] = {
     (WORKLOADS_DOC, "### The workload"): (WorkloadSpec,),
     (WORKLOADS_DOC, "### Tables"): (TableSpec,),
     (WORKLOADS_DOC, "### Index distributions"): (Uniform, Zipf, HotSet),
+    (WORKLOADS_DOC, "### Empirical distributions"): (Empirical,),
     (WORKLOADS_DOC, "### Hot tables"): (HotTables,),
     (TARGETS_DOC, "### The target"): (TargetSpec,),
     (TARGETS_DOC, "### Memories"): (MemorySpec,),

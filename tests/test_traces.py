@@ -333,3 +333,18 @@ def test_the_generator_is_seeded_and_realistic() -> None:
     assert repeats(a.ids["l"]) > repeats(a.ids["p"]) + 0.3
     with zipfile.ZipFile(write_trace(a, Path(__import__("tempfile").mkdtemp()) / "a.npz")) as z:
         assert sorted(z.namelist())[0] == "batch_sizes.npy"
+
+
+def test_the_measured_compression_error_in_the_docs_is_what_the_script_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runpy
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setattr("sys.argv", ["trace_histograms.py"])
+    runpy.run_path(str(root / "benchmarks" / "trace_histograms.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    page = (root / "docs" / "traces.md").read_text(encoding="utf-8")
+    shown = page.split("<!-- trace_histograms -->\n```text\n")[1].split("```\n<!-- /trace_histograms -->")[0]
+    assert shown == printed, "docs/traces.md: paste the output of python benchmarks/trace_histograms.py"
+    assert "embmap: error: trace bad.npz: f.lengths: account for 3 ids, ids has 4 (fix: " in page
