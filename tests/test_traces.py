@@ -18,7 +18,15 @@ from embmap.ir.errors import SpecError
 from embmap.ir.loader import parse_document, validate
 from embmap.ir.spec import Empirical, TableSpec, WorkloadSpec, Zipf
 from embmap.mapper.cli import main
-from embmap.mapper.traces import FeatureSpec, IdCounter, empirical, generate, workload_from_trace, write_trace
+from embmap.mapper.traces import (
+    FeatureSpec,
+    IdCounter,
+    TraceProgress,
+    empirical,
+    generate,
+    workload_from_trace,
+    write_trace,
+)
 from embmap.mapper.traces import histogram as trace_histogram
 from embmap.mapper.traces.profile import workload_yaml
 from embmap.mapper.workloads import resolve_workload
@@ -119,6 +127,24 @@ def test_every_format_gives_the_same_workload(tmp_path: Path) -> None:
         part = generate(KNOWN[:2], samples=1000, batch_size=300, seed=3)
         write_trace(part, parts / f"b{i}.npz")
     assert workload_from_trace(parts, tables=tables).batch_size == 300
+
+
+def test_chunk_boundaries_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lengths and offsets read a few samples at a time (offsets carried across chunks) count the same."""
+    from embmap.mapper.traces import formats
+
+    trace = generate(KNOWN[:2], samples=3000, batch_size=300, seed=4)
+    tables = {f.name: TABLES[f.name] for f in KNOWN[:2]}
+    path = write_trace(trace, tmp_path / "t.npz")
+    offsets = _write_offsets_npz(path, tmp_path / "o.npz")
+    whole = workload_from_trace(path, tables=tables)
+    monkeypatch.setattr(formats, "CHUNK_SAMPLES", 7)
+    _same(whole, workload_from_trace(path, tables=tables))
+    _same(whole, workload_from_trace(offsets, tables=tables))
+    events: list[TraceProgress] = []
+    workload_from_trace(path, tables=tables, progress=events.append)
+    assert [e.done for e in events[-2:]] == [False, True] and events[-1].ids == sum(t.size for t in trace.ids.values())
+    assert all(a.ids <= b.ids and a.pieces <= b.pieces for a, b in zip(events, events[1:], strict=False))
 
 
 def test_parquet_gives_the_same_workload(tmp_path: Path) -> None:
