@@ -16,7 +16,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,runtime,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,runtime,bench,traces]'
 	# TorchRec's planner, the optional baseline: pinned to a build that loads with torch 2.13 on CPU; its
 	# wheels must come without their dependencies (they name the CUDA build of FBGEMM).
 	$(PY) -m pip install --quiet --no-deps fbgemm-gpu-cpu==1.8.0 torchrec==1.8.0
