@@ -52,6 +52,8 @@ def print_module(m: Module) -> str:
     lines = [f"module @{printable(w.name)} target=@{printable(t.name)} cores={t.cores} batch={w.batch_size} {{"]
     for tab in w.tables:
         dist = tab.distribution.model_dump(exclude_defaults=False) if tab.distribution else {}
+        if dist.get("kind") == "empirical":  # a measured histogram: its size, not its up to 256 buckets
+            dist = {"kind": "empirical", "buckets": len(dist["counts"]), "alpha": dist["alpha"]}
         dist_text = " ".join(f"{k}={v}" for k, v in dist.items() if k != "kind")
         kind = dist.get("kind", "?")
         lines.append(
