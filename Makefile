@@ -41,6 +41,7 @@ test-long: $(STAMP) $(NATIVE)  ## the heavier test variants (marked long): more 
 
 bench: $(STAMP) $(NATIVE)  ## every pipeline x workload x distribution, predicted and measured: docs/RESULTS.md and plots; and bench-scale
 	$(VENV)/bin/embmap bench --out docs
+	$(PY) -m embmap.mapper.calibration_scatter -o docs/calibration-scatter.png
 	$(SCALE_BENCH)
 
 bench-compile: $(STAMP) $(NATIVE)  ## compile time (median of 3), gap and plan of every built-in workload on ascend910: docs/COMPILE.md
