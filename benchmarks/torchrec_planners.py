@@ -445,7 +445,8 @@ def section(cells: Sequence[Sequence[Row]], command: str, timeout_s: float) -> s
         f"{timeout_s:g} s, and not rerun on larger cells once stopped",
         "- predicted: embmap's device-level model (`mapper.torchrec.compare.predicted_s`) on the cluster "
         "EmbmapShardingPlanner plans for, the slowest rank's compute and output all-to-all; vs embmap: this "
-        "plan's predicted time / EmbmapShardingPlanner's (above 1: embmap's plan is faster). TorchRec's rating "
+        "plan's predicted time / EmbmapShardingPlanner's, or its device level's where the planner did not finish "
+        "(the same shardings; above 1: embmap's plan is faster). TorchRec's rating "
         "is its own perf model's (training: forward and backward), not comparable across planners' models.",
         "",
     ]
