@@ -104,7 +104,9 @@ def test_the_envelope_lies_under_a_nondecreasing_cost_at_every_size(n: int) -> N
     for name, values in shapes.items():
         curve = Envelope(lambda m, v=values: float(v[m - 1]), n, [n / k for k in (1, 2, 3, 5)], _grid(n, 1.05, 10**6))
         e = curve.at(np.arange(1, n + 1, dtype=np.float64))
-        assert (e <= values * (1 + 1e-12)).all(), f"{name}: the envelope exceeds the cost at size {np.argmax(e > values) + 1}"
+        assert (e <= values * (1 + 1e-12)).all(), (
+            f"{name}: the envelope exceeds the cost at size {np.argmax(e > values) + 1}"
+        )
         if name == "linear" and n <= 128:
             assert e == pytest.approx(values, rel=1e-12)
 
@@ -136,3 +138,25 @@ def test_the_bound_is_under_the_plans_of_every_pipeline(workload: str) -> None:
     target = builtin_target("ascend910")
     module = ProfilePass().apply(lower(builtin_workload(workload), target, default_profile(target)), PassContext())
     assert space_bound_s(module) + module.cost_profile.core_start_s == pytest.approx(bounds["embmap"], rel=1e-12)
+
+
+def test_on_one_core_every_table_is_one_whole_part_and_the_bound_is_the_plans_busy_time() -> None:
+    """One core holds one part of each table: its options are the whole table's costs, read at the batch alone
+    (reading every size of a cache target's batch made a 16-table device of a 32-rank cluster take 19 s)."""
+    target = builtin_target("cpu").model_copy(update={"cores": 1})
+    w = builtin_workload("tenrec-qb-article").model_copy(update={"batch_size": 256})
+    plan = compile_plan(w, target, "embmap")
+    module = lower(w.effective(), target, default_profile(target))
+    module = ProfilePass().apply(module, PassContext())
+    whole = {
+        t.name: min(
+            item_seconds(
+                ItemShape(s, (0, t.rows), (0, 256)), t, module.table_profile(t.name), target, module.cost_profile
+            )
+            for s in Strategy
+            if not s.preloaded or t.bytes <= target.local.capacity_bytes
+        )
+        for t in module.workload.tables
+    }
+    assert space_bound_s(module) == pytest.approx(sum(whole.values()), rel=1e-9)
+    assert plan.solver.status == "OPTIMAL" and plan.lower_bound_s == pytest.approx(plan.makespan_s, rel=1e-9)

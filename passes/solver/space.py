@@ -150,6 +150,14 @@ def _options(
             shape = ItemShape(strategy, (0, size), (0, batch))
         return item_seconds(shape, t, stats, module.target, module.cost_profile)
 
+    k = np.asarray(counts, dtype=np.int64)
+    if strategy.preloaded:
+        held = k * t.bytes if mode is PartitionMode.SAMPLES else np.full(len(k), t.bytes)
+    else:
+        held = np.zeros(len(k), dtype=np.int64)
+    if counts == [1]:  # one part (a one-core target): the whole table, its only size, priced as it is
+        whole = np.array([cost(n)])
+        return _ranges(k, whole, whole, whole, held)
     queries = [n / k for k in counts] if 8 * len(counts) <= points else []
     if mode is PartitionMode.SAMPLES and module.target.local_is_cache:
         curve = Envelope(cost, n, queries)  # every size: nothing is assumed of the cost between sizes
@@ -157,11 +165,6 @@ def _options(
         curve = Envelope(cost, n, queries, _grid(n, ratio, points))  # a cost that never falls with more samples
     else:  # a row shard holds fewer rows than the table (a whole table is priced without a shard's costs)
         curve = Envelope(cost, n - 1, queries, _grid(n - 1, ratio, points), drop=ROW_DROP)
-    k = np.asarray(counts, dtype=np.int64)
-    if strategy.preloaded:
-        held = k * t.bytes if mode is PartitionMode.SAMPLES else np.full(len(k), t.bytes)
-    else:
-        held = np.zeros(len(k), dtype=np.int64)
     largest = curve.least_from(-(-n // k))  # some part has at least ceil(n / k)
     work = k * curve.at(n / k)  # sum of c(n_i) >= sum of e(n_i) >= k e(n / k), e convex under c
     least = np.full(len(k), float(curve.least_from(np.array([1]))[0]))
