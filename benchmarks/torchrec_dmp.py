@@ -144,7 +144,8 @@ def best_line(name: str, label: str, planned: list[Planned], best: dict[str, flo
     by_predicted = min(theirs, key=lambda p: p.predicted_s or 0.0)
     return (
         f"- {name} ({label}): TorchRec's best by measured latency {PLANNERS.LABELS[by_measured.planner]} "
-        f"({fmt_s(best[by_measured.key])}, embmap's {best[planned[0].key] / best[by_measured.key]:.2f}x of it); "
+        f"({fmt_s(best[by_measured.key])}; embmap's plan measured {best[planned[0].key] / best[by_measured.key]:.2f}x "
+        "of that); "
         f"by predicted time {PLANNERS.LABELS[by_predicted.planner]} ({fmt_s(by_predicted.predicted_s or 0.0)})"
     )
 
