@@ -10,7 +10,8 @@
 //   L1-UB  L1d, the chunk's lookups gathered from there (from the shared table, or from the private replica).
 // A row shard gathers the lookups in its rows only. Shards do not share a lock: each writes its own partial
 // sums, and the last shard of a table to finish (an atomic counter) adds the partials into the output.
-// Accumulation is in fp32 whatever the table's dtype (fp32 or fp16).
+// Accumulation is in fp32 whatever the table's dtype (fp32 or fp16). Index batches are jagged (CSR): sample s
+// of batch b looks up ids[offsets[b][s] .. offsets[b][s + 1]), any number of ids including none (a zero row).
 //
 // The barrier spins for a bounded time, then sleeps on a futex, so a core that waits for a slower one
 // gives its time back to the machine instead of burning it.
@@ -87,9 +88,11 @@ struct Table {
   int64_t rows;
   int64_t dim;
   int64_t row_bytes;
-  const int64_t* indices;  // [index_batches, batch, pooling]
+  const int64_t* ids;      // every index batch's ids, one after another
+  const int64_t* offsets;  // [index_batches, batch + 1] into ids
+  int64_t index_batches;
   int64_t batch;
-  int64_t pooling;
+  int64_t pooling;  // mean lookups per sample, rounded down: U sums pay where bags hold at least U lookups
   float* output;  // [batch, dim]
   // Row shards: how many there are, how many have finished this batch, and their partial sums.
   int shards = 0;
@@ -157,10 +160,10 @@ inline void prefetch_row(const char* row, int64_t row_bytes) {
 // a row late to arrive holds up one chain while the others go on (one chain was 1.5x slower per lookup on a
 // table in main memory at pooling 200). Only bags of at least U lookups take that path.
 template <typename T, int DIM, int U>
-void gather_bags(const ItemState& st, const int64_t* idx, float* __restrict dst) {
+void gather_bags(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
   const Item& it = *st.item;
-  const int64_t P = st.table->pooling, dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
-  const int64_t dist = kPrefetchLookups, first = it.s0 * P, last = it.s1 * P;
+  const int64_t dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
+  const int64_t dist = kPrefetchLookups, first = offs[it.s0], last = offs[it.s1];
   const int64_t r0 = it.r0;  // lookups name rows of the table; `base` is its row r0
   const T* base = reinterpret_cast<const T*>(st.base);
   const char* bytes = st.base;
@@ -172,8 +175,8 @@ void gather_bags(const ItemState& st, const int64_t* idx, float* __restrict dst)
     float* out = dst + (s - it.s0) * dim;
     float* a = DIM > 0 ? acc[0] : out;
     for (int64_t d = 0; d < dim; ++d) a[d] = 0.0f;
-    int64_t k = s * P;
-    const int64_t end = (s + 1) * P;
+    int64_t k = offs[s];
+    const int64_t end = offs[s + 1];
     if constexpr (U > 1) {
       for (int u = 1; u < U; ++u)
         for (int d = 0; d < DIM; ++d) acc[u][d] = 0.0f;
@@ -197,27 +200,27 @@ void gather_bags(const ItemState& st, const int64_t* idx, float* __restrict dst)
 }
 
 template <typename T, int DIM>
-void gather(const ItemState& st, const int64_t* idx, float* dst) {
+void gather(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
   constexpr int U = DIM > 0 && DIM <= 64 ? 4 : DIM > 0 ? 2 : 1;  // U sums of 128 floats fill the registers at 2
   if (U > 1 && st.table->pooling >= U)
-    gather_bags<T, DIM, U>(st, idx, dst);
+    gather_bags<T, DIM, U>(st, idx, offs, dst);
   else
-    gather_bags<T, DIM, 1>(st, idx, dst);
+    gather_bags<T, DIM, 1>(st, idx, offs, dst);
 }
 
 // A row shard's kernel: first keep the lookups in its rows (written without a branch, so that a random share
 // of lookups outside does not mispredict), then add each kept row into its sample's partial sum, prefetching
 // kPrefetchLookups kept rows ahead.
 template <typename T, int DIM>
-void gather_shard(const ItemState& st, const int64_t* idx, float* __restrict dst) {
+void gather_shard(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
   const Item& it = *st.item;
-  const int64_t P = st.table->pooling, dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
+  const int64_t dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
   const uint64_t nrows = uint64_t(it.r1 - it.r0);
   int32_t* rows = static_cast<int32_t*>(st.bucket_rows->ptr);
   int32_t* bags = static_cast<int32_t*>(st.bucket_bags->ptr);
   int64_t n = 0;
   for (int64_t s = it.s0; s < it.s1; ++s)
-    for (int64_t k = s * P; k < (s + 1) * P; ++k) {
+    for (int64_t k = offs[s]; k < offs[s + 1]; ++k) {
       const uint64_t u = uint64_t(idx[k] - it.r0);
       rows[n] = int32_t(u);
       bags[n] = int32_t(s - it.s0);
@@ -236,28 +239,29 @@ void gather_shard(const ItemState& st, const int64_t* idx, float* __restrict dst
 // The streamed kernels: bucket the item's lookups by chunk, stream every chunk of its rows through the
 // scratch buffer, gather each chunk's lookups from there.
 template <typename T, int DIM>
-void stream(const ItemState& st, const int64_t* idx, float* __restrict dst) {
+void stream(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
   const Item& it = *st.item;
-  const int64_t P = st.table->pooling, dim = st.table->dim, rb = st.table->row_bytes;
+  const int64_t dim = st.table->dim, rb = st.table->row_bytes;
   const int64_t nrows = it.r1 - it.r0, r0 = it.r0, chunk = st.chunk_rows, n_chunks = st.n_chunks;
   int64_t* counts = static_cast<int64_t*>(st.counts->ptr);  // n_chunks + 1
   int32_t* rows = static_cast<int32_t*>(st.bucket_rows->ptr);
   int32_t* bags = static_cast<int32_t*>(st.bucket_bags->ptr);
   std::memset(counts, 0, sizeof(int64_t) * (n_chunks + 1));
-  const int64_t first = it.s0 * P, last = it.s1 * P;
+  const int64_t first = offs[it.s0], last = offs[it.s1];
   for (int64_t k = first; k < last; ++k) {
     const uint64_t u = uint64_t(idx[k] - r0);
     if (u < uint64_t(nrows)) ++counts[int64_t(u) / chunk + 1];
   }
   for (int64_t c = 0; c < n_chunks; ++c) counts[c + 1] += counts[c];
-  for (int64_t k = first; k < last; ++k) {
-    const uint64_t u = uint64_t(idx[k] - r0);
-    if (u >= uint64_t(nrows)) continue;
-    const int64_t c = int64_t(u) / chunk;
-    const int64_t at = counts[c]++;
-    rows[at] = int32_t(int64_t(u) - c * chunk);
-    bags[at] = int32_t(k / P - it.s0);
-  }
+  for (int64_t s = it.s0; s < it.s1; ++s)
+    for (int64_t k = offs[s]; k < offs[s + 1]; ++k) {
+      const uint64_t u = uint64_t(idx[k] - r0);
+      if (u >= uint64_t(nrows)) continue;
+      const int64_t c = int64_t(u) / chunk;
+      const int64_t at = counts[c]++;
+      rows[at] = int32_t(int64_t(u) - c * chunk);
+      bags[at] = int32_t(s - it.s0);
+    }
   // counts[c] now holds the end of chunk c's bucket; chunk c's bucket starts where chunk c - 1's ends.
   std::memset(dst, 0, sizeof(float) * dim * (it.s1 - it.s0));
   T* scratch = static_cast<T*>(st.scratch->ptr);
@@ -272,24 +276,24 @@ void stream(const ItemState& st, const int64_t* idx, float* __restrict dst) {
 }
 
 template <typename T, int DIM>
-void run_kernel(const ItemState& st, const int64_t* idx, float* dst) {
+void run_kernel(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
   if (st.item->strategy == GM_UB || st.item->strategy == L1_UB)
-    stream<T, DIM>(st, idx, dst);
+    stream<T, DIM>(st, idx, offs, dst);
   else if (st.shard)
-    gather_shard<T, DIM>(st, idx, dst);
+    gather_shard<T, DIM>(st, idx, offs, dst);
   else
-    gather<T, DIM>(st, idx, dst);
+    gather<T, DIM>(st, idx, offs, dst);
 }
 
 template <typename T>
-void dispatch_dim(const ItemState& st, const int64_t* idx, float* dst) {
+void dispatch_dim(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
   switch (st.table->dim) {
-    case 8: return run_kernel<T, 8>(st, idx, dst);
-    case 16: return run_kernel<T, 16>(st, idx, dst);
-    case 32: return run_kernel<T, 32>(st, idx, dst);
-    case 64: return run_kernel<T, 64>(st, idx, dst);
-    case 128: return run_kernel<T, 128>(st, idx, dst);
-    default: return run_kernel<T, 0>(st, idx, dst);
+    case 8: return run_kernel<T, 8>(st, idx, offs, dst);
+    case 16: return run_kernel<T, 16>(st, idx, offs, dst);
+    case 32: return run_kernel<T, 32>(st, idx, offs, dst);
+    case 64: return run_kernel<T, 64>(st, idx, offs, dst);
+    case 128: return run_kernel<T, 128>(st, idx, offs, dst);
+    default: return run_kernel<T, 0>(st, idx, offs, dst);
   }
 }
 
@@ -324,12 +328,12 @@ void combine(Table& t) {
 
 void run_item(ItemState& st, int64_t ib) {
   Table& t = *st.table;
-  const int64_t* idx = t.indices + ib * t.batch * t.pooling;
+  const int64_t* offs = t.offsets + ib * (t.batch + 1);
   float* dst = st.item->accumulate ? static_cast<float*>(st.partial->ptr) : t.output + st.item->s0 * t.dim;
   if (t.dtype == FP16)
-    dispatch_dim<half>(st, idx, dst);
+    dispatch_dim<half>(st, t.ids, offs, dst);
   else
-    dispatch_dim<float>(st, idx, dst);
+    dispatch_dim<float>(st, t.ids, offs, dst);
   if (st.item->accumulate) {
     // Release our partial; the shard that completes the count acquires them all and combines.
     if (t.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == t.shards) {
@@ -429,9 +433,14 @@ ItemState prepare(Run& run, const Item& it) {
     st.scratch = std::make_unique<Aligned>(size_t(std::min(st.chunk_rows, nrows) * t.row_bytes));
     st.counts = std::make_unique<Aligned>(size_t(st.n_chunks + 1) * sizeof(int64_t));
   }
-  if (streamed || st.shard) {  // the lookups a streamed item buckets, or a shard keeps
-    st.bucket_rows = std::make_unique<Aligned>(size_t(samples * t.pooling) * sizeof(int32_t));
-    st.bucket_bags = std::make_unique<Aligned>(size_t(samples * t.pooling) * sizeof(int32_t));
+  if (streamed || st.shard) {  // the lookups a streamed item buckets, or a shard keeps: at most its samples' most
+    int64_t most = 0;
+    for (int64_t b = 0; b < t.index_batches; ++b) {
+      const int64_t* offs = t.offsets + b * (t.batch + 1);
+      most = std::max(most, offs[it.s1] - offs[it.s0]);
+    }
+    st.bucket_rows = std::make_unique<Aligned>(size_t(most) * sizeof(int32_t));
+    st.bucket_bags = std::make_unique<Aligned>(size_t(most) * sizeof(int32_t));
   }
   if (it.accumulate) {
     st.partial = std::make_unique<Aligned>(size_t(samples * t.dim) * sizeof(float));
@@ -489,7 +498,40 @@ T* data_of(py::array& a, const char* what) {
   return static_cast<T*>(a.mutable_data());
 }
 
-// Run the plan. `tables`: per table (weights, indices, output, dtype code); `items`: int64 [n, 8] of
+// A table of the run from its arrays: weights [rows, dim], ids int64 [n], offsets int64 [index_batches,
+// batch + 1] (absolute into ids), output float32 [batch, dim]. Every offset and id is checked once here, so
+// that no kernel reads outside the ids or the table whatever Python handed over.
+std::unique_ptr<Table> make_table(py::array w, int dtype, py::array ids, py::array offsets, py::array out) {
+  auto t = std::make_unique<Table>();
+  if (!ids.dtype().is(py::dtype::of<int64_t>()) || !offsets.dtype().is(py::dtype::of<int64_t>()) || ids.ndim() != 1 ||
+      offsets.ndim() != 2 || offsets.shape(1) < 2 || w.ndim() != 2 || out.ndim() != 2)
+    throw std::invalid_argument("ids must be int64 [n], offsets int64 [index batches, batch + 1]");
+  t->weights = data_of<char>(w, "table weights");
+  t->dtype = dtype;
+  t->rows = w.shape(0);
+  t->dim = w.shape(1);
+  t->row_bytes = t->dim * (dtype == FP16 ? 2 : 4);
+  t->ids = data_of<int64_t>(ids, "ids");
+  t->offsets = data_of<int64_t>(offsets, "offsets");
+  t->index_batches = offsets.shape(0);
+  t->batch = offsets.shape(1) - 1;
+  t->output = data_of<float>(out, "output");
+  if (out.shape(0) != t->batch || out.shape(1) != t->dim || !out.dtype().is(py::dtype::of<float>()))
+    throw std::invalid_argument("output must be float32 [batch, dim]");
+  const int64_t n = ids.shape(0);
+  for (int64_t b = 0; b < t->index_batches; ++b) {
+    const int64_t* o = t->offsets + b * (t->batch + 1);
+    for (int64_t s = 0; s < t->batch; ++s)
+      if (o[s] < 0 || o[s] > o[s + 1] || o[s + 1] > n) throw std::invalid_argument("offsets decrease or pass the ids");
+  }
+  for (int64_t k = 0; k < n; ++k)
+    if (uint64_t(t->ids[k]) >= uint64_t(t->rows)) throw std::invalid_argument("an id is outside its table's rows");
+  const int64_t lookups = t->offsets[t->index_batches * (t->batch + 1) - 1] - t->offsets[0];
+  t->pooling = t->index_batches * t->batch > 0 ? lookups / (t->index_batches * t->batch) : 0;
+  return t;
+}
+
+// Run the plan. `tables`: per table (weights, ids, offsets, output, dtype code); `items`: int64 [n, 8] of
 // (id, table, strategy, r0, r1, s0, s1, accumulate); `order`: per core, item row numbers in execution order;
 // `starts`, `ends`: int64 [warmup + batches, cores]; `item_ns`: int64 [warmup + batches, n] (by item id).
 void run_plan(py::list tables, py::array_t<int64_t, py::array::c_style> items, py::list order, py::list cpus,
@@ -502,18 +544,9 @@ void run_plan(py::list tables, py::array_t<int64_t, py::array::c_style> items, p
   run.scratch_bytes = scratch_bytes;
   for (auto handle : tables) {
     auto spec = handle.cast<py::tuple>();
-    py::array w = spec[0].cast<py::array>(), ix = spec[1].cast<py::array>(), out = spec[2].cast<py::array>();
-    auto t = std::make_unique<Table>();
-    t->weights = data_of<char>(w, "table weights");
-    t->dtype = spec[3].cast<int>();
-    t->rows = w.shape(0);
-    t->dim = w.shape(1);
-    t->row_bytes = t->dim * (t->dtype == FP16 ? 2 : 4);
-    t->indices = data_of<int64_t>(ix, "indices");
-    t->batch = ix.shape(1);
-    t->pooling = ix.shape(2);
-    t->output = data_of<float>(out, "output");
-    if (ix.shape(0) < index_batches) throw std::invalid_argument("fewer index batches than the run cycles through");
+    auto t = make_table(spec[0].cast<py::array>(), spec[4].cast<int>(), spec[1].cast<py::array>(),
+                        spec[2].cast<py::array>(), spec[3].cast<py::array>());
+    if (t->index_batches < index_batches) throw std::invalid_argument("fewer index batches than the run cycles through");
     run.tables.push_back(std::move(t));
   }
   auto it = items.unchecked<2>();
@@ -563,24 +596,17 @@ void run_plan(py::list tables, py::array_t<int64_t, py::array::c_style> items, p
 
 // The same kernel as a one-item plan, called directly in a loop on this thread (pinned to `cpu`): the
 // yardstick of the executor's own overhead. Returns each batch's seconds.
-py::array_t<double> kernel_loop(py::array weights, int dtype, py::array indices, py::array output, int strategy,
-                                int64_t r0, int64_t r1, int64_t s0, int64_t s1, int64_t scratch_bytes, int cpu,
-                                int64_t batches) {
+py::array_t<double> kernel_loop(py::array weights, int dtype, py::array ids, py::array offsets, py::array output,
+                                int strategy, int64_t r0, int64_t r1, int64_t s0, int64_t s1, int64_t scratch_bytes,
+                                int cpu, int64_t batches) {
   Run run;
   run.scratch_bytes = scratch_bytes;
-  auto t = std::make_unique<Table>();
-  t->weights = data_of<char>(weights, "weights");
-  t->dtype = dtype;
-  t->rows = weights.shape(0);
-  t->dim = weights.shape(1);
-  t->row_bytes = t->dim * (dtype == FP16 ? 2 : 4);
-  t->indices = data_of<int64_t>(indices, "indices");
-  t->batch = indices.shape(1);
-  t->pooling = indices.shape(2);
-  t->output = data_of<float>(output, "output");
-  run.tables.push_back(std::move(t));
+  run.tables.push_back(make_table(weights, dtype, ids, offsets, output));
+  const Table& t = *run.tables[0];
+  if (r0 < 0 || r1 > t.rows || r0 >= r1 || s0 < 0 || s1 > t.batch || s0 >= s1)
+    throw std::invalid_argument("the item reads outside its table or batch");
   run.items.push_back(Item{0, 0, strategy, r0, r1, s0, s1, false});
-  const int64_t n_index = indices.shape(0);
+  const int64_t n_index = t.index_batches;
   py::array_t<double> seconds(batches);
   double* out = seconds.mutable_data();
   {

@@ -4,7 +4,8 @@
 EmbeddingBagCollection runs. `fbgemm-tbe`: `torch.ops.fbgemm.split_embedding_codegen_forward_cpu`, FBGEMM's
 fused forward that `SplitTableBatchedEmbeddingBagsCodegen` calls on CPU, without the module's Python wrapper
 (`benchmarks/fbgemm_paths.py` shows it is FBGEMM's fastest CPU path), its indices laid out before timing as a
-KeyedJaggedTensor would arrive. Both run the plan's index batches on the same table memory (TBE on its own
+KeyedJaggedTensor would arrive. Both read the jagged index batches as they are (each sample's own number of
+ids, offsets into them, as a KeyedJaggedTensor holds them) and run the plan's index batches on the same table memory (TBE on its own
 copy, on huge pages too), timed per batch, their last outputs checked against the reference lookup.
 Both sum in fp32; `embedding_bag` returns an fp16 table's sums rounded to fp16 (what a user of it gets), and
 is checked against the bound of that: the fp32 sum's rounding plus one rounding to fp16. TBE writes fp32.
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from embmap.ir.spec import DType, TableSpec
-from embmap.runtime.data import Materialized, check_outputs, huge_page_array, lookups_per_sample
+from embmap.runtime.data import Materialized, check_outputs, huge_page_array
 
 FRAMEWORKS = ("torch", "fbgemm-tbe")
 
@@ -68,7 +69,7 @@ class Baseline:
     def run(self, warmup: int, batches: int) -> BaselineReport:
         import torch
 
-        index_batches = next(iter(self.data.indices.values())).array.shape[0]
+        index_batches = self.data.index_batches()
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
@@ -89,7 +90,7 @@ def prepare_baseline(name: str, tables: tuple[TableSpec, ...], data: Materialize
     """Set `name` up over the materialized tables and index batches, to run with `threads` threads."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(FRAMEWORKS)}")
-    index_batches = next(iter(data.indices.values())).array.shape[0]
+    index_batches = data.index_batches()
     step, outputs = (_torch if name == "torch" else _fbgemm_tbe)(tables, data, index_batches)
     # embedding_bag's output has the table's dtype; TBE is asked for fp32 output
     rounded_to = {t.name: t.dtype for t in tables} if name == "torch" else {}
@@ -112,11 +113,17 @@ def _torch(tables: tuple[TableSpec, ...], data: Materialized, index_batches: int
     import torch.nn.functional as F  # noqa: N812
 
     weights = [torch.from_numpy(data.tables[t.name].array) for t in tables]
-    indices = [torch.from_numpy(data.indices[t.name].array) for t in tables]
+    # per index batch and table: (ids, offsets [batch + 1] from 0), laid out before timing
+    bags = [
+        [tuple(torch.from_numpy(a) for a in data.bags(t.name).batch(b)) for t in tables] for b in range(index_batches)
+    ]
     last: list[Any] = []
 
     def step(b: int) -> None:
-        last[:] = [F.embedding_bag(ix[b], w, mode="sum") for w, ix in zip(weights, indices, strict=True)]
+        last[:] = [
+            F.embedding_bag(ids, w, offsets, mode="sum", include_last_offset=True)
+            for w, (ids, offsets) in zip(weights, bags[b], strict=True)
+        ]
 
     def outputs() -> dict[str, np.ndarray]:
         return {t.name: out.float().numpy() for t, out in zip(tables, last, strict=True)}
@@ -142,13 +149,13 @@ def _fbgemm_tbe(tables: tuple[TableSpec, ...], data: Materialized, index_batches
     d_offsets = torch.tensor(np.concatenate([[0], np.cumsum([t.dim for t in tables])]), dtype=torch.int32)
     total_d = int(d_offsets[-1])
     hash_size_cumsum = torch.tensor(np.concatenate([[0], np.cumsum([t.rows for t in tables])]), dtype=torch.int64)
-    batch = next(iter(data.indices.values())).array.shape[1]
-    lengths = np.concatenate([np.full(batch, lookups_per_sample(t), dtype=np.int64) for t in tables])
-    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-    flat_indices = [
-        torch.from_numpy(np.concatenate([data.indices[t.name].array[b].reshape(-1) for t in tables]))
-        for b in range(index_batches)
-    ]
+    # per index batch: every table's ids one table after another, and offsets [tables * batch + 1] into them
+    flat_indices, flat_offsets = [], []
+    for b in range(index_batches):
+        batches = [data.bags(t.name).batch(b) for t in tables]
+        lengths = np.concatenate([np.diff(offsets) for _, offsets in batches])
+        flat_indices.append(torch.from_numpy(np.concatenate([ids for ids, _ in batches])))
+        flat_offsets.append(torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)))
     forward = torch.ops.fbgemm.split_embedding_codegen_forward_cpu
     last: list[Any] = []
 
@@ -156,7 +163,16 @@ def _fbgemm_tbe(tables: tuple[TableSpec, ...], data: Materialized, index_batches
         # pooling mode 0 (sum), no per-sample weights, output dtype 0 (fp32)
         last[:] = [
             forward(
-                weights, weights_offsets, d_offsets, total_d, hash_size_cumsum, flat_indices[b], offsets, 0, None, 0
+                weights,
+                weights_offsets,
+                d_offsets,
+                total_d,
+                hash_size_cumsum,
+                flat_indices[b],
+                flat_offsets[b],
+                0,
+                None,
+                0,
             )
         ]
 

@@ -1,8 +1,13 @@
 """Materialise a plan's tables and index batches in shared memory, seeded and reproducible.
 
-Indices follow the table's distribution over popularity ranks, then a fixed affine permutation maps ranks to
-row ids (ids are hashed in practice), exactly as the cost model assumes: a contiguous row range receives a
-proportional share of the lookups.
+Index batches are jagged (CSR): per table, the ids of every index batch in one flat array, and per index batch
+`offsets` [batch + 1] into it; sample s of batch b looks up ids[offsets[b, s]:offsets[b, s + 1]], none at all
+where the two are equal. Drawn ones (`make_indices`): a table of pooling factor p gives each sample floor(p) or
+ceil(p) lookups, ceil(p) with probability frac(p) (seeded), so that the mean is p and the variance the least;
+a whole factor gives every sample exactly p. Ids follow the table's distribution over popularity ranks, then a
+fixed affine permutation maps ranks to row ids (ids are hashed in practice), exactly as the cost model assumes:
+a contiguous row range receives a proportional share of the lookups. Replayed ones are a trace's own (`Bags`
+given to `materialize`).
 
 What worker processes share lives in a `SharedRegion`: one anonymous shared mapping per run holding every
 array, which forked workers inherit. It has no name in /dev/shm and no file descriptor, so a run killed in
@@ -26,7 +31,7 @@ from types import TracebackType
 import numpy as np
 
 from embmap.ir.distributions import histogram
-from embmap.ir.errors import ResourceError, SpecError
+from embmap.ir.errors import ResourceError
 from embmap.ir.spec import DType, TableSpec
 from embmap.ir.targets import HUGE_PAGE_BYTES
 
@@ -160,19 +165,57 @@ def huge_page_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarra
     return np.frombuffer(region, dtype=dtype, count=count, offset=pad).reshape(shape)
 
 
+@dataclass(frozen=True)
+class Bags:
+    """One table's index batches, jagged: `ids` of every batch in one flat int64 array, `offsets` int64
+    [index_batches, batch + 1] into it (absolute: batch b's samples follow batch b - 1's)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    def batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, offsets from 0) of index batch `b`."""
+        return batch_bags(self.ids, self.offsets, b)
+
+
+def batch_bags(ids: np.ndarray, offsets: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, offsets [batch + 1] from 0) of index batch `b` of a table's flat ids and absolute offsets."""
+    row = offsets[b]
+    return ids[int(row[0]) : int(row[-1])], row - row[0]
+
+
+def uniform_length(offsets: np.ndarray) -> int | None:
+    """The number of lookups every sample of every batch makes, where they all make the same; else None."""
+    lengths = np.diff(offsets, axis=-1)
+    if lengths.size == 0:
+        return 0
+    first = int(lengths.flat[0])
+    return first if bool((lengths == first).all()) else None
+
+
 @dataclass
 class Materialized:
-    """Tables [rows, dim], index batches [n, batch, pooling] and pooled outputs [batch, dim] per table; for
-    worker processes, views of one SharedRegion (`region`)."""
+    """Tables [rows, dim], index batches (flat ids `indices` and `offsets` [n, batch + 1], `Bags`) and pooled
+    outputs [batch, dim] per table; for worker processes, views of one SharedRegion (`region`). `ids_from`
+    says where the ids came from (drawn with a seed, or a trace's own)."""
 
     tables: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     indices: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
+    offsets: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
     outputs: dict[str, SharedArray | LocalArray] = field(default_factory=dict)
-    made_for: tuple[object, ...] = ()  # (tables, batch size, index batches, seed)
+    made_for: tuple[object, ...] = ()  # (tables, batch size, index batches, seed or ids_from)
     region: SharedRegion | None = None
+    ids_from: str = ""
 
     def arrays(self) -> list[SharedArray | LocalArray]:
-        return [*self.tables.values(), *self.indices.values(), *self.outputs.values()]
+        return [*self.tables.values(), *self.indices.values(), *self.offsets.values(), *self.outputs.values()]
+
+    def bags(self, name: str) -> Bags:
+        """Table `name`'s index batches."""
+        return Bags(self.indices[name].array, self.offsets[name].array)
+
+    def index_batches(self) -> int:
+        return int(next(iter(self.offsets.values())).array.shape[0])
 
     def close(self, unlink: bool = True) -> None:
         for a in self.arrays():
@@ -204,25 +247,28 @@ def sample_ranks(table: TableSpec, size: int, rng: np.random.Generator) -> np.nd
     return np.minimum(starts[bucket] + offset, table.rows - 1)
 
 
-def lookups_per_sample(table: TableSpec) -> int:
-    """The whole number of lookups each sample of a run makes: a run draws dense index batches
-    [n, batch, pooling], so a fractional (mean) pooling factor can be planned but not run."""
-    if not float(table.pooling).is_integer():
-        raise SpecError(
-            f"tables.{table.name}.pooling",
-            f"is {table.pooling:g}: a run gives every sample the same whole number of lookups",
-            "compile with the mean to plan; run a workload whose pooling factors are whole numbers",
-        )
-    return int(table.pooling)
+def sample_lengths(table: TableSpec, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Lookups of each of `samples` samples: floor(p) or ceil(p) for pooling factor p, ceil(p) with probability
+    frac(p), so that the mean is p with the least variance. A whole factor draws nothing from `rng`: every
+    sample gets p, and the ids that follow are those of the same seed before lengths were drawn."""
+    pooling = float(table.pooling)
+    whole = math.floor(pooling)
+    if pooling == whole:
+        return np.full(samples, whole, dtype=INDEX_DTYPE)
+    return (whole + (rng.random(samples) < pooling - whole)).astype(INDEX_DTYPE)
 
 
-def make_indices(table: TableSpec, batches: int, batch_size: int, seed: int) -> np.ndarray:
+def make_indices(table: TableSpec, batches: int, batch_size: int, seed: int) -> Bags:
+    """`batches` index batches of `batch_size` samples drawn for `table` (module docstring), seeded."""
     rng = np.random.default_rng([seed, 1, _stable_hash(table.name)])
-    pooling = lookups_per_sample(table)
-    ranks = sample_ranks(table, batches * batch_size * pooling, rng)
+    lengths = sample_lengths(table, batches * batch_size, rng)
+    offsets = np.zeros(batches * batch_size + 1, dtype=INDEX_DTYPE)
+    np.cumsum(lengths, out=offsets[1:])
+    ranks = sample_ranks(table, int(offsets[-1]), rng)
     a, c = permutation_params(table.rows)
-    ids = (ranks * a + c) % table.rows
-    return ids.reshape(batches, batch_size, pooling).astype(INDEX_DTYPE)
+    ids = ((ranks * a + c) % table.rows).astype(INDEX_DTYPE)
+    starts = offsets[:-1].reshape(batches, batch_size)
+    return Bags(ids, np.concatenate([starts, offsets[batch_size::batch_size, None]], axis=1))
 
 
 def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
@@ -235,18 +281,29 @@ def fill_table(table: TableSpec, out: np.ndarray, seed: int) -> None:
 
 
 def materialize(
-    tables: tuple[TableSpec, ...], batch_size: int, index_batches: int, seed: int, shared: bool = True
+    tables: tuple[TableSpec, ...],
+    batch_size: int,
+    index_batches: int,
+    seed: int,
+    shared: bool = True,
+    bags: Mapping[str, Bags] | None = None,
+    ids_from: str = "",
 ) -> Materialized:
     """Tables, index batches and outputs; in one shared region (`shared`, for worker processes) or in this
-    process's memory. Memory or address space refused: a ResourceError naming how much was asked for."""
-    m = Materialized(made_for=(tables, batch_size, index_batches, seed))
+    process's memory. Index batches are drawn with `seed`, or given per table (`bags`, e.g. a trace's own,
+    `ids_from` saying whence). Memory or address space refused: a ResourceError naming how much was asked."""
+    if bags is None:
+        bags = {t.name: make_indices(t, index_batches, batch_size, seed) for t in tables}
+        ids_from = f"drawn from the tables' distributions, seed {seed}"
+    m = Materialized(made_for=(tables, batch_size, index_batches, seed, ids_from), ids_from=ids_from)
     specs: list[ArraySpec] = []
     for t in tables:
         specs += [
             ((t.rows, t.dim), NUMPY_DTYPES[t.dtype]),
-            ((index_batches, batch_size, lookups_per_sample(t)), INDEX_DTYPE),
+            (bags[t.name].ids.shape, INDEX_DTYPE),
+            ((index_batches, batch_size + 1), INDEX_DTYPE),
+            ((batch_size, t.dim), np.float32),
         ]
-        specs.append(((batch_size, t.dim), np.float32))
     nbytes = _layout(specs)[1]
     try:
         if shared:
@@ -255,9 +312,10 @@ def materialize(
         else:
             views = [LocalArray.create(shape, dtype) for shape, dtype in specs]
         for k, t in enumerate(tables):
-            m.tables[t.name], m.indices[t.name], m.outputs[t.name] = views[3 * k : 3 * k + 3]
+            m.tables[t.name], m.indices[t.name], m.offsets[t.name], m.outputs[t.name] = views[4 * k : 4 * k + 4]
             fill_table(t, m.tables[t.name].array, seed)
-            m.indices[t.name].array[:] = make_indices(t, index_batches, batch_size, seed)
+            m.indices[t.name].array[:] = bags[t.name].ids
+            m.offsets[t.name].array[:] = bags[t.name].offsets
             m.outputs[t.name].array[:] = 0.0
     except MemoryError:
         m.close()
@@ -273,9 +331,24 @@ def materialize(
     return m
 
 
-def reference_lookup(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The plain definition: for each sample, the sum of its rows (float64 accumulation)."""
-    return table[indices].astype(np.float64).sum(axis=1)
+def reference_lookup(table: np.ndarray, ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The plain definition: for each sample, the sum of its rows ids[offsets[s]:offsets[s + 1]] (float64
+    accumulation, one row after another); a sample without ids sums to a zero row."""
+    return _bag_sums(table[ids], offsets, ids.size)[0]
+
+
+def _bag_sums(rows: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(each sample's sum of its `rows` in float64, the sum of their absolute values) for samples
+    rows[offsets[s] - offsets[0]:offsets[s + 1] - offsets[0]]; zero for a sample of no rows."""
+    local = offsets - offsets[0]
+    samples = len(local) - 1
+    sums = np.zeros((samples, rows.shape[1]), dtype=np.float64)
+    magnitude = np.zeros_like(sums)
+    full = np.flatnonzero(local[1:] > local[:-1])  # reduceat's segment of a sample ends at the next one's start
+    if full.size and n:
+        sums[full] = np.add.reduceat(rows, local[full], axis=0, dtype=np.float64)
+        magnitude[full] = np.add.reduceat(np.abs(rows), local[full], axis=0, dtype=np.float64)
+    return sums, magnitude
 
 
 def check_outputs(
@@ -287,14 +360,16 @@ def check_outputs(
 ) -> tuple[bool, float, float]:
     """(every element within its bound, the worst error, its bound): every table's pooled output of index batch
     `index_batch` against the reference lookup of the table's rows in the table's dtype, element by element
-    against `tolerance`. `rounded_to` names the tables whose fp32 sums were then stored in a narrower dtype."""
+    against `tolerance` with each sample's own number of lookups. `rounded_to` names the tables whose fp32
+    sums were then stored in a narrower dtype."""
     worst, worst_tol, worst_ratio, ok = 0.0, 0.0, -1.0, True
     for t in tables:
-        rows = data.tables[t.name].array[data.indices[t.name].array[index_batch]]
-        rows = rows.astype(NUMPY_DTYPES[t.dtype], copy=False)  # [batch, pooling, dim]; summed in float64
-        err = np.abs(np.asarray(outputs[t.name], dtype=np.float64) - rows.sum(axis=1, dtype=np.float64))
-        magnitude = np.abs(rows).sum(axis=1, dtype=np.float64)
-        tol = tolerance(lookups_per_sample(t), magnitude, (rounded_to or {}).get(t.name, DType.FP32))
+        ids, offsets = data.bags(t.name).batch(index_batch)
+        rows = data.tables[t.name].array[ids].astype(NUMPY_DTYPES[t.dtype], copy=False)
+        reference, magnitude = _bag_sums(rows, offsets, ids.size)
+        err = np.abs(np.asarray(outputs[t.name], dtype=np.float64) - reference)
+        lengths = np.diff(offsets)[:, None]
+        tol = tolerance(lengths, magnitude, (rounded_to or {}).get(t.name, DType.FP32))
         within = err <= tol  # False where the output is NaN
         ok = ok and bool(within.all())
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -311,7 +386,7 @@ F16_UNIT_ROUNDOFF = 2.0**-11
 F16_LEAST_SUBNORMAL = 2.0**-24  # below 2^-14 fp16 rounds to a multiple of this: absolute error at most its half
 
 
-def tolerance(pooling: int, magnitude: np.ndarray, rounded_to: DType = DType.FP32) -> np.ndarray:
+def tolerance(pooling: int | np.ndarray, magnitude: np.ndarray, rounded_to: DType = DType.FP32) -> np.ndarray:
     """Per element, the bound on |output - reference| of a pooled sum of `pooling` rows whose absolute values
     add up to `magnitude`, as every kernel here computes it: each row converted to fp32 (exact from fp16 or
     fp32), the rows added in fp32 with round-to-nearest in any order or tree (a row shard's partial sums
@@ -319,8 +394,8 @@ def tolerance(pooling: int, magnitude: np.ndarray, rounded_to: DType = DType.FP3
     embedding_bag on an fp16 table). Any summation of k additions errs by at most gamma_k = k u / (1 - k u)
     times the sum of the magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, 4.2); the float64
     reference's own error is bounded the same way and added. Nothing else is allowed for: an fp16 table's
-    outputs are checked as tightly as an fp32 table's."""
-    k = max(pooling - 1, 0)
+    outputs are checked as tightly as an fp32 table's. `pooling` may be each sample's own count ([batch, 1])."""
+    k = np.maximum(np.asarray(pooling, dtype=np.float64) - 1, 0)
     gamma_32 = k * F32_UNIT_ROUNDOFF / (1.0 - k * F32_UNIT_ROUNDOFF)
     gamma_64 = k * F64_UNIT_ROUNDOFF / (1.0 - k * F64_UNIT_ROUNDOFF)
     bound = (gamma_32 + gamma_64) * np.asarray(magnitude, dtype=np.float64)

@@ -8,8 +8,9 @@ reference lookup; `run_rounds` pairs plans and the frameworks users run in round
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from embmap.ir.spec import DType, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
 from embmap.runtime import kernels, native, workers
 from embmap.runtime.baselines import BaselineReport, prepare_baseline
-from embmap.runtime.data import Materialized, check_outputs, lookups_per_sample, materialize, memory_refused
+from embmap.runtime.data import Bags, Materialized, check_outputs, materialize, memory_refused
 from embmap.runtime.kernels import backend_name as kernels_backend
 from embmap.runtime.workers import Fault
 
@@ -57,8 +58,9 @@ class RunReport:
     e2e_s: tuple[float, ...]  # per measured batch: first core start to last core end
     core_s: tuple[tuple[float, ...], ...]  # [core][batch]: the core's busy time
     item_s: tuple[tuple[float, ...], ...]  # [item][batch]
-    lookups_per_batch: int
+    lookups_per_batch: int  # the mean over the measured batches (whole numbers: exact)
     bytes_per_batch: int
+    ids_from: str = ""  # where the index batches came from: drawn with a seed, or a trace's own
 
     def p(self, q: float) -> float:
         return float(np.percentile(self.e2e_s, q))
@@ -87,7 +89,6 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
             f"compile for this machine with --target cpu (or a target with at most {len(cpus)} cores)",
         )
     for t in plan.workload.tables:
-        lookups_per_sample(t)
         if t.dtype not in (DType.FP32, DType.FP16):
             raise SpecError(
                 f"plan table {t.name}", f"dtype {t.dtype.value} is not executable here", "use fp32 or fp16 tables"
@@ -150,7 +151,7 @@ def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materia
 
 def _run_native(plan: ExecutionPlan, config: RunConfig, data: Materialized, cpus: tuple[int, ...]) -> RunReport:
     tables = [
-        (data.tables[t.name].array, data.indices[t.name].array, data.outputs[t.name].array)
+        (data.tables[t.name].array, data.indices[t.name].array, data.offsets[t.name].array, data.outputs[t.name].array)
         for t in plan.workload.tables
     ]
     try:
@@ -158,7 +159,7 @@ def _run_native(plan: ExecutionPlan, config: RunConfig, data: Materialized, cpus
     except MemoryError:  # the cores' private replicas, scratch buffers and partial sums
         raise memory_refused(sum(it.local_bytes for it in plan.items), "the cores' replicas and buffers") from None
     correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
-    return _report(plan, timings.starts, timings.ends, timings.items, "native", cpus, config, correct, err, tol)
+    return _report(plan, data, timings.starts, timings.ends, timings.items, "native", cpus, config, (correct, err, tol))
 
 
 def _run_reference(
@@ -173,7 +174,7 @@ def _run_reference(
     try:
         starts, ends, items = workers.run(plan, config, data, cpus, backend)
         correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
-        return _report(plan, starts, ends, items, backend, cpus, config, correct, err, tol)
+        return _report(plan, data, starts, ends, items, backend, cpus, config, (correct, err, tol))
     finally:
         if owned:
             with workers.signals_deferred():
@@ -226,18 +227,28 @@ def _require_correct(what: str, plan: ExecutionPlan, correct: bool, error: float
         )
 
 
-def materialize_for(plan: ExecutionPlan, config: RunConfig = RunConfig()) -> Materialized:
+def materialize_for(
+    plan: ExecutionPlan, config: RunConfig = RunConfig(), bags: Mapping[str, Bags] | None = None, ids_from: str = ""
+) -> Materialized:
     """The plan's tables, index batches and outputs, as `run_plan` would make them (close it when done): in
-    shared memory for the reference executor's worker processes, in this process's memory for the native one."""
+    shared memory for the reference executor's worker processes, in this process's memory for the native one.
+    `bags`: the index batches to run instead of drawn ones (a trace's own, `ids_from` saying which), as many
+    per table as `config.index_batch_count`, each of the plan's batch size, every id below the table's rows."""
     check_runnable(plan, config)
     shared = backend_name(config) != "native"
     return materialize(
-        plan.workload.tables, plan.workload.batch_size, config.index_batch_count, config.seed, shared=shared
+        plan.workload.tables,
+        plan.workload.batch_size,
+        config.index_batch_count,
+        config.seed,
+        shared=shared,
+        bags=bags,
+        ids_from=ids_from,
     )
 
 
 def _check_data(plan: ExecutionPlan, config: RunConfig, data: Materialized) -> None:
-    tables, batch_size, index_batches, seed = data.made_for
+    tables, batch_size, index_batches, seed, _ = data.made_for
     difference = tables_difference(plan.workload.tables, tables)  # type: ignore[arg-type]
     if not difference and batch_size != plan.workload.batch_size:
         difference = f"has batch size {batch_size} where the plan has {plan.workload.batch_size}"
@@ -262,22 +273,21 @@ def _check(plan: ExecutionPlan, data: Materialized, index_batch: int) -> tuple[b
 
 def _report(
     plan: ExecutionPlan,
+    data: Materialized,
     starts_ns: np.ndarray,
     ends_ns: np.ndarray,
     items_ns: np.ndarray,
     backend: str,
     cpus: tuple[int, ...],
     config: RunConfig,
-    correct: bool,
-    err: float,
-    tol: float,
+    check: tuple[bool, float, float],
 ) -> RunReport:
     measured = slice(config.warmup, config.warmup + config.batches)
     starts = starts_ns[measured].astype(np.float64)
     ends = ends_ns[measured].astype(np.float64)
     items = items_ns[measured].astype(np.float64) * 1e-9
-    lookups = plan.workload.batch_size * sum(lookups_per_sample(t) for t in plan.workload.tables)
-    read = plan.workload.batch_size * sum(lookups_per_sample(t) * t.row_bytes for t in plan.workload.tables)
+    lookups, read = _gathered(plan, data, config)
+    correct, err, tol = check
     return RunReport(
         backend=backend,
         cpus=cpus,
@@ -290,13 +300,27 @@ def _report(
         item_s=tuple(tuple(items[:, i].tolist()) for i in range(len(plan.items))),
         lookups_per_batch=lookups,
         bytes_per_batch=read,
+        ids_from=data.ids_from,
     )
+
+
+def _gathered(plan: ExecutionPlan, data: Materialized, config: RunConfig) -> tuple[int, int]:
+    """(lookups, bytes of rows) a measured batch gathers, the mean over the measured batches (rounded): what
+    the index batches they cycle through hold."""
+    run = (np.arange(config.warmup, config.warmup + config.batches) % config.index_batch_count).astype(np.int64)
+    lookups, read = 0.0, 0.0
+    for t in plan.workload.tables:
+        offsets = data.offsets[t.name].array
+        n = float(np.mean(offsets[run, -1] - offsets[run, 0]))
+        lookups, read = lookups + n, read + n * t.row_bytes
+    return round(lookups), round(read)
 
 
 def _bytes_needed(plan: ExecutionPlan, config: RunConfig) -> int:
     tables = sum(t.bytes for t in plan.workload.tables)
     replicas = sum(it.local_bytes for it in plan.items)
-    index = sum(
-        config.index_batch_count * plan.workload.batch_size * lookups_per_sample(t) * 8 for t in plan.workload.tables
+    index = sum(  # ids of a fractional factor p: at most ceil(p) per sample; offsets: one per sample
+        config.index_batch_count * plan.workload.batch_size * (math.ceil(t.pooling) + 1) * 8
+        for t in plan.workload.tables
     )
     return tables + replicas + index

@@ -7,6 +7,10 @@
   lookups are gathered from the scratch buffer;
 - row shards gather only the lookups in their rows and accumulate into the output under a per-table lock.
 
+Index batches are jagged (`data.Bags`): a sample reads ids[offsets[b, s]:offsets[b, s + 1]], any number of
+them, none giving a zero row. Where every sample of every batch reads the same number P, the whole-rows
+kernels take the batch as a [samples, P] array, as they did before index batches were jagged.
+
 PyTorch's embedding_bag (FBGEMM on CPU) does the gathers when torch is importable; NumPy otherwise. Every
 kernel sums in fp32 and writes fp32, whatever the table's dtype: embedding_bag returns an fp16 table's sums
 rounded to fp16, so fp16 rows are gathered and summed in fp32 instead.
@@ -23,7 +27,7 @@ import numpy as np
 
 from embmap.ir.plan import Strategy, WorkItem, stream_chunk_rows
 from embmap.ir.spec import TableSpec
-from embmap.runtime.data import lookups_per_sample
+from embmap.runtime.data import uniform_length
 
 try:  # the fast path
     import torch
@@ -42,7 +46,8 @@ class ItemData:
 
     table: TableSpec
     weights: np.ndarray  # [rows, dim], shared
-    indices: np.ndarray  # [index_batches, batch, pooling], shared
+    ids: np.ndarray  # every index batch's ids, shared
+    offsets: np.ndarray  # [index_batches, batch + 1] into ids, shared
     output: np.ndarray  # [batch, dim] float32, shared
     scratch_bytes: int
     lock: AbstractContextManager[Any] | None = None
@@ -64,7 +69,7 @@ class _Span:
     s1: int
     r0: int
     r1: int
-    pooling: int
+    uniform: int  # lookups of every sample of every batch where they are all the same and above 0; else 0
     shard: bool  # owns a slice of the rows: filters its lookups, accumulates into the output
     streamed: bool
     accumulate: bool
@@ -72,8 +77,8 @@ class _Span:
     n_chunks: int
 
     def geometry(self) -> tuple[int, int, int, int, int, int, int]:
-        """(s0, s1, r0, r1, pooling, chunk, n_chunks), for kernels that bind them as locals of their closure."""
-        return self.s0, self.s1, self.r0, self.r1, self.pooling, self.chunk, self.n_chunks
+        """(s0, s1, r0, r1, uniform, chunk, n_chunks), for kernels that bind them as locals of their closure."""
+        return self.s0, self.s1, self.r0, self.r1, self.uniform, self.chunk, self.n_chunks
 
 
 def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
@@ -88,7 +93,7 @@ def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
         s1=item.samples[1],
         r0=r0,
         r1=r1,
-        pooling=lookups_per_sample(data.table),
+        uniform=uniform_length(data.offsets) or 0,
         shard=(r0, r1) != (0, data.table.rows),
         streamed=item.strategy in (Strategy.GM_UB, Strategy.L1_UB),
         accumulate=item.output == "accumulate",
@@ -101,22 +106,29 @@ def build_kernel(item: WorkItem, data: ItemData, backend: str) -> Kernel:
 
 
 def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
-    s0, s1, r0, r1, pooling, chunk, n_chunks = span.geometry()
+    s0, s1, r0, r1, uniform, _, _ = span.geometry()
     shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
     weights = torch.from_numpy(source)
-    indices = torch.from_numpy(data.indices)
+    ids, offsets = torch.from_numpy(data.ids), data.offsets
     out = torch.from_numpy(data.output)[s0:s1]
     bag_starts = torch.arange(s1 - s0, dtype=torch.int64)
-    scratch = torch.empty((min(chunk, r1 - r0), data.table.dim), dtype=weights.dtype)
-    all_bags = torch.div(torch.arange((s1 - s0) * pooling), pooling, rounding_mode="floor")
+    all_bags = torch.div(torch.arange((s1 - s0) * uniform), max(uniform, 1), rounding_mode="floor")
+
+    def lookups(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The item's samples' ids of batch `b` and the sample (bag) of each, in batch order."""
+        lo, hi = int(offsets[b, s0]), int(offsets[b, s1])
+        if uniform:
+            return ids[lo:hi], all_bags
+        lengths = torch.from_numpy(np.diff(offsets[b, s0 : s1 + 1]))
+        return ids[lo:hi], torch.repeat_interleave(bag_starts, lengths)
 
     def select(b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Local row ids and bag (sample) ids of the lookups this item serves, in batch order."""
-        idx = indices[b, s0:s1].reshape(-1)
+        idx, bags = lookups(b)
         if not shard:
-            return idx, all_bags
+            return idx, bags
         pos = ((idx >= r0) & (idx < r1)).nonzero().squeeze(1)
-        return idx[pos] - r0, torch.div(pos, pooling, rounding_mode="floor")
+        return idx[pos] - r0, bags[pos]
 
     def store(result: torch.Tensor) -> None:
         if accumulate:
@@ -128,7 +140,11 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
     if not streamed and not shard:
 
         def gather_all(b: int) -> None:
-            store(_bag_sums(weights, indices[b, s0:s1]))
+            if uniform:
+                lo = int(offsets[b, s0])
+                store(_bag_sums(weights, ids[lo : lo + (s1 - s0) * uniform].view(s1 - s0, uniform)))
+            else:
+                store(_lookup_sums(weights, *lookups(b), bag_starts))
 
         return gather_all
 
@@ -139,6 +155,20 @@ def _torch_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
             store(_lookup_sums(weights, local, bags, bag_starts))
 
         return gather_shard
+
+    return _torch_stream(span, data, weights, select, store)
+
+
+def _torch_stream(
+    span: _Span,
+    data: ItemData,
+    weights: torch.Tensor,
+    select: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    store: Callable[[torch.Tensor], None],
+) -> Kernel:
+    """The streamed kernel: the item's lookups bucketed by chunk, each chunk copied into the scratchpad."""
+    s0, s1, r0, r1, _, chunk, n_chunks = span.geometry()
+    scratch = torch.empty((min(chunk, r1 - r0), data.table.dim), dtype=weights.dtype)
 
     def stream(b: int) -> None:
         local, bags = select(b)
@@ -179,18 +209,22 @@ def _lookup_sums(
 
 
 def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: AbstractContextManager[Any]) -> Kernel:
-    s0, s1, r0, r1, pooling, chunk, n_chunks = span.geometry()
+    s0, s1, r0, r1, uniform, chunk, n_chunks = span.geometry()
     shard, streamed, accumulate = span.shard, span.streamed, span.accumulate
+    ids, offsets = data.ids, data.offsets
     out = data.output[s0:s1]
     scratch = np.empty((min(chunk, r1 - r0), data.table.dim), dtype=source.dtype)
-    all_bags = np.arange((s1 - s0) * pooling) // pooling
+    all_bags = np.arange((s1 - s0) * uniform) // max(uniform, 1)
+    bag_starts = np.arange(s1 - s0)
 
     def select(b: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = data.indices[b, s0:s1].reshape(-1)
+        lo, hi = int(offsets[b, s0]), int(offsets[b, s1])
+        idx = ids[lo:hi]
+        bags = all_bags if uniform else np.repeat(bag_starts, np.diff(offsets[b, s0 : s1 + 1]))
         if not shard:
-            return idx, all_bags
+            return idx, bags
         pos = np.flatnonzero((idx >= r0) & (idx < r1))
-        return idx[pos] - r0, pos // pooling
+        return idx[pos] - r0, bags[pos]
 
     def store(result: np.ndarray) -> None:
         if accumulate:
@@ -200,8 +234,10 @@ def _numpy_kernel(span: _Span, data: ItemData, source: np.ndarray, lock: Abstrac
             out[:] = result
 
     def kernel(b: int) -> None:
-        if not streamed and not shard:
-            store(source[data.indices[b, s0:s1]].sum(axis=1, dtype=np.float32))
+        if not streamed and not shard and uniform:
+            lo = int(offsets[b, s0])
+            rows = source[ids[lo : lo + (s1 - s0) * uniform].reshape(s1 - s0, uniform)]
+            store(rows.sum(axis=1, dtype=np.float32))
             return
         local, bags = select(b)
         acc = np.zeros((s1 - s0, data.table.dim), dtype=np.float32)

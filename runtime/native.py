@@ -82,7 +82,7 @@ def plan_arrays(plan: ExecutionPlan) -> tuple[dict[str, int], np.ndarray, list[l
 
 def run(
     plan: ExecutionPlan,
-    tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    tables: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     cpus: tuple[int, ...],
     warmup: int,
     batches: int,
@@ -90,7 +90,8 @@ def run(
     spin_s: float = SPIN_S,
 ) -> Timings:
     """Run the plan on `cpus` (one per plan core). `tables`: per table of the plan's workload, in its order,
-    (weights [rows, dim], indices [index_batches, batch, pooling] int64, output [batch, dim] float32)."""
+    (weights [rows, dim], ids int64 [n], offsets int64 [index_batches, batch + 1] into ids, output [batch, dim]
+    float32): sample s of index batch b looks up ids[offsets[b, s]:offsets[b, s + 1]]."""
     if NATIVE is None:
         raise not_built()
     _, items, order = plan_arrays(plan)
@@ -100,8 +101,8 @@ def run(
     ends = np.zeros((total, len(cpus)), dtype=np.int64)
     item_ns = np.zeros((total, n_ids), dtype=np.int64)
     specs = [
-        (weights, indices, output, DTYPE_CODES[t.dtype])
-        for t, (weights, indices, output) in zip(plan.workload.tables, tables, strict=True)
+        (weights, ids, offsets, output, DTYPE_CODES[t.dtype])
+        for t, (weights, ids, offsets, output) in zip(plan.workload.tables, tables, strict=True)
     ]
     NATIVE.run_plan(
         specs,
@@ -123,7 +124,8 @@ def run(
 def kernel_loop(
     weights: np.ndarray,
     dtype: DType,
-    indices: np.ndarray,
+    ids: np.ndarray,
+    offsets: np.ndarray,
     output: np.ndarray,
     strategy: str,
     rows: tuple[int, int],
@@ -140,7 +142,8 @@ def kernel_loop(
         NATIVE.kernel_loop(
             weights,
             DTYPE_CODES[dtype],
-            indices,
+            ids,
+            offsets,
             output,
             STRATEGY_CODES[strategy],
             rows[0],

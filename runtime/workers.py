@@ -181,13 +181,15 @@ def _worker(
             item_data = ItemData(
                 table=t,
                 weights=data.tables[t.name].array,
-                indices=data.indices[t.name].array,
+                ids=data.indices[t.name].array,
+                offsets=data.offsets[t.name].array,
                 output=data.outputs[t.name].array,
                 scratch_bytes=plan.target.scratch.capacity_bytes,
                 lock=shared.locks.get(t.name),
             )
             _prefault(item_data.weights[it.rows[0] : it.rows[1]])
-            _prefault(item_data.indices)
+            _prefault(item_data.ids)
+            _prefault(item_data.offsets)
             kernels.append(build_kernel(it, item_data, backend))
         owned = [data.outputs[t].array for t in _zeroing_duty(plan, core)]
         zeroing = any(it.output == "accumulate" for it in plan.items)  # then every core waits for the zeroing

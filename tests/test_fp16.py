@@ -59,7 +59,7 @@ def test_every_strategy_and_cut_sums_fp16_rows_in_fp32(backend: str, strategy: S
         try:
             report = run_plan(plan, config, data)
             out = data.outputs["t"].array.astype(np.float64)
-            ref = reference_lookup(data.tables["t"].array, data.indices["t"].array[0])
+            ref = reference_lookup(data.tables["t"].array, *data.bags("t").batch(0))
         finally:
             data.close()
         assert report.backend == backend
@@ -75,7 +75,7 @@ def fp16_data() -> dict[int, tuple[TableSpec, np.ndarray, np.ndarray]]:
     for pooling in (1, 8, 100):
         spec = fp16_table(pooling)
         data = materialize((spec,), 64, 1, seed=3, shared=False)
-        rows = data.tables["t"].array[data.indices["t"].array[0]]
+        rows = data.tables["t"].array[data.bags("t").batch(0)[0]].reshape(64, pooling, -1)
         out[pooling] = (spec, rows, rows.sum(axis=1, dtype=np.float32))
         data.close()
     return out

@@ -89,7 +89,7 @@ def test_native_row_shards_sum_every_shard_once() -> None:
         for _ in range(3):
             assert run_plan(plan, config, data).correct
             out = data.outputs["t"].array
-            expected = reference_lookup(data.tables["t"].array, data.indices["t"].array[(20 - 1) % 3])
+            expected = reference_lookup(data.tables["t"].array, *data.bags("t").batch((20 - 1) % 3))
             assert np.abs(out - expected).max() < 1e-4
     finally:
         data.close()
@@ -101,11 +101,12 @@ def test_native_kernel_called_directly_matches_the_reference() -> None:
     try:
         t = plan.workload.tables[0]
         out = data.outputs["t"].array
+        bags = data.bags("t")
         seconds = native.kernel_loop(
-            data.tables["t"].array, t.dtype, data.indices["t"].array, out, "GM", (0, t.rows), (0, 96), 4096, 0, 3
+            data.tables["t"].array, t.dtype, bags.ids, bags.offsets, out, "GM", (0, t.rows), (0, 96), 4096, 0, 3
         )
         assert seconds.shape == (3,) and (seconds > 0).all()
-        assert np.allclose(out, reference_lookup(data.tables["t"].array, data.indices["t"].array[0]), atol=1e-5)
+        assert np.allclose(out, reference_lookup(data.tables["t"].array, *bags.batch(0)), atol=1e-5)
     finally:
         data.close()
 
@@ -140,21 +141,25 @@ def test_report_statistics_are_consistent(backend: str) -> None:
 
 def test_indices_follow_the_distribution_and_permutation() -> None:
     table = TableSpec(name="z", rows=1000, dim=4, pooling=2, distribution=Zipf(alpha=1.2))
-    idx = make_indices(table, 50, 64, seed=0)
-    assert idx.shape == (50, 64, 2) and idx.min() >= 0 and idx.max() < 1000
+    bags = make_indices(table, 50, 64, seed=0)
+    idx = bags.ids
+    assert idx.shape == (50 * 64 * 2,) and idx.min() >= 0 and idx.max() < 1000
+    assert bags.offsets.shape == (50, 65) and (np.diff(bags.offsets, axis=1) == 2).all()
+    assert (bags.offsets[1:, 0] == bags.offsets[:-1, -1]).all() and bags.offsets[0, 0] == 0
     a, c = permutation_params(1000)
     hottest = c % 1000  # rank 0 maps to row c
-    counts = np.bincount(idx.reshape(-1), minlength=1000)
+    counts = np.bincount(idx, minlength=1000)
     assert counts.argmax() == hottest
     uniform = make_indices(table.model_copy(update={"distribution": Uniform()}), 50, 64, seed=0)
-    assert np.bincount(uniform.reshape(-1), minlength=1000).max() < counts.max() / 3
-    assert np.array_equal(make_indices(table, 50, 64, seed=0), idx)  # seeded
+    assert np.bincount(uniform.ids, minlength=1000).max() < counts.max() / 3
+    assert np.array_equal(make_indices(table, 50, 64, seed=0).ids, idx)  # seeded
 
 
 def test_reference_lookup_is_the_plain_definition() -> None:
     table = np.arange(12, dtype=np.float32).reshape(4, 3)
-    idx = np.array([[0, 1], [3, 3]])
-    assert reference_lookup(table, idx).tolist() == [[3.0, 5.0, 7.0], [18.0, 20.0, 22.0]]
+    ids, offsets = np.array([0, 1, 3, 3, 2]), np.array([0, 2, 4, 4, 5])
+    expected = [[3.0, 5.0, 7.0], [18.0, 20.0, 22.0], [0.0, 0.0, 0.0], [6.0, 7.0, 8.0]]
+    assert reference_lookup(table, ids, offsets).tolist() == expected  # the third sample reads nothing
 
 
 def test_plan_for_more_cores_than_the_machine_is_refused() -> None:
@@ -214,9 +219,9 @@ def test_by_default_no_batch_reads_the_indices_of_another() -> None:
     assert config.index_batch_count == 6 and RunConfig(batches=4, index_batches=3).index_batch_count == 3
     data = materialize_for(plan, config)
     try:
-        indices = data.indices["t"].array
-        assert indices.shape[0] == 6
-        assert len({indices[b].tobytes() for b in range(6)}) == 6
+        bags = data.bags("t")
+        assert bags.offsets.shape[0] == 6
+        assert len({bags.batch(b)[0].tobytes() for b in range(6)}) == 6
         assert run_plan(plan, config, data).correct
     finally:
         data.close()
