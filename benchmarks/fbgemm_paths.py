@@ -145,20 +145,19 @@ def _int_nbit(tables, data, total: int, precision: str) -> Path_:  # type: ignor
 def _fused(tbe, tables, data, total: int, index_dtype=None) -> Path_:  # type: ignore[no-untyped-def]
     import torch
 
-    batch = next(iter(data.indices.values())).array.shape[1]
-    lengths = np.concatenate([np.full(batch, t.pooling, dtype=np.int64) for t in tables])
-    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-    flat = [
-        torch.from_numpy(np.concatenate([data.indices[t.name].array[b].reshape(-1) for t in tables]))
-        for b in range(total)
-    ]
+    flat, offsets = [], []
+    for b in range(total):  # every table's ids of the batch, one table after another, and offsets into them
+        batches = [data.bags(t.name).batch(b) for t in tables]
+        lengths = np.concatenate([np.diff(o) for _, o in batches])
+        flat.append(torch.from_numpy(np.concatenate([ids for ids, _ in batches])))
+        offsets.append(torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)))
     if index_dtype is not None:
         flat = [f.to(index_dtype) for f in flat]
-        offsets = offsets.to(index_dtype)
+        offsets = [o.to(index_dtype) for o in offsets]
     last: list[torch.Tensor] = []
 
     def step(b: int) -> None:
-        last[:] = [tbe(flat[b], offsets)]
+        last[:] = [tbe(flat[b], offsets[b])]
 
     def outputs() -> dict[str, np.ndarray]:
         out = last[0].float().numpy()

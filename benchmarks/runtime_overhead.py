@@ -55,6 +55,7 @@ def native_direct(plan: ExecutionPlan, data: Materialized, batches: int) -> floa
         data.tables[t.name].array,
         t.dtype,
         data.indices[t.name].array,
+        data.offsets[t.name].array,
         data.outputs[t.name].array,
         it.strategy.value,
         it.rows,
@@ -77,6 +78,7 @@ def reference_direct(plan: ExecutionPlan, data: Materialized, batches: int) -> f
         t,
         data.tables[t.name].array,
         data.indices[t.name].array,
+        data.offsets[t.name].array,
         data.outputs[t.name].array,
         plan.target.scratch.capacity_bytes,
     )

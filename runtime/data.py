@@ -262,12 +262,16 @@ def make_indices(table: TableSpec, batches: int, batch_size: int, seed: int) -> 
     """`batches` index batches of `batch_size` samples drawn for `table` (module docstring), seeded."""
     rng = np.random.default_rng([seed, 1, _stable_hash(table.name)])
     lengths = sample_lengths(table, batches * batch_size, rng)
-    offsets = np.zeros(batches * batch_size + 1, dtype=INDEX_DTYPE)
-    np.cumsum(lengths, out=offsets[1:])
-    ranks = sample_ranks(table, int(offsets[-1]), rng)
+    ranks = sample_ranks(table, int(lengths.sum()), rng)
     a, c = permutation_params(table.rows)
-    ids = ((ranks * a + c) % table.rows).astype(INDEX_DTYPE)
-    starts = offsets[:-1].reshape(batches, batch_size)
+    return bags_of(((ranks * a + c) % table.rows).astype(INDEX_DTYPE), lengths, batch_size)
+
+
+def bags_of(ids: np.ndarray, lengths: np.ndarray, batch_size: int) -> Bags:
+    """The index batches of samples that look up `lengths` of `ids` each, in order, `batch_size` a batch."""
+    offsets = np.zeros(lengths.size + 1, dtype=INDEX_DTYPE)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = offsets[:-1].reshape(-1, batch_size)
     return Bags(ids, np.concatenate([starts, offsets[batch_size::batch_size, None]], axis=1))
 
 
