@@ -15,7 +15,7 @@ from embmap.ir.printer import fmt_s, printable
 
 if TYPE_CHECKING:
     from embmap.ir.plan import ExecutionPlan
-    from embmap.runtime import RunReport
+    from embmap.runtime import RunConfig, RunReport
 
 
 def run_data(plan: ExecutionPlan, report: RunReport) -> dict[str, Any]:
@@ -33,6 +33,8 @@ def run_data(plan: ExecutionPlan, report: RunReport) -> dict[str, Any]:
         "measured_p50_s": p50,
         "measured_p99_s": report.p99_s,
         "error": (plan.makespan_s - p50) / p50 if p50 else 0.0,
+        "ids_from": report.ids_from,
+        "lookups_per_batch": report.lookups_per_batch,
         "lookups_per_s": report.lookups_per_batch / p50 if p50 else 0.0,
         "gb_per_s": report.bytes_per_batch / p50 / 1e9 if p50 else 0.0,
         "calibrated": plan.cost_profile.calibrated,
@@ -62,6 +64,7 @@ def run_text(plan: ExecutionPlan, report: RunReport) -> str:
         f"batch latency  measured p50 {fmt_s(d['measured_p50_s'])}  p99 {fmt_s(d['measured_p99_s'])}   "
         f"predicted {fmt_s(d['predicted_s'])} ({d['error']:+.1%})"
         + ("" if d["calibrated"] else "   [cost profile uncalibrated]"),
+        f"ids            {printable(d['ids_from'])}; {d['lookups_per_batch']:,} lookups per batch",
         f"throughput     {d['lookups_per_s'] / 1e6:.2f} M lookups/s, {d['gb_per_s']:.2f} GB/s of rows",
         "",
         "core  predicted   measured",
@@ -83,11 +86,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from embmap.mapper.run_trace import check_trace_path
 
         check_trace_path(args.trace, [args.plan])
+    if args.tables is not None and args.replay is None:
+        raise SpecError("--tables", "names the features of a replayed trace", "add --replay TRACE, or leave it out")
     plan = load_plan(args.plan, workload=args.workload, target=args.target)
     config = RunConfig(
         batches=args.batches, warmup=args.warmup, seed=args.seed, backend=args.backend, timeout_s=args.timeout
     )
-    report = run_plan(plan, config)
+    report = run_plan(plan, config) if args.replay is None else _replayed(plan, config, args)
     print(json.dumps(run_data(plan, report), indent=1) if args.json else run_text(plan, report))
     if not report.correct:
         sys.stderr.write(
@@ -101,6 +106,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_trace(plan, report, args.trace)
         print(f"wrote {printable(str(args.trace))}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _replayed(plan: ExecutionPlan, config: RunConfig, args: argparse.Namespace) -> RunReport:
+    """The run on the index batches of the trace `--replay` names (cycled through where it holds fewer
+    batches than the run takes)."""
+    import dataclasses
+
+    from embmap.mapper.traces.replay import replay_bags
+    from embmap.runtime import materialize_for, run_plan
+
+    replay = replay_bags(args.replay, plan.workload, config.warmup + config.batches, args.tables)
+    config = dataclasses.replace(config, index_batches=replay.index_batches)
+    data = materialize_for(plan, config, replay.bags, replay.ids_from)
+    try:
+        return run_plan(plan, config, data)
+    finally:
+        data.close()
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -370,6 +370,19 @@ def _add_run(sub: Subparsers) -> None:
     )
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument(
+        "--replay",
+        type=Path,
+        metavar="TRACE",
+        help="run the trace's own ids and lengths (.npz, Parquet, TorchRec batches or a directory, as for "
+        "profile-trace), cut into batches of the plan's batch size, instead of ids drawn from the distributions",
+    )
+    r.add_argument(
+        "--tables",
+        type=Path,
+        metavar="CONFIG.yaml",
+        help="with --replay: the features each table reads (as for profile-trace); default: its own name",
+    )
+    r.add_argument(
         "--trace",
         type=Path,
         metavar="OUT.json",
