@@ -48,7 +48,7 @@ def whole_if_integral(value: float) -> float:
 _WHOLE = (AfterValidator(whole_if_integral), PlainSerializer(whole_if_integral, return_type=int | float))
 MeanCount = Annotated[float, *_WHOLE]
 # Lookups per sample: the mean over samples, so it may be fractional (TorchRec's pooling factors, a trace's
-# measured mean). The cost model prices the mean; `embmap run` draws the same whole number for every sample.
+# measured mean). The cost model prices the mean; `embmap run` gives each sample floor or ceil of it (runtime.data).
 Pooling = Annotated[float, Field(gt=0, le=MAX_POOLING), *_WHOLE]
 
 
