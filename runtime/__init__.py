@@ -6,10 +6,12 @@ outputs against a plain reference lookup, and reports measured times beside the 
 """
 
 from embmap.runtime.baselines import FRAMEWORKS, Baseline, BaselineReport, prepare_baseline, run_baseline
+from embmap.runtime.data import Bags
 from embmap.runtime.executor import Fault, RunConfig, RunReport, materialize_for, run_interleaved, run_plan, run_rounds
 
 __all__ = [
     "FRAMEWORKS",
+    "Bags",
     "Baseline",
     "BaselineReport",
     "Fault",

@@ -93,6 +93,7 @@ struct Table {
   int64_t index_batches;
   int64_t batch;
   int64_t pooling;  // mean lookups per sample, rounded down: U sums pay where bags hold at least U lookups
+  int64_t uniform;  // the lookups of every sample of every batch where they are all the same (above 0), else 0
   float* output;  // [batch, dim]
   // Row shards: how many there are, how many have finished this batch, and their partial sums.
   int shards = 0;
@@ -120,6 +121,18 @@ struct ItemState {
 };
 
 // ---- kernels ---------------------------------------------------------------------------------------------
+
+// Where sample s's lookups start in the ids (its end: where s + 1's start). Kernels take either kind as O:
+// a jagged batch reads its offsets; where every sample of every batch makes P lookups, the start is computed
+// (first + s * P), so that whole pooling factors run the same code as before index batches were jagged.
+struct JaggedOffsets {
+  const int64_t* offsets;
+  int64_t operator[](int64_t s) const { return offsets[s]; }
+};
+struct UniformOffsets {
+  int64_t first, pooling;
+  int64_t operator[](int64_t s) const { return first + s * pooling; }
+};
 
 template <typename T>
 inline float as_float(T v) {
@@ -159,8 +172,8 @@ inline void prefetch_row(const char* row, int64_t row_bytes) {
 // main memory needs. With U > 1 a bag's lookups go U at a time into U sums: U independent chains of adds, so
 // a row late to arrive holds up one chain while the others go on (one chain was 1.5x slower per lookup on a
 // table in main memory at pooling 200). Only bags of at least U lookups take that path.
-template <typename T, int DIM, int U>
-void gather_bags(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
+template <typename T, int DIM, int U, typename O>
+void gather_bags(const ItemState& st, const int64_t* idx, O offs, float* __restrict dst) {
   const Item& it = *st.item;
   const int64_t dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
   const int64_t dist = kPrefetchLookups, first = offs[it.s0], last = offs[it.s1];
@@ -199,20 +212,20 @@ void gather_bags(const ItemState& st, const int64_t* idx, const int64_t* offs, f
   }
 }
 
-template <typename T, int DIM>
-void gather(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
+template <typename T, int DIM, typename O>
+void gather(const ItemState& st, const int64_t* idx, O offs, float* dst) {
   constexpr int U = DIM > 0 && DIM <= 64 ? 4 : DIM > 0 ? 2 : 1;  // U sums of 128 floats fill the registers at 2
   if (U > 1 && st.table->pooling >= U)
-    gather_bags<T, DIM, U>(st, idx, offs, dst);
+    gather_bags<T, DIM, U, O>(st, idx, offs, dst);
   else
-    gather_bags<T, DIM, 1>(st, idx, offs, dst);
+    gather_bags<T, DIM, 1, O>(st, idx, offs, dst);
 }
 
 // A row shard's kernel: first keep the lookups in its rows (written without a branch, so that a random share
 // of lookups outside does not mispredict), then add each kept row into its sample's partial sum, prefetching
 // kPrefetchLookups kept rows ahead.
-template <typename T, int DIM>
-void gather_shard(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
+template <typename T, int DIM, typename O>
+void gather_shard(const ItemState& st, const int64_t* idx, O offs, float* __restrict dst) {
   const Item& it = *st.item;
   const int64_t dim = DIM > 0 ? DIM : st.table->dim, rb = st.table->row_bytes;
   const uint64_t nrows = uint64_t(it.r1 - it.r0);
@@ -238,8 +251,8 @@ void gather_shard(const ItemState& st, const int64_t* idx, const int64_t* offs, 
 
 // The streamed kernels: bucket the item's lookups by chunk, stream every chunk of its rows through the
 // scratch buffer, gather each chunk's lookups from there.
-template <typename T, int DIM>
-void stream(const ItemState& st, const int64_t* idx, const int64_t* offs, float* __restrict dst) {
+template <typename T, int DIM, typename O>
+void stream(const ItemState& st, const int64_t* idx, O offs, float* __restrict dst) {
   const Item& it = *st.item;
   const int64_t dim = st.table->dim, rb = st.table->row_bytes;
   const int64_t nrows = it.r1 - it.r0, r0 = it.r0, chunk = st.chunk_rows, n_chunks = st.n_chunks;
@@ -275,25 +288,25 @@ void stream(const ItemState& st, const int64_t* idx, const int64_t* offs, float*
   }
 }
 
-template <typename T, int DIM>
-void run_kernel(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
+template <typename T, int DIM, typename O>
+void run_kernel(const ItemState& st, const int64_t* idx, O offs, float* dst) {
   if (st.item->strategy == GM_UB || st.item->strategy == L1_UB)
-    stream<T, DIM>(st, idx, offs, dst);
+    stream<T, DIM, O>(st, idx, offs, dst);
   else if (st.shard)
-    gather_shard<T, DIM>(st, idx, offs, dst);
+    gather_shard<T, DIM, O>(st, idx, offs, dst);
   else
-    gather<T, DIM>(st, idx, offs, dst);
+    gather<T, DIM, O>(st, idx, offs, dst);
 }
 
-template <typename T>
-void dispatch_dim(const ItemState& st, const int64_t* idx, const int64_t* offs, float* dst) {
+template <typename T, typename O>
+void dispatch_dim(const ItemState& st, const int64_t* idx, O offs, float* dst) {
   switch (st.table->dim) {
-    case 8: return run_kernel<T, 8>(st, idx, offs, dst);
-    case 16: return run_kernel<T, 16>(st, idx, offs, dst);
-    case 32: return run_kernel<T, 32>(st, idx, offs, dst);
-    case 64: return run_kernel<T, 64>(st, idx, offs, dst);
-    case 128: return run_kernel<T, 128>(st, idx, offs, dst);
-    default: return run_kernel<T, 0>(st, idx, offs, dst);
+    case 8: return run_kernel<T, 8, O>(st, idx, offs, dst);
+    case 16: return run_kernel<T, 16, O>(st, idx, offs, dst);
+    case 32: return run_kernel<T, 32, O>(st, idx, offs, dst);
+    case 64: return run_kernel<T, 64, O>(st, idx, offs, dst);
+    case 128: return run_kernel<T, 128, O>(st, idx, offs, dst);
+    default: return run_kernel<T, 0, O>(st, idx, offs, dst);
   }
 }
 
@@ -330,10 +343,19 @@ void run_item(ItemState& st, int64_t ib) {
   Table& t = *st.table;
   const int64_t* offs = t.offsets + ib * (t.batch + 1);
   float* dst = st.item->accumulate ? static_cast<float*>(st.partial->ptr) : t.output + st.item->s0 * t.dim;
-  if (t.dtype == FP16)
-    dispatch_dim<half>(st, t.ids, offs, dst);
-  else
-    dispatch_dim<float>(st, t.ids, offs, dst);
+  if (t.uniform > 0) {  // every sample makes the same lookups: no offsets read (the kernels before jagged batches)
+    const UniformOffsets at{offs[0], t.uniform};
+    if (t.dtype == FP16)
+      dispatch_dim<half>(st, t.ids, at, dst);
+    else
+      dispatch_dim<float>(st, t.ids, at, dst);
+  } else {
+    const JaggedOffsets at{offs};
+    if (t.dtype == FP16)
+      dispatch_dim<half>(st, t.ids, at, dst);
+    else
+      dispatch_dim<float>(st, t.ids, at, dst);
+  }
   if (st.item->accumulate) {
     // Release our partial; the shard that completes the count acquires them all and combines.
     if (t.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == t.shards) {
@@ -519,10 +541,13 @@ std::unique_ptr<Table> make_table(py::array w, int dtype, py::array ids, py::arr
   if (out.shape(0) != t->batch || out.shape(1) != t->dim || !out.dtype().is(py::dtype::of<float>()))
     throw std::invalid_argument("output must be float32 [batch, dim]");
   const int64_t n = ids.shape(0);
+  t->uniform = t->index_batches > 0 ? t->offsets[1] - t->offsets[0] : 0;
   for (int64_t b = 0; b < t->index_batches; ++b) {
     const int64_t* o = t->offsets + b * (t->batch + 1);
-    for (int64_t s = 0; s < t->batch; ++s)
+    for (int64_t s = 0; s < t->batch; ++s) {
       if (o[s] < 0 || o[s] > o[s + 1] || o[s + 1] > n) throw std::invalid_argument("offsets decrease or pass the ids");
+      if (o[s + 1] - o[s] != t->uniform) t->uniform = 0;
+    }
   }
   for (int64_t k = 0; k < n; ++k)
     if (uint64_t(t->ids[k]) >= uint64_t(t->rows)) throw std::invalid_argument("an id is outside its table's rows");
