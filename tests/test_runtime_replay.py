@@ -113,5 +113,10 @@ def test_bad_replays_are_one_line_exit_2(
     args = ["compile", str(workload), "--target", "cpu", "--row-cap", "1000", "-o", str(capped), "--time-limit", "1"]
     assert main(args) == 0
     _one_line_exit_2(["run", str(capped), "--replay", str(path)], capsys, "beyond the plan's 1000 rows", "--row-cap")
+    uneven = generate(FEATURES, samples=SAMPLES, batch_size=BATCH, seed=11)
+    uneven.lengths["item"] = uneven.lengths["item"][:-1]
+    uneven.ids["item"] = uneven.ids["item"][: int(uneven.lengths["item"].sum())]
+    path_uneven = write_trace(uneven, tmp_path / "uneven.npz")
+    _one_line_exit_2(["run", str(plan), "--replay", str(path_uneven), "--batches", "50"], capsys, "sample counts")
     _one_line_exit_2(["run", str(plan), "--tables", str(tables)], capsys, "--replay")
     _one_line_exit_2(["run", str(plan), "--replay", str(tmp_path / "none.npz")], capsys, "no such file")

@@ -82,12 +82,19 @@ def replay_bags(trace: str | Path, workload: WorkloadSpec, max_batches: int, tab
                 f"has no feature {missing[0]}, which table {t.name} reads",
                 "give the trace the plan was compiled from, or name each table's features with --tables",
             )
-    samples = min(seen[f].samples for f in wanted)
+    counts = sorted((seen[f].samples, f) for f in wanted)
+    if counts[0][0] != counts[-1][0]:
+        raise SpecError(
+            f"--replay {path.name}",
+            f"features have different sample counts: {counts[0][1]} {counts[0][0]}, {counts[-1][1]} {counts[-1][0]}",
+            "give every feature one length per sample (0 for a sample without ids)",
+        )
+    samples = counts[0][0]
     if samples < batch:
         raise SpecError(
             f"--replay {path.name}",
             f"holds {samples} samples, fewer than one batch of {batch}",
-            "give a longer trace, or compile the plan for a smaller batch (--batch-size)",
+            "give a longer trace, or compile the plan for a smaller batch (compile --batch N)",
         )
     index_batches = min(samples // batch, max_batches)
     bags = {
