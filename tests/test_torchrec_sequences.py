@@ -164,3 +164,19 @@ def test_dmp_runs_the_plan_of_sequences_and_bags_exactly_on_two_gloo_ranks() -> 
         assert same_shape and error < 1e-6
         assert paths == ["bags", "seq"]
         assert kinds["s0"] == "row_wise" and kinds["b0"] == "table_wise"
+
+
+def test_any_plan_of_sequence_tables_is_priced_with_their_outputs() -> None:
+    from embmap.mapper.torchrec.compare import all_options, predicted_s
+
+    t = TableSpec(name="t", rows=4000, dim=16, pooling=6, distribution=Uniform())
+    w = WorkloadSpec(name="w", batch_size=256, tables=(t,))
+    spec = cluster("cpu", 2)
+    plan = compile_cluster(w, spec, solver=FAST, shardings={"t": ["table_wise"]}, sequence_tables=["t"])
+    shardings = {"t": (Sharding.TABLE_WISE, plan.shardings[0].ranks)}
+    pooled = predicted_s(w, spec, shardings)
+    seq = predicted_s(w, spec, shardings, options=all_options(w, spec, sequence={"t"}))
+    d = plan.devices[plan.shardings[0].ranks[0]]
+    # the difference: the extra writes and the five sixths of the sends a pooled table does not make
+    extra_send_s = d.send_bytes * 5 / 6 / spec.link.bandwidth_bytes_per_s
+    assert seq - pooled == pytest.approx(d.sequence_write_s + extra_send_s, rel=1e-6)

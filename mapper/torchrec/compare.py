@@ -5,12 +5,13 @@ shardings with the options the device level itself prices (`cluster.table_option
 option of its sharding type on its ranks, and the prediction is the slowest device's finish (compute spread
 over its cores, then sending its outputs over the link). For embmap's own plan this is the device level's
 objective, up to its integer time unit (1 ns per part). Compute kernels are not read: the device level prices
-a table's lookups with the cheapest strategy of the cost model, whatever kernel a plan names.
+a table's lookups with the cheapest strategy of the cost model, whatever kernel a plan names. An
+EmbeddingCollection's tables output a row per id: price them with `options=all_options(..., sequence=names)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from embmap.ir.cluster import ClusterSpec, Sharding
@@ -45,9 +46,12 @@ def shardings_of(plan: Any, module_path: str = "") -> dict[str, tuple[Sharding, 
     return out
 
 
-def all_options(workload: WorkloadSpec, spec: ClusterSpec, profile: CostProfile | None = None) -> list[list[Option]]:
-    """Every table's device-level options, of every sharding type (to price several plans of one cell)."""
-    return table_options(workload.effective(), spec, profile or default_profile(spec.device), {})
+def all_options(
+    workload: WorkloadSpec, spec: ClusterSpec, profile: CostProfile | None = None, sequence: Collection[str] = ()
+) -> list[list[Option]]:
+    """Every table's device-level options, of every sharding type (to price several plans of one cell);
+    `sequence`: the tables whose outputs are a row per id (an EmbeddingCollection's)."""
+    return table_options(workload.effective(), spec, profile or default_profile(spec.device), {}, sequence)
 
 
 def chosen_options(
