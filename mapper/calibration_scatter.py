@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,28 @@ def priced(measurements: Sequence[Measurement], target: TargetSpec, profile: Cos
         Priced(m.strategy.value, m.measured_s, p, i % HOLDOUT_EVERY == 2)
         for i, (m, p) in enumerate(zip(measurements, predictions(measurements, target, profile), strict=True))
     ]
+
+
+def error_table(points: Sequence[Priced]) -> list[str]:
+    """docs/calibration.md's table: per strategy, the items, the signed and absolute median errors (held out
+    apart), the share within 25% and the worst."""
+    out = [
+        "| strategy | items | median error (signed) | median \\|error\\| | held out: median \\|error\\| | within 25% | worst |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for strategy in ("GM", "L1", "GM-UB", "L1-UB"):
+        mine = [p for p in points if p.strategy == strategy]
+        if not mine:
+            continue
+        signed = [(p.predicted_s - p.measured_s) / p.measured_s for p in mine]
+        absolute = [abs(e) for e in signed]
+        held = [abs(e) for e, p in zip(signed, mine, strict=True) if p.held_out]
+        within = sum(e <= 0.25 for e in absolute) / len(absolute)
+        out.append(
+            f"| {strategy} | {len(mine):,} | {statistics.median(signed):+.1%} | {statistics.median(absolute):.1%} | "
+            f"{statistics.median(held) if held else float('nan'):.1%} | {within:.0%} | {max(absolute):.0%} |"
+        )
+    return out
 
 
 def draw_scatter(points: Sequence[Priced], path: Path, title: str) -> Path:
@@ -153,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median |error| {errors[len(errors) // 2]:.1%}; grey band: within 25%"
     )
     print(f"wrote {draw_scatter(points, args.output, title)}")
+    print("\n".join(error_table(points)))
     return 0
 
 
