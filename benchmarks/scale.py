@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.torchrec_planners import ints_arg  # noqa: E402
 from embmap.ir.errors import EmbmapError  # noqa: E402
 from embmap.ir.output import check_outputs, write_text_atomic  # noqa: E402
 from embmap.mapper.pipelines import pipeline_for  # noqa: E402
@@ -135,7 +136,8 @@ def measure_torchrec(timeout_s: float) -> str:
     what = f"TorchRec's EmbeddingShardingPlanner on `{workload(tables)}` with {ranks} ranks"
     if not available():
         return f"{what}: not measured (TorchRec is not installed)."
-    planners = _planners_bench()
+    from benchmarks import torchrec_planners as planners
+
     rows = planners.run_cell(tables, ranks, list(planners.LABELS), timeout_s)
     lines = [
         f"{what}, proposer by proposer, against EmbmapShardingPlanner (`benchmarks/torchrec_planners.py`, whose "
@@ -145,18 +147,6 @@ def measure_torchrec(timeout_s: float) -> str:
         *planners.cell_table(rows),
     ]
     return "\n".join(lines)
-
-
-def _planners_bench() -> Any:
-    """benchmarks/torchrec_planners.py, imported from beside this script."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("torchrec_planners", Path(__file__).with_name("torchrec_planners.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _mib(n: int | None) -> str:
@@ -228,20 +218,10 @@ def report(cells: Sequence[Cell], time_limit: float, torchrec: str | None, heade
     return "\n".join(lines) + "\n"
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", type=_ints, default=(100, 500, 1000, 5000), help="e.g. 100,500,1000,5000")
-    parser.add_argument("--cores", type=_ints, default=(32, 128, 512), help="e.g. 32,128,512")
+    parser.add_argument("--tables", type=ints_arg, default=(100, 500, 1000, 5000), help="e.g. 100,500,1000,5000")
+    parser.add_argument("--cores", type=ints_arg, default=(32, 128, 512), help="e.g. 32,128,512")
     parser.add_argument(
         "--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S, help="CP-SAT time limit per cell (seconds)"
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import torchrec_planners  # noqa: E402
 from embmap.ir.cluster import ClusterPlan, ClusterSpec  # noqa: E402
 from embmap.ir.printer import fmt_bytes, fmt_s  # noqa: E402
 from embmap.ir.spec import WorkloadSpec  # noqa: E402
@@ -44,19 +45,7 @@ WORLD = 2
 MODELS = ("avazu", "criteo-1tb-t3", "criteo-1tb-dlrmv2")
 
 
-def _planners_bench() -> Any:
-    """benchmarks/torchrec_planners.py, imported from beside this script."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("torchrec_planners", Path(__file__).with_name("torchrec_planners.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-PLANNERS = _planners_bench()
+PLANNERS = torchrec_planners  # the planners' runner and their set-up, shared with that benchmark
 
 
 @dataclass

@@ -469,7 +469,8 @@ def write_section(path: Path, text: str, heading: str = SECTION) -> None:
     write_text_atomic(path, new)
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def ints_arg(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated positive integers (the benchmarks' lists of cells)."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -481,8 +482,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", type=_ints, default=(500, 5000), help="e.g. 500,5000")
-    parser.add_argument("--ranks", type=_ints, default=(32, 128), help="e.g. 32,128")
+    parser.add_argument("--tables", type=ints_arg, default=(500, 5000), help="e.g. 500,5000")
+    parser.add_argument("--ranks", type=ints_arg, default=(32, 128), help="e.g. 32,128")
     parser.add_argument("--planners", default=",".join(LABELS), help="a comma-separated subset of " + ", ".join(LABELS))
     parser.add_argument("--timeout", type=float, default=300.0, help="stop a planner's process after this (s)")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file (e.g. docs/RESULTS.md)")
