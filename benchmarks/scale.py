@@ -21,7 +21,6 @@ import datetime
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.torchrec_planners import ints_arg  # noqa: E402
+from benchmarks.torchrec_planners import ints_arg, run_script  # noqa: E402
 from embmap.ir.errors import EmbmapError  # noqa: E402
 from embmap.ir.output import check_outputs, write_text_atomic  # noqa: E402
 from embmap.mapper.pipelines import pipeline_for  # noqa: E402
@@ -111,15 +110,7 @@ def compile_cell(tables: int, cores: int, time_limit: float) -> Cell:
 
 def run_child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
     """Run this script with `args` in a fresh process: its JSON result, or why there is none."""
-    command = [sys.executable, str(Path(__file__).resolve()), *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        return None, f"did not finish in {timeout_s:g} s"
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"failed (exit {done.returncode}): {last}"
-    return json.loads(done.stdout.strip().splitlines()[-1]), ""
+    return run_script(__file__, args, timeout_s, f"did not finish in {timeout_s:g} s")
 
 
 def measure(tables: int, cores: int, time_limit: float, timeout_s: float) -> Cell:

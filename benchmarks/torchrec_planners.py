@@ -266,17 +266,25 @@ def _shardings(plan: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
     return out
 
 
-def run_child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
-    """Run this script with `args` in a fresh process: its JSON result, or why there is none."""
-    command = [sys.executable, str(Path(__file__).resolve()), *args]
+def run_script(
+    script: str, args: list[str], timeout_s: float, stopped: str, width: int | None = None
+) -> tuple[dict[str, Any] | None, str]:
+    """Run a benchmark `script` with `args` in a fresh process: the JSON of its last line, or why there is none
+    (`stopped` where it ran past `timeout_s`; a failure's last line of stderr, cut at `width`)."""
+    command = [sys.executable, str(Path(script).resolve()), *args]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        return None, f"> {timeout_s:g} s, stopped"
+        return None, stopped
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"failed (exit {done.returncode}): {last[:200]}"
+        return None, f"failed (exit {done.returncode}): {last[:width]}"
     return json.loads(done.stdout.strip().splitlines()[-1]), ""
+
+
+def run_child(args: list[str], timeout_s: float) -> tuple[dict[str, Any] | None, str]:
+    """Run this script with `args` in a fresh process: its JSON result, or why there is none."""
+    return run_script(__file__, args, timeout_s, f"> {timeout_s:g} s, stopped", width=200)
 
 
 @dataclass
