@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from embmap.ir.module import Module
+    from embmap.ir.plan import SolverReport
+    from embmap.ir.spec import TableSpec
 
 # Characters that move the cursor, start an escape sequence, reorder text or cannot be encoded: control
 # characters (C0, DEL, C1: newline, carriage return, ESC, CSI), format characters (bidirectional overrides,
@@ -47,19 +49,37 @@ def fmt_bytes(n: float) -> str:
     return f"{int(n)}B"
 
 
+def _table_line(tab: TableSpec) -> str:
+    dist = tab.distribution.model_dump(exclude_defaults=False) if tab.distribution else {}
+    if dist.get("kind") == "empirical":  # a measured histogram: its size, not its up to 256 buckets
+        dist = {"kind": "empirical", "buckets": len(dist["counts"]), "alpha": dist["alpha"]}
+    dist_text = " ".join(f"{k}={v}" for k, v in dist.items() if k != "kind")
+    kind = dist.get("kind", "?")
+    return (
+        f"  table @{tab.name} rows={tab.rows} dim={tab.dim} {tab.dtype.value} pooling={tab.pooling} "
+        f"size={fmt_bytes(tab.bytes)} dist={kind}{(' ' + dist_text) if dist_text else ''}"
+    )
+
+
+def _solver_lines(r: SolverReport) -> list[str]:
+    lines = [
+        f"  solver {r.method} status={r.status} objective={fmt_s(r.objective_s)} "
+        f"bound={fmt_s(r.best_bound_s)} gap={r.gap:.2%} wall={fmt_s(r.wall_s)}"
+    ]
+    if r.moves:
+        mv = r.moves
+        bound = "none" if mv.max_moves is None else mv.max_moves
+        lines.append(
+            f"  moves moved={mv.moved_tables} items={mv.moved_items} kept={mv.kept_tables} "
+            f"free={mv.free_tables} max={bound}"
+        )
+    return lines
+
+
 def print_module(m: Module) -> str:
     w, t = m.workload, m.target
     lines = [f"module @{printable(w.name)} target=@{printable(t.name)} cores={t.cores} batch={w.batch_size} {{"]
-    for tab in w.tables:
-        dist = tab.distribution.model_dump(exclude_defaults=False) if tab.distribution else {}
-        if dist.get("kind") == "empirical":  # a measured histogram: its size, not its up to 256 buckets
-            dist = {"kind": "empirical", "buckets": len(dist["counts"]), "alpha": dist["alpha"]}
-        dist_text = " ".join(f"{k}={v}" for k, v in dist.items() if k != "kind")
-        kind = dist.get("kind", "?")
-        lines.append(
-            f"  table @{tab.name} rows={tab.rows} dim={tab.dim} {tab.dtype.value} pooling={tab.pooling} "
-            f"size={fmt_bytes(tab.bytes)} dist={kind}{(' ' + dist_text) if dist_text else ''}"
-        )
+    lines.extend(_table_line(tab) for tab in w.tables)
     for p in m.table_profiles or ():
         lines.append(
             f"  profile @{p.table} lookups={p.lookups_per_batch} distinct={p.distinct_rows_per_batch:.1f} "
@@ -94,18 +114,7 @@ def print_module(m: Module) -> str:
         end = fmt_s(s.finish_s[-1]) if s.finish_s else "0"
         lines.append(f"  core {s.core} busy={fmt_s(s.busy_s)} end={end}: {order}")
     if m.solver:
-        r = m.solver
-        lines.append(
-            f"  solver {r.method} status={r.status} objective={fmt_s(r.objective_s)} "
-            f"bound={fmt_s(r.best_bound_s)} gap={r.gap:.2%} wall={fmt_s(r.wall_s)}"
-        )
-        if r.moves:
-            mv = r.moves
-            bound = "none" if mv.max_moves is None else mv.max_moves
-            lines.append(
-                f"  moves moved={mv.moved_tables} items={mv.moved_items} kept={mv.kept_tables} "
-                f"free={mv.free_tables} max={bound}"
-            )
+        lines.extend(_solver_lines(m.solver))
     if m.lower_bound_s is not None:
         lines.append(f"  lower_bound={fmt_s(m.lower_bound_s)}")
     lines.append("}")
