@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embmap.ir.errors import SpecError
 from embmap.mapper.cli import main
 from embmap.mapper.planio import load_plan
 from embmap.mapper.traces import FeatureSpec, Trace, generate, write_trace
@@ -89,6 +90,22 @@ def test_a_table_read_by_two_features_gets_each_samples_ids_of_both(tmp_path: Pa
         mine = bags.ids[bags.offsets[b, i] : bags.offsets[b, i + 1]]
         assert mine.tolist() == [*trace.ids["user"][user_at[s] : user_at[s + 1]], trace.ids["item"][s]]
     assert main(["run", str(plan), "--replay", str(path), "--tables", str(tables), "--batches", "3"]) == 0
+
+
+def test_a_replay_reads_the_trace_only_as_far_as_the_run_needs(
+    replayed: tuple[Trace, Path, Path, Path], tmp_path: Path
+) -> None:
+    """A directory trace whose last file is not a trace at all: a replay of the first batches never opens it,
+    while profiling the whole trace does, and says so."""
+    trace, _, tables, plan = replayed
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_trace(generate(FEATURES, samples=3 * BATCH, batch_size=BATCH, seed=11), parts / "a.npz")
+    (parts / "z.npz").write_bytes(b"not a zip archive")
+    workload = load_plan(plan).workload
+    assert replay_bags(parts, workload, max_batches=2, tables=tables).index_batches == 2
+    with pytest.raises(SpecError, match="z.npz"):
+        replay_bags(parts, workload, max_batches=4, tables=tables)
 
 
 def _one_line_exit_2(args: list[str], capsys: pytest.CaptureFixture[str], *expected: str) -> None:

@@ -129,6 +129,20 @@ def test_every_format_gives_the_same_workload(tmp_path: Path) -> None:
     assert workload_from_trace(parts, tables=tables).batch_size == 300
 
 
+def test_a_torchrec_file_is_memory_mapped_not_read_whole(tmp_path: Path) -> None:
+    """A saved KeyedJaggedTensor file is mapped (its ids paged in as read), so one larger than memory streams."""
+    pytest.importorskip("torchrec")
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps (Linux) to see the mapping")
+    from embmap.mapper.traces.formats import _load_kjts
+
+    path = write_trace(generate(KNOWN[:2], samples=600, batch_size=300, seed=3), tmp_path / "mapped.pt")
+    kjts = _load_kjts(path)
+    assert len(kjts) == 2
+    assert str(path) in maps.read_text()
+
+
 def test_chunk_boundaries_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lengths and offsets read a few samples at a time (offsets carried across chunks) count the same."""
     from embmap.mapper.traces import formats

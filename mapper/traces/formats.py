@@ -10,7 +10,8 @@ batch held where the format records batches. The formats (docs/traces.md):
 - Parquet (`.parquet`, `.pq`; needs `pyarrow`): one column per feature, each row a sample holding the list
   of its ids; each row group is a batch.
 - TorchRec (`.pt`, `.pth`): `torch.save` of a `KeyedJaggedTensor` or a list of them, each a batch, loaded
-  with `weights_only` (nothing but tensors and KeyedJaggedTensors is unpickled).
+  with `weights_only` (nothing but tensors and KeyedJaggedTensors is unpickled) and memory-mapped (`mmap`),
+  so a batch's ids are read from the file when its pieces are.
 
 A directory is read as the concatenation of its trace files, in name order (one file of KeyedJaggedTensors
 per batch streams as well as the other formats do).
@@ -240,7 +241,9 @@ def _load_kjts(path: Path) -> list[Any]:
         ) from None
     try:
         with torch.serialization.safe_globals([KeyedJaggedTensor]):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: the tensors' bytes stay in the file and are paged in as each batch is read, so a file
+            # larger than memory streams too (the kernel can drop pages already read).
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # an unpickling error, a truncated file, a type outside the allowed ones
         problem = " ".join(str(exc).split())[:160]
         raise SpecError(

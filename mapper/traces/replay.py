@@ -3,7 +3,8 @@
 Per table of the plan, its features' ids and lengths (a table reads the feature of its own name, or those
 `--tables` gives it, as `profile-trace` reads them), cut into batches of the plan's batch size: a table read by
 several features gets, per sample, the ids of each of them one after another, as profile-trace sums their
-pooling. Samples beyond the last whole batch, or beyond the batches the run needs, are left out. Refused in
+pooling. Samples beyond the last whole batch, or beyond the batches the run needs, are left out, and the
+trace is read only until every feature has the samples the run needs. Refused in
 one line: a table's feature missing from the trace, an id outside the plan's rows (a row cap cut them), fewer
 samples than one batch.
 """
@@ -74,6 +75,8 @@ def replay_bags(trace: str | Path, workload: WorkloadSpec, max_batches: int, tab
     for piece in read_pieces(path, Batches()):
         if piece.feature in wanted:
             seen.setdefault(piece.feature, _Feature()).add(piece.ids, piece.lengths, limit)
+            if len(seen) == len(wanted) and all(f.samples >= limit for f in seen.values()):
+                break  # every feature has the samples the run takes: the rest of the trace is not read
     for t in workload.tables:
         missing = [f for f in reads[t.name] if f not in seen]
         if missing:
