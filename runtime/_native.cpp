@@ -172,8 +172,8 @@ inline void prefetch_row(const char* row, int64_t row_bytes) {
 // replica). While lookup k is accumulated (in registers where DIM is fixed), every line of the row of lookup
 // k + kPrefetchLookups is prefetched: a core then keeps many row reads in flight, which is what a gather from
 // main memory needs. With U > 1 a bag's lookups go U at a time into U sums: U independent chains of adds, so
-// one chain does not wait on the latency of its own adds (`gather` says where that pays). Only bags of at
-// least U lookups take that path.
+// a row late to arrive holds up one chain while the others go on (one chain was 1.5x slower per lookup on a
+// table in main memory at pooling 200). Only bags of at least U lookups take that path.
 template <typename T, int DIM, int U, typename O>
 void gather_bags(const ItemState& st, const int64_t* idx, O offs, float* __restrict dst) {
   const Item& it = *st.item;
@@ -216,11 +216,7 @@ void gather_bags(const ItemState& st, const int64_t* idx, O offs, float* __restr
 
 template <typename T, int DIM, typename O>
 void gather(const ItemState& st, const int64_t* idx, O offs, float* dst) {
-  // Several chains only where one row is one or two vector registers: there one chain waits on its adds'
-  // latency (1.3-1.75x PyTorch's embedding_bag at pooling 64-200 with one chain, about 1.0x with four). A row
-  // of 32 floats or more is already four or more independent adds, and more chains only spill the sums out
-  // of the registers: up to 2.4x slower than one chain at pooling 2-32 (`benchmarks/kernel_vs_torch.py`).
-  constexpr int U = DIM > 0 && DIM <= 16 ? 4 : 1;
+  constexpr int U = DIM > 0 && DIM <= 64 ? 4 : DIM > 0 ? 2 : 1;  // U sums of 128 floats fill the registers at 2
   if (U > 1 && st.table->pooling >= U)
     gather_bags<T, DIM, U, O>(st, idx, offs, dst);
   else
