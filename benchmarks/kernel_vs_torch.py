@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.runtime_overhead import INDEX_BATCHES, WARMUP, native_direct  # noqa: E402
 from embmap.cost_models import preset_profile  # noqa: E402
 from embmap.ir.module import Strategy  # noqa: E402
 from embmap.ir.plan import PartitionMode  # noqa: E402
@@ -30,11 +31,9 @@ from embmap.ir.printer import fmt_s  # noqa: E402
 from embmap.ir.spec import HotSet, TableSpec, Uniform  # noqa: E402
 from embmap.ir.targets import cpu  # noqa: E402
 from embmap.mapper.calibration import GridPoint, point_plan  # noqa: E402
-from embmap.runtime import RunConfig, materialize_for, native  # noqa: E402
+from embmap.runtime import RunConfig, materialize_for  # noqa: E402
 from embmap.runtime.executor import usable_cpus  # noqa: E402
 
-INDEX_BATCHES = 8
-WARMUP = 5
 DISTRIBUTIONS = {"uniform": Uniform(), "hot-rows": HotSet(hot_rows=16, hot_mass=0.9)}
 
 
@@ -67,31 +66,18 @@ def main() -> None:
                 config = RunConfig(batches=args.batches, warmup=WARMUP, index_batches=INDEX_BATCHES)
                 data = materialize_for(plan, config)
                 try:
-                    item, spec = plan.items[0], plan.workload.tables[0]
                     weights = torch.from_numpy(data.tables["t"].array)
                     bags = [tuple(torch.from_numpy(a) for a in data.bags("t").batch(b)) for b in range(INDEX_BATCHES)]
                     pairs = []
                     for _ in range(args.rounds):
-                        seconds = native.kernel_loop(
-                            data.tables["t"].array,
-                            spec.dtype,
-                            data.indices["t"].array,
-                            data.offsets["t"].array,
-                            data.outputs["t"].array,
-                            item.strategy.value,
-                            item.rows,
-                            item.samples,
-                            plan.target.scratch.capacity_bytes,
-                            core,
-                            WARMUP + args.batches,
-                        )
+                        native_s = native_direct(plan, data, args.batches)
                         times = []
                         for b in range(WARMUP + args.batches):
                             ids, offsets = bags[b % INDEX_BATCHES]
                             start = time.perf_counter_ns()
                             F.embedding_bag(ids, weights, offsets, mode="sum", include_last_offset=True)
                             times.append(time.perf_counter_ns() - start)
-                        pairs.append((float(np.median(seconds[WARMUP:])), float(np.median(times[WARMUP:])) * 1e-9))
+                        pairs.append((native_s, float(np.median(times[WARMUP:])) * 1e-9))
                 finally:
                     data.close()
                 ratio = statistics.median(n / t for n, t in pairs)

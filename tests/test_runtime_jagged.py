@@ -4,7 +4,9 @@ its pooled outputs match the float64 reference per sample; an empty sample gives
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -87,27 +89,30 @@ def test_native_kernels_of_long_and_empty_bags(strategy: Strategy, dim: int) -> 
             assert correct and (out[lengths == 0] == 0).all(), (dtype, mode)
 
 
-def test_the_native_kernel_called_directly_reads_jagged_batches() -> None:
+@contextlib.contextmanager
+def gm_table_and_output(bags: Bags) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A one-item GM plan's table and output, materialized for `bags` (released after)."""
     plan = jagged_plan(Strategy.GM, PartitionMode.SAMPLES, 1, DType.FP32, 16)
-    bags = jagged_bags(3)
     data = materialize_for(plan, RunConfig(batches=1, warmup=0, index_batches=INDEX_BATCHES), {"t": bags}, "x")
     try:
-        table, out = data.tables["t"].array, data.outputs["t"].array
+        yield data.tables["t"].array, data.outputs["t"].array
+    finally:
+        data.close()
+
+
+def test_the_native_kernel_called_directly_reads_jagged_batches() -> None:
+    bags = jagged_bags(3)
+    with gm_table_and_output(bags) as (table, out):
         seconds = native.kernel_loop(
             table, DType.FP32, bags.ids, bags.offsets, out, "GM", (0, ROWS), (0, BATCH), 4096, usable_cpus()[0], 2
         )
         assert seconds.shape == (2,)
         assert np.allclose(out, reference_lookup(table, *bags.batch(1)), rtol=1e-5)
-    finally:
-        data.close()
 
 
 def test_offsets_or_ids_out_of_range_are_refused_before_anything_runs() -> None:
-    plan = jagged_plan(Strategy.GM, PartitionMode.SAMPLES, 1, DType.FP32, 16)
     good = jagged_bags(4)
-    data = materialize_for(plan, RunConfig(batches=1, warmup=0, index_batches=INDEX_BATCHES), {"t": good}, "x")
-    try:
-        table, out = data.tables["t"].array, data.outputs["t"].array
+    with gm_table_and_output(good) as (table, out):
         bad_offsets = good.offsets.copy()
         bad_offsets[0, 3] = bad_offsets[0, 4] + 1
         bad_ids = good.ids.copy()
@@ -115,8 +120,6 @@ def test_offsets_or_ids_out_of_range_are_refused_before_anything_runs() -> None:
         for ids, offsets in ((good.ids, bad_offsets), (bad_ids, good.offsets)):
             with pytest.raises(ValueError, match="offsets decrease|outside its table"):
                 native.kernel_loop(table, DType.FP32, ids, offsets, out, "GM", (0, ROWS), (0, BATCH), 4096, 0, 1)
-    finally:
-        data.close()
 
 
 def test_the_check_holds_each_sample_to_its_own_bound() -> None:
