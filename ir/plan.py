@@ -117,9 +117,16 @@ class MoveReport(Frozen):
     free_tables: int = Field(ge=0, description="new tables, and tables whose previous option is no longer offered")
 
 
+GAP_ROUNDING = 1e-12  # relative: a bound and a makespan summed from the same costs in another order differ by this
+
+
 def relative_gap(objective: float, bound: float) -> float:
-    """(objective - bound) / objective, at least 0 (and 0 for an empty plan): the one formula of a gap."""
-    return max(0.0, (objective - bound) / objective) if objective else 0.0
+    """(objective - bound) / objective, at least 0 (and 0 for an empty plan): the one formula of a gap. A gap
+    within floating-point rounding (`GAP_ROUNDING`) is 0: the plan meets its bound, summed in another order."""
+    if not objective:
+        return 0.0
+    gap = (objective - bound) / objective
+    return gap if gap > GAP_ROUNDING else 0.0
 
 
 class SolverReport(Frozen):

@@ -13,7 +13,7 @@ import pytest
 
 from embmap.cost_models import preset_profile
 from embmap.ir.lowering import lower
-from embmap.ir.plan import ExecutionPlan, relative_gap
+from embmap.ir.plan import ExecutionPlan, SolverReport, relative_gap
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.passes import SolverSettings
 from embmap.passes.solver import bounds
@@ -382,3 +382,15 @@ def test_the_coarse_pricing_changes_no_bound(seed: int, monkeypatch: pytest.Monk
     with_coarse = pattern_lower_bound(menus, problem.cores, 0, int(optimum), capacity_bytes=100)
     monkeypatch.setattr(bounds, "_coarse", lambda *args: None)
     assert pattern_lower_bound(menus, problem.cores, 0, int(optimum), capacity_bytes=100) == with_coarse
+
+
+def test_a_plan_that_meets_its_bound_up_to_rounding_is_optimal() -> None:
+    """The whole-space bound and the makespan sum the same item costs in other orders: a one-core plan of
+    Tenrec read 3.2272499202778446 us against a bound of 3.227249920277844 us (one unit in the last place)
+    and was reported FEASIBLE with a gap of 1e-16. A gap within rounding is none; a real one stays."""
+    makespan, bound = 3.2272499202778446e-06, 3.227249920277844e-06
+    assert bound < makespan and relative_gap(makespan, bound) == 0.0
+    report = SolverReport.of("cpsat", "FEASIBLE", makespan, makespan, 0.0).over_whole_space(makespan, bound)
+    assert report.status == "OPTIMAL" and report.gap == 0.0
+    worse = SolverReport.of("cpsat", "OPTIMAL", makespan, makespan, 0.0).over_whole_space(makespan, bound * (1 - 1e-9))
+    assert worse.status == "FEASIBLE" and worse.gap == pytest.approx(1e-9, rel=1e-3)
