@@ -63,7 +63,7 @@ def test_row_shards_accumulate_correctly(strategy: Strategy, backend: str) -> No
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="needs two cores")
-@pytest.mark.parametrize("dim", [16, 128, 24])  # widths fixed at compile time, and one that is not
+@pytest.mark.parametrize("dim", [8, 16, 32, 64, 128, 24])  # every width fixed at compile time, and one that is not
 @pytest.mark.parametrize("pooling", [1, 8, 100])
 @pytest.mark.parametrize("dtype", [DType.FP32, DType.FP16])
 @pytest.mark.parametrize("strategy", list(Strategy))
