@@ -10,8 +10,9 @@
 //   L1-UB  L1d, the chunk's lookups gathered from there (from the shared table, or from the private replica).
 // A row shard gathers the lookups in its rows only. Shards do not share a lock: each writes its own partial
 // sums, and the last shard of a table to finish (an atomic counter) adds the partials into the output.
-// Accumulation is in fp32 whatever the table's dtype (fp32 or fp16), in AVX-512 (or AVX2) registers. Index batches are jagged (CSR): sample s
-// of batch b looks up ids[offsets[b][s] .. offsets[b][s + 1]), any number of ids including none (a zero row).
+// Accumulation is in fp32 whatever the table's dtype (fp32 or fp16), in AVX-512 (or AVX2) registers. Index
+// batches are jagged (CSR): sample s of batch b looks up ids[offsets[b][s] .. offsets[b][s + 1]), any number
+// of ids including none (a zero row).
 //
 // The barrier spins for a bounded time, then sleeps on a futex, so a core that waits for a slower one
 // gives its time back to the machine instead of burning it.
