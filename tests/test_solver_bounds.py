@@ -322,18 +322,29 @@ def test_a_table_cut_in_any_sizes_lowers_the_bound_to_cover_its_cuts() -> None:
     assert pattern_lower_bound([*whole, _cut_menu(1, 12, cores)], cores, 0, 13) <= 12
 
 
-def test_branching_on_the_options_refutes_what_the_lp_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_piece_is_priced_at_the_samples_it_can_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     # Parts of 3 and 13 on two cores, and a table whose part of n samples takes 3 + n, 11 samples. The optimum
-    # is 16 (14 whole beside the 3, or cut beside both). The LP alone mixes the whole table with a cut of it
-    # and stops at 14; split into plans with the table whole and plans with it cut, neither fits 14.
+    # is 16 (14 whole beside the 3, or cut beside both). A piece holds at most the table's 11 samples, so a
+    # pattern with the whole table is worth one table, however much room it leaves: priced so, the LP alone
+    # refutes 15 (priced as if its room could hold more, it stopped at 14).
     fixed, cores = [3, 13], 2
     assert exhaustive_with_cuts(fixed, (3, 11, 4), cores) == 16
     menus = [PatternMenu(((1, s),)) for s in fixed] + [_cut_menu(3, 11, cores)]
-    branched = pattern_lower_bound(menus, cores, 0, 16)
+    monkeypatch.setattr(bounds, "MAX_NODES", 1)  # the LP alone, no branching
+    assert pattern_lower_bound(menus, cores, 0, 16) == 16
+
+
+def test_branching_on_the_options_refutes_what_the_lp_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Six tables with options of 1 to 3 parts on three cores (a seeded random problem): the LP alone stops at
+    # 44; split on the options of the table its y spreads most, neither half fits 44 or 45.
+    problem = random_problem(random.Random(70019))
+    optimum = exhaustive(problem)
+    assert optimum == 46
+    branched = pattern_lower_bound(_menus(problem), problem.cores, 0, 46)
     monkeypatch.setattr(bounds, "MAX_NODES", 1)
-    alone = pattern_lower_bound(menus, cores, 0, 16)
-    assert alone == 14
-    assert alone < branched <= 16
+    alone = pattern_lower_bound(_menus(problem), problem.cores, 0, 46)
+    assert alone == 44
+    assert alone < branched <= optimum
 
 
 def test_a_line_above_another_is_dropped() -> None:

@@ -367,24 +367,25 @@ def price(space: Space, duals: Duals, precision: Precision = DOUBLE) -> tuple[fl
         picks = _price_pieces(space, t, duals, dp, new) if lines else None
         steps.append((t, dp, valued, picks))
         dp = new
-    return _walk_back(space, dp, steps, precision)
+    return _walk_back(space, dp, steps, duals, precision)
 
 
 def _walk_back(
     space: Space,
     dp: np.ndarray,
-    steps: list[tuple[int, np.ndarray, list[tuple[Part, float]], tuple[np.ndarray, np.ndarray] | None]],
+    steps: list[tuple[int, np.ndarray, list[tuple[Part, float]], np.ndarray | None]],
+    duals: Duals,
     precision: Precision,
 ) -> tuple[float, Pattern, float]:
     """Where a table raised the best value, one of its parts (or pieces) accounts for the rise."""
     c, h = space.grid.cells, space.grid.byte_cells
     here, pattern, load = dp[c, h], [], 0.0
     for t, before, valued, picks in reversed(steps):
-        if picks is not None and picks[0][c, h] <= -2:
-            key = space.cuts[t][-2 - int(picks[0][c, h])]
-            x = int(picks[1][c, h])
+        if picks is not None and picks[c, h] <= -2:
+            i = -2 - int(picks[c, h])
+            key = space.cuts[t][i]
+            x, n = _piece_start(space, t, key, duals.pieces[t][i], before[:, h], c)
             a, b = space.lines[t][key[1]]
-            n = max(1.0, min(float(space.samples[t]), ((c - x + 1) * space.grid.unit - a) / b))
             pattern.append((t, key, n))
             load += a + b * n
             c, here = x, before[x, h]
@@ -402,52 +403,85 @@ def _walk_back(
     return float(dp[space.grid.cells, space.grid.byte_cells]), tuple(reversed(pattern)), load
 
 
-def _price_pieces(
-    space: Space, t: int, duals: Duals, dp: np.ndarray, new: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Raise `new` (the best values after table t) by its pieces: where a piece is best, -2 - its cut's index,
-    and the time cell it starts at (None where no line has a cut).
+def _piece_start(
+    space: Space, t: int, key: Key, price: tuple[float, float], before: np.ndarray, c: int
+) -> tuple[int, float]:
+    """The cell a piece of cut `key` ending at cell c best starts at (the best value before it plus the piece's),
+    and its samples."""
+    line = key[1]
+    a, b = space.lines[t][line]
+    q, samples = space.grid.unit, space.samples[t]
+    shift = _fewest_cells(space, t, line)
+    x = np.arange(c - shift + 1)
+    n = np.minimum(float(samples), ((c - x + 1) * q - a) / b)
+    best = int(np.argmax(before[: c - shift + 1] + price[0] * n))
+    return best, max(1.0, float(n[best]))
 
-    A piece from cell x to cell c holds n = ((c - x + 1) q - a) / b samples (at least 1): the pattern's real
-    sizes leave it at least that room (each was rounded down by under a cell). Its value is at most
-    per-sample min(n, N) + per-piece, so at most both of: the running maximum of dp[x] - per-sample x q / b,
-    plus per-sample ((c + 1) q - a) / b; and dp[c] + per-sample N. Pieces hold no bytes: they stay in their
-    byte cell."""
+
+def _fewest_cells(space: Space, t: int, line: int) -> int:
+    """The fewest grid cells a piece along the line takes (its least time, rounded as the grid rounds down)."""
+    a, b = space.lines[t][line]
+    return max(0, math.ceil((a + b) / space.grid.unit - 1 - 1e-9))
+
+
+def _price_pieces(space: Space, t: int, duals: Duals, dp: np.ndarray, new: np.ndarray) -> np.ndarray | None:
+    """Raise `new` (the best values after table t) by its pieces: where a piece is best, -2 - its cut's index
+    (None where no line has a cut).
+
+    A piece from cell x to cell c holds n = min(N, ((c - x + 1) q - a) / b) samples: the pattern's real sizes
+    leave it at least that room (each was rounded down by under a cell). It takes at least s cells (its least
+    time), and holds all N samples from m cells on; so its value is the best of dp[c - m] + per-sample N (dp
+    grows with c) and, over the x with c - m < x <= c - s, dp[x] - per-sample x q / b plus per-sample
+    ((c + 1) q - a) / b (a window maximum), plus per-piece. Pieces hold no bytes: they stay in their byte cell."""
     grid, cuts, prices, samples = space.grid, space.cuts[t], duals.pieces[t], space.samples[t]
     q, cells = grid.unit, grid.cells
     index = np.arange(cells + 1)
-    picks: tuple[np.ndarray, np.ndarray] | None = None
+    picks: np.ndarray | None = None
     for line, (a, b) in enumerate(space.lines[t]):
         which = [i for i, key in enumerate(cuts) if key[1] == line]
-        shift = max(0, math.ceil((a + b) / q - 1 - 1e-9))
+        shift = _fewest_cells(space, t, line)
         if not which or shift > cells:
             continue
         if picks is None:
-            picks = (np.full(dp.shape, -1, dtype=np.int64), np.zeros(dp.shape, dtype=np.int64))
+            picks = np.full(dp.shape, -1, dtype=np.int64)
         slopes = np.array([prices[i][0] for i in which])
         offsets = np.array([prices[i][1] for i in which])
         keep = _envelope(slopes, offsets, 1.0, float(samples))
         which = [which[i] for i in keep]
         per_sample, per_piece = slopes[keep][:, None, None], offsets[keep][:, None, None]
-        base = dp[None, :, :] - per_sample * (q / b) * index[None, :, None]
-        running = np.maximum.accumulate(base, axis=1)
-        where = np.maximum.accumulate(np.where(base >= running, index[None, :, None], 0), axis=1)
+        span = cells + 1 - shift  # the ends c = shift..cells, and the starts x = 0..cells - shift
+        full = max(shift, math.ceil((a + b * samples) / q - 1 - 1e-9))  # cells from which a piece holds all N
+        base = dp[None, :span, :] - per_sample * (q / b) * index[None, :span, None]
         room = ((index[shift:] + 1) * q - a) / b
-        take = np.minimum(
-            running[:, : cells + 1 - shift] + per_sample * room[None, :, None],
-            dp[None, shift:] + per_sample * samples,
-        )
-        take += per_piece
+        take = _window_max(base, full - shift) + per_sample * room[None, :, None]
+        whole = np.full_like(take, -np.inf)
+        if full <= cells:
+            whole[:, full - shift :] = dp[None, : cells + 1 - full] + per_sample * samples
+        take = np.maximum(take, whole) + per_piece
         top = take.argmax(axis=0)[None]
         value = np.take_along_axis(take, top, axis=0)[0]
         better = value > new[shift:]
         new[shift:] = np.where(better, value, new[shift:])
-        pick, start = picks
-        pick[shift:] = np.where(better, -2 - np.array(which)[top[0]], pick[shift:])
-        start[shift:] = np.where(
-            better, np.take_along_axis(where[:, : cells + 1 - shift], top, axis=0)[0], start[shift:]
-        )
+        picks[shift:] = np.where(better, -2 - np.array(which)[top[0]], picks[shift:])
     return picks
+
+
+def _window_max(values: np.ndarray, width: int) -> np.ndarray:
+    """Along axis 1, the maximum of the last `width` entries up to each (fewer at the start; -inf for width 0):
+    van Herk and Gil-Werman's blocks, in linear time."""
+    k, n, r = values.shape
+    if width <= 0:
+        return np.full_like(values, -np.inf)
+    if width >= n:
+        return np.maximum.accumulate(values, axis=1)
+    padded = np.concatenate([values, np.full((k, -n % width, r), -np.inf)], axis=1)
+    blocks = padded.reshape(k, -1, width, r)
+    prefix = np.maximum.accumulate(blocks, axis=2).reshape(k, -1, r)
+    suffix = np.maximum.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(k, -1, r)
+    out = np.maximum.accumulate(values, axis=1)  # windows that start at 0
+    ends = np.arange(width - 1, n)
+    out[:, width - 1 :] = np.maximum(suffix[:, ends - width + 1], prefix[:, ends])
+    return out
 
 
 def _envelope(slopes: np.ndarray, offsets: np.ndarray, lo: float, hi: float) -> list[int]:
