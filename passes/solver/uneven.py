@@ -10,6 +10,7 @@ leave. A bound that covers such plans needs a line under the time of a part: `sa
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -111,8 +112,8 @@ def uneven_plans(module: Module, splittable: frozenset[str], bound_s: float) -> 
         return [priced(module, p) for p in plans]
     full = AssignmentProblem.from_module(module)
     tried: list[dict[int, Strategy]] = []
-    for bend in BENDS:
-        fluid = pourable(module, splittable, bend, items_makespan_s(module.items))
+    for bend, preloaded in itertools.product(BENDS, (False, True)):
+        fluid = pourable(module, splittable, bend, items_makespan_s(module.items), preloaded)
         if fluid in tried:
             continue  # a wider bend that pours no other table builds the same plan
         tried.append(fluid)
@@ -207,14 +208,18 @@ class _Recut:
         return best
 
 
-def pourable(module: Module, splittable: frozenset[str], bend: float, span_s: float) -> dict[int, Strategy]:
+def pourable(
+    module: Module, splittable: frozenset[str], bend: float, span_s: float, preloaded: bool = False
+) -> dict[int, Strategy]:
     """The tables `wrap_around` pours (by menu index), each with the strategy it reads with: of the tables in
     `splittable`, those with a strategy that holds no local bytes, whose one-sample part fits under `span_s`, and
     whose two halves cost at most `bend` more than the cheapest the menu serves it under `span_s` (its least-work
     option with parts that short; its fastest whole-table option if none is). A cut of a table read with reuse
     in the caches loses the reuse, and its row shards serve it better; a table the menu must cut anyway loses
-    only what a part's fixed cost adds. The strategy is the one whose halves cost least. `span_s` is the
-    makespan of the plan with equal cuts: a wrap-around must beat it to matter."""
+    only what a part's fixed cost adds. The strategy is the one whose halves cost least, of those that hold no
+    local bytes; with `preloaded`, of those whose one-sample part fits under `span_s`, preloaded ones the menu
+    cuts the table's samples with included (each part then holds a replica, and the pour puts parts only where
+    one fits). `span_s` is the makespan of the plan with equal cuts: a wrap-around must beat it to matter."""
     assert module.options is not None
     batch = module.workload.batch_size
     fluid: dict[int, Strategy] = {}
@@ -222,7 +227,9 @@ def pourable(module: Module, splittable: frozenset[str], bend: float, span_s: fl
         if m.table not in splittable:
             continue
         t = module.table(m.table)
-        shared = [s for s in uneven_strategies(module, m.table) if not s.preloaded]
+        shared = [s for s in uneven_strategies(module, m.table) if preloaded or not s.preloaded]
+        if preloaded:  # only strategies whose one-sample part fits under the span
+            shared = [s for s in shared if part_cost(module, t, s)(1) < span_s]
         # Cut in two, a strategy shows what a cut costs it (a stream pays for the whole table in every part).
         halves = {s: 2 * part_cost(module, t, s)(-(-batch // 2)) for s in shared}
         if not halves:
@@ -277,6 +284,7 @@ def wrap_around(
                 rows=(0, t.rows),
                 samples=(lo, lo + n),
                 core=core,
+                local_bytes=t.bytes if fluid[i].preloaded else 0,
                 cost=cost,
             )
         )
@@ -291,28 +299,33 @@ class _Pour:
         assert module.options is not None
         self.batch, self.cores = module.workload.batch_size, module.target.cores
         self.load = np.zeros(self.cores)
+        self.free = np.full(self.cores, module.target.local.capacity_bytes, dtype=np.int64)  # local bytes left
         for it in items:
             self.load[it.core] += it.cost.total_s
+            self.free[it.core] -= it.local_bytes
         options = module.options
         self.costs = {i: functools.cache(part_cost(module, module.table(options[i].table), fluid[i])) for i in fluid}
+        # What a part holds locally: a preloaded strategy's replica of the whole table.
+        self.held = {i: module.table(options[i].table).bytes if fluid[i].preloaded else 0 for i in fluid}
         self.order = sorted(fluid, key=lambda i: (-self.costs[i](self.batch), i))
         self.min_part = max(1, self.batch // (SLIVER * self.cores))  # no sliver: a part pays its fixed cost
 
     def under(self, span: float) -> list[tuple[int, int, int]] | None:
         """(table index, core, samples) of every poured part under makespan `span`, or None if it overflows."""
-        room = span - self.load
+        room, free = span - self.load, self.free.copy()
         parts, core = [], 0
         for i in self.order:
             left, c = self.batch, self.costs[i]
             while left:
                 if core >= self.cores:
                     return None
-                n = _most_samples(c, room[core], left)
+                n = _most_samples(c, room[core], left) if free[core] >= self.held[i] else 0
                 if n < min(self.min_part, left):
                     core += 1
                     continue
                 parts.append((i, core, n))
                 room[core] -= c(n)
+                free[core] -= self.held[i]
                 left -= n
                 if left:
                     core += 1
@@ -419,3 +432,4 @@ def _lp_step(
             j += 1
         out.update(zip(idx, whole, strict=True))
     return out
+
