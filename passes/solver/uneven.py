@@ -432,4 +432,3 @@ def _lp_step(
             j += 1
         out.update(zip(idx, whole, strict=True))
     return out
-
