@@ -299,7 +299,7 @@ class _Pour:
         assert module.options is not None
         self.batch, self.cores = module.workload.batch_size, module.target.cores
         self.load = np.zeros(self.cores)
-        self.free = np.full(self.cores, module.target.local.capacity_bytes, dtype=np.int64)  # local bytes left
+        self.free = [module.target.local.capacity_bytes] * self.cores  # local bytes left (Python ints: any size)
         for it in items:
             self.load[it.core] += it.cost.total_s
             self.free[it.core] -= it.local_bytes
@@ -312,7 +312,7 @@ class _Pour:
 
     def under(self, span: float) -> list[tuple[int, int, int]] | None:
         """(table index, core, samples) of every poured part under makespan `span`, or None if it overflows."""
-        room, free = span - self.load, self.free.copy()
+        room, free = span - self.load, list(self.free)
         parts, core = [], 0
         for i in self.order:
             left, c = self.batch, self.costs[i]
