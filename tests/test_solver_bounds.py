@@ -16,7 +16,7 @@ from embmap.ir.lowering import lower
 from embmap.ir.plan import ExecutionPlan, SolverReport, relative_gap
 from embmap.ir.spec import TableSpec, WorkloadSpec
 from embmap.passes import SolverSettings
-from embmap.passes.solver import bounds
+from embmap.passes.solver import bounds, config_lp
 from embmap.passes.solver.bounds import PatternMenu, lower_bound_s, lower_bound_units, pattern_lower_bound
 from embmap.passes.solver.dff import BASE, MIXES, _Menus, choice_lower_bound, dff_lower_bound, hull
 from embmap.passes.solver.problem import AssignmentProblem, OptionData
@@ -332,6 +332,16 @@ def test_a_piece_is_priced_at_the_samples_it_can_hold(monkeypatch: pytest.Monkey
     menus = [PatternMenu(((1, s),)) for s in fixed] + [_cut_menu(3, 11, cores)]
     monkeypatch.setattr(bounds, "MAX_NODES", 1)  # the LP alone, no branching
     assert pattern_lower_bound(menus, cores, 0, 16) == 16
+
+
+@pytest.mark.parametrize("width", [0, 1, 2, 3, 7, 10, 11, 25])
+def test_the_window_maximum_is_the_maximum_of_the_last_entries(width: int) -> None:
+    values = np.random.default_rng(width).normal(size=(3, 10, 2))
+    got = config_lp._window_max(values, width)
+    for j in range(10):
+        window = values[:, max(0, j - width + 1) : j + 1]
+        want = window.max(axis=1) if width else np.full((3, 2), -np.inf)
+        assert np.array_equal(got[:, j], want)
 
 
 def test_branching_on_the_options_refutes_what_the_lp_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
