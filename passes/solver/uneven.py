@@ -212,8 +212,8 @@ def pourable(
     module: Module, splittable: frozenset[str], bend: float, span_s: float, preloaded: bool = False
 ) -> dict[int, Strategy]:
     """The tables `wrap_around` pours (by menu index), each with the strategy it reads with: of the tables in
-    `splittable`, those with a strategy that holds no local bytes, whose one-sample part fits under `span_s`, and
-    whose two halves cost at most `bend` more than the cheapest the menu serves it under `span_s` (its least-work
+    `splittable`, those with a strategy it may be poured with (below) whose one-sample part fits under `span_s`,
+    and whose two halves cost at most `bend` more than the cheapest the menu serves it under `span_s` (its least-work
     option with parts that short; its fastest whole-table option if none is). A cut of a table read with reuse
     in the caches loses the reuse, and its row shards serve it better; a table the menu must cut anyway loses
     only what a part's fixed cost adds. The strategy is the one whose halves cost least, of those that hold no
