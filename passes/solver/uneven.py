@@ -268,7 +268,8 @@ def wrap_around(
     if rest and plan is None:
         return None
     items = list(place_items(module, dict(zip(rest, plan.choices, strict=True)) if plan else {}))
-    parts = _Pour(module, fluid, items).least()
+    pour = _Pour(module, fluid, items)
+    parts = pour.least()
     if parts is None:
         return None
     cut: dict[int, int] = {}
@@ -284,7 +285,7 @@ def wrap_around(
                 rows=(0, t.rows),
                 samples=(lo, lo + n),
                 core=core,
-                local_bytes=t.bytes if fluid[i].preloaded else 0,
+                local_bytes=pour.held[i],
                 cost=cost,
             )
         )
