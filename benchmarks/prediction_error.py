@@ -8,13 +8,15 @@ fbgemm-tbe), measured in the same rounds on the same data: their p50 beside embm
 embmap's paired speedup over each.
 
 Usage: python benchmarks/prediction_error.py [--profile PROFILE.json [--measurements CSV]] [--row-cap N]
-       [--batches N] [--repeats N] [--rounds N] [--frameworks [NAME ...]]
+       [--batches N] [--repeats N] [--rounds N] [--frameworks [NAME ...]] [--items]
 (default profile: the one `--target cpu` uses, i.e. the shipped calibrated profile on this kind of machine)
 
 Before and after, a drift check measures again a sample of the calibration grid points behind the profile
 (`embmap calibrate --check`) and prints how much slower or faster the machine runs than when it was
 calibrated: on a shared machine, other tenants can slow every plan alike, and that is not the model's error.
-`--rounds N` spreads each plan's runs over N passes through all the workloads.
+`--rounds N` spreads each plan's runs over N passes through all the workloads. `--items` adds where the error
+comes from: each item's p50 in its plan's best run against the item's predicted cost, grouped by workload,
+strategy and where its table fits (the core's private cache, the shared cache, or neither).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embmap.cost_models.measurements import read_csv  # noqa: E402
 from embmap.ir.plan import ExecutionPlan  # noqa: E402
 from embmap.ir.printer import fmt_s  # noqa: E402
-from embmap.ir.spec import Uniform, Zipf  # noqa: E402
+from embmap.ir.spec import TargetSpec, Uniform, Zipf  # noqa: E402
 from embmap.mapper import SolverSettings, compile  # noqa: E402
 from embmap.mapper.calibration import check_drift  # noqa: E402
 from embmap.mapper.compiler import resolve_target  # noqa: E402
@@ -40,6 +42,7 @@ from embmap.mapper.profiles import SHIPPED_MEASUREMENTS, load_profile, machine_k
 from embmap.mapper.workloads import builtin_names  # noqa: E402
 from embmap.runtime import RunConfig, run_rounds  # noqa: E402
 from embmap.runtime.baselines import FRAMEWORKS, available  # noqa: E402
+from embmap.runtime.executor import RunReport  # noqa: E402
 
 PIPELINES = ("embmap", "default", "round-robin")
 DISTRIBUTIONS: dict[str, Uniform | Zipf] = {"uniform": Uniform(), "zipf": Zipf(alpha=1.05)}
@@ -60,6 +63,7 @@ def main() -> None:
         default=[f for f in FRAMEWORKS if available(f)],
         help="measured in the same rounds (default: those installed; none with an empty list)",
     )
+    parser.add_argument("--items", action="store_true", help="also the items' measured / predicted, grouped")
     parser.add_argument(
         "--measurements", type=Path, help="the CSV the profile was fitted to, for the drift check (default: shipped)"
     )
@@ -92,12 +96,16 @@ def main() -> None:
         for name, (dist_name, dist) in itertools.product(args.workloads, DISTRIBUTIONS.items())
     ]
     runs: dict[tuple[int, int], list[float]] = {}
+    best_runs: dict[tuple[int, int], RunReport] = {}  # the best run of each plan (least p50), for --items
     framework_runs: dict[tuple[int, str], list[float]] = {}
     for _ in range(args.rounds):
         for c, (_, _, plans) in enumerate(cases):
             reports, measured = run_rounds(plans, config, args.repeats, args.frameworks)
             for p, plan_reports in enumerate(reports):
                 runs.setdefault((c, p), []).extend(r.p50_s for r in plan_reports)
+                fastest = min(plan_reports, key=lambda r: r.p50_s)
+                if (c, p) not in best_runs or fastest.p50_s < best_runs[c, p].p50_s:
+                    best_runs[c, p] = fastest
             for f, baseline_reports in zip(args.frameworks, measured, strict=True):
                 framework_runs.setdefault((c, f), []).extend(b.p50_s for b in baseline_reports)
     if reference:
@@ -132,8 +140,47 @@ def main() -> None:
     print(f"  against the best run:   median {np.median(best_errors):.1%}, worst {max(best_errors):.1%}")
     print(f"  against the median run: median {np.median(median_errors):.1%}, worst {max(median_errors):.1%}")
     print("profile: " + ("calibrated" if plans[0].cost_profile.calibrated else "UNCALIBRATED preset"))
+    if args.items:
+        print_items(
+            item_groups(
+                [
+                    (name, plan, best_runs[c, p])
+                    for c, (name, _, plans) in enumerate(cases)
+                    for p, plan in enumerate(plans)
+                ]
+            )
+        )
     if args.frameworks:
         print_frameworks(cases, runs, framework_runs, args.frameworks)
+
+
+def item_groups(runs: list[tuple[str, ExecutionPlan, RunReport]]) -> dict[tuple[str, str, str], list[float]]:
+    """Per (workload, strategy, where the table fits), each item's p50 in the run over its predicted cost."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for name, plan, report in runs:
+        tables = {t.name: t for t in plan.workload.tables}
+        for i, item in enumerate(plan.items):
+            key = (name, item.strategy.value, fits_in(tables[item.table].bytes, plan.target))
+            groups.setdefault(key, []).append(report.item_p50_s(i) / item.cost.total_s)
+    return groups
+
+
+def fits_in(table_bytes: int, target: TargetSpec) -> str:
+    """Where a table of `table_bytes` fits whole: a core's private cache, the shared cache, or neither."""
+    if table_bytes <= target.local.capacity_bytes:
+        return "private cache"
+    if target.shared_cache is not None and table_bytes <= target.shared_cache.capacity_bytes:
+        return "shared cache"
+    return "neither"
+
+
+def print_items(groups: dict[tuple[str, str, str], list[float]]) -> None:
+    print("\nitems: p50 in their plan's best run / predicted (all pipelines and distributions)")
+    print("| workload | strategy | table fits in | items | median | quartiles |")
+    print("|---|---|---|---|---|---|")
+    for (name, strategy, place), ratios in sorted(groups.items()):
+        q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
+        print(f"| {name} | {strategy} | {place} | {len(ratios)} | {q2:.2f}x | {q1:.2f}x-{q3:.2f}x |")
 
 
 def print_frameworks(
