@@ -9,6 +9,7 @@ tests/test_properties.py and tests/test_fuzz.py each finish in well under a minu
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,6 +38,16 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A shell starts a background job (`make test &`) with Ctrl-C ignored, and nohup ignores SIGHUP; Python keeps
+# both ignored, and so do the processes the tests start. The tests of what those signals do would wait for a
+# signal that never arrives. So Ctrl-C gets Python's usual handler, and SIGHUP a handler that does nothing:
+# the suite still survives a hangup, and the processes it starts begin with the default (a caught signal is
+# reset by exec, an ignored one is not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 def examples(ci_examples: int) -> settings:
