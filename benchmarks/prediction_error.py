@@ -159,9 +159,9 @@ def item_groups(runs: list[tuple[str, ExecutionPlan, RunReport]]) -> dict[tuple[
     groups: dict[tuple[str, str, str], list[float]] = {}
     for name, plan, report in runs:
         tables = {t.name: t for t in plan.workload.tables}
-        for i, item in enumerate(plan.items):
+        for item in plan.items:
             key = (name, item.strategy.value, fits_in(tables[item.table].bytes, plan.target))
-            groups.setdefault(key, []).append(report.item_p50_s(i) / item.cost.total_s)
+            groups.setdefault(key, []).append(report.item_p50_s(item.id) / item.cost.total_s)
     return groups
 
 

@@ -8,8 +8,12 @@ tests/test_properties.py and tests/test_fuzz.py each finish in well under a minu
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,6 +26,7 @@ from embmap.ir.spec import MemorySpec, TableSpec, TargetSpec, WorkloadSpec
 from embmap.passes import PassContext, PassManager, SolverSettings, parse_pipeline
 
 KiB = 1024
+ROOT = Path(__file__).resolve().parents[1]
 
 settings.register_profile(
     "ci",
@@ -48,6 +53,17 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
+
+
+def load_script(path: str, name: str) -> ModuleType:
+    """A script of the repository (`benchmarks/...`, `tools/...`, not in a package) as a module, registered
+    under `name` (its dataclasses look their module up by name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def examples(ci_examples: int) -> settings:

@@ -5,7 +5,6 @@ JSON Schemas match the code, and the loader rules their Notes call surprising st
 from __future__ import annotations
 
 import enum
-import importlib.util
 import inspect
 import io
 import json
@@ -39,6 +38,7 @@ from embmap.mapper.cli import main
 from embmap.mapper.compiler import resolve_target
 from embmap.mapper.workloads import builtin_workload, resolve_workload
 from embmap.mapper.workloads.synthetic import parse_recipe, synthetic
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS_DOC = ROOT / "docs" / "workloads.md"
@@ -166,11 +166,7 @@ def test_targets_json_saved_one_by_one_gives_each_builtin_target(tmp_path: Path)
 
 
 def _export_schema() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("export_schema", ROOT / "tools" / "export_schema.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export_schema.py", "export_schema")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +13,7 @@ from embmap.ir.errors import SpecError
 from embmap.ir.plan import PLAN_SCHEMA, ExecutionPlan
 from embmap.ir.verify import plan_violations, verify_plan
 from embmap.mapper.planio import load_plan
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "docs" / "plan.schema.json"
@@ -22,11 +22,7 @@ FORMAT_DOC = ROOT / "docs" / "plan-format.md"
 
 
 def _export_schema() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("export_schema", ROOT / "tools" / "export_schema.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export_schema.py", "export_schema")
 
 
 def _example_data() -> dict[str, Any]:

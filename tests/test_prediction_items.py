@@ -3,25 +3,16 @@ workload, strategy and where its table fits."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 from embmap.ir.spec import TableSpec, Uniform, WorkloadSpec
 from embmap.mapper import compile
 from embmap.runtime.executor import RunReport
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("prediction_error", ROOT / "benchmarks" / "prediction_error.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/prediction_error.py", "prediction_error")
 
 
 def test_items_are_grouped_by_where_their_table_fits_with_measured_over_predicted() -> None:
@@ -40,6 +31,7 @@ def test_items_are_grouped_by_where_their_table_fits_with_measured_over_predicte
     shared = plan.target.shared_cache
     assert shared is not None and plan.target.local.capacity_bytes < 12_800_000 <= shared.capacity_bytes
     # A run in which every item took exactly twice its predicted cost.
+    assert [item.id for item in plan.items] == list(range(len(plan.items)))  # a report's items are by id
     twice = tuple((2 * item.cost.total_s,) for item in plan.items)
     report = RunReport("native", (0,), 1, True, 0.0, 0.0, (1.0,), ((1.0,),), twice, 1, 1)
     groups = bench.item_groups([("three-sizes", plan, report)])

@@ -3,8 +3,6 @@ benchmark (benchmarks/torchrec_planners.py) on its quick cell."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,21 +18,14 @@ from embmap.mapper.profiles import default_profile
 from embmap.mapper.torchrec.cluster import cluster, compile_cluster, finish_s, table_options
 from embmap.mapper.torchrec.compare import device_finishes_s, predicted_s, shardings_of
 from embmap.mapper.torchrec.planner import available
+from tests.conftest import load_script
 
 needs_torchrec = pytest.mark.skipif(not available(), reason="TorchRec is not installed (make installs it)")
-ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "torchrec_planners_bench", ROOT / "benchmarks" / "torchrec_planners.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/torchrec_planners.py", "torchrec_planners_bench")
 
 
 def two_tables() -> WorkloadSpec:
