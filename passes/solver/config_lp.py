@@ -419,9 +419,15 @@ def _piece_start(
 
 
 def _fewest_cells(space: Space, t: int, line: int) -> int:
-    """The fewest grid cells a piece along the line takes (its least time, rounded as the grid rounds down)."""
+    """The fewest grid cells a piece along the line takes (its least time, one sample)."""
     a, b = space.lines[t][line]
-    return max(0, math.ceil((a + b) / space.grid.unit - 1 - 1e-9))
+    return _cells(a + b, space.grid.unit)
+
+
+def _cells(time: float, unit: float) -> int:
+    """The cells a piece of `time` units takes on a grid of `unit`, rounded as the grid rounds down: a piece
+    from cell x to cell x + m has (m + 1) units of room."""
+    return max(0, math.ceil(time / unit - 1 - 1e-9))
 
 
 def _price_pieces(space: Space, t: int, duals: Duals, dp: np.ndarray, new: np.ndarray) -> np.ndarray | None:
@@ -450,7 +456,7 @@ def _price_pieces(space: Space, t: int, duals: Duals, dp: np.ndarray, new: np.nd
         which = [which[i] for i in keep]
         per_sample, per_piece = slopes[keep][:, None, None], offsets[keep][:, None, None]
         span = cells + 1 - shift  # the ends c = shift..cells, and the starts x = 0..cells - shift
-        full = max(shift, math.ceil((a + b * samples) / q - 1 - 1e-9))  # cells from which a piece holds all N
+        full = max(shift, _cells(a + b * samples, q))  # cells from which a piece holds all N
         base = dp[None, :span, :] - per_sample * (q / b) * index[None, :span, None]
         room = ((index[shift:] + 1) * q - a) / b
         take = _window_max(base, full - shift) + per_sample * room[None, :, None]
