@@ -74,7 +74,7 @@ def main() -> None:
     target = resolve_target("cpu")
     drift = [check_drift(target, reference)] if reference else []
     solver = SolverSettings(time_limit_s=2.0, workers=1, seed=0)
-    config = RunConfig(batches=args.batches, warmup=5)
+    config = RunConfig(batches=args.batches)
     cases = [
         (
             name,

@@ -31,7 +31,7 @@ from embmap.passes.solver.options import make_option
 from embmap.runtime import RunConfig, RunReport, run_interleaved
 
 KiB = 1024
-CALIBRATION_RUN = RunConfig(batches=20, warmup=3)
+CALIBRATION_RUN = RunConfig(batches=20)  # warm-up: until the caches are steady (`steady_warmup`)
 PIPELINES = ("embmap", "default", "round-robin")  # whole plans measured for the fit
 REPEATS = 3  # runs per plan on the same data; an item's time is its best run's median batch
 

@@ -8,6 +8,7 @@ reference lookup; `run_rounds` pairs plans and the frameworks users run in round
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 
 from embmap.ir.errors import ResourceError, SpecError
 from embmap.ir.plan import ExecutionPlan
-from embmap.ir.spec import DType, tables_difference
+from embmap.ir.spec import DType, TableSpec, TargetSpec, tables_difference
 from embmap.ir.targets import meminfo_bytes, usable_cpus
 from embmap.runtime import kernels, native, workers
 from embmap.runtime.baselines import BaselineReport, prepare_baseline
@@ -29,7 +30,9 @@ from embmap.runtime.workers import Fault
 @dataclass(frozen=True)
 class RunConfig:
     batches: int = 50
-    warmup: int = 5
+    # Batches run before the measured ones. None: as many as the caches take to reach the state a long run
+    # keeps them in (`steady_warmup`), decided per plan (`for_plan`).
+    warmup: int | None = None
     # Batches of indices drawn; the run cycles through them. None: one per batch run, warm-up included, so
     # that no batch reads rows a recent one read (as fresh queries would not): a few batches cycled would let
     # their rows settle in the caches, and a "uniform" table would run at the speed of a small working set.
@@ -44,7 +47,46 @@ class RunConfig:
 
     @property
     def index_batch_count(self) -> int:
-        return self.warmup + self.batches if self.index_batches is None else self.index_batches
+        if self.index_batches is not None:
+            return self.index_batches
+        if self.warmup is None:
+            raise ValueError("the warm-up is not decided yet: use RunConfig.for_plan(plan)")
+        return self.warmup + self.batches
+
+    def for_plan(self, plan: ExecutionPlan) -> RunConfig:
+        """This config with its warm-up decided for `plan`: None becomes `steady_warmup` of its tables."""
+        if self.warmup is not None:
+            return self
+        return dataclasses.replace(
+            self, warmup=steady_warmup(plan.workload.tables, plan.workload.batch_size, plan.target)
+        )
+
+
+# Warm-up batches: at least the few that settle the code and the private caches, at most what keeps a run of
+# tiny batches short; `STEADY_SWEEPS` passes over what the caches could hold in between.
+MIN_WARMUP, MAX_WARMUP = 5, 1000
+STEADY_SWEEPS = 3
+
+
+def steady_warmup(tables: Sequence[TableSpec], batch_size: int, target: TargetSpec) -> int:
+    """Batches to run before measuring, so that the caches hold what they hold in a long run, which is what
+    the cost model prices (steady-state hit ratios).
+
+    A table's row enters the caches the first time it is drawn. A run that starts measuring after a few
+    batches finds most rows of a table of 24,516 rows read 1,024 times a batch not drawn yet, and pays main
+    memory for rows a serving process would find in the shared cache (Tenrec's `user_id`: about 7 ns a lookup
+    after 5 batches, 2.5-4.5 ns once warm; a 2 MiB table read 512 times a batch: 2.4x slower after 3 batches
+    than after 192). So the warm-up runs until either every table has been drawn `STEADY_SWEEPS` times its
+    rows (95% of a uniform table's rows drawn at least once) or the rows read amount to `STEADY_SWEEPS` times
+    the shared cache (what it holds then is what the latest reads left: a table larger than the cache never
+    needs every row drawn), whichever comes first, within [`MIN_WARMUP`, `MAX_WARMUP`]."""
+    if batch_size <= 0 or not tables:
+        return MIN_WARMUP
+    cache = target.shared_cache.capacity_bytes if target.shared_cache else target.local.capacity_bytes * target.cores
+    read = sum(batch_size * t.pooling * t.row_bytes for t in tables)  # bytes of rows a batch reads
+    sweeps = max(t.rows / (batch_size * t.pooling) for t in tables if t.pooling > 0) if read > 0 else 0.0
+    batches = STEADY_SWEEPS * min(cache / read, sweeps) if read > 0 else 0.0
+    return int(min(MAX_WARMUP, max(MIN_WARMUP, math.ceil(batches))))
 
 
 @dataclass(frozen=True)
@@ -61,6 +103,7 @@ class RunReport:
     lookups_per_batch: int  # the mean over the measured batches (whole numbers: exact)
     bytes_per_batch: int
     ids_from: str = ""  # where the index batches came from: drawn with a seed, or a trace's own
+    warmup: int = 0  # batches run before the measured ones
 
     def p(self, q: float) -> float:
         return float(np.percentile(self.e2e_s, q))
@@ -131,7 +174,9 @@ def backend_name(config: RunConfig) -> str:
 
 def run_plan(plan: ExecutionPlan, config: RunConfig = RunConfig(), data: Materialized | None = None) -> RunReport:
     """Run the plan and check its output. `data` (from `materialize_for`) lets several plans of the same
-    tables run on the same materialized data: the caller then owns and closes it."""
+    tables run on the same materialized data: the caller then owns and closes it. A warm-up of None is
+    decided for the plan (`RunConfig.for_plan`)."""
+    config = config.for_plan(plan)
     check_runnable(plan, config)
     backend = backend_name(config)
     cpus = tuple(usable_cpus()[: plan.target.cores])
@@ -197,6 +242,7 @@ def run_rounds(
     their turn in every round too, on the same tables and index batches, with one thread per plan core."""
     reports: list[list[RunReport]] = [[] for _ in plans]
     measured: list[list[BaselineReport]] = [[] for _ in baselines]
+    config = config.for_plan(plans[0])  # plans of the same tables: one warm-up for all
     data = materialize_for(plans[0], config)
     try:
         prepared = [prepare_baseline(n, plans[0].workload.tables, data, plans[0].target.cores) for n in baselines]
@@ -234,6 +280,7 @@ def materialize_for(
     shared memory for the reference executor's worker processes, in this process's memory for the native one.
     `bags`: the index batches to run instead of drawn ones (a trace's own, `ids_from` saying which), as many
     per table as `config.index_batch_count`, each of the plan's batch size, every id below the table's rows."""
+    config = config.for_plan(plan)
     check_runnable(plan, config)
     shared = backend_name(config) != "native"
     return materialize(
@@ -301,6 +348,7 @@ def _report(
         lookups_per_batch=lookups,
         bytes_per_batch=read,
         ids_from=data.ids_from,
+        warmup=config.warmup or 0,
     )
 
 

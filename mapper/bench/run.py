@@ -185,7 +185,7 @@ def _case_rows(config: BenchConfig, name: str, sc: Scenario, ascend: list[Timed]
         return case
     from embmap.runtime import RunConfig, run_rounds
 
-    run_config = RunConfig(batches=config.batches, warmup=5)
+    run_config = RunConfig(batches=config.batches)
     plans = [plan for plan, _ in cpu]
     reports, measured = run_rounds(plans, run_config, config.repeats, config.frameworks)
     case += [Row(name, sc.name, f, tables, *(None,) * 10) for f in config.frameworks]

@@ -26,6 +26,7 @@ def run_data(plan: ExecutionPlan, report: RunReport) -> dict[str, Any]:
         "backend": report.backend,
         "cpus": list(report.cpus),
         "batches": report.batches,
+        "warmup": report.warmup,
         "correct": report.correct,
         "max_abs_error": report.max_abs_error,
         "tolerance": report.tolerance,
@@ -59,7 +60,8 @@ def run_text(plan: ExecutionPlan, report: RunReport) -> str:
     d = run_data(plan, report)
     verdict = "correct" if d["correct"] else "WRONG"
     lines = [
-        f"ran {printable(d['workload'])} plan on cpus {d['cpus']} with {d['backend']}: {d['batches']} batches, "
+        f"ran {printable(d['workload'])} plan on cpus {d['cpus']} with {d['backend']}: {d['batches']} batches "
+        f"after {d['warmup']} warm-up, "
         f"output {verdict} (max error {d['max_abs_error']:.2g}, tolerance {d['tolerance']:.2g})",
         f"batch latency  measured p50 {fmt_s(d['measured_p50_s'])}  p99 {fmt_s(d['measured_p99_s'])}   "
         f"predicted {fmt_s(d['predicted_s'])} ({d['error']:+.1%})"
@@ -78,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from embmap.mapper.planio import load_plan
     from embmap.runtime import RunConfig, run_plan
 
-    if args.batches < 1 or args.warmup < 0:
+    if args.batches < 1 or (args.warmup is not None and args.warmup < 0):
         raise SpecError("--batches", "must be >= 1 (and --warmup >= 0)", "give a positive number of batches")
     if not args.timeout > 0:
         raise SpecError("--timeout", f"must be positive, got {args.timeout}", "give seconds, e.g. --timeout 120")
@@ -116,6 +118,8 @@ def _replayed(plan: ExecutionPlan, config: RunConfig, args: argparse.Namespace) 
     from embmap.mapper.traces.replay import replay_bags
     from embmap.runtime import materialize_for, run_plan
 
+    config = config.for_plan(plan)
+    assert config.warmup is not None
     replay = replay_bags(args.replay, plan.workload, config.warmup + config.batches, args.tables)
     config = dataclasses.replace(config, index_batches=replay.index_batches)
     data = materialize_for(plan, config, replay.bags, replay.ids_from)

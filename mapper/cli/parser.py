@@ -345,8 +345,9 @@ def _add_run(sub: Subparsers) -> None:
     r.add_argument(
         "--warmup",
         type=whole(0, MAX_BATCHES, f"give a number of batches, at most {MAX_BATCHES}"),
-        default=5,
-        help=f"batches run before the measured ones (0 to {MAX_BATCHES}; default 5)",
+        default=None,
+        help=f"batches run before the measured ones (0 to {MAX_BATCHES}; default: until the caches hold what "
+        "they hold in a long run, 5 to 1000 batches)",
     )
     r.add_argument(
         "--seed",
