@@ -74,8 +74,8 @@ def steady_warmup(tables: Sequence[TableSpec], batch_size: int, target: TargetSp
 
     A table's row enters the caches the first time it is drawn. A run that starts measuring after a few
     batches finds most rows of a table of 24,516 rows read 1,024 times a batch not drawn yet, and pays main
-    memory for rows a serving process would find in the shared cache (Tenrec's `user_id`: about 7 ns a lookup
-    after 5 batches, 2.5-4.5 ns once warm; a 2 MiB table read 512 times a batch: 2.4x slower after 3 batches
+    memory for rows a serving process would find in the shared cache (Tenrec's `user_id` alone on a core: 4.5-7 ns a
+    lookup after 5 batches, about 3 ns after 72; a 2 MiB table read 512 times a batch: 2.4x slower after 3 batches
     than after 192). So the warm-up runs until either every table has been drawn `STEADY_SWEEPS` times its
     rows (95% of a uniform table's rows drawn at least once) or the rows read amount to `STEADY_SWEEPS` times
     the shared cache (what it holds then is what the latest reads left: a table larger than the cache never

@@ -118,7 +118,8 @@ def report_markdown(
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {machine_key()} ({platform.machine()}, Python {platform.python_version()})",
         f"- CP-SAT: {config.ascend_time_limit:g} s on ascend910, {config.cpu_time_limit:g} s on cpu; 1 worker, seed 0",
-        f"- measured: rows capped at {config.row_cap:,} per table, {config.batches} batches per run, "
+        f"- measured: rows capped at {config.row_cap:,} per table, {config.batches} batches per run "
+        "after a warm-up to the caches' steady state, "
         f"{config.repeats} interleaved rounds (each runs every plan and framework of a case once, on the same "
         "data); a run's latency is its p50 batch latency. A measured speedup is the median over rounds of the "
         f"baseline's latency / embmap's in the same round, and a loss counts as beyond noise when the whole "
