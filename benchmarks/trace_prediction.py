@@ -91,7 +91,12 @@ def error(predicted: float, measured: float) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batches", type=int, default=100, help="measured batches per run (after 5 warm-up)")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=100,
+        help="measured batches per run (after a warm-up to the caches' steady state)",
+    )
     parser.add_argument("--samples", type=int, default=131_072, help="samples per trace")
     parser.add_argument("--batch", type=int, default=1024, help="samples per batch")
     args = parser.parse_args(argv)
