@@ -71,8 +71,7 @@ def prepare(name: str, features: Sequence[FeatureSpec], folder: Path, samples: i
 
 def measure(case: Case, batches: int) -> float:
     config = RunConfig(batches=batches).for_plan(case.plan)
-    assert config.warmup is not None
-    replay = replay_bags(case.trace, case.plan.workload, config.warmup + config.batches)
+    replay = replay_bags(case.trace, case.plan.workload, config.warmup_batches + config.batches)
     config = dataclasses.replace(config, index_batches=replay.index_batches)
     data = materialize_for(case.plan, config, replay.bags, replay.ids_from)
     try:

@@ -47,11 +47,14 @@ class RunConfig:
 
     @property
     def index_batch_count(self) -> int:
-        if self.index_batches is not None:
-            return self.index_batches
+        return self.warmup_batches + self.batches if self.index_batches is None else self.index_batches
+
+    @property
+    def warmup_batches(self) -> int:
+        """The warm-up, once decided (`for_plan` decides a None)."""
         if self.warmup is None:
             raise ValueError("the warm-up is not decided yet: use RunConfig.for_plan(plan)")
-        return self.warmup + self.batches
+        return self.warmup
 
     def for_plan(self, plan: ExecutionPlan) -> RunConfig:
         """This config with its warm-up decided for `plan`: None becomes `steady_warmup` of its tables."""
@@ -145,7 +148,7 @@ def check_runnable(plan: ExecutionPlan, config: RunConfig) -> None:
             f"running it needs about {need / 2**30:.1f} GiB; {available / 2**30:.1f} GiB are available",
             f"recompile with a row cap, e.g. --row-cap {max(1, int(biggest.rows * config.memory_fraction * available / need))}",
         )
-    if config.batches < 1 or config.warmup < 0 or config.index_batch_count < 1:
+    if config.batches < 1 or config.warmup_batches < 0 or config.index_batch_count < 1:
         raise SpecError("run", "batches must be >= 1, warmup >= 0, index batches >= 1", "check --batches")
     if not config.timeout_s > 0:
         raise SpecError("run.timeout_s", f"must be positive, got {config.timeout_s}", "give seconds, e.g. 120")
@@ -200,10 +203,10 @@ def _run_native(plan: ExecutionPlan, config: RunConfig, data: Materialized, cpus
         for t in plan.workload.tables
     ]
     try:
-        timings = native.run(plan, tables, cpus, config.warmup, config.batches, config.index_batch_count)
+        timings = native.run(plan, tables, cpus, config.warmup_batches, config.batches, config.index_batch_count)
     except MemoryError:  # the cores' private replicas, scratch buffers and partial sums
         raise memory_refused(sum(it.local_bytes for it in plan.items), "the cores' replicas and buffers") from None
-    correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
+    correct, err, tol = _check(plan, data, (config.warmup_batches + config.batches - 1) % config.index_batch_count)
     return _report(plan, data, timings.starts, timings.ends, timings.items, "native", cpus, config, (correct, err, tol))
 
 
@@ -218,7 +221,7 @@ def _run_reference(
     """One forked worker process per core, kernels called from Python, data in shared memory (`workers`)."""
     try:
         starts, ends, items = workers.run(plan, config, data, cpus, backend)
-        correct, err, tol = _check(plan, data, (config.warmup + config.batches - 1) % config.index_batch_count)
+        correct, err, tol = _check(plan, data, (config.warmup_batches + config.batches - 1) % config.index_batch_count)
         return _report(plan, data, starts, ends, items, backend, cpus, config, (correct, err, tol))
     finally:
         if owned:
@@ -252,7 +255,7 @@ def run_rounds(
                 _require_correct(f"plan {plan.pipeline}", plan, report.correct, report.max_abs_error, report.tolerance)
                 reports[i].append(report)
             for k, baseline in enumerate(prepared):
-                b = baseline.run(config.warmup, config.batches)
+                b = baseline.run(config.warmup_batches, config.batches)
                 _require_correct(baseline.name, plans[0], b.correct, b.max_abs_error, b.tolerance)
                 measured[k].append(b)
                 time.sleep(BASELINE_COOLDOWN_S)
@@ -329,7 +332,7 @@ def _report(
     config: RunConfig,
     check: tuple[bool, float, float],
 ) -> RunReport:
-    measured = slice(config.warmup, config.warmup + config.batches)
+    measured = slice(config.warmup_batches, config.warmup_batches + config.batches)
     starts = starts_ns[measured].astype(np.float64)
     ends = ends_ns[measured].astype(np.float64)
     items = items_ns[measured].astype(np.float64) * 1e-9
@@ -348,14 +351,16 @@ def _report(
         lookups_per_batch=lookups,
         bytes_per_batch=read,
         ids_from=data.ids_from,
-        warmup=config.warmup or 0,
+        warmup=config.warmup_batches,
     )
 
 
 def _gathered(plan: ExecutionPlan, data: Materialized, config: RunConfig) -> tuple[int, int]:
     """(lookups, bytes of rows) a measured batch gathers, the mean over the measured batches (rounded): what
     the index batches they cycle through hold."""
-    run = (np.arange(config.warmup, config.warmup + config.batches) % config.index_batch_count).astype(np.int64)
+    run = (np.arange(config.warmup_batches, config.warmup_batches + config.batches) % config.index_batch_count).astype(
+        np.int64
+    )
     lookups, read = 0.0, 0.0
     for t in plan.workload.tables:
         offsets = data.offsets[t.name].array

@@ -58,7 +58,7 @@ def run(
     """Run the plan's batches with one forked worker per core on `data` (in shared memory); returns the cores'
     start and end times [batches, cores] and the items' times [batches, items], in ns. Raises `RunFault` when
     a worker dies, raises or hangs; the workers are stopped and the run's memory released however it ends."""
-    total = config.warmup + config.batches
+    total = config.warmup_batches + config.batches
     shared = _Shared.create(plan, total)
     ctx = mp.get_context("fork")
     workers: list[Any] = []

@@ -119,8 +119,7 @@ def _replayed(plan: ExecutionPlan, config: RunConfig, args: argparse.Namespace) 
     from embmap.runtime import materialize_for, run_plan
 
     config = config.for_plan(plan)
-    assert config.warmup is not None
-    replay = replay_bags(args.replay, plan.workload, config.warmup + config.batches, args.tables)
+    replay = replay_bags(args.replay, plan.workload, config.warmup_batches + config.batches, args.tables)
     config = dataclasses.replace(config, index_batches=replay.index_batches)
     data = materialize_for(plan, config, replay.bags, replay.ids_from)
     try:
