@@ -77,18 +77,19 @@ def steady_warmup(tables: Sequence[TableSpec], batch_size: int, target: TargetSp
 
     A table's row enters the caches the first time it is drawn. A run that starts measuring after a few
     batches finds most rows of a table of 24,516 rows read 1,024 times a batch not drawn yet, and pays main
-    memory for rows a serving process would find in the shared cache (Tenrec's `user_id` alone on a core: 4.5-7 ns a
-    lookup after 5 batches, about 3 ns after 72; a 2 MiB table read 512 times a batch: 2.4x slower after 3 batches
-    than after 192). So the warm-up runs until either every table has been drawn `STEADY_SWEEPS` times its
-    rows (95% of a uniform table's rows drawn at least once) or the rows read amount to `STEADY_SWEEPS` times
-    the shared cache (what it holds then is what the latest reads left: a table larger than the cache never
-    needs every row drawn), whichever comes first, within [`MIN_WARMUP`, `MAX_WARMUP`]."""
-    if batch_size <= 0 or not tables:
-        return MIN_WARMUP
+    memory for rows a serving process would find in the shared cache (Tenrec's `user_id` alone on a core:
+    4.5-7 ns a lookup after 5 batches, about 3 ns after 72; a 2 MiB table read 512 times a batch: 2.4x
+    slower after 3 batches than after 192). So the warm-up runs until either every table has been drawn
+    `STEADY_SWEEPS` times its rows (95% of a uniform table's rows drawn at least once) or the rows read
+    amount to `STEADY_SWEEPS` times the shared cache (what it holds then is what the latest reads left: a
+    table larger than the cache never needs every row drawn), whichever comes first, within
+    [`MIN_WARMUP`, `MAX_WARMUP`]."""
     cache = target.shared_cache.capacity_bytes if target.shared_cache else target.local.capacity_bytes * target.cores
     read = sum(batch_size * t.pooling * t.row_bytes for t in tables)  # bytes of rows a batch reads
-    sweeps = max(t.rows / (batch_size * t.pooling) for t in tables if t.pooling > 0) if read > 0 else 0.0
-    batches = STEADY_SWEEPS * min(cache / read, sweeps) if read > 0 else 0.0
+    if read <= 0:
+        return MIN_WARMUP
+    sweeps = max(t.rows / (batch_size * t.pooling) for t in tables if t.pooling > 0)
+    batches = STEADY_SWEEPS * min(cache / read, sweeps)
     return int(min(MAX_WARMUP, max(MIN_WARMUP, math.ceil(batches))))
 
 
